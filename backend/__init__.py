@@ -1,0 +1,33 @@
+"""The care-team backend: a Flask application factory in the style of Flask's tutorial.
+
+``create_app`` applies the embedded defaults, then the environment, then the
+test dict, and registers every subsystem through its ``init_app``. Importing
+this package reads no environment variable and opens no database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create and configure the app: defaults, then environment, then ``test_config``."""
+    from backend import api, cli, db, errors
+    from backend.config import default_config, load_environment
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(default_config(app.instance_path))
+    app.config.from_mapping(load_environment(os.environ))
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    errors.init_app(app)
+    api.init_app(app)
+    cli.init_app(app)
+    return app

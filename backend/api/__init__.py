@@ -1,0 +1,123 @@
+"""The care-team JSON API under ``/api/v1``, documented by OpenAPI 3 at ``/api/v1/openapi.json``.
+
+spectree validates requests and responses against the pydantic schemas and
+generates the OpenAPI document from them. Every route authenticates the bearer
+token in ``before_request`` and scopes every look-up to the user's team.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, make_response, request
+from pydantic import BaseModel
+from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
+from werkzeug.exceptions import HTTPException
+
+from backend.db import get_session
+from backend.models import User
+from backend.schemas import ErrorOut
+
+API_PREFIX = "/api/v1"
+
+
+class ValidationErrorOut(BaseModel):
+    """A request that failed validation: the first field at fault and every error."""
+
+    error: str
+    message: str
+    field: str | None = None
+    fields: list[dict[str, str]] = []
+
+
+def _validation_failed(
+    req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any
+) -> None:
+    """Answer a validation error with our own JSON body, without logging the input (health data)."""
+    if error is None:
+        return
+    fields = [
+        {"field": ".".join(str(part) for part in item["loc"]) or "body", "message": item["msg"]}
+        for item in error.errors()  # type: ignore[attr-defined]
+    ]
+    body = {
+        "error": "validation_failed",
+        "message": f"{fields[0]['field']}: {fields[0]['message']}" if fields else "invalid request",
+        "field": fields[0]["field"] if fields else None,
+        "fields": fields,
+    }
+    raise HTTPException(response=make_response(jsonify(body), 422))
+
+
+spec = SpecTree(
+    "flask",
+    title="Monoclonal-antibody patient companion: care-team API",
+    version="1.0.0",
+    # spectree leaves out every route under its own path, so it must not be /api/v1;
+    # the document is served at /api/v1/openapi.json by openapi_document() instead.
+    path="apidoc",
+    mode="strict",
+    openapi_version="3.0.3",
+    page_templates={},  # no doc pages: they would load scripts from CDNs
+    before=_validation_failed,
+    validation_error_model=ValidationErrorOut,
+    security_schemes=[
+        SecurityScheme(name="bearerAuth", data=SecuritySchemeData(type="http", scheme="bearer"))
+    ],
+    security={"bearerAuth": []},
+)
+
+api = Blueprint("api", __name__, url_prefix=API_PREFIX)
+
+#: Error responses every authenticated route may give.
+ERRORS = {"HTTP_401": ErrorOut, "HTTP_404": ErrorOut}
+
+
+def responses(**codes: Any) -> Response:
+    """A spectree Response with the common error codes added."""
+    return Response(**{**ERRORS, **codes})
+
+
+def request_now() -> datetime:
+    """The current instant, from the app's injectable clock (tests pass ``CLOCK``)."""
+    clock = current_app.config.get("CLOCK")
+    return clock() if clock else datetime.now(UTC)
+
+
+def current_user() -> User:
+    """The authenticated user of this request."""
+    return g.api_user
+
+
+@api.before_request
+def _authenticate() -> Any:
+    from backend.auth import user_for_bearer
+
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+        if not request.is_json:
+            return jsonify(
+                {"error": "unsupported_media_type", "message": "send application/json"}
+            ), 415
+        if request.get_json(silent=True) is None:
+            return jsonify({"error": "bad_json", "message": "body is not valid JSON"}), 400
+    user = user_for_bearer(get_session(), request.headers.get("Authorization"), request_now())
+    if user is None:
+        response = jsonify({"error": "unauthorized", "message": "a valid bearer token is required"})
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response, 401
+    g.api_user = user
+    return None
+
+
+def init_app(app: Flask) -> None:
+    """Register the API blueprint and its OpenAPI document."""
+    from backend.api import alerts, patients, plans, regimens  # noqa: F401  (routes register on import)
+
+    app.register_blueprint(api)
+    app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi_document", openapi_document)
+
+
+def openapi_document() -> Any:
+    """The OpenAPI 3 document of the API (public: it describes, it reveals no data)."""
+    return jsonify(spec.spec)

@@ -1,0 +1,53 @@
+"""Alert routes: the team's alerts by urgency; acknowledge and resolve."""
+
+from __future__ import annotations
+
+from backend.api import api, current_user, request_now, responses, spec
+from backend.db import get_session
+from backend.schemas import AlertOut, AlertPage, AlertQuery, ResolveIn
+from backend.serializers import alert_out
+from backend.services import alerts as alert_service
+
+TAGS = ["alerts"]
+
+
+@api.get("/alerts")
+@spec.validate(query=AlertQuery, resp=responses(HTTP_200=AlertPage, HTTP_422=None), tags=TAGS)
+def list_alerts(query: AlertQuery):
+    """Open and acknowledged alerts (or ``status=``), most urgent and oldest first."""
+    rows, total = alert_service.list_alerts(
+        get_session(),
+        current_user().team_id,
+        status=query.status,
+        severity=query.severity,
+        patient_id=query.patient_id,
+        page=query.page,
+        per_page=query.per_page,
+    )
+    return AlertPage(
+        items=[alert_out(a) for a in rows], page=query.page, per_page=query.per_page, total=total
+    )
+
+
+@api.post("/alerts/<int:alert_id>/acknowledge")
+@spec.validate(resp=responses(HTTP_200=AlertOut, HTTP_409=None), tags=TAGS)
+def acknowledge_alert(alert_id: int):
+    """Mark an alert as seen: it is no longer re-sent to the on-call number."""
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
+    session.commit()
+    return alert_out(alert)
+
+
+@api.post("/alerts/<int:alert_id>/resolve")
+@spec.validate(
+    json=ResolveIn, resp=responses(HTTP_200=AlertOut, HTTP_409=None, HTTP_422=None), tags=TAGS
+)
+def resolve_alert(alert_id: int, json: ResolveIn):
+    """Close an alert with a note (who and when are kept)."""
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    alert_service.resolve_alert(session, alert, current_user().id, json.note, request_now())
+    session.commit()
+    return alert_out(alert)

@@ -1,0 +1,159 @@
+"""Patient routes: enrol, read, update, list; labs, prophylaxis, schedule."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from backend.api import api, current_user, request_now, responses, spec
+from backend.db import get_session
+from backend.schemas import (
+    LabIn,
+    LabOut,
+    LabRecorded,
+    PageQuery,
+    PatientIn,
+    PatientOut,
+    PatientPage,
+    PatientUpdate,
+    ProphylaxisIn,
+    ProphylaxisOut,
+    ProphylaxisStopIn,
+    ScheduleOut,
+    ScheduleQuery,
+)
+from backend.serializers import alert_out, lab_out, patient_out, prophylaxis_out, schedule_out
+from backend.services import labs as lab_service
+from backend.services import patients as patient_service
+from backend.services import prophylaxis as prophylaxis_service
+from backend.services.schedule import schedule_between
+
+TAGS = ["patients"]
+
+
+@api.post("/patients")
+@spec.validate(json=PatientIn, resp=responses(HTTP_201=PatientOut, HTTP_422=None), tags=TAGS)
+def create_patient(json: PatientIn):
+    """Enrol a patient in the caller's team; the phone number is stored as E.164."""
+    session = get_session()
+    patient = patient_service.create_patient(
+        session,
+        current_user().team_id,
+        json,
+        request_now(),
+        region=current_app.config["DEFAULT_REGION"],
+    )
+    session.commit()
+    return patient_out(patient), 201
+
+
+@api.get("/patients")
+@spec.validate(query=PageQuery, resp=responses(HTTP_200=PatientPage), tags=TAGS)
+def list_patients(query: PageQuery):
+    """The caller's team's patients, by name, one page at a time."""
+    rows, total = patient_service.list_patients(
+        get_session(), current_user().team_id, page=query.page, per_page=query.per_page
+    )
+    return PatientPage(
+        items=[patient_out(p) for p in rows], page=query.page, per_page=query.per_page, total=total
+    )
+
+
+@api.get("/patients/<int:patient_id>")
+@spec.validate(resp=responses(HTTP_200=PatientOut), tags=TAGS)
+def get_patient(patient_id: int):
+    """One patient of the caller's team."""
+    return patient_out(
+        patient_service.get_patient(get_session(), current_user().team_id, patient_id)
+    )
+
+
+@api.patch("/patients/<int:patient_id>")
+@spec.validate(json=PatientUpdate, resp=responses(HTTP_200=PatientOut, HTTP_422=None), tags=TAGS)
+def update_patient(patient_id: int, json: PatientUpdate):
+    """Change contact preferences, language, quiet hours, time zone or measurements."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    patient_service.update_patient(
+        session, patient, json, request_now(), region=current_app.config["DEFAULT_REGION"]
+    )
+    session.commit()
+    return patient_out(patient)
+
+
+@api.get("/patients/<int:patient_id>/schedule")
+@spec.validate(query=ScheduleQuery, resp=responses(HTTP_200=ScheduleOut, HTTP_422=None), tags=TAGS)
+def get_schedule(patient_id: int, query: ScheduleQuery):
+    """Every dated event (doses, premedication, pills, labs, check-ins, milestones) in a window."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    window = schedule_between(session, patient, query.from_, query.to, request_now())
+    return schedule_out(patient, window)
+
+
+@api.post("/patients/<int:patient_id>/labs")
+@spec.validate(json=LabIn, resp=responses(HTTP_201=LabRecorded, HTTP_422=None), tags=TAGS)
+def record_lab(patient_id: int, json: LabIn):
+    """Record a CMV PCR, CD4 or ANC result; the lab rules may raise alerts."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    lab, alerts = lab_service.record_lab(session, patient, json, current_user().id, request_now())
+    session.commit()
+    return LabRecorded(lab=lab_out(lab), alerts=[alert_out(a) for a in alerts]), 201
+
+
+@api.get("/patients/<int:patient_id>/labs")
+@spec.validate(resp=responses(HTTP_200=list[LabOut]), tags=TAGS)
+def list_labs(patient_id: int):
+    """The patient's lab results, oldest first."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    return [
+        lab_out(lab).model_dump(mode="json") for lab in lab_service.labs_of(session, patient.id)
+    ]
+
+
+@api.post("/patients/<int:patient_id>/prophylaxis")
+@spec.validate(
+    json=ProphylaxisIn, resp=responses(HTTP_201=ProphylaxisOut, HTTP_422=None), tags=TAGS
+)
+def add_prophylaxis(patient_id: int, json: ProphylaxisIn):
+    """Start an infection-prevention course with the dose and times the care team prescribed."""
+    session = get_session()
+    now = request_now()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    course = prophylaxis_service.add_course(session, patient, json, now)
+    session.commit()
+    return prophylaxis_out(
+        course, prophylaxis_service.eligibility(session, course, patient, now)
+    ), 201
+
+
+@api.get("/patients/<int:patient_id>/prophylaxis")
+@spec.validate(resp=responses(HTTP_200=list[ProphylaxisOut]), tags=TAGS)
+def list_prophylaxis(patient_id: int):
+    """The patient's prophylaxis courses with their stop eligibility."""
+    session = get_session()
+    now = request_now()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    return [
+        prophylaxis_out(c, prophylaxis_service.eligibility(session, c, patient, now)).model_dump(
+            mode="json"
+        )
+        for c in prophylaxis_service.courses_of(session, patient.id)
+    ]
+
+
+@api.post("/prophylaxis/<int:course_id>/stop")
+@spec.validate(
+    json=ProphylaxisStopIn,
+    resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
+    tags=TAGS,
+)
+def stop_prophylaxis(course_id: int, json: ProphylaxisStopIn):
+    """Confirm the stop of a course; refused (409) while not eligible unless an override reason is given."""
+    session = get_session()
+    now = request_now()
+    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
+    prophylaxis_service.stop_course(session, course, patient, json, current_user().id, now)
+    session.commit()
+    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))

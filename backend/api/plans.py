@@ -1,0 +1,90 @@
+"""Plan routes: start a regimen, read a plan, hold, resume, extend, stop, record doses."""
+
+from __future__ import annotations
+
+from backend.api import api, current_user, request_now, responses, spec
+from backend.db import get_session
+from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
+from backend.serializers import plan_out
+from backend.services import patients as patient_service
+from backend.services import plans as plan_service
+
+TAGS = ["plans"]
+CHANGE = responses(HTTP_200=PlanOut, HTTP_409=None, HTTP_422=None)
+
+
+@api.post("/patients/<int:patient_id>/plans")
+@spec.validate(
+    json=PlanIn, resp=responses(HTTP_201=PlanOut, HTTP_409=None, HTTP_422=None), tags=TAGS
+)
+def start_plan(patient_id: int, json: PlanIn):
+    """Start a regimen from the catalogue on a start date (the patient's local date)."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    plan = plan_service.start_plan(session, patient, json, current_user().id, request_now())
+    session.commit()
+    return plan_out(session, plan, patient), 201
+
+
+@api.get("/plans/<int:plan_id>")
+@spec.validate(resp=responses(HTTP_200=PlanOut), tags=TAGS)
+def get_plan(plan_id: int):
+    """A plan with every dose (date after holds, status) and the BSA calculation."""
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    return plan_out(session, plan, patient)
+
+
+@api.post("/plans/<int:plan_id>/hold")
+@spec.validate(json=HoldIn, resp=CHANGE, tags=TAGS)
+def hold_plan(plan_id: int, json: HoldIn):
+    """Put therapy on hold with a reason; dose reminders stop, check-ins and pills continue."""
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    plan_service.hold_plan(session, plan, patient, json, current_user().id, request_now())
+    session.commit()
+    return plan_out(session, plan, patient)
+
+
+@api.post("/plans/<int:plan_id>/resume")
+@spec.validate(json=ResumeIn, resp=CHANGE, tags=TAGS)
+def resume_plan(plan_id: int, json: ResumeIn):
+    """Resume therapy: the remaining doses continue from the resume date, none bunched or lost."""
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    plan_service.resume_plan(session, plan, patient, json, current_user().id, request_now())
+    session.commit()
+    return plan_out(session, plan, patient)
+
+
+@api.post("/plans/<int:plan_id>/extend")
+@spec.validate(json=ExtendIn, resp=CHANGE, tags=TAGS)
+def extend_plan(plan_id: int, json: ExtendIn):
+    """Extend therapy by whole weeks within the regimen's limit."""
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    plan_service.extend_plan(session, plan, patient, json.weeks, request_now())
+    session.commit()
+    return plan_out(session, plan, patient)
+
+
+@api.post("/plans/<int:plan_id>/stop")
+@spec.validate(json=StopIn, resp=CHANGE, tags=TAGS)
+def stop_plan(plan_id: int, json: StopIn):
+    """Stop therapy early; prophylaxis continues until the care team stops it."""
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    plan_service.stop_plan(session, plan, patient, json, request_now())
+    session.commit()
+    return plan_out(session, plan, patient)
+
+
+@api.post("/plans/<int:plan_id>/doses/<int:index>")
+@spec.validate(json=DoseRecordIn, resp=CHANGE, tags=TAGS)
+def record_dose(plan_id: int, index: int, json: DoseRecordIn):
+    """Record dose ``index`` as given (with the confirmed amount in mg) or missed."""
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    plan_service.record_dose(session, plan, patient, index, json, current_user().id, request_now())
+    session.commit()
+    return plan_out(session, plan, patient)

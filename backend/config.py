@@ -1,0 +1,70 @@
+"""Configuration: defaults, then the environment, then the test dict (Flask tutorial order).
+
+Only :func:`load_environment` reads ``os.environ``, and only when the app is created.
+Every variable is listed in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+#: Environment variables the app reads, with a short description (``.env.example`` mirrors it).
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "DATABASE_URL": "SQLAlchemy URL; default sqlite file instance/companion.sqlite3",
+    "SECRET_KEY": "signs session cookies and CSRF tokens",
+    "PUBLIC_BASE_URL": "public https base URL (Twilio signature checks, status callbacks)",
+    "DEFAULT_REGION": "region for national phone numbers, e.g. BE or US",
+    "SMS_BACKEND": "console (default) or twilio",
+    "TWILIO_ACCOUNT_SID": "Twilio account SID",
+    "TWILIO_AUTH_TOKEN": "Twilio auth token (also verifies webhook signatures)",
+    "TWILIO_FROM_NUMBER": "sending number in E.164",
+    "TWILIO_MESSAGING_SERVICE_SID": "messaging service SID (instead of a from number)",
+    "TWILIO_API_BASE_URL": "self-hosted Twilio-compatible endpoint (tests, staging)",
+    "TWILIO_TIMEOUT_SECONDS": "timeout of every request to Twilio",
+    "SESSION_COOKIE_SECURE": "1 to send the session cookie over https only (default 1)",
+    "DEMO_DATA": "1 to create a demo team, user and patient when the database is empty",
+}
+
+_BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
+_FLOAT_KEYS = {"TWILIO_TIMEOUT_SECONDS"}
+
+
+def default_config(instance_path: str) -> dict[str, Any]:
+    """The embedded defaults: a SQLite file under ``instance/`` and SMS printed to the console."""
+    return {
+        "SECRET_KEY": "dev-only-secret-change-me",
+        "DATABASE_URL": f"sqlite:///{os.path.join(instance_path, 'companion.sqlite3')}",
+        "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+        "DEFAULT_REGION": "BE",
+        "SMS_BACKEND": "console",
+        "TWILIO_ACCOUNT_SID": None,
+        "TWILIO_AUTH_TOKEN": None,
+        "TWILIO_FROM_NUMBER": None,
+        "TWILIO_MESSAGING_SERVICE_SID": None,
+        "TWILIO_API_BASE_URL": None,
+        "TWILIO_TIMEOUT_SECONDS": 10.0,
+        "SESSION_COOKIE_SECURE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "DEMO_DATA": False,
+        "API_PAGE_SIZE_MAX": 200,
+        "JSON_SORT_KEYS": False,
+    }
+
+
+def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Pick the known variables out of ``environ``, converting booleans and numbers."""
+    values: dict[str, Any] = {}
+    for key in ENVIRONMENT_VARIABLES:
+        raw = environ.get(key)
+        if raw is None or raw == "":
+            continue
+        if key in _BOOLEAN_KEYS:
+            values[key] = raw.strip().lower() in {"1", "true", "yes", "on"}
+        elif key in _FLOAT_KEYS:
+            values[key] = float(raw)
+        else:
+            values[key] = raw
+    return values

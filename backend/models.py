@@ -1,0 +1,362 @@
+"""The SQLModel tables: teams, users, patients, plans, prophylaxis, labs, alerts and messages.
+
+Every datetime column is :class:`UTCDateTime`: stored as UTC and returned
+timezone-aware on SQLite and PostgreSQL alike. Dates without a time (a plan's
+start, a hold's resume date) are the patient's local calendar dates.
+Vocabularies (roles, statuses, kinds) are plain strings validated by the API
+schemas, so that a new value needs no database migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """A datetime stored in UTC and always returned timezone-aware (UTC).
+
+    SQLite has no time zones, so the UTC value is stored naive there and the
+    zone is put back on the way out; PostgreSQL stores ``timestamptz``.
+    Naive datetimes are refused: they are the classic source of off-by-hours bugs.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utc_field(*, nullable: bool = False, index: bool = False) -> Any:
+    """A column of :class:`UTCDateTime`."""
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def json_field(factory: Any = None, *, nullable: bool = False) -> Any:
+    """A JSON column (lists of times, plan options, symptom codes); ``factory`` makes the default."""
+    if factory is None:
+        return Field(default=None, sa_column=Column(JSON, nullable=nullable))
+    return Field(default_factory=factory, sa_column=Column(JSON, nullable=nullable))
+
+
+# --- care teams -------------------------------------------------------------------------
+
+
+class Team(SQLModel, table=True):
+    """A care team: its patients, users, the number patients call and the on-call number."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120, unique=True)
+    care_phone: str | None = Field(
+        default=None, max_length=20, description="E.164 number patients call"
+    )
+    oncall_phone: str | None = Field(default=None, max_length=20)
+    created_at: datetime = utc_field()
+
+
+class User(SQLModel, table=True):
+    """A care-team member (nurse, physician, admin)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    email: str = Field(max_length=254, unique=True)
+    name: str = Field(default="", max_length=120)
+    role: str = Field(default="nurse", max_length=20)
+    password_hash: str | None = Field(default=None, max_length=255)
+    failed_logins: int = 0
+    locked_until: datetime | None = utc_field(nullable=True)
+    last_login_at: datetime | None = utc_field(nullable=True)
+    is_active: bool = True
+    created_at: datetime = utc_field()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API; only its SHA-256 digest is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    label: str = Field(default="cli", max_length=80)
+    created_at: datetime = utc_field()
+    last_used_at: datetime | None = utc_field(nullable=True)
+    revoked_at: datetime | None = utc_field(nullable=True)
+
+
+# --- patients and treatment -------------------------------------------------------------
+
+
+class Patient(SQLModel, table=True):
+    """A patient, their contact preferences and body measurements."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    display_name: str = Field(max_length=120)
+    hospital_ref: str | None = Field(default=None, max_length=40)
+    phone: str = Field(max_length=20, index=True, description="E.164")
+    timezone: str = Field(default="Europe/Brussels", max_length=64)
+    language: str = Field(default="en", max_length=2)
+    sms_consent: bool = False
+    opted_out: bool = False
+    opted_out_at: datetime | None = utc_field(nullable=True)
+    sms_blocked_reason: str | None = Field(default=None, max_length=200)
+    discreet: bool = False
+    quiet_start: time = Field(default=time(21, 0))
+    quiet_end: time = Field(default=time(8, 0))
+    dose_time: time = Field(default=time(9, 0))
+    checkin_time: time = Field(default=time(18, 0))
+    pill_times: list[str] = json_field(list)
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    created_at: datetime = utc_field()
+    updated_at: datetime = utc_field()
+
+
+class Plan(SQLModel, table=True):
+    """A regimen started for a patient on a date; holds, outcomes and labs shape it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    regimen_id: str = Field(max_length=64)
+    options: dict[str, Any] = json_field(dict)
+    start_date: date
+    status: str = Field(default="active", max_length=20, index=True)
+    extension_weeks: int = 0
+    stopped_on: date | None = None
+    stop_reason: str | None = Field(default=None, max_length=500)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = utc_field()
+    updated_at: datetime = utc_field()
+
+
+class PlanHold(SQLModel, table=True):
+    """Therapy put on hold from ``start_date`` until ``resume_date`` (open while None)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    start_date: date
+    resume_date: date | None = None
+    reason: str = Field(max_length=500)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    resumed_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = utc_field()
+
+
+class DoseRecord(SQLModel, table=True):
+    """A dose recorded by the care team as given (with the confirmed amount) or missed."""
+
+    __table_args__ = (UniqueConstraint("plan_id", "dose_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    dose_index: int
+    status: str = Field(max_length=10)
+    on_date: date
+    dose_mg: float | None = None
+    note: str | None = Field(default=None, max_length=500)
+    recorded_by: int | None = Field(default=None, foreign_key="user.id")
+    recorded_at: datetime = utc_field()
+
+
+class ProphylaxisCourse(SQLModel, table=True):
+    """Infection-prevention pills: dose and times as the care team entered them.
+
+    A course never ends by itself: only a care-team user sets ``stopped_on``.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    plan_id: int | None = Field(default=None, foreign_key="plan.id", index=True)
+    drug: str = Field(max_length=60)
+    dose_text: str = Field(max_length=200)
+    times: list[str] = json_field(list)
+    weekdays: list[int] | None = json_field(nullable=True)
+    start_date: date
+    min_months_after_last_dose: int = 6
+    cd4_rule: bool = False
+    status: str = Field(default="active", max_length=20)
+    stopped_on: date | None = None
+    stopped_by: int | None = Field(default=None, foreign_key="user.id")
+    stop_note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = utc_field()
+
+
+class LabResult(SQLModel, table=True):
+    """A laboratory result: CMV PCR (copies/mL), CD4 (cells/uL) or ANC (cells/uL)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    kind: str = Field(max_length=20)
+    value: float
+    unit: str = Field(max_length=20)
+    taken_at: datetime = utc_field()
+    note: str | None = Field(default=None, max_length=500)
+    recorded_by: int | None = Field(default=None, foreign_key="user.id")
+    recorded_at: datetime = utc_field()
+
+
+# --- alerts -----------------------------------------------------------------------------
+
+
+class Alert(SQLModel, table=True):
+    """Something the care team must look at, with who acknowledged and resolved it."""
+
+    __table_args__ = (
+        UniqueConstraint("dedupe_key"),
+        Index("ix_alert_team_status", "team_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    severity: str = Field(max_length=10)
+    kind: str = Field(max_length=40)
+    reason: str = Field(max_length=500)
+    details: dict[str, Any] = json_field(dict)
+    source: str | None = Field(default=None, max_length=200)
+    dedupe_key: str | None = Field(default=None, max_length=200)
+    status: str = Field(default="open", max_length=20)
+    created_at: datetime = utc_field()
+    acknowledged_at: datetime | None = utc_field(nullable=True)
+    acknowledged_by: int | None = Field(default=None, foreign_key="user.id")
+    resolved_at: datetime | None = utc_field(nullable=True)
+    resolved_by: int | None = Field(default=None, foreign_key="user.id")
+    resolution_note: str | None = Field(default=None, max_length=1000)
+    oncall_notified_at: datetime | None = utc_field(nullable=True)
+    escalation_count: int = 0
+
+
+# --- messages and conversations ---------------------------------------------------------
+
+
+class OutboundMessage(SQLModel, table=True):
+    """The SMS outbox: one row per message to send, claimed and sent by a dispatcher.
+
+    ``dedupe_key`` makes materialisation idempotent (a planning pass may run twice);
+    ``provider_sid`` is Twilio's id once the message was accepted.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("dedupe_key"),
+        Index("ix_outbound_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    plan_id: int | None = Field(default=None, foreign_key="plan.id", index=True)
+    course_id: int | None = Field(default=None, foreign_key="prophylaxiscourse.id")
+    recipient: str = Field(default="patient", max_length=10)
+    to_phone: str | None = Field(default=None, max_length=20)
+    kind: str = Field(max_length=40)
+    dedupe_key: str = Field(max_length=200)
+    body: str
+    urgent: bool = False
+    due_at: datetime = utc_field()
+    not_after: datetime | None = utc_field(nullable=True)
+    next_attempt_at: datetime = utc_field()
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    claimed_at: datetime | None = utc_field(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    provider_sid: str | None = Field(default=None, max_length=64, unique=True)
+    provider_status: str | None = Field(default=None, max_length=20)
+    error_code: str | None = Field(default=None, max_length=20)
+    error_reason: str | None = Field(default=None, max_length=300)
+    sent_at: datetime | None = utc_field(nullable=True)
+    delivered_at: datetime | None = utc_field(nullable=True)
+    created_at: datetime = utc_field()
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
+    #: The conversation step a reply to this message answers (temperature, symptoms, taken).
+    expects: str | None = Field(default=None, max_length=20)
+
+
+class InboundMessage(SQLModel, table=True):
+    """An SMS received from a patient; ``provider_sid`` (Twilio MessageSid) is unique."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_sid: str = Field(max_length=64, unique=True)
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    from_phone: str = Field(max_length=20)
+    body: str
+    intent: str | None = Field(default=None, max_length=30)
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
+    received_at: datetime = utc_field()
+
+
+class CheckIn(SQLModel, table=True):
+    """One symptom check-in conversation: temperature, then the symptom menu."""
+
+    __table_args__ = (UniqueConstraint("patient_id", "event_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    plan_id: int | None = Field(default=None, foreign_key="plan.id")
+    event_key: str = Field(max_length=100)
+    state: str = Field(default="awaiting_temperature", max_length=30, index=True)
+    temperature_c: float | None = None
+    symptoms: list[str] = json_field(list)
+    severity: str | None = Field(default=None, max_length=10)
+    in_cmv_window: bool = False
+    resend_count: int = 0
+    opened_at: datetime = utc_field()
+    last_prompt_at: datetime = utc_field()
+    recheck_due_at: datetime | None = utc_field(nullable=True)
+    closed_at: datetime | None = utc_field(nullable=True)
+
+
+class SymptomReport(SQLModel, table=True):
+    """What a patient reported (by SMS or through a nurse), with its triage result."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
+    reported_at: datetime = utc_field(index=True)
+    temperature_c: float | None = None
+    symptoms: list[str] = json_field(list)
+    severity: str = Field(max_length=10)
+    summary: str = Field(max_length=500)
+    source: str = Field(default="sms", max_length=20)
+
+
+class PillConfirmation(SQLModel, table=True):
+    """A patient confirmed (TAKEN) a prophylaxis intake: the basis of adherence."""
+
+    __table_args__ = (UniqueConstraint("patient_id", "event_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    course_id: int | None = Field(default=None, foreign_key="prophylaxiscourse.id")
+    event_key: str = Field(max_length=100)
+    confirmed_at: datetime = utc_field()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who viewed or changed which patient, and when (no health data, no SMS text)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = utc_field(index=True)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    action: str = Field(max_length=60)
+    target: str | None = Field(default=None, max_length=120)

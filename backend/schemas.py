@@ -1,0 +1,446 @@
+"""Request and response schemas of the care-team API (pydantic v2).
+
+The same input models validate the JSON API and the care-team forms, so a rule
+(a plausible weight, a valid time zone) is written once. Validation errors name
+the field; the API returns them as 422.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+Language = Literal["en", "fr", "nl"]
+Role = Literal["nurse", "physician", "admin"]
+LabKindName = Literal["cmv_pcr", "cd4", "anc"]
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+Severity = Literal["urgent", "high", "routine"]
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _valid_timezone(value: str) -> str:
+    if value not in _timezones():
+        raise ValueError("unknown IANA time zone (e.g. Europe/Brussels, America/New_York)")
+    ZoneInfo(value)
+    return value
+
+
+def _timezones() -> set[str]:
+    # available_timezones() scans tzdata; cache on the function object.
+    cached = getattr(_timezones, "_cache", None)
+    if cached is None:
+        cached = available_timezones()
+        _timezones._cache = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _valid_hhmm(value: str) -> str:
+    if not _HHMM.match(value):
+        raise ValueError("time must be HH:MM (24-hour), e.g. 08:00")
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_valid_timezone)]
+HHMM = Annotated[str, AfterValidator(_valid_hhmm)]
+ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class Strict(BaseModel):
+    """Base for inputs: unknown fields are refused, strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- patients ---------------------------------------------------------------------------
+
+
+class PatientIn(Strict):
+    """A new patient."""
+
+    display_name: str = Field(min_length=1, max_length=120)
+    phone: str = Field(
+        min_length=3, max_length=32, description="national or E.164; stored as E.164"
+    )
+    hospital_ref: str | None = Field(default=None, max_length=40)
+    timezone: TimeZoneName = "Europe/Brussels"
+    language: Language = "en"
+    sms_consent: bool = False
+    discreet: bool = False
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 0)
+    dose_time: time = time(9, 0)
+    checkin_time: time = time(18, 0)
+    pill_times: list[HHMM] = Field(default_factory=lambda: ["08:00", "20:00"], max_length=6)
+    height_cm: float | None = Field(default=None, ge=50, le=250)
+    weight_kg: float | None = Field(default=None, ge=20, le=350)
+
+    @field_validator("pill_times")
+    @classmethod
+    def _distinct_times(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("pill times must be distinct")
+        return sorted(value)
+
+
+class PatientUpdate(Strict):
+    """Fields a care-team user may change; all optional."""
+
+    display_name: str | None = Field(default=None, min_length=1, max_length=120)
+    phone: str | None = Field(default=None, min_length=3, max_length=32)
+    hospital_ref: str | None = Field(default=None, max_length=40)
+    timezone: TimeZoneName | None = None
+    language: Language | None = None
+    sms_consent: bool | None = None
+    discreet: bool | None = None
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+    dose_time: time | None = None
+    checkin_time: time | None = None
+    pill_times: list[HHMM] | None = Field(default=None, max_length=6)
+    height_cm: float | None = Field(default=None, ge=50, le=250)
+    weight_kg: float | None = Field(default=None, ge=20, le=350)
+
+
+class PatientOut(BaseModel):
+    """A patient as the care team sees it."""
+
+    id: int
+    team_id: int
+    display_name: str
+    hospital_ref: str | None
+    phone: str
+    timezone: str
+    language: str
+    sms_consent: bool
+    opted_out: bool
+    sms_blocked_reason: str | None
+    discreet: bool
+    quiet_start: time
+    quiet_end: time
+    dose_time: time
+    checkin_time: time
+    pill_times: list[str]
+    height_cm: float | None
+    weight_kg: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PageQuery(Strict):
+    """Pagination of a list."""
+
+    page: int = Field(default=1, ge=1, le=100_000)
+    per_page: int = Field(default=50, ge=1, le=200)
+
+
+class PatientPage(BaseModel):
+    """One page of patients."""
+
+    items: list[PatientOut]
+    page: int
+    per_page: int
+    total: int
+
+
+# --- plans ------------------------------------------------------------------------------
+
+
+class PlanIn(Strict):
+    """Start a regimen for a patient."""
+
+    regimen_id: str = Field(min_length=1, max_length=64)
+    start_date: date
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class HoldIn(Strict):
+    """Put a plan on hold (from today unless a start date is given)."""
+
+    reason: ShortText
+    start_date: date | None = None
+
+
+class ResumeIn(Strict):
+    """Resume a held plan (today unless a date is given)."""
+
+    resume_date: date | None = None
+
+
+class ExtendIn(Strict):
+    """Extend a plan by whole weeks (within the regimen's limit)."""
+
+    weeks: int = Field(ge=1, le=52)
+
+
+class StopIn(Strict):
+    """Stop a plan early."""
+
+    reason: ShortText
+    stopped_on: date | None = None
+
+
+class DoseRecordIn(Strict):
+    """Record a dose as given (with the amount the care team confirmed) or missed."""
+
+    status: Literal["given", "missed"]
+    on_date: date | None = None
+    dose_mg: float | None = Field(default=None, gt=0, le=5000)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class DoseOut(BaseModel):
+    """One dose of a plan, with its date after holds and its status."""
+
+    index: int
+    phase: str
+    date: date | None
+    local_time: datetime | None
+    amount: float | None
+    unit: str
+    route: str
+    in_hospital: bool
+    observation_hours: float | None
+    status: str
+    calculated_mg: float | None = None
+    calculation: str | None = None
+    recorded_mg: float | None = None
+    source: str
+
+
+class HoldOut(BaseModel):
+    """A hold of a plan."""
+
+    id: int
+    start_date: date
+    resume_date: date | None
+    reason: str
+
+
+class PlanOut(BaseModel):
+    """A plan with its doses, holds and body-surface-area calculation."""
+
+    id: int
+    patient_id: int
+    regimen_id: str
+    regimen_name: str
+    start_date: date
+    options: dict[str, Any]
+    status: str
+    extension_weeks: int
+    stopped_on: date | None
+    stop_reason: str | None
+    body_surface_area: str | None
+    doses_total: int
+    doses_given: int
+    doses_missed: int
+    doses: list[DoseOut]
+    holds: list[HoldOut]
+
+
+class ScheduleQuery(Strict):
+    """A window of the schedule, in the patient's local dates (``to`` inclusive)."""
+
+    from_: date | None = Field(default=None, alias="from")
+    to: date | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EventOut(BaseModel):
+    """A dated event of the schedule."""
+
+    key: str
+    kind: str
+    title: str
+    local_time: datetime
+    at_utc: datetime
+    plan_id: int | None
+    dose_index: int | None
+    details: dict[str, Any]
+    source: str
+
+
+class ScheduleOut(BaseModel):
+    """Every dated event between two local dates."""
+
+    patient_id: int
+    timezone: str
+    from_: date = Field(serialization_alias="from")
+    to: date
+    events: list[EventOut]
+
+
+# --- labs and prophylaxis ---------------------------------------------------------------
+
+
+class LabIn(Strict):
+    """A lab result: CMV PCR copies/mL, CD4 cells/uL or ANC cells/uL."""
+
+    kind: LabKindName
+    value: float = Field(ge=0)
+    taken_at: datetime
+    note: str | None = Field(default=None, max_length=500)
+
+    @field_validator("taken_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("taken_at needs a time zone offset, e.g. 2026-03-02T08:00:00+01:00")
+        return value
+
+
+class LabOut(BaseModel):
+    """A recorded lab result."""
+
+    id: int
+    patient_id: int
+    kind: str
+    value: float
+    unit: str
+    taken_at: datetime
+    note: str | None
+
+
+class LabRecorded(BaseModel):
+    """A recorded lab result and the alerts it raised."""
+
+    lab: LabOut
+    alerts: list[AlertOut]
+
+
+class ProphylaxisIn(Strict):
+    """An infection-prevention course, with the dose and times the care team prescribed."""
+
+    drug: str = Field(min_length=1, max_length=60)
+    dose_text: str = Field(min_length=1, max_length=200)
+    times: list[HHMM] = Field(min_length=1, max_length=6)
+    weekdays: list[int] | None = Field(default=None, min_length=1, max_length=7)
+    start_date: date
+    plan_id: int | None = None
+    min_months_after_last_dose: int = Field(default=6, ge=0, le=36)
+    cd4_rule: bool = True
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if any(day < 0 or day > 6 for day in value) or len(set(value)) != len(value):
+            raise ValueError("weekdays are distinct numbers 0 (Monday) to 6 (Sunday)")
+        return sorted(value)
+
+
+class ProphylaxisStopIn(Strict):
+    """Care-team confirmation that a course stops; ``override_reason`` is needed when not eligible."""
+
+    note: str | None = Field(default=None, max_length=500)
+    override_reason: str | None = Field(default=None, min_length=3, max_length=500)
+
+
+class StopEligibilityOut(BaseModel):
+    """Whether a course may stop, and what is still missing."""
+
+    eligible: bool
+    earliest_date: date | None
+    missing: list[str]
+    satisfied: list[str]
+    source: str
+
+
+class ProphylaxisOut(BaseModel):
+    """A prophylaxis course with its stop eligibility."""
+
+    id: int
+    patient_id: int
+    plan_id: int | None
+    drug: str
+    dose_text: str
+    times: list[str]
+    weekdays: list[int] | None
+    start_date: date
+    min_months_after_last_dose: int
+    cd4_rule: bool
+    status: str
+    stopped_on: date | None
+    stop_note: str | None
+    stop_eligibility: StopEligibilityOut
+
+
+# --- alerts -----------------------------------------------------------------------------
+
+
+class AlertQuery(Strict):
+    """Filter the alert list."""
+
+    status: AlertStatus | None = None
+    severity: Severity | None = None
+    patient_id: int | None = Field(default=None, ge=1)
+    page: int = Field(default=1, ge=1, le=100_000)
+    per_page: int = Field(default=50, ge=1, le=200)
+
+
+class AlertOut(BaseModel):
+    """An alert for the care team."""
+
+    id: int
+    patient_id: int
+    severity: str
+    kind: str
+    reason: str
+    details: dict[str, Any]
+    source: str | None
+    status: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: int | None
+    resolved_at: datetime | None
+    resolved_by: int | None
+    resolution_note: str | None
+
+
+class AlertPage(BaseModel):
+    """One page of alerts, most urgent and oldest first."""
+
+    items: list[AlertOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class ResolveIn(Strict):
+    """Resolve an alert with a note."""
+
+    note: str = Field(min_length=1, max_length=1000)
+
+
+# --- regimens ---------------------------------------------------------------------------
+
+
+class RegimenSummary(BaseModel):
+    """A regimen of the catalogue, with its sources and options."""
+
+    id: str
+    name: str
+    drug: str
+    disease: str
+    route: str
+    summary: str
+    sources: list[str]
+    options: dict[str, Any]
+    definition: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """An error: a code, a message and, where one is at fault, the field."""
+
+    error: str
+    message: str
+    field: str | None = None
+
+
+LabRecorded.model_rebuild()

@@ -1,0 +1,116 @@
+"""Care-team alerts: raising them once, listing by urgency, acknowledging and resolving."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func
+from sqlmodel import Session, select
+
+from backend.errors import Conflict, NotFound
+from backend.models import Alert
+
+SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
+
+
+def raise_alert(
+    session: Session,
+    *,
+    team_id: int,
+    patient_id: int,
+    severity: str,
+    kind: str,
+    reason: str,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+    source: str | None = None,
+    dedupe_key: str | None = None,
+) -> Alert:
+    """Create an alert, or return the existing one with the same ``dedupe_key``."""
+    if dedupe_key is not None:
+        existing = session.exec(select(Alert).where(Alert.dedupe_key == dedupe_key)).first()
+        if existing is not None:
+            return existing
+    alert = Alert(
+        team_id=team_id,
+        patient_id=patient_id,
+        severity=severity,
+        kind=kind,
+        reason=reason,
+        details=details or {},
+        source=source,
+        dedupe_key=dedupe_key,
+        created_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def urgency_order() -> tuple[Any, ...]:
+    """ORDER BY terms: most urgent first, then oldest first."""
+    rank = case(SEVERITY_RANK, value=Alert.severity, else_=9)
+    return (rank, Alert.created_at, Alert.id)
+
+
+def list_alerts(
+    session: Session,
+    team_id: int,
+    *,
+    status: str | None = None,
+    severity: str | None = None,
+    patient_id: int | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[Alert], int]:
+    """The team's alerts, most urgent and oldest first; open and acknowledged by default."""
+    query = select(Alert).where(Alert.team_id == team_id)
+    if status is None:
+        query = query.where(Alert.status != "resolved")
+    else:
+        query = query.where(Alert.status == status)
+    if severity is not None:
+        query = query.where(Alert.severity == severity)
+    if patient_id is not None:
+        query = query.where(Alert.patient_id == patient_id)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(*urgency_order()).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    return list(rows), int(total)
+
+
+def get_alert(session: Session, team_id: int, alert_id: int) -> Alert:
+    """The alert ``alert_id`` of ``team_id``; NotFound for another team's."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.team_id != team_id:
+        raise NotFound("no such alert")
+    return alert
+
+
+def acknowledge_alert(session: Session, alert: Alert, user_id: int, now: datetime) -> Alert:
+    """Mark ``alert`` as seen by ``user_id`` (stops re-escalation)."""
+    if alert.status == "resolved":
+        raise Conflict("alert is already resolved")
+    if alert.status == "open":
+        alert.status = "acknowledged"
+        alert.acknowledged_at = now
+        alert.acknowledged_by = user_id
+        session.add(alert)
+    return alert
+
+
+def resolve_alert(session: Session, alert: Alert, user_id: int, note: str, now: datetime) -> Alert:
+    """Close ``alert`` with a note; acknowledging it on the way if nobody had."""
+    if alert.status == "resolved":
+        raise Conflict("alert is already resolved")
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = now
+        alert.acknowledged_by = user_id
+    alert.status = "resolved"
+    alert.resolved_at = now
+    alert.resolved_by = user_id
+    alert.resolution_note = note
+    session.add(alert)
+    return alert

@@ -1,0 +1,69 @@
+"""Demo data for the embedded quickstart: a care team, a nurse and a patient mid-treatment."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from backend.models import User
+from backend.schemas import PatientIn, PlanIn, ProphylaxisIn
+from backend.services import local_today
+from backend.services.patients import create_patient
+from backend.services.plans import start_plan
+from backend.services.prophylaxis import add_course
+from backend.services.teams import create_user
+
+DEMO_EMAIL = "nurse@demo.example"
+DEMO_PASSWORD = "demo-password-123"
+DEMO_TEAM = "Demo haematology"
+
+
+def ensure_demo_data(session: Session, now: datetime) -> str | None:
+    """Create the demo team, user and patient once; return the demo API token when created."""
+    if session.exec(select(User).where(User.email == DEMO_EMAIL)).first() is not None:
+        return None
+    user, token = create_user(
+        session,
+        email=DEMO_EMAIL,
+        team_name=DEMO_TEAM,
+        role="admin",
+        now=now,
+        password=DEMO_PASSWORD,
+        name="Demo Nurse",
+        care_phone="+32 2 555 01 23",
+    )
+    patient = create_patient(
+        session,
+        user.team_id,
+        PatientIn(
+            display_name="Demo Patient",
+            phone="+32 470 12 34 56",
+            timezone="Europe/Brussels",
+            language="en",
+            sms_consent=True,
+            height_cm=172,
+            weight_kg=70,
+        ),
+        now,
+        region="BE",
+    )
+    # Started three weeks ago: inside the CMV risk window (weeks 3-8) of alemtuzumab.
+    start = local_today(patient.timezone, now) - timedelta(days=21)
+    plan = start_plan(
+        session, patient, PlanIn(regimen_id="alemtuzumab_sc", start_date=start), user.id, now
+    )
+    for drug in ("cotrimoxazole", "acyclovir"):
+        add_course(
+            session,
+            patient,
+            ProphylaxisIn(
+                drug=drug,
+                dose_text="dose as prescribed by your care team",
+                times=["08:00", "20:00"],
+                start_date=start,
+                plan_id=plan.id,
+            ),
+            now,
+        )
+    return token

@@ -1,0 +1,114 @@
+"""Clinical thresholds and the urgent advice, loaded from data files with their sources.
+
+``clinical_rules.toml`` holds the numbers (fever, lab and alert thresholds) and
+``advice.toml`` the urgent advice sentences in each language. Both are read once
+and cached; callers get frozen dataclasses, never raw dictionaries.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+LANGUAGES = ("en", "fr", "nl")
+
+
+@dataclass(frozen=True)
+class FeverRule:
+    """When a temperature is urgent, when to ask again, and what is plausible."""
+
+    threshold_c: float
+    threshold_f: float
+    recheck_from_c: float
+    recheck_after_minutes: int
+    plausible_min_c: float
+    plausible_max_c: float
+    source: str
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How long the care team and the patient get before something is sent again."""
+
+    urgent_reescalate_after_minutes: int
+    checkin_resend_after_minutes: int
+    checkin_flag_after_minutes: int
+    source: str
+
+
+@dataclass(frozen=True)
+class CmvRule:
+    """CMV PCR thresholds (copies/mL) that prompt the care team to consider a hold."""
+
+    unit: str
+    act_above_copies: float
+    act_on_two_rising_positives: bool
+    positive_above_copies: float
+    source: str
+
+
+@dataclass(frozen=True)
+class AncRule:
+    """Absolute neutrophil count thresholds (cells/uL)."""
+
+    unit: str
+    hold_below: float
+    gcsf_consider_below: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Cd4Rule:
+    """CD4 count (cells/uL) at which prophylaxis may become eligible to stop."""
+
+    unit: str
+    recovered_at_least: float
+    source: str
+
+
+@dataclass(frozen=True)
+class ClinicalRules:
+    """All thresholds, each with its source."""
+
+    fever: FeverRule
+    alerts: AlertPolicy
+    cmv: CmvRule
+    anc: AncRule
+    cd4: Cd4Rule
+
+
+def _load_toml(name: str) -> dict:
+    with (_HERE / name).open("rb") as fh:
+        return tomllib.load(fh)
+
+
+@cache
+def clinical_rules() -> ClinicalRules:
+    """Return the clinical thresholds from ``clinical_rules.toml``."""
+    data = _load_toml("clinical_rules.toml")
+    labs = data["labs"]
+    return ClinicalRules(
+        fever=FeverRule(**data["fever"]),
+        alerts=AlertPolicy(**data["alerts"]),
+        cmv=CmvRule(**labs["cmv_pcr"]),
+        anc=AncRule(**labs["anc"]),
+        cd4=Cd4Rule(**labs["cd4"]),
+    )
+
+
+@cache
+def _advice() -> dict:
+    return _load_toml("advice.toml")
+
+
+def urgent_advice(language: str) -> str:
+    """The fever advice sentence, word for word, in ``language`` (en, fr or nl)."""
+    return _advice()["urgent_advice"][language]
+
+
+def emergency_fallback(language: str) -> str:
+    """What to do if the care team cannot be reached, in ``language``."""
+    return _advice()["emergency_fallback"][language]

@@ -1,0 +1,165 @@
+"""Lab rules: what a new CMV PCR, ANC or CD4 result means for the care team.
+
+Pure functions over plain values. A finding *suggests*; the care team decides
+(the companion never holds or stops therapy by itself). Thresholds come from
+``clinical_rules.toml`` with their source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from reminders.core.clinical_rules import ClinicalRules, clinical_rules
+
+
+class LabKind(StrEnum):
+    """The lab results the companion records."""
+
+    CMV_PCR = "cmv_pcr"
+    CD4 = "cd4"
+    ANC = "anc"
+
+
+#: Unit of each kind, as the care team enters it.
+LAB_UNITS: dict[LabKind, str] = {
+    LabKind.CMV_PCR: "copies/mL",
+    LabKind.CD4: "cells/uL",
+    LabKind.ANC: "cells/uL",
+}
+
+#: Largest value accepted per kind: anything above is a typing error, not a result.
+LAB_MAXIMUM: dict[LabKind, float] = {
+    LabKind.CMV_PCR: 1e10,
+    LabKind.CD4: 10_000,
+    LabKind.ANC: 200_000,
+}
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """One result: kind, value in the kind's unit, and when the sample was taken."""
+
+    kind: LabKind
+    value: float
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
+class LabFinding:
+    """What a result means: a code, a severity, a plain reason and the rule's source."""
+
+    code: str
+    severity: str  # "high" or "routine"
+    reason: str
+    source: str
+    suggest_hold: bool = False
+    prophylaxis_may_stop: bool = False
+
+
+def evaluate_lab(
+    new: LabValue, history: Sequence[LabValue], rules: ClinicalRules | None = None
+) -> list[LabFinding]:
+    """Findings raised by ``new`` given the patient's earlier results (any order, any kind)."""
+    rules = rules or clinical_rules()
+    if new.kind is LabKind.CMV_PCR:
+        return _evaluate_cmv(new, history, rules)
+    if new.kind is LabKind.ANC:
+        return _evaluate_anc(new, rules)
+    return _evaluate_cd4(new, rules)
+
+
+def _evaluate_cmv(
+    new: LabValue, history: Sequence[LabValue], rules: ClinicalRules
+) -> list[LabFinding]:
+    cmv = rules.cmv
+    if new.value <= cmv.positive_above_copies:
+        return []
+    if new.value > cmv.act_above_copies:
+        return [
+            LabFinding(
+                code="cmv_above_threshold",
+                severity="high",
+                reason=(
+                    f"CMV PCR {new.value:,.0f} {cmv.unit}, above {cmv.act_above_copies:,.0f}: "
+                    "consider withholding therapy and treating CMV"
+                ),
+                source=cmv.source,
+                suggest_hold=True,
+            )
+        ]
+    earlier = [h for h in history if h.kind is LabKind.CMV_PCR and h.taken_at < new.taken_at]
+    previous = max(earlier, key=lambda h: h.taken_at, default=None)
+    if (
+        cmv.act_on_two_rising_positives
+        and previous is not None
+        and previous.value > cmv.positive_above_copies
+        and new.value > previous.value
+    ):
+        return [
+            LabFinding(
+                code="cmv_rising_positive",
+                severity="high",
+                reason=(
+                    f"Second positive CMV PCR with a rise ({previous.value:,.0f} -> "
+                    f"{new.value:,.0f} {cmv.unit}): consider withholding therapy and treating CMV"
+                ),
+                source=cmv.source,
+                suggest_hold=True,
+            )
+        ]
+    return [
+        LabFinding(
+            code="cmv_single_positive",
+            severity="routine",
+            reason=(
+                f"Positive CMV PCR ({new.value:,.0f} {cmv.unit}) without a rise: repeat the test; "
+                "a single positive test without symptoms does not by itself require stopping"
+            ),
+            source=cmv.source,
+        )
+    ]
+
+
+def _evaluate_anc(new: LabValue, rules: ClinicalRules) -> list[LabFinding]:
+    anc = rules.anc
+    if new.value < anc.hold_below:
+        return [
+            LabFinding(
+                code="anc_below_hold",
+                severity="high",
+                reason=f"ANC {new.value:,.0f} {anc.unit}, below {anc.hold_below:,.0f}: consider holding therapy",
+                source=anc.source,
+                suggest_hold=True,
+            )
+        ]
+    if new.value < anc.gcsf_consider_below:
+        return [
+            LabFinding(
+                code="anc_below_gcsf",
+                severity="routine",
+                reason=f"ANC {new.value:,.0f} {anc.unit}, below {anc.gcsf_consider_below:,.0f}: G-CSF may be considered",
+                source=anc.source,
+            )
+        ]
+    return []
+
+
+def _evaluate_cd4(new: LabValue, rules: ClinicalRules) -> list[LabFinding]:
+    cd4 = rules.cd4
+    if new.value >= cd4.recovered_at_least:
+        return [
+            LabFinding(
+                code="cd4_recovered",
+                severity="routine",
+                reason=(
+                    f"CD4 {new.value:,.0f} {cd4.unit}, at least {cd4.recovered_at_least:,.0f}: "
+                    "prophylaxis may become eligible to stop (care team confirms)"
+                ),
+                source=cd4.source,
+                prophylaxis_may_stop=True,
+            )
+        ]
+    return []

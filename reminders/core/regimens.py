@@ -1,0 +1,726 @@
+"""The regimen library: one TOML file per regimen in ``regimens/``, validated on load.
+
+A regimen describes *what the sources say* about one treatment: its dose phases
+and their patterns, premedication, supportive medicines, lab tests, risk windows,
+check-in cadence, milestones, the options the care team may choose, extension
+limits, where doses are given and which infection prophylaxis is indicated.
+Every clinical number carries a ``source`` (a seed file name and the place in it)
+so that a clinician can check it; where a source gives no number (a prophylaxis
+dose, an allopurinol dose) the file gives none and the care team enters it.
+
+The files are parsed with :mod:`tomllib` and validated by the pydantic models
+below (``extra="forbid"``: an unknown key is an error, not silently ignored). A
+bad file raises :class:`RegimenError` naming the file and the field path, e.g.
+``alemtuzumab_sc.toml: phases[1].weekdays: 'funday' is not a weekday ...``.
+
+Day numbering used throughout: day 1 is the plan's start date, day 0 the day
+before; week *n* is days ``7(n-1)+1 .. 7n``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+DEFAULT_DIRECTORY = Path(__file__).parent / "regimens"
+_VALUE_ERROR = re.compile(r"^Value error, ")
+
+#: Weekday names as written in the TOML files and accepted as option values; index = ``date.weekday()``.
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Unit = Literal["mg", "mg/m2"]
+Route = Literal["sc", "iv", "oral"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+Text = Annotated[str, Field(min_length=1)]
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class RegimenError(ValueError):
+    """A regimen file is missing, unreadable or invalid; the message names the file and field."""
+
+
+class UnknownRegimen(KeyError):
+    """No regimen with this id exists in the library."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want a readable sentence
+        return str(self.args[0]) if self.args else "unknown regimen"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptionRef(_Model):
+    """A value taken from one of the regimen's options: ``{ option = "weekdays" }`` in TOML."""
+
+    option: Identifier
+
+
+def _or_option(inner: Any) -> PlainValidator:
+    """Validator for a field that holds either a literal of type ``inner`` or an ``OptionRef``.
+
+    A plain union would report errors twice (once per member, with the member's
+    name in the path); this keeps the path to the field itself.
+    """
+    adapter: TypeAdapter[Any] = TypeAdapter(inner)
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, OptionRef):
+            return value
+        if isinstance(value, Mapping) and "option" in value:
+            if set(value) != {"option"} or not isinstance(value["option"], str):
+                raise PydanticCustomError(
+                    "option_ref", 'an option reference is written {{ option = "name" }}'
+                )
+            return OptionRef(option=value["option"])
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            raise PydanticCustomError("invalid_value", _inner_errors(exc)) from None
+
+    return PlainValidator(validate)
+
+
+def _inner_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = _format_loc(err["loc"])
+        msg = _VALUE_ERROR.sub("", err["msg"])
+        parts.append(f"{where}: {msg}" if where else msg)
+    # Braces would be read as format fields by PydanticCustomError.
+    return "; ".join(parts).replace("{", "(").replace("}", ")")
+
+
+def _check_weekday(value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in WEEKDAYS:
+        raise ValueError(f"{value!r} is not a weekday; use one of {', '.join(WEEKDAYS)}")
+    return value.lower()
+
+
+WeekdayName = Annotated[str, PlainValidator(_check_weekday)]
+
+
+def _dump_option_or(value: Any) -> Any:
+    return {"option": value.option} if isinstance(value, OptionRef) else value
+
+
+# The explicit serializer keeps model_dump() exact: an option reference dumps as written in TOML.
+_DUMP = PlainSerializer(_dump_option_or)
+IntOrOption = Annotated[int | OptionRef, _or_option(PositiveInt), _DUMP]
+FloatOrOption = Annotated[float | OptionRef, _or_option(PositiveFloat), _DUMP]
+WeekdaysOrOption = Annotated[
+    tuple[str, ...] | OptionRef, _or_option(tuple[WeekdayName, ...]), _DUMP
+]
+
+
+# --------------------------------------------------------------------------- options
+class _OptionBase(_Model):
+    label: Text
+    source: Text
+
+
+class BoolOption(_OptionBase):
+    """A yes/no choice (e.g. start with a dose escalation)."""
+
+    type: Literal["bool"]
+    default: bool
+
+
+class IntOption(_OptionBase):
+    """A whole number within ``min..max``; no ``default`` means the care team must choose."""
+
+    type: Literal["int"]
+    min: int
+    max: int
+    default: int | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> IntOption:
+        if self.min > self.max:
+            raise ValueError("min must not be above max")
+        if self.default is not None and not self.min <= self.default <= self.max:
+            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
+        return self
+
+
+class NumberOption(_OptionBase):
+    """A number within ``min..max`` (e.g. a dose within a published range)."""
+
+    type: Literal["number"]
+    min: float
+    max: float
+    default: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> NumberOption:
+        if self.min > self.max:
+            raise ValueError("min must not be above max")
+        if self.default is not None and not self.min <= self.default <= self.max:
+            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
+        return self
+
+
+class ChoiceOption(_OptionBase):
+    """One value out of a fixed list (e.g. an interval of 2 or 3 months)."""
+
+    type: Literal["choice"]
+    choices: Annotated[tuple[int | str, ...], Field(min_length=1)]
+    default: int | str | None = None
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> ChoiceOption:
+        if self.default is not None and self.default not in self.choices:
+            raise ValueError(f"default {self.default!r} is not one of {list(self.choices)}")
+        return self
+
+
+class WeekdaysOption(_OptionBase):
+    """A set of exactly ``count`` distinct weekdays (e.g. three injection days a week)."""
+
+    type: Literal["weekdays"]
+    count: PositiveInt
+    default: tuple[WeekdayName, ...]
+
+    @model_validator(mode="after")
+    def _default_count(self) -> WeekdaysOption:
+        if len(set(self.default)) != len(self.default) or len(self.default) != self.count:
+            raise ValueError(f"default must name exactly {self.count} distinct weekdays")
+        return self
+
+
+Option = Annotated[
+    BoolOption | IntOption | NumberOption | ChoiceOption | WeekdaysOption,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- phases
+class _PhaseBase(_Model):
+    id: Identifier
+    name: Text
+    unit: Unit
+    source: Text
+    route: Route | None = None  # None: the regimen's route
+    enabled_by: Identifier | None = None  # a bool option; the phase exists only when it is true
+    note: str | None = None  # shown to the care team (e.g. "over 2 hours")
+    extendable: bool = False
+
+
+class DailyPhase(_PhaseBase):
+    """Doses on consecutive days, one amount per day (a dose escalation)."""
+
+    pattern: Literal["daily"]
+    amounts: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)]
+
+
+class WeekdaysPhase(_PhaseBase):
+    """``count`` doses on fixed weekdays (three times a week), never two on one day."""
+
+    pattern: Literal["weekdays"]
+    weekdays: WeekdaysOrOption
+    count: PositiveInt
+    amount: PositiveFloat
+
+    @field_validator("weekdays")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...] | OptionRef) -> tuple[str, ...] | OptionRef:
+        if isinstance(value, tuple) and (not value or len(set(value)) != len(value)):
+            raise ValueError("weekdays must be distinct and not empty")
+        return value
+
+
+class IntervalPhase(_PhaseBase):
+    """Doses every ``every_days`` days or ``every_months`` calendar months.
+
+    The number of doses is ``count``, or as many as start within ``span_months``
+    of the first one (e.g. every 3 months for at most 2 years = 8 doses).
+    ``amount`` may be absent when the source gives no dose (the care team enters it).
+    """
+
+    pattern: Literal["interval"]
+    every_days: PositiveInt | None = None
+    every_months: IntOrOption | None = None
+    count: PositiveInt | None = None
+    span_months: PositiveInt | None = None
+    amount: PositiveFloat | None = None
+    start_after_previous_days: PositiveInt | None = None
+    start_after_previous_months: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_each(self) -> IntervalPhase:
+        if (self.every_days is None) == (self.every_months is None):
+            raise ValueError("give exactly one of every_days or every_months")
+        if (self.count is None) == (self.span_months is None):
+            raise ValueError("give exactly one of count or span_months")
+        if self.start_after_previous_days and self.start_after_previous_months:
+            raise ValueError("give at most one of start_after_previous_days/_months")
+        return self
+
+
+class CycleDose(_Model):
+    """Doses on given days of some cycles: ``cycles = [1]``, or ``from_cycle``/``to_cycle``/``every``."""
+
+    days: Annotated[tuple[int, ...], Field(min_length=1)]
+    amount: FloatOrOption
+    cycles: tuple[PositiveInt, ...] | None = None
+    from_cycle: PositiveInt | None = None
+    to_cycle: PositiveInt | None = None
+    every: PositiveInt = 1
+    source: Text
+
+    @model_validator(mode="after")
+    def _cycle_form(self) -> CycleDose:
+        if self.cycles is not None and (self.from_cycle or self.to_cycle):
+            raise ValueError("give either cycles or from_cycle/to_cycle, not both")
+        if self.from_cycle and self.to_cycle and self.from_cycle > self.to_cycle:
+            raise ValueError("from_cycle must not be after to_cycle")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("days must be distinct")
+        return self
+
+    def applies_to(self, cycle: int) -> bool:
+        """Whether this rule gives a dose in ``cycle`` (1-based)."""
+        if self.cycles is not None:
+            return cycle in self.cycles
+        first = self.from_cycle or 1
+        if cycle < first or (self.to_cycle is not None and cycle > self.to_cycle):
+            return False
+        return (cycle - first) % self.every == 0
+
+
+class CyclesPhase(_PhaseBase):
+    """Repeating cycles of ``cycle_length_days``; cycle 1 day ``day_origin`` is the start date."""
+
+    pattern: Literal["cycles"]
+    cycle_length_days: IntOrOption
+    cycles: IntOrOption
+    day_origin: Literal[0, 1] = 1
+    doses: Annotated[tuple[CycleDose, ...], Field(min_length=1)]
+
+
+Phase = Annotated[
+    DailyPhase | WeekdaysPhase | IntervalPhase | CyclesPhase, Field(discriminator="pattern")
+]
+
+
+# --------------------------------------------------------------------------- the rest
+class Administration(_Model):
+    """Where doses are given: the first one in hospital (then home/outpatient) or all of them."""
+
+    in_hospital: Literal["first", "all"]
+    first_dose_observation_hours: PositiveFloat | None = None
+    source: Text
+
+
+class PremedItem(_Model):
+    """One premedication, optionally only for doses in the first ``within_first_days`` days."""
+
+    text: Text
+    within_first_days: PositiveInt | None = None
+    source: Text
+
+
+class Premedication(_Model):
+    """Premedication before each dose; the reminder goes ``minutes_before`` the dose time."""
+
+    minutes_before: PositiveInt
+    timing_source: Text
+    items: Annotated[tuple[PremedItem, ...], Field(min_length=1)]
+
+
+class Supportive(_Model):
+    """A supportive medicine taken daily from ``from_day`` to ``to_day`` (None: until the treatment is stopped)."""
+
+    id: Identifier
+    drug: Text
+    title: Text
+    dose_text: str | None = None  # only when the source gives it; otherwise "as prescribed"
+    from_day: int
+    to_day: IntOrOption | None = None
+    pause_during_holds: bool = False
+    source: Text
+
+
+class LabTest(_Model):
+    """A test repeated every ``every_weeks`` weeks while treatment runs."""
+
+    id: Identifier
+    name: Text
+    title: Text
+    every_weeks: PositiveInt = 1
+    source: Text
+
+
+RiskKind = Literal["infusion_reactions", "cmv", "low_platelets", "low_neutrophils", "infection"]
+
+
+class RiskWindow(_Model):
+    """A period (in days or weeks from the start) with more frequent check-ins."""
+
+    id: Identifier
+    kind: RiskKind
+    name: Text
+    start_day: PositiveInt | None = None
+    end_day: PositiveInt | None = None
+    start_week: PositiveInt | None = None
+    end_week: PositiveInt | None = None
+    checkin_every_days: PositiveInt = 1
+    note: str | None = None
+    source: Text
+
+    @model_validator(mode="after")
+    def _days_or_weeks(self) -> RiskWindow:
+        by_day = self.start_day is not None and self.end_day is not None
+        by_week = self.start_week is not None and self.end_week is not None
+        given = [self.start_day, self.end_day, self.start_week, self.end_week]
+        if by_day == by_week or sum(v is not None for v in given) != 2:
+            raise ValueError("give start_day and end_day, or start_week and end_week")
+        if self.first_day > self.last_day:
+            raise ValueError("the window ends before it starts")
+        return self
+
+    @property
+    def first_day(self) -> int:
+        """First day of the window (day 1 = start date)."""
+        return self.start_day if self.start_day is not None else 7 * (self.start_week - 1) + 1  # type: ignore[operator]
+
+    @property
+    def last_day(self) -> int:
+        """Last day of the window, inclusive."""
+        return self.end_day if self.end_day is not None else 7 * self.end_week  # type: ignore[operator]
+
+
+class CheckinPolicy(_Model):
+    """How often to ask how the patient is (risk windows add daily check-ins)."""
+
+    every_days: PositiveInt
+    on_dose_days: bool = False
+    after_last_dose_every_days: PositiveInt
+    after_last_dose_weeks: int = Field(ge=0)
+    source: Text
+
+
+class Milestone(_Model):
+    """A dated review: on ``day`` of treatment, or ``after_last_dose_months`` after the last dose."""
+
+    id: Identifier
+    name: Text
+    title: Text
+    day: PositiveInt | None = None
+    after_last_dose_months: PositiveInt | None = None
+    source: Text
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> Milestone:
+        if (self.day is None) == (self.after_last_dose_months is None):
+            raise ValueError("give exactly one of day or after_last_dose_months")
+        return self
+
+
+class ProphylaxisDefault(_Model):
+    """An indicated prophylaxis; never a dose (the care team enters dose and frequency)."""
+
+    id: Identifier
+    drug: Text
+    purpose: Text
+    alternatives: tuple[Text, ...] = ()
+    start_day: int = 1
+    min_months_after_last_dose: PositiveInt
+    cd4_rule: bool
+    note: str | None = None
+    source: Text
+
+
+class Extension(_Model):
+    """How far the care team may extend the extendable phase."""
+
+    max_extra_weeks: PositiveInt
+    condition: Text
+    source: Text
+
+
+class SourcedText(_Model):
+    """A sentence with its source (watch items, notes for the care team)."""
+
+    text: Text
+    source: Text
+
+
+ExtraSymptom = Literal["jaundice", "injection_site"]
+
+
+class Regimen(_Model):
+    """One regimen, validated. ``id`` is the file stem."""
+
+    id: Identifier
+    name: Text
+    drug: Text
+    disease: Text
+    route: Route
+    summary: Text
+    sources: Annotated[tuple[Text, ...], Field(min_length=1)]
+    options: dict[Identifier, Option] = Field(default_factory=dict)
+    phases: Annotated[tuple[Phase, ...], Field(min_length=1)]
+    administration: Administration
+    premedication: Premedication | None = None
+    supportive: tuple[Supportive, ...] = ()
+    labs: tuple[LabTest, ...] = ()
+    risk_windows: Annotated[tuple[RiskWindow, ...], Field(min_length=1)]
+    checkins: CheckinPolicy
+    milestones: tuple[Milestone, ...] = ()
+    prophylaxis: tuple[ProphylaxisDefault, ...] = ()
+    extension: Extension | None = None
+    watch_for: tuple[SourcedText, ...] = ()
+    extra_symptoms: tuple[ExtraSymptom, ...] = ()
+    care_team_notes: tuple[SourcedText, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Regimen:
+        self._check_ids()
+        self._check_first_week()
+        self._check_phases()
+        self._check_option_refs()
+        return self
+
+    def _check_ids(self) -> None:
+        for name, items in (
+            ("phases", self.phases),
+            ("supportive", self.supportive),
+            ("labs", self.labs),
+            ("risk_windows", self.risk_windows),
+            ("milestones", self.milestones),
+            ("prophylaxis", self.prophylaxis),
+        ):
+            ids = [item.id for item in items]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{name}: ids must be unique, got {ids}")
+
+    def _check_first_week(self) -> None:
+        # The first week is always a risk window (infusion/injection reactions).
+        if not any(w.first_day <= 1 and w.last_day >= 7 for w in self.risk_windows):
+            raise ValueError("risk_windows: one window must cover the first week (days 1-7)")
+
+    def _check_phases(self) -> None:
+        for i, phase in enumerate(self.phases):
+            where = f"phases[{i}]"
+            if phase.enabled_by is not None:
+                opt = self.options.get(phase.enabled_by)
+                if not isinstance(opt, BoolOption):
+                    raise ValueError(
+                        f"{where}.enabled_by: {phase.enabled_by!r} is not a bool option"
+                    )
+            if isinstance(phase, CyclesPhase) and i != 0:
+                raise ValueError(f"{where}.pattern: a cycles phase must be the first phase")
+            if phase.extendable:
+                if not isinstance(phase, WeekdaysPhase) or i != len(self.phases) - 1:
+                    raise ValueError(
+                        f"{where}.extendable: only the last, weekdays phase may be extended"
+                    )
+                if self.extension is None:
+                    raise ValueError(f"{where}.extendable: needs an [extension] table")
+        if self.extension is not None and not any(p.extendable for p in self.phases):
+            raise ValueError("extension: no phase is extendable")
+
+    def _check_option_refs(self) -> None:
+        expected: list[tuple[str, Any, tuple[type, ...]]] = []
+        for i, phase in enumerate(self.phases):
+            where = f"phases[{i}]"
+            if isinstance(phase, WeekdaysPhase):
+                expected.append((f"{where}.weekdays", phase.weekdays, (WeekdaysOption,)))
+            elif isinstance(phase, IntervalPhase):
+                expected.append(
+                    (f"{where}.every_months", phase.every_months, (ChoiceOption, IntOption))
+                )
+            elif isinstance(phase, CyclesPhase):
+                ints = (ChoiceOption, IntOption)
+                expected.append((f"{where}.cycle_length_days", phase.cycle_length_days, ints))
+                expected.append((f"{where}.cycles", phase.cycles, ints))
+                for j, rule in enumerate(phase.doses):
+                    expected.append((f"{where}.doses[{j}].amount", rule.amount, (NumberOption,)))
+        for i, item in enumerate(self.supportive):
+            expected.append((f"supportive[{i}].to_day", item.to_day, (IntOption, ChoiceOption)))
+        for where, value, kinds in expected:
+            if isinstance(value, OptionRef):
+                opt = self.options.get(value.option)
+                if opt is None:
+                    raise ValueError(f"{where}: refers to unknown option {value.option!r}")
+                if not isinstance(opt, kinds):
+                    raise ValueError(
+                        f"{where}: option {value.option!r} has the wrong type ({opt.type})"
+                    )
+                if isinstance(opt, ChoiceOption) and not all(
+                    isinstance(c, int) for c in opt.choices
+                ):
+                    raise ValueError(f"{where}: option {value.option!r} must offer whole numbers")
+
+    # ------------------------------------------------------------------ helpers
+    def resolve_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the care team's option values and fill in defaults.
+
+        Returns every option's value (weekdays as a sorted tuple of ``date.weekday()``
+        numbers). Raises ``ValueError`` naming the option on an unknown option, a
+        value out of range, or a missing value that has no default.
+        """
+        unknown = sorted(set(values) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise ValueError(
+                f"unknown option {unknown[0]!r} for regimen {self.id} (options: {known})"
+            )
+        resolved: dict[str, Any] = {}
+        for name, opt in self.options.items():
+            if name in values:
+                resolved[name] = _check_option_value(name, opt, values[name])
+            elif opt.default is None:
+                raise ValueError(f"option {name!r} is required for regimen {self.id}: {opt.label}")
+            else:
+                resolved[name] = _check_option_value(name, opt, opt.default)
+        return resolved
+
+    def risk_windows_on_day(self, day: int) -> list[RiskWindow]:
+        """The risk windows that contain treatment day ``day`` (day 1 = start date)."""
+        return [w for w in self.risk_windows if w.first_day <= day <= w.last_day]
+
+
+def _check_option_value(name: str, opt: Any, value: Any) -> Any:
+    """Validate one option value against its declaration; ``ValueError`` names the option."""
+    if isinstance(opt, BoolOption):
+        if not isinstance(value, bool):
+            raise ValueError(f"option {name!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(opt, IntOption):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"option {name!r} must be a whole number, got {value!r}")
+        if not opt.min <= value <= opt.max:
+            raise ValueError(
+                f"option {name!r} must be between {opt.min} and {opt.max}, got {value}"
+            )
+        return value
+    if isinstance(opt, NumberOption):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"option {name!r} must be a number, got {value!r}")
+        if not opt.min <= value <= opt.max:
+            raise ValueError(
+                f"option {name!r} must be between {opt.min} and {opt.max}, got {value}"
+            )
+        return float(value)
+    if isinstance(opt, ChoiceOption):
+        if isinstance(value, bool) or value not in opt.choices:
+            raise ValueError(f"option {name!r} must be one of {list(opt.choices)}, got {value!r}")
+        return value
+    # Weekdays: names ("mon") or numbers (0 = Monday); exactly ``count`` distinct days.
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise ValueError(f"option {name!r} must be a list of weekdays, got {value!r}")
+    days: list[int] = []
+    for item in value:
+        if isinstance(item, str) and item.lower() in WEEKDAYS:
+            days.append(WEEKDAYS.index(item.lower()))
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 6:
+            days.append(item)
+        else:
+            raise ValueError(f"option {name!r}: {item!r} is not a weekday ({', '.join(WEEKDAYS)})")
+    if len(set(days)) != len(days) or len(days) != opt.count:
+        raise ValueError(
+            f"option {name!r} must name exactly {opt.count} different weekdays, got {list(value)!r}"
+        )
+    return tuple(sorted(days))
+
+
+# --------------------------------------------------------------------------- loading
+# Names of discriminated-union members that pydantic inserts into error paths.
+_UNION_TAGS = {"daily", "weekdays", "interval", "cycles", "bool", "int", "number", "choice"}
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('phases', 1, 'weekdays', 'weekdays', 0)`` -> ``phases[1].weekdays[0]``."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        parent = loc[i - 1] if i else None
+        grandparent = loc[i - 2] if i > 1 else None
+        is_tag = part in _UNION_TAGS and (
+            (isinstance(parent, int) and grandparent == "phases") or grandparent == "options"
+        )
+        if is_tag:
+            continue
+        out += f".{part}" if out else str(part)
+    return out
+
+
+def _error_message(filename: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = _format_loc(err["loc"])
+        msg = _VALUE_ERROR.sub("", err["msg"])
+        lines.append(f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}")
+    return "\n".join(lines)
+
+
+def load_regimen_file(path: Path) -> Regimen:
+    """Parse and validate one regimen file; its id is the file stem."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise RegimenError(f"{path.name}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RegimenError(f"{path.name}: invalid TOML: {exc}") from exc
+    if "id" in data:
+        raise RegimenError(f"{path.name}: id: the id is the file name, do not set it")
+    try:
+        return Regimen.model_validate({"id": path.stem, **data})
+    except ValidationError as exc:
+        raise RegimenError(_error_message(path.name, exc)) from None
+
+
+def _load_directory(directory: Path) -> dict[str, Regimen]:
+    if not directory.is_dir():
+        raise RegimenError(f"{directory}: regimen directory not found")
+    return {path.stem: load_regimen_file(path) for path in sorted(directory.glob("*.toml"))}
+
+
+@cache
+def _default_regimens() -> dict[str, Regimen]:
+    return _load_directory(DEFAULT_DIRECTORY)
+
+
+def load_regimens(directory: Path | None = None) -> dict[str, Regimen]:
+    """All regimens in ``directory`` (default: the packaged library, read once and cached)."""
+    if directory is None:
+        return dict(_default_regimens())
+    return _load_directory(Path(directory))
+
+
+def get_regimen(regimen_id: str) -> Regimen:
+    """The packaged regimen ``regimen_id``; raises :class:`UnknownRegimen` if there is none."""
+    try:
+        return _default_regimens()[regimen_id]
+    except KeyError:
+        known = ", ".join(sorted(_default_regimens()))
+        raise UnknownRegimen(f"unknown regimen {regimen_id!r} (known: {known})") from None

@@ -1,0 +1,52 @@
+"""Stored rows to the planner's specs: the one bridge from the database to the pure planner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import time
+from typing import Any
+
+from backend.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
+from reminders.core.planner import DoseOutcome, Hold, PlanSpec, ProphylaxisSpec
+from reminders.core.regimens import get_regimen
+
+
+def build_plan_spec(
+    plan: Plan,
+    patient: Patient,
+    holds: Iterable[PlanHold],
+    records: Iterable[DoseRecord],
+    *,
+    extension_weeks: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> PlanSpec:
+    """The planner's view of a stored plan (its holds and dose records already loaded)."""
+    return PlanSpec(
+        regimen=get_regimen(plan.regimen_id),
+        start_date=plan.start_date,
+        timezone=patient.timezone,
+        options=dict(plan.options if options is None else options),
+        dose_time=patient.dose_time,
+        checkin_time=patient.checkin_time,
+        holds=tuple(Hold(start=h.start_date, resume=h.resume_date, reason=h.reason) for h in holds),
+        outcomes={
+            r.dose_index: DoseOutcome(status=r.status, on=r.on_date, dose_mg=r.dose_mg)
+            for r in records
+        },
+        extension_weeks=plan.extension_weeks if extension_weeks is None else extension_weeks,
+        stopped_on=plan.stopped_on,
+    )
+
+
+def build_prophylaxis_spec(course: ProphylaxisCourse, timezone: str) -> ProphylaxisSpec:
+    """The planner's view of a stored prophylaxis course."""
+    return ProphylaxisSpec(
+        course_id=course.id,
+        drug=course.drug,
+        dose_text=course.dose_text,
+        times=tuple(time.fromisoformat(t) for t in course.times),
+        weekdays=tuple(course.weekdays) if course.weekdays is not None else None,
+        start_date=course.start_date,
+        timezone=timezone,
+        stopped_on=course.stopped_on,
+    )

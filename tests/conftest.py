@@ -1,0 +1,228 @@
+"""Shared fixtures: the app on SQLite and on PostgreSQL, a client, a session and small factories.
+
+Every test that asks for ``app``, ``client`` or ``session`` runs twice: on a
+fresh SQLite file and on the local PostgreSQL server (database ``test``). On a
+machine without that server the PostgreSQL runs skip; in CI (``CI`` set) they fail
+instead, so they can never be skipped silently there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+import backend.models  # noqa: F401  (registers the tables)
+from backend import create_app
+from backend.db import get_engine
+from backend.models import Patient, Plan, Team, User
+from backend.schemas import PatientIn, PlanIn
+from backend.services.patients import create_patient
+from backend.services.plans import start_plan
+from backend.services.teams import create_user
+
+pytest_plugins = ("tests.browser",)
+
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+FIXED_NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday, before Europe's DST change
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        default="sqlite,postgresql",
+        help="comma-separated database engines the database tests run on",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_engine_name" in metafunc.fixturenames:
+        engines = [e.strip() for e in metafunc.config.getoption("--db").split(",") if e.strip()]
+        metafunc.parametrize("db_engine_name", engines, scope="session")
+
+
+_postgres_ready: dict[str, Engine] = {}
+
+
+def _postgres_engine() -> Engine:
+    """One engine for the test server, schema created once per session."""
+    if "engine" not in _postgres_ready:
+        engine = create_engine(POSTGRES_URL, pool_pre_ping=True)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+        except Exception as exc:  # the server is simply not there
+            if os.environ.get("CI"):
+                pytest.fail(
+                    f"PostgreSQL is required in CI but unreachable at {POSTGRES_URL}: {exc}"
+                )
+            pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}")
+        SQLModel.metadata.drop_all(engine)
+        SQLModel.metadata.create_all(engine)
+        _postgres_ready["engine"] = engine
+    return _postgres_ready["engine"]
+
+
+def truncate_all(engine: Engine) -> None:
+    """Empty every table (PostgreSQL), resetting identities."""
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def database_url(db_engine_name: str, tmp_path: Any) -> Iterator[str]:
+    """A URL to an empty database with the schema, on the engine of this run."""
+    if db_engine_name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        engine = create_engine(url)
+        SQLModel.metadata.create_all(engine)
+        engine.dispose()
+        yield url
+    elif db_engine_name == "postgresql":
+        engine = _postgres_engine()
+        truncate_all(engine)
+        yield POSTGRES_URL
+    else:
+        raise pytest.UsageError(f"unknown --db engine {db_engine_name!r}")
+
+
+class Clock:
+    """An injectable clock: tests set or advance ``now`` instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        from datetime import timedelta
+
+        self.now = self.now + timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The app's clock, fixed at :data:`FIXED_NOW` until a test moves it."""
+    return Clock(FIXED_NOW)
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Any, clock: Clock) -> Iterator[Flask]:
+    """The app on a fresh database."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret",
+            "SESSION_COOKIE_SECURE": False,
+            "PUBLIC_BASE_URL": "https://companion.test",
+            "DEFAULT_REGION": "BE",
+            "CLOCK": clock,
+        }
+    )
+    app.instance_path = str(tmp_path / "instance")
+    yield app
+    get_engine(app).dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    """A session on the app's database (commit to make rows visible to requests)."""
+    with Session(get_engine(app), expire_on_commit=False) as session:
+        yield session
+
+
+# --- factories --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]:
+    """Create a user (and team); returns the user and an API token."""
+    counter = iter(range(1, 10_000))
+
+    def factory(team: str = "Team A", role: str = "nurse", **overrides: Any) -> tuple[User, str]:
+        n = next(counter)
+        values = {
+            "email": f"user{n}@{team.replace(' ', '').lower()}.example",
+            "team_name": team,
+            "role": role,
+            "now": clock.now,
+            "care_phone": "+32 2 555 01 23",
+        }
+        values.update(overrides)
+        user, token = create_user(session, **values)
+        session.commit()
+        return user, token
+
+    return factory
+
+
+@pytest.fixture
+def make_patient(session: Session, clock: Clock) -> Callable[..., Patient]:
+    """Create a patient in a team (``team`` is a Team or its id)."""
+
+    def factory(team: Team | int, **overrides: Any) -> Patient:
+        values: dict[str, Any] = {
+            "display_name": "Anna Peeters",
+            "phone": "+32 470 12 34 56",
+            "timezone": "Europe/Brussels",
+            "language": "en",
+            "sms_consent": True,
+            "height_cm": 170,
+            "weight_kg": 70,
+        }
+        values.update(overrides)
+        team_id = team if isinstance(team, int) else team.id
+        patient = create_patient(session, team_id, PatientIn(**values), clock.now, region="BE")
+        session.commit()
+        return patient
+
+    return factory
+
+
+@pytest.fixture
+def make_plan(session: Session, clock: Clock) -> Callable[..., Plan]:
+    """Start a regimen for a patient."""
+
+    def factory(
+        patient: Patient,
+        regimen_id: str = "alemtuzumab_sc",
+        start_date: date | None = None,
+        **options: Any,
+    ) -> Plan:
+        start = start_date or clock.now.date()
+        plan = start_plan(
+            session,
+            patient,
+            PlanIn(regimen_id=regimen_id, start_date=start, options=options),
+            None,
+            clock.now,
+        )
+        session.commit()
+        return plan
+
+    return factory
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
