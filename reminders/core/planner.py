@@ -27,6 +27,8 @@ A hold never brings a dose forward. An open hold (no resume date) leaves the
 remaining doses ``on_hold`` with no date. Holds are applied in order of start date.
 
 Event choices (the sources give no timing; these are software choices):
+* dose reminders at ``dose_time``, only for doses still ``scheduled`` (a dose
+  recorded as given or missed gets no reminder);
 * premedication: ``premedication.minutes_before`` (60) before the dose time;
 * supportive medicines, lab tests and milestones: at the dose time of their day;
   supportive medicines marked ``pause_during_holds`` (lenalidomide) pause during holds;
@@ -36,32 +38,36 @@ Event choices (the sources give no timing; these are software choices):
   days during treatment (and on dose days where the regimen asks), every
   ``after_last_dose_every_days`` days for ``after_last_dose_weeks`` weeks after the
   last dose; they continue through holds (the patient is still immunosuppressed);
-* after ``stopped_on`` no dose, premedication, supportive or lab events; check-ins
-  follow the after-treatment cadence; prophylaxis is separate and continues.
+* after ``stopped_on`` no dose, premedication, supportive or lab events, and no
+  day-anchored milestone (the transplant-gap milestone stays, counted from the last
+  dose); check-ins follow the after-treatment cadence, still daily inside a risk
+  window (an early stop in week 4 keeps daily check-ins to the end of the CMV
+  window); prophylaxis is separate (:func:`prophylaxis_events`) and continues;
+* an open-ended supportive medicine (lenalidomide: "until the care team stops it")
+  keeps the treatment running for check-ins until ``stopped_on``.
+
+The dose dates themselves are computed by :mod:`reminders.core.dose_schedule`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-from reminders.core.dates import add_months
-from reminders.core.regimens import (
-    CyclesPhase,
-    DailyPhase,
-    IntervalPhase,
-    Milestone,
-    OptionRef,
-    Regimen,
-    RiskWindow,
-    WeekdaysPhase,
+from reminders.core.dose_schedule import (
+    ONE_DAY,
+    DoseStatus,
+    Schedule,
+    Slot,
+    build_schedule,
+    option_value,
 )
+from reminders.core.regimens import Regimen, RiskWindow
 
 __all__ = [
     "DoseOutcome",
@@ -81,9 +87,6 @@ __all__ = [
     "risk_windows_on",
     "treatment_end",
 ]
-
-ONE_DAY = timedelta(days=1)
-DoseStatus = Literal["scheduled", "given", "missed", "on_hold", "cancelled"]
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -147,7 +150,7 @@ class PlanSpec:
     extension_weeks: int = 0
     stopped_on: date | None = None
     resolved_options: Mapping[str, Any] = field(init=False, repr=False, compare=False)
-    _schedule: _Schedule = field(init=False, repr=False, compare=False)
+    _schedule: Schedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _zone(self.timezone)
@@ -170,7 +173,7 @@ class PlanSpec:
                 f"extension_weeks {self.extension_weeks} is above the maximum of "
                 f"{ext.max_extra_weeks} extra weeks ({ext.source})"
             )
-        object.__setattr__(self, "_schedule", _build_schedule(self))
+        object.__setattr__(self, "_schedule", build_schedule(self))
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,12 @@ class ProphylaxisSpec:
 # --------------------------------------------------------------------------- outputs
 @dataclass(frozen=True)
 class PlannedDose:
-    """One dose with its date after holds, extension, outcomes and early stop."""
+    """One dose with its date after holds, extension, outcomes and early stop.
+
+    ``in_hospital``/``observation_hours``: for a "first dose in hospital" regimen,
+    the first dose that is not missed or cancelled (a missed first injection moves
+    the hospital visit to the next one). ``given_mg`` is the amount recorded as given.
+    """
 
     index: int
     phase: str
@@ -250,230 +258,6 @@ class PlannedEvent:
     source: str
 
 
-# --------------------------------------------------------------------------- schedule
-@dataclass(slots=True)
-class _Slot:
-    index: int
-    phase: Any  # the regimen phase model
-    label: str  # phase id, or "extension"
-    date: date | None
-    status: DoseStatus
-    amount: float | None
-    unit: Literal["mg", "mg/m2"]
-    source: str
-    given_mg: float | None = None
-    in_hospital: bool = False
-    observation_hours: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Schedule:
-    slots: tuple[_Slot, ...]
-    doses_on: Mapping[date, tuple[_Slot, ...]]  # scheduled doses by date
-    dose_days: frozenset[date]  # scheduled or given: for "check in on dose days"
-    first_planned: date | None  # weekday anchor for weekly labs
-    treatment_end: date | None
-    ongoing: bool  # open hold or open-ended supportive medicine, not stopped
-    period_end: date | None  # last day of treatment for check-ins (None while ongoing)
-    milestones: tuple[tuple[Milestone, date], ...]
-    hold_spans: tuple[tuple[date, date | None], ...]
-
-
-def _value(spec: PlanSpec, value: Any) -> Any:
-    return spec.resolved_options[value.option] if isinstance(value, OptionRef) else value
-
-
-def _weekdays(spec: PlanSpec, phase: WeekdaysPhase) -> tuple[int, ...]:
-    value = _value(spec, phase.weekdays)
-    if isinstance(phase.weekdays, OptionRef):
-        return value
-    return tuple(sorted(("mon", "tue", "wed", "thu", "fri", "sat", "sun").index(d) for d in value))
-
-
-def _next_weekdays(after_or_on: date, weekdays: tuple[int, ...], count: int) -> list[date]:
-    out: list[date] = []
-    day = after_or_on
-    while len(out) < count:
-        if day.weekday() in weekdays:
-            out.append(day)
-        day += ONE_DAY
-    return out
-
-
-def _nominal(spec: PlanSpec) -> list[_Slot]:
-    """Every dose before holds and outcomes, in order; indices are 1-based."""
-    doses: list[tuple[Any, str, date, float | None, str]] = []
-    previous: date | None = None
-    for phase in spec.regimen.phases:
-        if phase.enabled_by is not None and not spec.resolved_options[phase.enabled_by]:
-            continue
-        begin = spec.start_date if previous is None else previous + ONE_DAY
-        if isinstance(phase, DailyPhase):
-            for k, amount in enumerate(phase.amounts):
-                doses.append((phase, phase.id, begin + timedelta(days=k), amount, phase.source))
-        elif isinstance(phase, WeekdaysPhase):
-            days = _weekdays(spec, phase)
-            extra = spec.extension_weeks * len(days) if phase.extendable else 0
-            for k, day in enumerate(_next_weekdays(begin, days, phase.count + extra)):
-                label = phase.id if k < phase.count else "extension"
-                doses.append((phase, label, day, phase.amount, phase.source))
-        elif isinstance(phase, IntervalPhase):
-            doses.extend(_interval_doses(spec, phase, previous))
-        elif isinstance(phase, CyclesPhase):
-            doses.extend(_cycle_doses(spec, phase))
-        previous = doses[-1][2] if doses else previous
-    return [
-        _Slot(i, phase, label, day, "scheduled", amount, phase.unit, source)
-        for i, (phase, label, day, amount, source) in enumerate(doses, start=1)
-    ]
-
-
-def _interval_doses(spec: PlanSpec, phase: IntervalPhase, previous: date | None) -> list[tuple]:
-    if previous is None:
-        first = spec.start_date
-    elif phase.start_after_previous_months:
-        first = add_months(previous, phase.start_after_previous_months)
-    else:
-        first = previous + timedelta(days=phase.start_after_previous_days or 1)
-    if phase.every_days is not None:
-        dates = [first + timedelta(days=k * phase.every_days) for k in range(phase.count or 0)]
-    else:
-        months = _value(spec, phase.every_months)
-        count = phase.count or math.ceil((phase.span_months or 0) / months)
-        # Anchored on the first dose (not chained) so that 31 Jan + 1 month does not drift.
-        dates = [add_months(first, k * months) for k in range(count)]
-    return [(phase, phase.id, d, phase.amount, phase.source) for d in dates]
-
-
-def _cycle_doses(spec: PlanSpec, phase: CyclesPhase) -> list[tuple]:
-    length = _value(spec, phase.cycle_length_days)
-    out = []
-    for cycle in range(1, _value(spec, phase.cycles) + 1):
-        cycle_start = spec.start_date + timedelta(days=(cycle - 1) * length - phase.day_origin)
-        for rule in phase.doses:
-            if not rule.applies_to(cycle):
-                continue
-            for day in rule.days:
-                if not phase.day_origin <= day < length + phase.day_origin:
-                    raise ValueError(
-                        f"phase {phase.id}: day {day} does not fit a {length}-day cycle"
-                    )
-                amount = _value(spec, rule.amount)
-                out.append(
-                    (phase, phase.id, cycle_start + timedelta(days=day), amount, rule.source)
-                )
-    out.sort(key=lambda item: item[2])  # stable: rule order within a day
-    if len({item[2] for item in out}) != len(out):
-        raise ValueError(f"phase {phase.id}: two doses fall on the same day")
-    return out
-
-
-def _apply_hold(spec: PlanSpec, slots: list[_Slot], hold: Hold) -> None:
-    affected = [
-        s for s in slots if s.status == "scheduled" and s.date is not None and s.date >= hold.start
-    ]
-    if not affected:
-        return
-    if hold.resume is None:
-        for s in affected:
-            s.date, s.status = None, "on_hold"
-        return
-    occupied = {s.date for s in slots if s.date is not None and s not in affected}
-    originals = [s.date for s in affected]
-    # Never bring a dose forward: lay out from the resume date or the first dose's date.
-    floor = max(hold.resume, originals[0])
-    previous_new: date | None = None
-    for k, s in enumerate(affected):
-        if isinstance(s.phase, WeekdaysPhase):
-            day = floor if previous_new is None else max(floor, previous_new + ONE_DAY)
-            allowed = _weekdays(spec, s.phase)
-            while day.weekday() not in allowed or day in occupied:
-                day += ONE_DAY
-        else:
-            day = (
-                floor if previous_new is None else previous_new + (originals[k] - originals[k - 1])
-            )
-            while day in occupied:
-                day += ONE_DAY
-        s.date = previous_new = day
-
-
-def _build_schedule(spec: PlanSpec) -> _Schedule:
-    slots = _nominal(spec)
-    first_planned = slots[0].date if slots else None
-    for index, outcome in spec.outcomes.items():
-        if not isinstance(index, int) or not 1 <= index <= len(slots):
-            raise ValueError(f"outcome for dose {index!r}: the plan has doses 1 to {len(slots)}")
-        slot = slots[index - 1]
-        slot.status, slot.date = outcome.status, outcome.on
-        slot.given_mg = outcome.dose_mg if outcome.status == "given" else None
-    holds = sorted(spec.holds, key=lambda h: h.start)
-    for hold in holds:
-        _apply_hold(spec, slots, hold)
-    stop = spec.stopped_on
-    if stop is not None:
-        for s in slots:
-            if s.status in ("scheduled", "on_hold") and (s.date is None or s.date >= stop):
-                s.status = "cancelled"
-    _mark_hospital(spec.regimen, slots)
-
-    live = [s for s in slots if s.status in ("scheduled", "given")]
-    on_hold = any(s.status == "on_hold" for s in slots)
-    end = max((s.date for s in live if s.date is not None), default=None)
-    open_supportive = any(item.to_day is None for item in spec.regimen.supportive)
-    ongoing = stop is None and (on_hold or open_supportive)
-    period_end = None
-    if not ongoing:
-        fallback = [s.date for s in slots if s.date is not None and s.status == "missed"]
-        period_end = end or max(fallback, default=None) or stop or spec.start_date
-        if stop is not None and open_supportive:
-            # An open-ended supportive medicine (lenalidomide) ran until the stop.
-            period_end = max(period_end, stop - ONE_DAY)
-    doses_on: dict[date, list[_Slot]] = {}
-    for s in slots:
-        if s.status == "scheduled" and s.date is not None:
-            doses_on.setdefault(s.date, []).append(s)
-    return _Schedule(
-        slots=tuple(slots),
-        doses_on=MappingProxyType({d: tuple(v) for d, v in doses_on.items()}),
-        dose_days=frozenset(s.date for s in live if s.date is not None),
-        first_planned=first_planned,
-        treatment_end=None if on_hold else end,
-        ongoing=ongoing,
-        period_end=period_end,
-        milestones=tuple(_milestones(spec, holds, None if on_hold else end)),
-        hold_spans=tuple((h.start, h.resume) for h in holds),
-    )
-
-
-def _mark_hospital(regimen: Regimen, slots: list[_Slot]) -> None:
-    admin = regimen.administration
-    # The first dose actually given (or still to give) is the one in hospital.
-    first = next((s for s in slots if s.status not in ("missed", "cancelled")), None)
-    for s in slots:
-        s.in_hospital = admin.in_hospital == "all" or s is first
-        if s is first:
-            s.observation_hours = admin.first_dose_observation_hours
-
-
-def _milestones(
-    spec: PlanSpec, holds: list[Hold], end: date | None
-) -> list[tuple[Milestone, date]]:
-    out = []
-    for m in spec.regimen.milestones:
-        if m.after_last_dose_months is not None:
-            if end is not None:
-                out.append((m, add_months(end, m.after_last_dose_months)))
-            continue
-        day: date | None = spec.start_date + timedelta(days=m.day - 1)  # type: ignore[operator]
-        for hold in holds:  # weeks of treatment received: move by earlier closed holds
-            if day is not None and hold.start <= day:
-                day = None if hold.resume is None else day + (hold.resume - hold.start)
-        if day is not None and (spec.stopped_on is None or day < spec.stopped_on):
-            out.append((m, day))
-    return out
-
-
 # --------------------------------------------------------------------------- time zones
 def _localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """Local wall time -> (aware local, aware UTC), handling DST gaps and folds."""
@@ -495,12 +279,17 @@ def _localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def _local_days(start_utc: datetime, end_utc: datetime, tz: ZoneInfo) -> list[date]:
-    """Local dates that may hold an event in [start, end), with a day of margin each side."""
+    """Local dates whose events may fall in [start, end).
+
+    An event never fires after its own local day (a premedication fires before its
+    dose, possibly the evening before; a DST gap moves a time forward within the
+    day), so one extra day at the end is enough.
+    """
     if start_utc.tzinfo is None or end_utc.tzinfo is None:
         raise ValueError("start_utc and end_utc must be timezone-aware")
     if end_utc <= start_utc:
         return []
-    first = start_utc.astimezone(tz).date() - ONE_DAY
+    first = start_utc.astimezone(tz).date()
     last = end_utc.astimezone(tz).date() + ONE_DAY
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
@@ -544,12 +333,13 @@ def plan_events(spec: PlanSpec, start_utc: datetime, end_utc: datetime) -> list[
     tz = _zone(spec.timezone)
     events: list[PlannedEvent] = []
     for day in _local_days(start_utc, end_utc, tz):
-        for candidate in _events_on(spec, day):
-            naive, key, kind, title, dose_index, details, source = candidate
-            local, at_utc = _localize(naive, tz)
+        for c in _events_on(spec, day):
+            local, at_utc = _localize(c.naive, tz)
             if start_utc <= at_utc < end_utc:
                 events.append(
-                    PlannedEvent(key, kind, local, at_utc, title, dose_index, details, source)
+                    PlannedEvent(
+                        c.key, c.kind, local, at_utc, c.title, c.dose_index, c.details, c.source
+                    )
                 )
     events.sort(key=lambda e: (e.at_utc, e.key))
     return events
@@ -569,16 +359,20 @@ def prophylaxis_events(
         for t in spec.times:
             local, at_utc = _localize(datetime.combine(day, t), tz)
             if start_utc <= at_utc < end_utc:
-                key = f"pill:{spec.course_id}:{day.isoformat()}T{t.hour:02d}:{t.minute:02d}"
-                details = {
-                    "course_id": spec.course_id,
-                    "drug": spec.drug,
-                    "dose_text": spec.dose_text,
-                }
-                title = f"Take your {spec.drug} ({spec.dose_text})"
                 events.append(
                     PlannedEvent(
-                        key, EventKind.PROPHYLAXIS, local, at_utc, title, None, details, "care team"
+                        key=f"pill:{spec.course_id}:{day.isoformat()}T{t.hour:02d}:{t.minute:02d}",
+                        kind=EventKind.PROPHYLAXIS,
+                        local=local,
+                        at_utc=at_utc,
+                        title=f"Take your {spec.drug} ({spec.dose_text})",
+                        dose_index=None,
+                        details={
+                            "course_id": spec.course_id,
+                            "drug": spec.drug,
+                            "dose_text": spec.dose_text,
+                        },
+                        source="care team (dose and times as entered)",
                     )
                 )
     events.sort(key=lambda e: (e.at_utc, e.key))
@@ -613,7 +407,18 @@ def is_in_cmv_window(spec: PlanSpec, d: date) -> bool:
 
 
 # --------------------------------------------------------------------------- events of a day
-_Candidate = tuple[datetime, str, EventKind, str, int | None, dict[str, Any], str]
+class _Candidate(NamedTuple):
+    """An event before its local time is resolved and checked against the window."""
+
+    naive: datetime  # local wall time
+    key: str
+    kind: EventKind
+    title: str
+    source: str
+    details: dict[str, Any]
+    dose_index: int | None = None
+
+
 _FORMS = {"sc": "injection", "iv": "infusion", "oral": "dose"}
 
 
@@ -622,42 +427,23 @@ def _events_on(spec: PlanSpec, day: date) -> list[_Candidate]:
     sched = spec._schedule
     regimen = spec.regimen
     n = day_of_treatment(spec, day)
-    stopped = spec.stopped_on is not None and day >= spec.stopped_on
-    at_dose_time = datetime.combine(day, spec.dose_time)
+    at = datetime.combine(day, spec.dose_time)
     out: list[_Candidate] = []
-    for s in sched.doses_on.get(day, ()):
-        out.extend(_dose_events(spec, s, n, at_dose_time))
-    if not stopped:
-        out.extend(_supportive_events(spec, day, n, at_dose_time))
-        lab_week = _lab_week(spec, day)
-        for lab in regimen.labs if lab_week else ():
-            if (lab_week - 1) % lab.every_weeks == 0:
-                details = {"lab": lab.id, "name": lab.name, "week": lab_week}
-                out.append(
-                    (
-                        at_dose_time,
-                        f"lab:{lab.id}:{day.isoformat()}",
-                        EventKind.LAB,
-                        lab.title,
-                        None,
-                        details,
-                        lab.source,
-                    )
-                )
-    for milestone, on in sched.milestones:
+    for slot in sched.doses_on.get(day, ()):
+        out.extend(_dose_events(spec, slot, n, at))
+    if spec.stopped_on is None or day < spec.stopped_on:
+        out.extend(_supportive_events(spec, day, n, at))
+        week = _lab_week(sched, day)
+        for lab in regimen.labs if week else ():
+            if (week - 1) % lab.every_weeks == 0:
+                details = {"lab": lab.id, "name": lab.name, "week": week}
+                key = f"lab:{lab.id}:{day.isoformat()}"
+                out.append(_Candidate(at, key, EventKind.LAB, lab.title, lab.source, details))
+    for m, on in sched.milestones:
         if on == day:
-            details = {"milestone": milestone.id, "name": milestone.name, "day": n}
-            out.append(
-                (
-                    at_dose_time,
-                    f"milestone:{milestone.id}",
-                    EventKind.MILESTONE,
-                    milestone.title,
-                    None,
-                    details,
-                    milestone.source,
-                )
-            )
+            details = {"milestone": m.id, "name": m.name, "day": n}
+            key = f"milestone:{m.id}"
+            out.append(_Candidate(at, key, EventKind.MILESTONE, m.title, m.source, details))
     reasons, windows = _checkin_reasons(spec, day, n)
     if reasons:
         details = {
@@ -666,105 +452,83 @@ def _events_on(spec: PlanSpec, day: date) -> list[_Candidate]:
             "risk_windows": windows,
             "extra_symptoms": list(regimen.extra_symptoms),
         }
-        naive = datetime.combine(day, spec.checkin_time)
         out.append(
-            (
-                naive,
+            _Candidate(
+                datetime.combine(day, spec.checkin_time),
                 f"checkin:{day.isoformat()}",
                 EventKind.CHECKIN,
                 "Check-in: how are you today?",
-                None,
-                details,
                 regimen.checkins.source,
+                details,
             )
         )
     return out
 
 
-def _dose_events(spec: PlanSpec, s: _Slot, n: int, at: datetime) -> list[_Candidate]:
+def _dose_events(spec: PlanSpec, slot: Slot, n: int, at: datetime) -> list[_Candidate]:
+    """The dose reminder and, where the regimen has one, the premedication reminder."""
     regimen = spec.regimen
-    route = s.phase.route or regimen.route
+    route = slot.phase.route or regimen.route
     form = _FORMS[route]
     title = f"{regimen.drug.capitalize()} {form} today"
-    if s.in_hospital:
+    if slot.in_hospital:
         title += " at the hospital"
-    if s.observation_hours:
-        title += f" (stay {s.observation_hours:g} hours after)"
-    if s.amount is None:
+    if slot.observation_hours:
+        title += f" (stay {slot.observation_hours:g} hours after)"
+    if slot.amount is None:
         amount_text = "dose set by your care team"
-    elif s.unit == "mg/m2":
-        amount_text = f"{s.amount:g} mg/m2 (the dose in mg is confirmed by your care team)"
+    elif slot.unit == "mg/m2":
+        amount_text = f"{slot.amount:g} mg/m2 (the dose in mg is confirmed by your care team)"
     else:
-        amount_text = f"{s.amount:g} mg"
+        amount_text = f"{slot.amount:g} mg"
     details = {
-        "index": s.index,
-        "phase": s.label,
-        "amount": s.amount,
-        "unit": s.unit,
+        "index": slot.index,
+        "phase": slot.label,
+        "amount": slot.amount,
+        "unit": slot.unit,
         "amount_text": amount_text,
         "route": route,
-        "in_hospital": s.in_hospital,
-        "observation_hours": s.observation_hours,
-        "note": s.phase.note,
+        "in_hospital": slot.in_hospital,
+        "observation_hours": slot.observation_hours,
+        "note": slot.phase.note,
     }
-    out: list[_Candidate] = [
-        (at, f"dose:{s.index}", EventKind.DOSE, title, s.index, details, s.source)
-    ]
+    key = f"dose:{slot.index}"
+    out = [_Candidate(at, key, EventKind.DOSE, title, slot.source, details, slot.index)]
     premed = regimen.premedication
     if premed is not None:
         items = [i for i in premed.items if i.within_first_days is None or n <= i.within_first_days]
         if items:
-            naive = at - timedelta(minutes=premed.minutes_before)
-            pdetails = {"items": [i.text for i in items], "minutes_before": premed.minutes_before}
             source = "; ".join([i.source for i in items] + [premed.timing_source])
-            ptitle = f"Premedication before today's {form}"
             out.append(
-                (
-                    naive,
-                    f"premed:{s.index}",
+                _Candidate(
+                    at - timedelta(minutes=premed.minutes_before),  # wall-clock arithmetic
+                    f"premed:{slot.index}",
                     EventKind.PREMEDICATION,
-                    ptitle,
-                    s.index,
-                    pdetails,
+                    f"Premedication before today's {form}",
                     source,
+                    {"items": [i.text for i in items], "minutes_before": premed.minutes_before},
+                    slot.index,
                 )
             )
     return out
 
 
-def _in_hold(spec: PlanSpec, day: date) -> bool:
-    return any(
-        start <= day and (resume is None or day < resume)
-        for start, resume in spec._schedule.hold_spans
-    )
-
-
 def _supportive_events(spec: PlanSpec, day: date, n: int, at: datetime) -> list[_Candidate]:
     out: list[_Candidate] = []
     for item in spec.regimen.supportive:
-        last = _value(spec, item.to_day)
+        last = option_value(spec, item.to_day)
         if n < item.from_day or (last is not None and n > last):
             continue
-        if item.pause_during_holds and _in_hold(spec, day):
+        if item.pause_during_holds and spec._schedule.in_hold(day):
             continue
         details = {"drug": item.drug, "dose_text": item.dose_text or "as prescribed", "day": n}
-        out.append(
-            (
-                at,
-                f"supportive:{item.id}:{day.isoformat()}",
-                EventKind.SUPPORTIVE,
-                item.title,
-                None,
-                details,
-                item.source,
-            )
-        )
+        key = f"supportive:{item.id}:{day.isoformat()}"
+        out.append(_Candidate(at, key, EventKind.SUPPORTIVE, item.title, item.source, details))
     return out
 
 
-def _lab_week(spec: PlanSpec, day: date) -> int | None:
-    """Treatment week of a lab day (weekly from the first planned dose), or None."""
-    sched = spec._schedule
+def _lab_week(sched: Schedule, day: date) -> int | None:
+    """Week number of a lab day (weekly from the first planned dose while treatment runs)."""
     first = sched.first_planned
     if first is None or day < first or (day - first).days % 7:
         return None

@@ -38,7 +38,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "regimens"
 _VALUE_ERROR = re.compile(r"^Value error, ")
@@ -89,14 +88,12 @@ def _or_option(inner: Any) -> PlainValidator:
             return value
         if isinstance(value, Mapping) and "option" in value:
             if set(value) != {"option"} or not isinstance(value["option"], str):
-                raise PydanticCustomError(
-                    "option_ref", 'an option reference is written {{ option = "name" }}'
-                )
+                raise ValueError('an option reference is written { option = "name" }')
             return OptionRef(option=value["option"])
         try:
             return adapter.validate_python(value)
         except ValidationError as exc:
-            raise PydanticCustomError("invalid_value", _inner_errors(exc)) from None
+            raise ValueError(_inner_errors(exc)) from None
 
     return PlainValidator(validate)
 
@@ -107,8 +104,7 @@ def _inner_errors(exc: ValidationError) -> str:
         where = _format_loc(err["loc"])
         msg = _VALUE_ERROR.sub("", err["msg"])
         parts.append(f"{where}: {msg}" if where else msg)
-    # Braces would be read as format fields by PydanticCustomError.
-    return "; ".join(parts).replace("{", "(").replace("}", ")")
+    return "; ".join(parts)
 
 
 def _check_weekday(value: Any) -> str:

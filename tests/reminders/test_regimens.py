@@ -1,0 +1,330 @@
+"""The regimen library: every file loads, carries its sources, and bad files are named precisely."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reminders.core.regimens import (
+    DEFAULT_DIRECTORY,
+    CyclesPhase,
+    DailyPhase,
+    IntervalPhase,
+    RegimenError,
+    UnknownRegimen,
+    WeekdaysPhase,
+    get_regimen,
+    load_regimens,
+)
+
+SEEDS = Path("/work/shared/seeds")
+EXPECTED = {
+    "alemtuzumab_sc",
+    "alemtuzumab_iv",
+    "ofatumumab_retreatment",
+    "ofatumumab_lenalidomide",
+    "rituximab_cll_chemo",
+    "rituximab_fl_maintenance",
+    "inotuzumab_weekly",
+    "inotuzumab_single",
+}
+
+
+def test_library_holds_every_required_regimen_with_id_equal_to_file_stem() -> None:
+    regimens = load_regimens()
+    assert set(regimens) == EXPECTED
+    for regimen_id, regimen in regimens.items():
+        assert regimen.id == regimen_id
+        assert (DEFAULT_DIRECTORY / f"{regimen_id}.toml").is_file()
+
+
+def test_default_library_is_cached() -> None:
+    assert load_regimens()["alemtuzumab_sc"] is load_regimens()["alemtuzumab_sc"]
+    assert get_regimen("alemtuzumab_sc") is load_regimens()["alemtuzumab_sc"]
+
+
+def test_unknown_regimen_is_a_key_error_with_a_readable_message() -> None:
+    with pytest.raises(UnknownRegimen, match="unknown regimen 'campath_daily'") as info:
+        get_regimen("campath_daily")
+    assert isinstance(info.value, KeyError)
+    assert "alemtuzumab_sc" in str(info.value)
+
+
+def _sources(value: Any) -> list[str]:
+    """Every source string in a dumped regimen."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("source", "timing_source") and isinstance(item, str):
+                found.append(item)
+            elif key == "sources":
+                found.extend(item)
+            else:
+                found.extend(_sources(item))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found.extend(_sources(item))
+    return found
+
+
+@pytest.mark.parametrize("regimen_id", sorted(EXPECTED))
+def test_every_source_names_a_seed_file_or_is_marked_as_a_choice(regimen_id: str) -> None:
+    regimen = get_regimen(regimen_id)
+    sources = _sources(regimen.model_dump())
+    assert sources
+    seed_names = {p.name for p in SEEDS.glob("*.txt")} if SEEDS.is_dir() else set()
+    for source in sources:
+        cited = re.findall(r"\d{3}_[0-9a-f]{16}\.txt", source)
+        assert cited or "care-team" in source or "clinical-brief.md" in source, source
+        if seed_names:
+            assert set(cited) <= seed_names, source
+
+
+def test_alemtuzumab_sc_encodes_the_belgian_recommendations() -> None:
+    r = get_regimen("alemtuzumab_sc")
+    assert r.route == "sc"
+    weekdays = r.options["weekdays"]
+    assert weekdays.type == "weekdays" and weekdays.count == 3
+    assert weekdays.default == ("mon", "wed", "fri")
+    assert r.options["escalation"].default is False
+    escalation, treatment = r.phases
+    assert isinstance(escalation, DailyPhase) and escalation.amounts == (3, 10, 30)
+    assert escalation.enabled_by == "escalation"
+    assert isinstance(treatment, WeekdaysPhase)
+    assert (treatment.count, treatment.amount, treatment.unit) == (36, 30, "mg")
+    assert r.extension is not None and r.extension.max_extra_weeks == 6
+    assert r.administration.in_hospital == "first"
+    assert r.administration.first_dose_observation_hours == 2
+    [allopurinol] = r.supportive
+    assert (allopurinol.from_day, allopurinol.to_day) == (1, 14)
+    assert [lab.id for lab in r.labs] == ["cmv_pcr"] and r.labs[0].every_weeks == 1
+    windows = {w.id: (w.first_day, w.last_day) for w in r.risk_windows}
+    assert windows == {
+        "first_week": (1, 7),
+        "low_platelets": (8, 28),
+        "low_neutrophils": (22, 42),
+        "cmv": (15, 56),
+    }
+    milestones = {m.id: (m.day, m.after_last_dose_months) for m in r.milestones}
+    assert milestones == {
+        "week4_review": (29, None),
+        "week12_marrow": (78, None),
+        "transplant_gap": (None, 2),
+    }
+    prophylaxis = {p.id: p for p in r.prophylaxis}
+    assert set(prophylaxis) == {"cotrimoxazole", "acyclovir"}
+    for item in prophylaxis.values():
+        assert item.min_months_after_last_dose == 6 and item.cd4_rule is True
+    assert "pentamidine" in prophylaxis["cotrimoxazole"].alternatives[0]
+    assert {"valacyclovir", "famciclovir"} <= set(prophylaxis["acyclovir"].alternatives)
+    assert r.extra_symptoms == ("injection_site",)
+
+
+def test_prophylaxis_never_carries_a_dose() -> None:
+    # The sources give no prophylaxis dose: the care team enters dose and frequency.
+    for regimen in load_regimens().values():
+        for item in regimen.prophylaxis:
+            assert not {"dose", "dose_text", "amount"} & set(type(item).model_fields)
+
+
+def test_alemtuzumab_iv_escalation_is_mandatory_and_steroids_only_at_the_start() -> None:
+    r = get_regimen("alemtuzumab_iv")
+    assert "escalation" not in r.options
+    assert isinstance(r.phases[0], DailyPhase) and r.phases[0].enabled_by is None
+    assert r.administration.in_hospital == "all"
+    assert r.premedication is not None
+    steroid = [i for i in r.premedication.items if "steroid" in i.text]
+    assert len(steroid) == 1 and steroid[0].within_first_days == 14
+
+
+def test_other_regimens_shape() -> None:
+    ofa_len = get_regimen("ofatumumab_lenalidomide")
+    assert isinstance(ofa_len.phases[0], CyclesPhase)
+    [lenalidomide] = ofa_len.supportive
+    assert (lenalidomide.from_day, lenalidomide.to_day) == (9, None)
+    assert lenalidomide.dose_text == "10 mg by mouth"
+
+    retreat = get_regimen("ofatumumab_retreatment")
+    assert all(isinstance(p, IntervalPhase) and p.amount is None for p in retreat.phases)
+
+    rituximab = get_regimen("rituximab_cll_chemo")
+    assert rituximab.phases[0].day_origin == 0
+    [hydration] = rituximab.supportive
+    assert hydration.from_day == -1  # 48 hours before the start
+    assert any("25 x 10^9/L" in note.text for note in rituximab.care_team_notes)
+
+    maintenance = get_regimen("rituximab_fl_maintenance").options["interval_months"]
+    assert (maintenance.choices, maintenance.default) == ((2, 3), 3)
+
+    assert get_regimen("inotuzumab_weekly").extra_symptoms == ("jaundice",)
+    assert get_regimen("inotuzumab_single").extra_symptoms == ("jaundice",)
+    for regimen_id in EXPECTED - {"inotuzumab_weekly", "inotuzumab_single"}:
+        assert "jaundice" not in get_regimen(regimen_id).extra_symptoms
+
+
+def test_every_regimen_watches_the_first_week() -> None:
+    for regimen in load_regimens().values():
+        assert regimen.risk_windows_on_day(1) and regimen.risk_windows_on_day(7)
+
+
+# --------------------------------------------------------------------------- options
+def test_resolve_options_fills_defaults_and_normalises_weekdays() -> None:
+    r = get_regimen("alemtuzumab_sc")
+    assert r.resolve_options({}) == {"escalation": False, "weekdays": (0, 2, 4)}
+    assert r.resolve_options({"weekdays": ["Sat", "tue", 3]})["weekdays"] == (1, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("regimen_id", "options", "message"),
+    [
+        ("alemtuzumab_sc", {"colour": "red"}, "unknown option 'colour'"),
+        ("alemtuzumab_sc", {"weekdays": ["mon", "thu"]}, "option 'weekdays' must name exactly 3"),
+        ("alemtuzumab_sc", {"weekdays": ["mon"]}, "option 'weekdays' must name exactly 3"),
+        (
+            "alemtuzumab_sc",
+            {"weekdays": ["mon", "mon", "fri"]},
+            "option 'weekdays' must name exactly 3",
+        ),
+        ("alemtuzumab_sc", {"weekdays": ["mon", "funday", "fri"]}, "'funday' is not a weekday"),
+        ("alemtuzumab_sc", {"weekdays": "mon,wed,fri"}, "option 'weekdays' must be a list"),
+        ("alemtuzumab_sc", {"escalation": "yes"}, "option 'escalation' must be true or false"),
+        (
+            "rituximab_fl_maintenance",
+            {"interval_months": 4},
+            "option 'interval_months' must be one of",
+        ),
+        ("inotuzumab_single", {"interval_days": 28}, "option 'dose_mg_m2' is required"),
+        (
+            "inotuzumab_single",
+            {"dose_mg_m2": 2.0},
+            "option 'dose_mg_m2' must be between 1.3 and 1.8",
+        ),
+        ("inotuzumab_weekly", {"cycles": 0}, "option 'cycles' must be between 1 and 6"),
+        ("inotuzumab_weekly", {"cycles": 2.5}, "option 'cycles' must be a whole number"),
+    ],
+)
+def test_resolve_options_rejects_bad_values(regimen_id: str, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_regimen(regimen_id).resolve_options(options)
+
+
+# --------------------------------------------------------------------------- broken files
+@pytest.fixture
+def broken(tmp_path: Path):
+    """Copy alemtuzumab_sc.toml into tmp_path and return an editor: (old, new) -> path."""
+    target = tmp_path / "alemtuzumab_sc.toml"
+    shutil.copy(DEFAULT_DIRECTORY / "alemtuzumab_sc.toml", target)
+
+    def edit(old: str, new: str) -> Path:
+        text = target.read_text()
+        assert old in text, old
+        target.write_text(text.replace(old, new, 1))
+        return tmp_path
+
+    return edit
+
+
+def test_unchanged_copy_loads(broken) -> None:
+    regimens = load_regimens(broken("name =", "name ="))
+    assert list(regimens) == ["alemtuzumab_sc"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # missing field
+        ('drug = "alemtuzumab"\n', "", "alemtuzumab_sc.toml: drug: Field required"),
+        # wrong type
+        (
+            "count = 36  # 12 weeks",
+            'count = "36"',
+            "alemtuzumab_sc.toml: phases[1].count: Input should be a valid integer",
+        ),
+        # bad weekday in a phase
+        (
+            'weekdays = { option = "weekdays" }',
+            'weekdays = ["mon", "funday", "fri"]',
+            "alemtuzumab_sc.toml: phases[1].weekdays: [1]: 'funday' is not a weekday",
+        ),
+        # bad weekday in an option default
+        (
+            'default = ["mon", "wed", "fri"]',
+            'default = ["mon", "wed", "fry"]',
+            "alemtuzumab_sc.toml: options.weekdays.default[2]: 'fry' is not a weekday",
+        ),
+        # twice a week as the default of a three-times-a-week option
+        (
+            'default = ["mon", "wed", "fri"]',
+            'default = ["mon", "thu"]',
+            "alemtuzumab_sc.toml: options.weekdays: default must name exactly 3",
+        ),
+        # unknown key at the top and inside a table
+        (
+            'route = "sc"',
+            'route = "sc"\ncolour = "red"',
+            "alemtuzumab_sc.toml: colour: Extra inputs are not permitted",
+        ),
+        (
+            "to_day = 14",
+            "to_day = 14\nuntil = 15",
+            "alemtuzumab_sc.toml: supportive[0].until: Extra inputs are not permitted",
+        ),
+        # a value outside its literal set
+        (
+            'route = "sc"',
+            'route = "im"',
+            "alemtuzumab_sc.toml: route: Input should be 'sc', 'iv' or 'oral'",
+        ),
+        (
+            'unit = "mg"\nextendable',
+            'unit = "g"\nextendable',
+            "alemtuzumab_sc.toml: phases[1].unit: Input should be 'mg' or 'mg/m2'",
+        ),
+        # an unknown pattern
+        (
+            'pattern = "weekdays"',
+            'pattern = "fortnightly"',
+            "alemtuzumab_sc.toml: phases[1]: Input tag 'fortnightly' found using 'pattern' does not match",
+        ),
+        # an option reference to nothing
+        (
+            'weekdays = { option = "weekdays" }',
+            'weekdays = { option = "days" }',
+            "alemtuzumab_sc.toml: phases[1].weekdays: refers to unknown option 'days'",
+        ),
+        # the first week must be a risk window
+        (
+            "start_day = 1\nend_day = 7",
+            "start_day = 2\nend_day = 7",
+            "alemtuzumab_sc.toml: risk_windows: one window must cover the first week",
+        ),
+        # a week window given twice
+        (
+            "start_week = 3\nend_week = 8",
+            "start_week = 3\nend_week = 8\nstart_day = 15",
+            "alemtuzumab_sc.toml: risk_windows[3]: give start_day and end_day, or start_week and end_week",
+        ),
+        # the id is the file name
+        (
+            'name = "Alemtuzumab',
+            'id = "other"\nname = "Alemtuzumab',
+            "alemtuzumab_sc.toml: id: the id is the file name",
+        ),
+        # not TOML at all
+        ('drug = "alemtuzumab"', "drug = alemtuzumab", "alemtuzumab_sc.toml: invalid TOML"),
+    ],
+)
+def test_broken_file_error_names_file_and_field(broken, old: str, new: str, message: str) -> None:
+    directory = broken(old, new)
+    with pytest.raises(RegimenError) as info:
+        load_regimens(directory)
+    assert message in str(info.value)
+
+
+def test_missing_directory_is_a_regimen_error(tmp_path: Path) -> None:
+    with pytest.raises(RegimenError, match="not found"):
+        load_regimens(tmp_path / "nowhere")
