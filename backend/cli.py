@@ -16,6 +16,7 @@ from backend.db import get_engine, session_scope, writer
 from backend.errors import ServiceError
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
+reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, the clock process.")
 
 
 def _now() -> datetime:
@@ -96,6 +97,64 @@ def demo_command() -> None:
         click.echo("Demo data already present.")
 
 
+def _gateway_and_callback(app: Flask) -> tuple[object, str | None]:
+    from reminders.gateways import gateway_from_config, status_callback_url
+
+    gateway = gateway_from_config(app.config)
+    callback = (
+        status_callback_url(app.config["PUBLIC_BASE_URL"])
+        if app.config["SMS_BACKEND"] == "twilio"
+        else None
+    )
+    return gateway, callback
+
+
+@reminders_cli.command("run-due")
+@click.option("--now", "now_text", default=None, help="ISO-8601 instant to run as (default: now).")
+def reminders_run_due(now_text: str | None) -> None:
+    """One planning, follow-up and dispatch pass as of --now."""
+    from reminders.jobs import run_due
+
+    try:
+        now = datetime.fromisoformat(now_text) if now_text else _now()
+    except ValueError as exc:
+        raise click.BadParameter(
+            "use ISO-8601, e.g. 2026-03-02T08:00:00+01:00", param_hint="--now"
+        ) from exc
+    if now.tzinfo is None:
+        raise click.BadParameter("give a UTC offset, e.g. 2026-03-02T08:00:00Z", param_hint="--now")
+    gateway, callback = _gateway_and_callback(current_app)
+    summary = run_due(get_engine(), gateway, now, status_callback=callback)
+    click.echo(" ".join(f"{key}={value}" for key, value in summary.items()))
+
+
+@reminders_cli.command("clock")
+def reminders_clock() -> None:
+    """Run the scheduler (one process only): planning passes and follow-ups."""
+    from reminders.clock import run_clock
+
+    run_clock(get_engine())
+
+
+@reminders_cli.command("dispatch")
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
+@click.option("--threads", default=8, show_default=True, help="Concurrent sends.")
+def reminders_dispatch(once: bool, interval: float, threads: int) -> None:
+    """Run a dispatcher: claim due messages, send them, record the outcome (several may run)."""
+    from reminders.dispatch import run_dispatcher
+
+    gateway, callback = _gateway_and_callback(current_app)
+    run_dispatcher(
+        get_engine(),
+        gateway,
+        once=once,
+        interval=interval,
+        threads=threads,
+        status_callback=callback,
+    )
+
+
 def upgrade_database(app: Flask, revision: str = "head") -> None:
     """Run the Alembic migrations on the app's database."""
     from backend.migrations import alembic_config
@@ -111,3 +170,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(create_user_command)
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_command)
+    app.cli.add_command(reminders_cli)

@@ -118,8 +118,8 @@ class Patient(SQLModel, table=True):
     opted_out_at: datetime | None = utc_field(nullable=True)
     sms_blocked_reason: str | None = Field(default=None, max_length=200)
     discreet: bool = False
-    quiet_start: time = Field(default=time(21, 0))
-    quiet_end: time = Field(default=time(8, 0))
+    quiet_start: time = Field(default=time(22, 0))
+    quiet_end: time = Field(default=time(7, 0))
     dose_time: time = Field(default=time(9, 0))
     checkin_time: time = Field(default=time(18, 0))
     pill_times: list[str] = json_field(list)

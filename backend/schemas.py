@@ -71,8 +71,8 @@ class PatientIn(Strict):
     language: Language = "en"
     sms_consent: bool = False
     discreet: bool = False
-    quiet_start: time = time(21, 0)
-    quiet_end: time = time(8, 0)
+    quiet_start: time = time(22, 0)
+    quiet_end: time = time(7, 0)
     dose_time: time = time(9, 0)
     checkin_time: time = time(18, 0)
     pill_times: list[HHMM] = Field(default_factory=lambda: ["08:00", "20:00"], max_length=6)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from backend.models import User
+from backend.models import Team, User
 from backend.schemas import PatientIn, PlanIn, ProphylaxisIn
 from backend.services import local_today
 from backend.services.patients import create_patient
@@ -33,6 +33,9 @@ def ensure_demo_data(session: Session, now: datetime) -> str | None:
         name="Demo Nurse",
         care_phone="+32 2 555 01 23",
     )
+    team = session.get(Team, user.team_id)
+    team.oncall_phone = "+32470999999"  # the demo on-call haematologist (console gateway prints it)
+    session.add(team)
     patient = create_patient(
         session,
         user.team_id,

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from backend.errors import InvalidInput, NotFound
 from backend.models import Patient
 from backend.schemas import PatientIn, PatientUpdate
+from backend.services.messaging import resync_patient_messages, send_welcome
 
 
 def normalize_phone(raw: str, region: str, *, field: str = "phone") -> str:
@@ -41,6 +42,7 @@ def create_patient(
     patient = Patient(team_id=team_id, created_at=now, updated_at=now, **values)
     session.add(patient)
     session.flush()
+    send_welcome(session, patient, now)
     return patient
 
 
@@ -70,6 +72,8 @@ def update_patient(
     patient.updated_at = now
     session.add(patient)
     session.flush()
+    send_welcome(session, patient, now)
+    resync_patient_messages(session, patient, now)
     return patient
 
 

@@ -18,6 +18,7 @@ from backend.errors import Conflict, InvalidInput, NotFound
 from backend.models import DoseRecord, Patient, Plan, PlanHold
 from backend.schemas import DoseRecordIn, HoldIn, PlanIn, ResumeIn, StopIn
 from backend.services import local_today
+from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from reminders.core.planner import (
     PlannedDose,
@@ -119,6 +120,7 @@ def start_plan(
     _checked_doses(lambda: build_plan_spec(plan, patient, (), ()), "options")
     session.add(plan)
     session.flush()
+    resync_patient_messages(session, patient, now)
     return plan
 
 
@@ -149,6 +151,7 @@ def hold_plan(
     plan.updated_at = now
     session.add_all([hold, plan])
     session.flush()
+    resync_patient_messages(session, patient, now)
     return hold
 
 
@@ -173,6 +176,7 @@ def resume_plan(
     plan.updated_at = now
     session.add_all([hold, plan])
     session.flush()
+    resync_patient_messages(session, patient, now)
     return hold
 
 
@@ -188,6 +192,7 @@ def extend_plan(session: Session, plan: Plan, patient: Patient, weeks: int, now:
     plan.updated_at = now
     session.add(plan)
     session.flush()
+    resync_patient_messages(session, patient, now)
     return plan
 
 
@@ -203,6 +208,7 @@ def stop_plan(session: Session, plan: Plan, patient: Patient, data: StopIn, now:
     plan.updated_at = now
     session.add(plan)
     session.flush()
+    resync_patient_messages(session, patient, now)
     return plan
 
 
@@ -241,6 +247,7 @@ def record_dose(
     record.recorded_at = now
     session.add(record)
     session.flush()
+    resync_patient_messages(session, patient, now)
     return record
 
 

@@ -15,6 +15,7 @@ from backend.errors import Conflict, InvalidInput, NotFound
 from backend.models import LabResult, Patient, Plan, ProphylaxisCourse
 from backend.schemas import ProphylaxisIn, ProphylaxisStopIn
 from backend.services import local_today
+from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from backend.services.plans import effective_status, spec_for
 from reminders.core.planner import plan_doses
@@ -32,6 +33,7 @@ def add_course(
     course = ProphylaxisCourse(patient_id=patient.id, created_at=now, **data.model_dump())
     session.add(course)
     session.flush()
+    resync_patient_messages(session, patient, now)
     return course
 
 
@@ -119,4 +121,5 @@ def stop_course(
     course.stop_note = "; ".join(note_parts) or None
     session.add(course)
     session.flush()
+    resync_patient_messages(session, patient, now)
     return course

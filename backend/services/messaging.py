@@ -1,0 +1,42 @@
+"""Keep the SMS outbox in step with the care team's changes.
+
+Any change to a plan, a prophylaxis course or a patient's contact preferences
+re-plans that patient's unsent reminders, so that (for example) a hold stops the
+dose reminders at once rather than at the next planning pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from backend.models import Patient
+from reminders.outbox import (
+    enqueue_message,
+    patient_context,
+    render_for,
+    replan_patient,
+    sms_allowed,
+)
+
+
+def resync_patient_messages(session: Session, patient: Patient, now: datetime) -> None:
+    """Re-plan the patient's unsent reminders from the current plan and preferences."""
+    replan_patient(session, patient.id, now)
+
+
+def send_welcome(session: Session, patient: Patient, now: datetime) -> bool:
+    """Queue the welcome SMS once, when the patient may receive SMS."""
+    if not sms_allowed(patient):
+        return False
+    context = patient_context(session, patient)
+    return enqueue_message(
+        session,
+        team_id=patient.team_id,
+        patient_id=patient.id,
+        kind="welcome",
+        body=render_for(context, "welcome"),
+        dedupe_key=f"welcome:p{patient.id}",
+        now=now,
+    )

@@ -1,0 +1,130 @@
+"""Twilio webhooks: incoming SMS and delivery status callbacks.
+
+Every request must carry a valid ``X-Twilio-Signature`` computed over
+``PUBLIC_BASE_URL`` + the request path (and query) and the POST parameters;
+anything else is refused with 403 before the database is touched. A repeated
+``MessageSid`` is acknowledged and ignored. Incoming SMS are answered with TwiML.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, request
+from sqlmodel import select
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from backend.api import request_now
+from backend.db import get_session
+from backend.models import OutboundMessage, Patient
+from reminders.conversations import handle_inbound_sms
+from reminders.dispatch import OPTED_OUT_CODE, UNREACHABLE_CODES
+from reminders.outbox import cancel_pending_for_patient
+
+logger = logging.getLogger(__name__)
+
+webhooks = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+#: Twilio's delivery states, in the order they can follow each other.
+FINAL_STATUSES = {"delivered", "undelivered", "failed", "read"}
+
+
+def signed_url() -> str:
+    """The URL Twilio signed: our public base URL plus the path and query we received."""
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    query = request.query_string.decode("latin-1")
+    return f"{base}{request.path}" + (f"?{query}" if query else "")
+
+
+def verify_twilio_signature() -> None:
+    """Abort with 403 unless the request is signed with our Twilio auth token."""
+    token = current_app.config.get("TWILIO_AUTH_TOKEN")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not token or not signature:
+        abort(403)
+    if not RequestValidator(token).validate(
+        signed_url(), request.form.to_dict(flat=True), signature
+    ):
+        logger.warning("refused a webhook with a bad signature on %s", request.path)
+        abort(403)
+
+
+def twiml(message: str | None) -> Response:
+    """A TwiML answer, with one message or none."""
+    response = MessagingResponse()
+    if message:
+        response.message(message)
+    return Response(str(response), mimetype="application/xml")
+
+
+def _required(name: str) -> str:
+    value = request.form.get(name, "").strip()
+    if not value:
+        abort(400, description=f"missing {name}")
+    return value
+
+
+@webhooks.post("/sms")
+def incoming_sms() -> Response:
+    """An SMS from a patient: answer at once in TwiML."""
+    verify_twilio_signature()
+    session = get_session()
+    result = handle_inbound_sms(
+        session,
+        provider_sid=_required("MessageSid")[:64],
+        from_phone=_required("From")[:20],
+        body=request.form.get("Body", ""),
+        now=request_now(),
+    )
+    session.commit()
+    return twiml(result.reply)
+
+
+@webhooks.post("/status")
+def delivery_status() -> Any:
+    """A delivery status callback: record it on the outbound message (idempotent)."""
+    verify_twilio_signature()
+    sid = _required("MessageSid")[:64]
+    status = _required("MessageStatus")[:20]
+    session = get_session()
+    message = session.exec(
+        select(OutboundMessage).where(OutboundMessage.provider_sid == sid)
+    ).first()
+    if message is None:
+        return "", 204
+    now = request_now()
+    if message.provider_status not in FINAL_STATUSES:
+        message.provider_status = status
+    if status == "delivered" and message.delivered_at is None:
+        message.delivered_at = now
+        message.status = "delivered"
+    elif status in ("undelivered", "failed"):
+        code = request.form.get("ErrorCode", "")[:20] or None
+        message.status, message.error_code = "undelivered", code
+        _block_patient_if_unreachable(session, message, code, now)
+    session.add(message)
+    session.commit()
+    return "", 204
+
+
+def _block_patient_if_unreachable(
+    session: Any, message: OutboundMessage, code: str | None, now: Any
+) -> None:
+    if message.recipient != "patient" or message.patient_id is None or code is None:
+        return
+    patient = session.get(Patient, message.patient_id)
+    if code == OPTED_OUT_CODE:
+        patient.opted_out, patient.opted_out_at = True, now
+    elif code in UNREACHABLE_CODES:
+        patient.sms_blocked_reason = f"{UNREACHABLE_CODES[code]} (Twilio {code})"
+    else:
+        return
+    session.add(patient)
+    cancel_pending_for_patient(session, patient.id, "patient unreachable or opted out")
+
+
+def init_app(app: Flask) -> None:
+    """Register the webhooks."""
+    app.register_blueprint(webhooks)

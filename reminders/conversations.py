@@ -1,0 +1,456 @@
+"""Patient replies: parse, triage, answer, record and alert.
+
+``handle_inbound_sms`` is the single entry for an incoming SMS (the Twilio
+webhook and the demo phone simulator both call it). It stores the message once
+per Twilio ``MessageSid``, reads it with the pure parser in the context of the
+open conversation, applies the pure triage rules and returns the reply to send
+at once (in the webhook's TwiML answer). Urgent findings raise an alert and
+queue an SMS to the team's on-call number in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from backend.models import (
+    CheckIn,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+    PillConfirmation,
+    Plan,
+    SymptomReport,
+)
+from backend.services import local_today
+from backend.services.alerts import raise_alert
+from reminders.core.clinical_rules import clinical_rules
+from reminders.core.parser import Expecting, Intent, ParsedReply, parse_reply
+from reminders.core.planner import is_in_cmv_window
+from reminders.core.regimens import get_regimen
+from reminders.core.templates import format_temperature
+from reminders.core.triage import Severity, TriageContext, TriageDecision, triage_report
+from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
+from reminders.outbox import (
+    PatientContext,
+    cancel_pending_for_patient,
+    enqueue_message,
+    patient_context,
+    render_for,
+    replan_patient,
+)
+from reminders.specs import build_plan_spec
+
+#: A check-in older than this no longer frames a reply.
+CHECKIN_CONTEXT = timedelta(hours=24)
+#: A TAKEN reply confirms a pill reminder sent within this window.
+PILL_CONFIRMATION_WINDOW = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """What to answer (None: nothing), and whether the message had been seen before."""
+
+    reply: str | None
+    intent: str | None = None
+    duplicate: bool = False
+    patient_id: int | None = None
+
+
+def find_patient_by_phone(session: Session, phone: str) -> Patient | None:
+    """The patient with this E.164 number (the most recently enrolled one if several)."""
+    return session.exec(
+        select(Patient).where(Patient.phone == phone).order_by(Patient.created_at.desc())
+    ).first()
+
+
+def open_checkin(session: Session, patient_id: int, now: datetime) -> CheckIn | None:
+    """The patient's most recent check-in still waiting for an answer."""
+    return session.exec(
+        select(CheckIn)
+        .where(
+            CheckIn.patient_id == patient_id,
+            CheckIn.state.in_(OPEN_CHECKIN_STATES),
+            CheckIn.opened_at >= now - CHECKIN_CONTEXT,
+        )
+        .order_by(CheckIn.opened_at.desc(), CheckIn.id.desc())
+    ).first()
+
+
+def last_pill_reminder(session: Session, patient_id: int, now: datetime) -> OutboundMessage | None:
+    """The newest pill reminder sent to the patient within the confirmation window."""
+    return session.exec(
+        select(OutboundMessage)
+        .where(
+            OutboundMessage.patient_id == patient_id,
+            OutboundMessage.expects == "taken",
+            OutboundMessage.status.in_(("sent", "delivered")),
+            OutboundMessage.sent_at >= now - PILL_CONFIRMATION_WINDOW,
+        )
+        .order_by(OutboundMessage.sent_at.desc())
+    ).first()
+
+
+def _expecting(checkin: CheckIn | None, pill: OutboundMessage | None) -> Expecting | None:
+    if checkin is not None:
+        return (
+            Expecting.TEMPERATURE if checkin.state == "awaiting_temperature" else Expecting.SYMPTOMS
+        )
+    if pill is not None:
+        return Expecting.CONFIRMATION
+    return None
+
+
+def _current_plan(session: Session, patient_id: int) -> Plan | None:
+    return session.exec(
+        select(Plan).where(Plan.patient_id == patient_id).order_by(Plan.created_at.desc())
+    ).first()
+
+
+def triage_context(session: Session, patient: Patient, now: datetime) -> TriageContext:
+    """Whether today is in the CMV window, and the drug (some symptoms matter for one drug only)."""
+    plan = _current_plan(session, patient.id)
+    if plan is None:
+        return TriageContext()
+    from backend.services.plans import dose_records_of, holds_of
+
+    regimen = get_regimen(plan.regimen_id)
+    spec = build_plan_spec(
+        plan, patient, holds_of(session, plan.id), dose_records_of(session, plan.id)
+    )
+    return TriageContext(
+        in_cmv_window=is_in_cmv_window(spec, local_today(patient.timezone, now)), drug=regimen.drug
+    )
+
+
+def handle_inbound_sms(
+    session: Session, *, provider_sid: str, from_phone: str, body: str, now: datetime
+) -> InboundResult:
+    """Store, understand and answer one incoming SMS (idempotent per ``provider_sid``)."""
+    if session.exec(
+        select(InboundMessage.id).where(InboundMessage.provider_sid == provider_sid)
+    ).first():
+        return InboundResult(reply=None, duplicate=True)
+    patient = find_patient_by_phone(session, from_phone)
+    inbound = InboundMessage(
+        provider_sid=provider_sid,
+        team_id=patient.team_id if patient else None,
+        patient_id=patient.id if patient else None,
+        from_phone=from_phone,
+        body=body[:1600],
+        received_at=now,
+    )
+    try:
+        with session.begin_nested():  # a concurrent duplicate delivery loses here, not later
+            session.add(inbound)
+    except IntegrityError:
+        return InboundResult(reply=None, duplicate=True)
+    if patient is None:
+        return InboundResult(reply=None, intent="unknown_sender")
+    checkin = open_checkin(session, patient.id, now)
+    pill = last_pill_reminder(session, patient.id, now)
+    parsed = parse_reply(body, _expecting(checkin, pill))
+    inbound.intent = str(parsed.intent)
+    inbound.checkin_id = checkin.id if checkin else None
+    context = patient_context(session, patient)
+    reply = _respond(session, context, inbound, parsed, checkin, pill, now)
+    session.add(inbound)
+    if reply is not None:
+        _record_reply(session, context, inbound, reply, now)
+    return InboundResult(
+        reply=reply[1] if reply else None, intent=str(parsed.intent), patient_id=patient.id
+    )
+
+
+def _respond(
+    session: Session,
+    context: PatientContext,
+    inbound: InboundMessage,
+    parsed: ParsedReply,
+    checkin: CheckIn | None,
+    pill: OutboundMessage | None,
+    now: datetime,
+) -> tuple[str, str] | None:
+    """Act on the reply; return (template, text) to answer, or None."""
+    patient = context.patient
+    intent = parsed.intent
+    if parsed.opts_out:
+        return _opt_out(session, patient, inbound, now)
+    if parsed.opts_in and intent is Intent.OPT_IN:
+        patient.opted_out, patient.opted_out_at = False, None
+        session.add(patient)
+        replan_patient(session, patient.id, now)
+        return _text(context, "opted_in_confirmation")
+    if intent is Intent.HELP:
+        return _text(context, "help_reply")
+    if intent is Intent.TAKEN:
+        if pill is not None:
+            _confirm_pill(session, patient, pill, now)
+        return _text(context, "pill_taken_ack")
+    if intent is Intent.IMPLAUSIBLE_TEMPERATURE:
+        return _text(context, "reask_temperature")
+    if intent is Intent.YES and checkin is not None and checkin.state == "awaiting_symptoms":
+        return _text(context, _symptom_menu(session, patient))
+    if intent in (Intent.TEMPERATURE, Intent.SYMPTOMS, Intent.NO_SYMPTOMS) or (
+        intent is Intent.NO and checkin is not None and checkin.state == "awaiting_symptoms"
+    ):
+        return _check_in_step(session, context, inbound, parsed, checkin, now)
+    return _forward_free_text(session, context, inbound, parsed, now)
+
+
+def _text(context: PatientContext, template: str, **values: object) -> tuple[str, str]:
+    return template, render_for(context, template, **values)
+
+
+def _opt_out(session: Session, patient: Patient, inbound: InboundMessage, now: datetime) -> None:
+    patient.opted_out, patient.opted_out_at = True, now
+    session.add(patient)
+    cancel_pending_for_patient(session, patient.id, "patient opted out")
+    raise_alert(
+        session,
+        team_id=patient.team_id,
+        patient_id=patient.id,
+        severity="high",
+        kind="opted_out",
+        reason="Patient replied STOP: all SMS reminders and check-ins have stopped. Call them.",
+        details={"inbound_id": inbound.id},
+        source="opt-out keywords (Twilio)",
+        now=now,
+        dedupe_key=f"optout:{inbound.provider_sid}",
+    )
+    # No reply: the carrier/Twilio confirms an opt-out, and anything we sent would be refused.
+    return None
+
+
+def _confirm_pill(session: Session, patient: Patient, pill: OutboundMessage, now: datetime) -> None:
+    event_key = pill.dedupe_key
+    exists = session.exec(
+        select(PillConfirmation.id).where(
+            PillConfirmation.patient_id == patient.id, PillConfirmation.event_key == event_key
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            PillConfirmation(
+                patient_id=patient.id,
+                course_id=pill.course_id,
+                event_key=event_key,
+                confirmed_at=now,
+            )
+        )
+
+
+def _symptom_menu(session: Session, patient: Patient) -> str:
+    """The symptom menu for the patient's regimen (with yellow skin/eyes for inotuzumab)."""
+    plan = _current_plan(session, patient.id)
+    extra = get_regimen(plan.regimen_id).extra_symptoms if plan is not None else ()
+    return "checkin_symptoms_with_jaundice" if "jaundice" in extra else "checkin_symptoms"
+
+
+def _check_in_step(
+    session: Session,
+    context: PatientContext,
+    inbound: InboundMessage,
+    parsed: ParsedReply,
+    checkin: CheckIn | None,
+    now: datetime,
+) -> tuple[str, str]:
+    patient = context.patient
+    if checkin is None:  # an unprompted report still gets triaged
+        checkin = CheckIn(
+            patient_id=patient.id,
+            event_key=f"adhoc:{inbound.provider_sid}",
+            opened_at=now,
+            last_prompt_at=now,
+        )
+        session.add(checkin)
+        session.flush()
+        inbound.checkin_id = checkin.id
+    if parsed.temperature_c is not None:
+        checkin.temperature_c = parsed.temperature_c
+    answered_symptoms = parsed.intent in (Intent.SYMPTOMS, Intent.NO_SYMPTOMS, Intent.NO) or bool(
+        parsed.symptoms
+    )
+    symptoms = frozenset(parsed.symptoms)
+    if answered_symptoms:
+        checkin.symptoms = sorted(set(checkin.symptoms or []) | symptoms)
+    tcontext = triage_context(session, patient, now)
+    checkin.in_cmv_window = tcontext.in_cmv_window
+    temperature = (
+        parsed.temperature_c if parsed.temperature_c is not None else checkin.temperature_c
+    )
+    decision = triage_report(temperature, frozenset(checkin.symptoms or ()), tcontext)
+    report = SymptomReport(
+        patient_id=patient.id,
+        checkin_id=checkin.id,
+        reported_at=now,
+        temperature_c=temperature,
+        symptoms=list(checkin.symptoms or []),
+        severity=str(decision.severity),
+        summary=decision.summary[:500],
+        source="sms",
+    )
+    session.add(report)
+    session.flush()
+    _alert_for(session, patient, decision, report, checkin, now)
+    if parsed.has_free_text and decision.severity is not Severity.URGENT:
+        # Words the parser could not read may matter ("36.8 but my leg is swollen").
+        _forward_free_text(session, context, inbound, parsed, now)
+    values = _triage_values(decision, temperature, patient.language)
+    if decision.severity is Severity.URGENT:
+        _close(session, checkin, decision, now)
+        return _text(context, decision.patient_template or "fever_urgent", **values)
+    if decision.recheck_after_minutes:
+        _schedule_recheck(session, context, checkin, inbound, decision.recheck_after_minutes, now)
+        return _text(context, decision.patient_template or "recheck_temperature", **values)
+    if answered_symptoms:
+        _close(session, checkin, decision, now)
+        return _text(context, decision.patient_template or "all_clear_thanks", **values)
+    checkin.state, checkin.last_prompt_at = "awaiting_symptoms", now
+    session.add(checkin)
+    return _text(context, _symptom_menu(session, patient))
+
+
+def _close(session: Session, checkin: CheckIn, decision: TriageDecision, now: datetime) -> None:
+    checkin.state, checkin.closed_at, checkin.severity = "closed", now, str(decision.severity)
+    session.add(checkin)
+
+
+def _schedule_recheck(
+    session: Session,
+    context: PatientContext,
+    checkin: CheckIn,
+    inbound: InboundMessage,
+    minutes: int,
+    now: datetime,
+) -> None:
+    """Ask for the temperature again in ``minutes`` (the check-in waits for it)."""
+    patient = context.patient
+    recheck_at = now + timedelta(minutes=minutes)
+    checkin.state, checkin.last_prompt_at, checkin.recheck_due_at = (
+        "awaiting_temperature",
+        recheck_at,
+        recheck_at,
+    )
+    session.add(checkin)
+    enqueue_message(
+        session,
+        team_id=patient.team_id,
+        patient_id=patient.id,
+        kind="checkin_temperature",
+        body=render_for(context, "checkin_temperature"),
+        dedupe_key=f"checkin{checkin.id}:recheck:{inbound.provider_sid}",
+        now=now,
+        due_at=recheck_at,
+        not_after=recheck_at + timedelta(hours=2),
+        urgent=True,  # a temperature re-check is not held back by quiet hours
+        expects="temperature",
+        checkin_id=checkin.id,
+    )
+
+
+def _triage_values(
+    decision: TriageDecision, temperature: float | None, language: str
+) -> dict[str, object]:
+    return {
+        "temperature": format_temperature(temperature, language) if temperature is not None else "",
+        "recheck_minutes": decision.recheck_after_minutes
+        or clinical_rules().fever.recheck_after_minutes,
+    }
+
+
+def _alert_for(
+    session: Session,
+    patient: Patient,
+    decision: TriageDecision,
+    report: SymptomReport,
+    checkin: CheckIn,
+    now: datetime,
+) -> None:
+    if not decision.alert_care_team:
+        return
+    fields = {
+        "team_id": patient.team_id,
+        "patient_id": patient.id,
+        "kind": decision.reasons[0].split(":")[0] if decision.reasons else "symptoms",
+        "reason": decision.summary[:500],
+        "details": {
+            "report_id": report.id,
+            "checkin_id": checkin.id,
+            "temperature_c": report.temperature_c,
+            "symptoms": report.symptoms,
+            "reasons": list(decision.reasons),
+            "cmv_test_advised": decision.cmv_test_advised,
+        },
+        "source": "; ".join(decision.sources)[:200],
+        "dedupe_key": f"report:{report.id}",
+    }
+    if decision.severity is Severity.URGENT:
+        raise_urgent_alert(session, now, **fields)
+    else:
+        raise_alert(
+            session,
+            severity=str(decision.severity)
+            if str(decision.severity) in ("high", "routine")
+            else "high",
+            now=now,
+            **fields,
+        )
+
+
+def _forward_free_text(
+    session: Session,
+    context: PatientContext,
+    inbound: InboundMessage,
+    parsed: ParsedReply,
+    now: datetime,
+) -> tuple[str, str]:
+    patient = context.patient
+    raise_alert(
+        session,
+        team_id=patient.team_id,
+        patient_id=patient.id,
+        severity="high" if parsed.mentions_fever else "routine",
+        kind="patient_message",
+        reason=("Message from patient: " + inbound.body)[:500],
+        details={"inbound_id": inbound.id, "mentions_fever": parsed.mentions_fever},
+        source="patient SMS",
+        now=now,
+        dedupe_key=f"message:{inbound.provider_sid}",
+    )
+    if parsed.mentions_fever:
+        return _text(context, "reask_temperature")
+    return _text(context, "free_text_ack")
+
+
+def _record_reply(
+    session: Session,
+    context: PatientContext,
+    inbound: InboundMessage,
+    reply: tuple[str, str],
+    now: datetime,
+) -> None:
+    """Keep the TwiML answer in the thread, as a sent outbound message."""
+    template, text = reply
+    session.add(
+        OutboundMessage(
+            team_id=context.patient.team_id,
+            patient_id=context.patient.id,
+            recipient="patient",
+            to_phone=context.patient.phone,
+            kind=template,
+            dedupe_key=f"reply:{inbound.provider_sid}",
+            body=text,
+            urgent=True,
+            due_at=now,
+            next_attempt_at=now,
+            status="sent",
+            provider_status="twiml",
+            sent_at=now,
+            created_at=now,
+            checkin_id=inbound.checkin_id,
+        )
+    )

@@ -1,0 +1,291 @@
+"""SMS templates in English, French and Dutch, and SMS segment counting.
+
+Templates live in ``messages/{en,fr,nl}.toml``. ``render`` fills str.format-style
+placeholders and quotes the urgent advice and the emergency fallback word for
+word from ``advice.toml`` (placeholders ``{urgent_advice}`` and
+``{emergency_fallback}``), so the advice exists in exactly one place.
+
+``segments`` implements GSM 03.38: a text made only of the GSM-7 basic set and
+extension table is sent as GSM-7 (160 units, or 153 per segment when split;
+extension characters such as "€" take two units), anything else as UCS-2
+(70 UTF-16 units, or 67 per segment).
+
+Discreet mode (``discreet=True``) uses a template's ``discreet`` variant, which
+names neither the drug nor the disease. Templates that mention neither have no
+variant and are used as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_advice
+
+__all__ = [
+    "AUTO_PLACEHOLDERS",
+    "DEFAULT_LANGUAGE",
+    "DRUG_PLACEHOLDERS",
+    "TEMPLATE_KEYS",
+    "SegmentInfo",
+    "Template",
+    "TemplateError",
+    "format_temperature",
+    "get_template",
+    "gsm_incompatible",
+    "render",
+    "resolve_language",
+    "segments",
+    "template_placeholders",
+]
+
+_MESSAGES = Path(__file__).with_name("messages")
+DEFAULT_LANGUAGE = "en"
+#: Filled in by render() from advice.toml; callers never pass them.
+AUTO_PLACEHOLDERS = frozenset({"urgent_advice", "emergency_fallback"})
+#: Every message the application sends. Each messages/*.toml must define exactly
+#: these keys (checked on first use), so code can rely on them.
+TEMPLATE_KEYS: tuple[str, ...] = (
+    "welcome",
+    "help_reply",
+    "opted_out_confirmation",
+    "opted_in_confirmation",
+    "dose_reminder_evening_before",
+    "dose_reminder_morning",
+    "first_dose_in_hospital",
+    "premedication_reminder",
+    "pill_reminder",
+    "pill_taken_ack",
+    "lab_reminder",
+    "milestone",
+    "checkin_temperature",
+    "checkin_symptoms",
+    "checkin_symptoms_with_jaundice",
+    "reask_temperature",
+    "recheck_temperature",
+    "fever_urgent",
+    "fever_urgent_cmv",
+    "red_flag_urgent",
+    "symptoms_ack",
+    "symptoms_ack_recheck",
+    "all_clear_thanks",
+    "checkin_resend",
+    "free_text_ack",
+    "oncall_alert",
+    "oncall_reescalation",
+    "unknown_reply_help",
+)
+#: Placeholders that name a drug: never allowed in a discreet variant.
+DRUG_PLACEHOLDERS = frozenset({"drug", "medicine", "premedication"})
+
+
+class TemplateError(ValueError):
+    """A message file is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """One message in one language."""
+
+    key: str
+    language: str
+    text: str
+    discreet: str | None = None
+    audience: Literal["patient", "clinician"] = "patient"
+    max_segments: int = 1  # English segment budget (see en.toml)
+
+
+# --------------------------------------------------------------------------- loading
+def _placeholders(text: str, where: str) -> frozenset[str]:
+    """Names used in a format string; only plain {name} fields are allowed."""
+    names = set()
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise TemplateError(f"{where}: {exc}") from None
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        # No {0}, {a.b}, {a[0]}, {a!r} or {a:>5}: a template is text, not code.
+        if not name.isidentifier() or spec or conversion:
+            raise TemplateError(f"{where}: placeholder {{{name}}} must be a plain {{name}}")
+        names.add(name)
+    return frozenset(names)
+
+
+def _load_language(language: str) -> dict[str, Template]:
+    path = _MESSAGES / f"{language}.toml"
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TemplateError(f"{path.name}: {exc}") from exc
+    templates = {}
+    for key, entry in data.items():
+        where = f"{path.name} [{key}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            raise TemplateError(f"{where}: needs a text")
+        unknown = set(entry) - {"text", "discreet", "audience", "max_segments"}
+        if unknown:
+            raise TemplateError(f"{where}: unknown field(s) {sorted(unknown)}")
+        audience = entry.get("audience", "patient")
+        if audience not in ("patient", "clinician"):
+            raise TemplateError(f"{where}: audience must be patient or clinician")
+        templates[key] = Template(
+            key=key,
+            language=language,
+            text=entry["text"],
+            discreet=entry.get("discreet"),
+            audience=audience,
+            max_segments=int(entry.get("max_segments", 1)),
+        )
+    return templates
+
+
+@cache
+def _catalogue() -> dict[str, dict[str, Template]]:
+    """All languages, checked: the keys of TEMPLATE_KEYS, the placeholders of English."""
+    catalogue = {lang: _load_language(lang) for lang in LANGUAGES}
+    reference = catalogue[DEFAULT_LANGUAGE]
+    for lang, templates in catalogue.items():
+        missing = set(TEMPLATE_KEYS) - templates.keys()
+        extra = templates.keys() - set(TEMPLATE_KEYS)
+        if missing or extra:
+            raise TemplateError(
+                f"{lang}.toml: keys differ from TEMPLATE_KEYS (missing {sorted(missing)},"
+                f" extra {sorted(extra)})"
+            )
+        for key, tpl in templates.items():
+            where = f"{lang}.toml [{key}]"
+            ref = reference[key]
+            names = _placeholders(tpl.text, where)
+            if names != _placeholders(ref.text, f"en.toml [{key}]"):
+                raise TemplateError(f"{where}: placeholders differ from en.toml")
+            if (tpl.discreet is None) != (ref.discreet is None):
+                raise TemplateError(f"{where}: discreet variant present in one language only")
+            if names & DRUG_PLACEHOLDERS and tpl.discreet is None:
+                raise TemplateError(f"{where}: names a drug, so it needs a discreet variant")
+            if tpl.discreet is not None:
+                d_names = _placeholders(tpl.discreet, f"{where} discreet")
+                if d_names & DRUG_PLACEHOLDERS:
+                    raise TemplateError(f"{where}: the discreet variant names a drug")
+                if d_names != _placeholders(ref.discreet or "", f"en.toml [{key}] discreet"):
+                    raise TemplateError(f"{where}: discreet placeholders differ from en.toml")
+    return catalogue
+
+
+# --------------------------------------------------------------------------- public API
+def resolve_language(language: str | None) -> str:
+    """ "fr", "FR", "fr-BE", "fr_BE" -> "fr"; anything we do not have -> "en"."""
+    primary = re.split(r"[-_]", (language or "").strip().casefold(), maxsplit=1)[0]
+    return primary if primary in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def get_template(key: str, language: str = DEFAULT_LANGUAGE) -> Template:
+    """The template for ``key`` in ``language`` (falls back to English). KeyError if unknown."""
+    if key not in TEMPLATE_KEYS:
+        raise KeyError(f"unknown template {key!r}")
+    return _catalogue()[resolve_language(language)][key]
+
+
+def template_placeholders(key: str, *, discreet: bool = False) -> frozenset[str]:
+    """The values a caller must pass to ``render(key, ...)`` (same in every language).
+
+    Excludes ``AUTO_PLACEHOLDERS``, which render() fills in itself.
+    """
+    tpl = get_template(key)
+    text = tpl.discreet if discreet and tpl.discreet is not None else tpl.text
+    return _placeholders(text, key) - AUTO_PLACEHOLDERS
+
+
+def render(key: str, language: str, *, discreet: bool = False, **values: object) -> str:
+    """Fill the template ``key`` in ``language`` with ``values``.
+
+    Unknown languages fall back to English. A missing value raises ``KeyError``
+    naming the placeholder; extra values are ignored (so a caller can pass the
+    same dictionary to every template, including ``drug`` in discreet mode).
+    ``urgent_advice`` and ``emergency_fallback`` come from advice.toml and may
+    not be passed.
+    """
+    passed = AUTO_PLACEHOLDERS & values.keys()
+    if passed:
+        raise ValueError(f"{sorted(passed)} come from advice.toml and cannot be passed")
+    tpl = get_template(key, language)
+    text = tpl.discreet if discreet and tpl.discreet is not None else tpl.text
+    lang = tpl.language
+    filled: dict[str, object] = {
+        "urgent_advice": urgent_advice(lang),
+        "emergency_fallback": emergency_fallback(lang),
+    }
+    for name in _placeholders(text, key) - AUTO_PLACEHOLDERS:
+        if name not in values:
+            raise KeyError(f"template {key!r} needs a value for placeholder {{{name}}}")
+        filled[name] = values[name]
+    return text.format_map(filled)
+
+
+def format_temperature(value_c: float, language: str) -> str:
+    """A temperature for an SMS: "37.6" in English, "37,6" in French and Dutch."""
+    text = str(Decimal(repr(value_c)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+    return text if resolve_language(language) == "en" else text.replace(".", ",")
+
+
+# --------------------------------------------------------------------------- segments
+# GSM 03.38 default alphabet (basic set), without the escape character 0x1B.
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# Extension table: each character is sent as ESC + character, so it counts 2.
+_GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+_GSM_SINGLE, _GSM_MULTI = 160, 153
+_UCS2_SINGLE, _UCS2_MULTI = 70, 67
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """How an SMS body is encoded and billed.
+
+    ``units`` are GSM-7 septets or UCS-2 (UTF-16) code units; ``segments`` is the
+    number of SMS parts (0 for an empty text, which cannot be sent).
+    """
+
+    encoding: Literal["GSM-7", "UCS-2"]
+    units: int
+    segments: int
+
+
+def _pack(sizes: list[int], single: int, multi: int) -> int:
+    """Number of segments, never splitting a character (escape pair, surrogate pair)."""
+    total = sum(sizes)
+    if total == 0:
+        return 0
+    if total <= single:
+        return 1
+    count, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            count, used = count + 1, 0
+        used += size
+    return count
+
+
+def segments(text: str) -> SegmentInfo:
+    """Encoding, length in units and number of segments of an SMS body (GSM 03.38)."""
+    if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in text):
+        sizes = [2 if ch in _GSM_EXTENSION else 1 for ch in text]
+        return SegmentInfo("GSM-7", sum(sizes), _pack(sizes, _GSM_SINGLE, _GSM_MULTI))
+    sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]  # astral chars: surrogate pairs
+    return SegmentInfo("UCS-2", sum(sizes), _pack(sizes, _UCS2_SINGLE, _UCS2_MULTI))
+
+
+def gsm_incompatible(text: str) -> str:
+    """The characters of ``text`` that force UCS-2 (empty when it is GSM-7)."""
+    return "".join(dict.fromkeys(ch for ch in text if ch not in _GSM_BASIC | _GSM_EXTENSION))

@@ -1,0 +1,373 @@
+"""Triage: what a reported temperature and symptoms mean for the patient and the care team.
+
+The rules are data (``triage_rules.toml``), each with its source; thresholds are
+references into ``clinical_rules.toml`` ("fever.threshold_c"), never literals.
+``triage_report`` evaluates every rule, takes the highest severity, joins the
+summaries for the care team and picks the one message the patient gets now.
+
+The companion is not a prescriber: "urgent" means the patient is told to call the
+care team at once and the on-call clinician is notified; the care team decides.
+
+Decisions where the brief was silent:
+
+* ``extra_symptoms`` in the context are symptoms already reported in the same
+  check-in (for example the symptom menu answered before the temperature); they
+  are triaged together with ``symptoms``.
+* An urgent decision carries no recheck: the patient is calling the team now.
+* A symptom code no rule knows is triaged "high" (a human looks at it), never dropped.
+* A temperature outside the plausible range of ``clinical_rules().fever`` raises
+  ``ValueError``: the parser reports such values as implausible and the caller
+  asks again, so one reaching triage is a programming error.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reminders.core.clinical_rules import ClinicalRules, clinical_rules
+from reminders.core.parser import SYMPTOM_CODES
+
+__all__ = [
+    "Severity",
+    "TriageContext",
+    "TriageDecision",
+    "TriageRule",
+    "TriageRules",
+    "TriageRulesError",
+    "load_triage_rules",
+    "triage_report",
+]
+
+_RULES_FILE = Path(__file__).with_name("triage_rules.toml")
+
+
+class Severity(StrEnum):
+    """How quickly someone must act, from most to least urgent."""
+
+    URGENT = "urgent"  # patient calls the team now; on-call clinician notified
+    HIGH = "high"  # in the care-team queue; patient acknowledged
+    ROUTINE = "routine"  # recorded, recheck scheduled, nobody alerted
+    NONE = "none"  # nothing abnormal
+
+    @property
+    def rank(self) -> int:
+        """Higher is more urgent (none=0 ... urgent=3)."""
+        return _RANKS[self]
+
+
+_RANKS = {Severity.NONE: 0, Severity.ROUTINE: 1, Severity.HIGH: 2, Severity.URGENT: 3}
+
+
+class TriageRulesError(ValueError):
+    """The rules file is invalid; the message names the file, the rule and the field."""
+
+
+@dataclass(frozen=True)
+class TriageContext:
+    """What we know about the patient beyond this reply."""
+
+    in_cmv_window: bool = False
+    drug: str | None = None
+    extra_symptoms: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TriageDecision:
+    """The outcome of triage: who must do what, why, and on which source.
+
+    ``alert_care_team``: put it in the care-team queue on the dashboard.
+    ``notify_on_call``: text the on-call clinician now (template ``oncall_alert``).
+    ``patient_template``: the key of the message the patient gets now.
+    ``recheck_after_minutes``: ask for the temperature again after this many minutes.
+    """
+
+    severity: Severity
+    reasons: tuple[str, ...]
+    summary: str
+    rule_ids: tuple[str, ...]
+    sources: tuple[str, ...]
+    patient_template: str | None
+    alert_care_team: bool = False
+    notify_on_call: bool = False
+    cmv_test_advised: bool = False
+    recheck_after_minutes: int | None = None
+    symptoms: frozenset[str] = field(default_factory=frozenset)
+
+
+# --------------------------------------------------------------------------- rules as data
+class Condition(BaseModel):
+    """Every key given must hold for the rule to match."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature_c_at_least: str | None = None
+    temperature_c_below: str | None = None
+    in_cmv_window: bool | None = None
+    symptom: str | None = None
+    drugs: tuple[str, ...] | None = None
+    unrecognised_symptom: bool | None = None
+    nothing_reported: bool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("a condition needs at least one key")
+        return self
+
+
+class TriageRule(BaseModel):
+    """One rule of ``triage_rules.toml``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    condition: Condition
+    severity: Severity
+    reason: str = Field(min_length=1)
+    summary: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    patient_template: str | None = None
+    alert_care_team: bool = False
+    notify_on_call: bool = False
+    cmv_test_advised: bool = False
+    recheck_after: str | None = None
+
+
+class Combination(BaseModel):
+    """When all ``templates`` are asked for, send ``use`` instead (one message)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    templates: tuple[str, ...] = Field(min_length=2)
+    use: str
+
+
+class TriageRules(BaseModel):
+    """The whole rules file, validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    patient_template_priority: tuple[str, ...]
+    rule: tuple[TriageRule, ...] = Field(min_length=1)
+    combination: tuple[Combination, ...] = ()
+
+    @property
+    def rules(self) -> tuple[TriageRule, ...]:
+        """The rules in file order."""
+        return self.rule
+
+    @property
+    def known_symptoms(self) -> frozenset[str]:
+        """Symptom codes that some rule handles."""
+        return frozenset(r.condition.symptom for r in self.rule if r.condition.symptom)
+
+    def templates(self) -> frozenset[str]:
+        """Every patient template key the rules can choose."""
+        keys = {r.patient_template for r in self.rule if r.patient_template}
+        keys |= {c.use for c in self.combination}
+        return frozenset(keys)
+
+
+def _threshold(rules: ClinicalRules, ref: str) -> float:
+    """Resolve "fever.threshold_c" to its value in clinical_rules.toml."""
+    section, _, name = ref.partition(".")
+    value = getattr(getattr(rules, section, None), name, None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise KeyError(ref)
+    return float(value)
+
+
+def _check(rules: TriageRules, where: str) -> None:
+    """Cross-field checks that a schema cannot express."""
+    clinical = clinical_rules()
+    seen: set[str] = set()
+    for r in rules.rule:
+        if r.id in seen:
+            raise TriageRulesError(f"{where}: rule {r.id!r} is defined twice")
+        seen.add(r.id)
+        for fname in ("temperature_c_at_least", "temperature_c_below"):
+            ref = getattr(r.condition, fname)
+            if ref is not None:
+                try:
+                    _threshold(clinical, ref)
+                except KeyError:
+                    raise TriageRulesError(
+                        f"{where}: rule {r.id!r}, condition.{fname}: {ref!r} is not a number"
+                        " in clinical_rules.toml"
+                    ) from None
+        if r.recheck_after is not None:
+            try:
+                _threshold(clinical, r.recheck_after)
+            except KeyError:
+                raise TriageRulesError(
+                    f"{where}: rule {r.id!r}, recheck_after: {r.recheck_after!r} is not a"
+                    " number in clinical_rules.toml"
+                ) from None
+        if r.patient_template and r.patient_template not in rules.patient_template_priority:
+            raise TriageRulesError(
+                f"{where}: rule {r.id!r}, patient_template: {r.patient_template!r} is missing"
+                " from patient_template_priority"
+            )
+    # Safety: every symptom the parser can produce must have a rule of its own.
+    missing = SYMPTOM_CODES - rules.known_symptoms
+    if missing:
+        raise TriageRulesError(f"{where}: no rule for symptom code(s) {sorted(missing)}")
+
+
+def load_triage_rules(path: Path | str | None = None) -> TriageRules:
+    """Load and validate a rules file (default: ``triage_rules.toml``, cached)."""
+    if path is None:
+        return _default_rules()
+    return _load(Path(path))
+
+
+@cache
+def _default_rules() -> TriageRules:
+    return _load(_RULES_FILE)
+
+
+def _load(path: Path) -> TriageRules:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        rules = TriageRules.model_validate(data)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TriageRulesError(f"{path.name}: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err, data) for err in exc.errors())
+        raise TriageRulesError(f"{path.name}: {problems}") from exc
+    _check(rules, path.name)
+    return rules
+
+
+def _describe(err: dict, data: dict) -> str:
+    """Name the rule by its id rather than its index ("rule 'fever', severity: ...")."""
+    loc = list(err["loc"])
+    prefix = ".".join(str(p) for p in loc)
+    if len(loc) >= 2 and loc[0] == "rule" and isinstance(loc[1], int):
+        try:
+            rule_id = data["rule"][loc[1]].get("id", f"#{loc[1]}")
+        except (IndexError, AttributeError, KeyError):
+            rule_id = f"#{loc[1]}"
+        prefix = f"rule {rule_id!r}, " + ".".join(str(p) for p in loc[2:])
+    return f"{prefix}: {err['msg']}"
+
+
+# --------------------------------------------------------------------------- evaluation
+def _holds(
+    condition: Condition,
+    temperature_c: float | None,
+    symptoms: frozenset[str],
+    unrecognised: frozenset[str],
+    context: TriageContext,
+    clinical: ClinicalRules,
+) -> bool:
+    c = condition
+    if c.temperature_c_at_least is not None and (
+        temperature_c is None or temperature_c < _threshold(clinical, c.temperature_c_at_least)
+    ):
+        return False
+    if c.temperature_c_below is not None and (
+        temperature_c is None or temperature_c >= _threshold(clinical, c.temperature_c_below)
+    ):
+        return False
+    if c.in_cmv_window is not None and context.in_cmv_window != c.in_cmv_window:
+        return False
+    if c.symptom is not None and c.symptom not in symptoms:
+        return False
+    if c.drugs is not None and (context.drug or "").casefold() not in {
+        d.casefold() for d in c.drugs
+    }:
+        return False
+    if c.unrecognised_symptom is not None and bool(unrecognised) != c.unrecognised_symptom:
+        return False
+    nothing = temperature_c is None and not symptoms
+    return c.nothing_reported is None or nothing == c.nothing_reported
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def triage_report(
+    temperature_c: float | None,
+    symptoms: frozenset[str],
+    context: TriageContext | None = None,
+    *,
+    rules: TriageRules | None = None,
+) -> TriageDecision:
+    """Triage one report: a temperature in Celsius (or None) and symptom codes.
+
+    Raises ``ValueError`` for a temperature that cannot be a body temperature
+    (see the module docstring). ``rules`` defaults to ``triage_rules.toml``.
+    """
+    context = context or TriageContext()
+    rules = rules or load_triage_rules()
+    clinical = clinical_rules()
+    fever = clinical.fever
+    if temperature_c is not None:
+        if not math.isfinite(temperature_c) or not (
+            fever.plausible_min_c <= temperature_c <= fever.plausible_max_c
+        ):
+            raise ValueError(
+                f"temperature {temperature_c!r} C is outside the plausible range"
+                f" {fever.plausible_min_c}-{fever.plausible_max_c} C: ask the patient again"
+            )
+        # Same rounding as the parser (half-up): 37.95 reads 38.0 and is urgent.
+        temperature_c = float(
+            Decimal(repr(temperature_c)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        )
+
+    reported = frozenset(symptoms) | frozenset(context.extra_symptoms)
+    unrecognised = reported - rules.known_symptoms
+    matched = [
+        r
+        for r in rules.rules
+        if _holds(r.condition, temperature_c, reported, unrecognised, context, clinical)
+    ]
+    if not matched:  # only possible with a custom rule set
+        return TriageDecision(Severity.NONE, (), "", (), (), None, symptoms=reported)
+
+    severity = max((r.severity for r in matched), key=lambda s: s.rank)
+    values = {
+        "temperature_c": "" if temperature_c is None else f"{temperature_c:.1f}",
+        "unrecognised": ", ".join(sorted(unrecognised)),
+    }
+    parts = _unique(r.summary.format(**values) for r in matched)
+    summary = "; ".join(parts)
+    summary = summary[:1].upper() + summary[1:]
+
+    requested = {r.patient_template for r in matched if r.patient_template}
+    template = next((t for t in rules.patient_template_priority if t in requested), None)
+    for combo in rules.combination:
+        if template in combo.templates and set(combo.templates) <= requested:
+            template = combo.use
+            break
+
+    recheck = None
+    if severity is not Severity.URGENT:
+        minutes = [int(_threshold(clinical, r.recheck_after)) for r in matched if r.recheck_after]
+        recheck = min(minutes) if minutes else None
+
+    return TriageDecision(
+        severity=severity,
+        reasons=_unique(r.reason for r in matched),
+        summary=summary,
+        rule_ids=tuple(r.id for r in matched),
+        sources=_unique(r.source for r in matched),
+        patient_template=template,
+        alert_care_team=any(r.alert_care_team for r in matched),
+        notify_on_call=any(r.notify_on_call for r in matched),
+        cmv_test_advised=any(r.cmv_test_advised for r in matched),
+        recheck_after_minutes=recheck,
+        symptoms=reported,
+    )

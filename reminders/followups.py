@@ -1,0 +1,154 @@
+"""Follow-ups: unanswered check-ins and urgent alerts nobody acknowledged.
+
+Decide apart from deliver: pure "should we?" functions look at one row and the
+time; the jobs below save the state change and queue the message in the same
+transaction; the dispatcher delivers it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, select
+
+from backend.models import Alert, CheckIn, Patient, Team
+from backend.services.alerts import raise_alert
+from reminders.core.clinical_rules import AlertPolicy, clinical_rules
+from reminders.core.templates import render
+from reminders.outbox import enqueue_message, patient_context, render_for, sms_allowed
+
+OPEN_CHECKIN_STATES = ("awaiting_temperature", "awaiting_symptoms")
+
+
+def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> str | None:
+    """What an open check-in needs now: "resend", "flag" or nothing."""
+    if checkin.state not in OPEN_CHECKIN_STATES:
+        return None
+    waited = now - checkin.last_prompt_at
+    if checkin.resend_count == 0 and waited >= timedelta(
+        minutes=policy.checkin_resend_after_minutes
+    ):
+        return "resend"
+    flag_after = policy.checkin_flag_after_minutes - policy.checkin_resend_after_minutes
+    if checkin.resend_count >= 1 and waited >= timedelta(minutes=flag_after):
+        return "flag"
+    return None
+
+
+def alert_needs_reescalation(alert: Alert, now: datetime, policy: AlertPolicy) -> bool:
+    """True when an urgent alert has waited unacknowledged past the re-escalation delay."""
+    if alert.severity != "urgent" or alert.status != "open":
+        return False
+    last = alert.oncall_notified_at or alert.created_at
+    return now - last >= timedelta(minutes=policy.urgent_reescalate_after_minutes)
+
+
+def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
+    """Re-send each unanswered check-in once, then flag it to the care team."""
+    policy = clinical_rules().alerts
+    counts = {"resent": 0, "flagged": 0}
+    for checkin in session.exec(
+        select(CheckIn).where(CheckIn.state.in_(OPEN_CHECKIN_STATES))
+    ).all():
+        action = checkin_follow_up(checkin, now, policy)
+        if action is None:
+            continue
+        patient = session.get(Patient, checkin.patient_id)
+        if action == "resend" and sms_allowed(patient):
+            context = patient_context(session, patient)
+            enqueue_message(
+                session,
+                team_id=patient.team_id,
+                patient_id=patient.id,
+                kind="checkin_resend",
+                body=render_for(
+                    context,
+                    "checkin_resend",
+                    sent_time=checkin.last_prompt_at.astimezone(
+                        ZoneInfo(patient.timezone)
+                    ).strftime("%H:%M"),
+                ),
+                dedupe_key=f"checkin{checkin.id}:resend",
+                now=now,
+                not_after=now + timedelta(hours=3),
+                expects="temperature" if checkin.state == "awaiting_temperature" else "symptoms",
+                checkin_id=checkin.id,
+            )
+            checkin.resend_count += 1
+            checkin.last_prompt_at = now
+            counts["resent"] += 1
+        else:
+            checkin.state = "unanswered"
+            checkin.closed_at = now
+            raise_alert(
+                session,
+                team_id=patient.team_id,
+                patient_id=patient.id,
+                severity="high",
+                kind="checkin_unanswered",
+                reason="Symptom check-in not answered (sent twice): please call the patient",
+                details={"checkin_id": checkin.id},
+                source="care-team policy: re-send once, then flag",
+                now=now,
+                dedupe_key=f"checkin{checkin.id}:unanswered",
+            )
+            counts["flagged"] += 1
+        session.add(checkin)
+    return counts
+
+
+def notify_on_call(
+    session: Session, alert: Alert, now: datetime, *, template: str = "oncall_alert"
+) -> bool:
+    """Queue an urgent SMS about ``alert`` to the team's on-call number (no patient phone in it)."""
+    team = session.get(Team, alert.team_id)
+    if team is None or not team.oncall_phone:
+        return False
+    body = render(
+        template,
+        "en",
+        patient_ref=f"P{alert.patient_id}",
+        reason=alert.reason[:80],
+        team_name=team.name,
+        minutes=clinical_rules().alerts.urgent_reescalate_after_minutes,
+        alert_id=alert.id,
+    )
+    queued = enqueue_message(
+        session,
+        team_id=team.id,
+        patient_id=alert.patient_id,
+        recipient="oncall",
+        kind=template,
+        body=body,
+        dedupe_key=f"alert{alert.id}:oncall{alert.escalation_count}",
+        now=now,
+        urgent=True,
+        alert_id=alert.id,
+    )
+    alert.oncall_notified_at = now
+    session.add(alert)
+    return queued
+
+
+def escalate_unacknowledged_alerts(session: Session, now: datetime) -> int:
+    """Send urgent alerts nobody acknowledged within the delay to the on-call number again."""
+    policy = clinical_rules().alerts
+    count = 0
+    open_urgent = session.exec(
+        select(Alert).where(Alert.severity == "urgent", Alert.status == "open")
+    ).all()
+    for alert in open_urgent:
+        if alert_needs_reescalation(alert, now, policy):
+            alert.escalation_count += 1
+            if notify_on_call(session, alert, now, template="oncall_reescalation"):
+                count += 1
+    return count
+
+
+def raise_urgent_alert(session: Session, now: datetime, **fields: object) -> Alert:
+    """Raise an urgent alert and notify the on-call number once."""
+    alert = raise_alert(session, severity="urgent", now=now, **fields)  # type: ignore[arg-type]
+    if alert.oncall_notified_at is None:
+        notify_on_call(session, alert, now)
+    return alert

@@ -1,0 +1,541 @@
+"""SMS delivery behind one small interface, with named backends.
+
+Two backends implement :class:`SmsGateway`:
+
+* ``console`` (:class:`ConsoleGateway`, the embedded default): prints each SMS to stdout,
+  so a developer sees the exact text a patient would receive without any account.
+* ``twilio`` (:class:`TwilioGateway`): sends through the real ``twilio`` client. With
+  ``api_base_url`` set, every request goes to a Twilio-compatible server instead of
+  ``https://api.twilio.com`` (the test fake, a staging stub).
+
+Failures come back as one of two exception families, because the dispatcher's only real
+question is "may I try this message again?":
+
+* :class:`TransientSendError`: rate limits, 5xx answers, timeouts, dropped connections.
+  Retry later with backoff; ``retry_after`` carries the server's hint when it gave one.
+* :class:`PermanentSendError`: the request or the recipient is wrong (invalid, unreachable
+  or opted-out number, any other 4xx). Retrying can only repeat the same answer.
+  :class:`GatewayAuthError` is the special case where the *account* is wrong (bad token):
+  every message would fail the same way, so a dispatcher should stop and alert instead of
+  marking each message failed.
+
+Privacy: no exception message built here contains a phone number or a body. Twilio's own
+error messages do (``"The 'To' number +32... is not a valid phone number"``), so they are
+never copied and never chained (``raise ... from None``): a ``logger.exception`` in a caller
+cannot leak them through the traceback.
+
+This module never reads the environment: :func:`gateway_from_config` takes the app config.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any, Protocol, TextIO, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.rest import Client
+
+__all__ = [
+    "OPTED_OUT_CODES",
+    "PERMANENT_RECIPIENT_CODES",
+    "TRANSIENT_TWILIO_CODES",
+    "ConsoleGateway",
+    "GatewayAuthError",
+    "PermanentSendError",
+    "SendError",
+    "SendResult",
+    "SmsGateway",
+    "TransientSendError",
+    "TwilioGateway",
+    "gateway_from_config",
+    "status_callback_url",
+]
+
+#: Path of the status-callback webhook, appended to ``PUBLIC_BASE_URL``.
+STATUS_CALLBACK_PATH = "/twilio/status"
+
+#: Twilio error codes that mean "not now" even though some arrive with HTTP 400:
+#: 20429 too many requests, 21611 the sender's outgoing queue is full.
+TRANSIENT_TWILIO_CODES: frozenset[int] = frozenset({20429, 21611})
+
+#: Twilio error codes about the recipient, kept here so reasons can name them.
+PERMANENT_RECIPIENT_CODES: dict[int, str] = {
+    21211: "invalid 'To' phone number",
+    21408: "no permission to send to this region",
+    21610: "recipient has opted out (replied STOP)",
+    21612: "'To' number not reachable via SMS",
+    21614: "'To' number is not a mobile number",
+}
+
+#: 21610: the recipient replied STOP; Twilio refuses until they reply START.
+OPTED_OUT_CODES: frozenset[int] = frozenset({21610})
+
+#: Twilio error codes that mean the credentials or account are wrong, not the message.
+_AUTH_CODES: frozenset[int] = frozenset({20003, 20005, 20006})
+
+#: HTTP statuses that are worth retrying besides every 5xx (408 is a server-side timeout).
+_TRANSIENT_HTTP_STATUSES: frozenset[int] = frozenset({408, 429})
+
+_DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the provider said when it took the message: its id and first status."""
+
+    provider_sid: str
+    status: str
+
+
+class SendError(Exception):
+    """A message was not handed over. ``reason`` never contains a number or a body.
+
+    ``code`` is the provider's error code as text (Twilio's ``"21211"``) or ``None`` when
+    the failure happened below HTTP (timeout, dropped connection); ``http_status`` is the
+    HTTP status when there was one.
+    """
+
+    def __init__(
+        self, reason: str, *, code: str | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(reason if code is None else f"{reason} (code {code})")
+        self.reason = reason
+        self.code = code
+        self.http_status = http_status
+
+
+class TransientSendError(SendError):
+    """Retry later with backoff; ``retry_after`` is the server's hint in seconds, if any.
+
+    A timeout or a dropped connection after the request was written may still mean the
+    provider accepted the message, so a retry can (rarely) deliver it twice.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, code=code, http_status=http_status)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(SendError):
+    """Never retry: the same request would get the same answer.
+
+    ``opted_out`` is True when the recipient replied STOP (Twilio 21610); the caller
+    should record that rather than keep queuing messages to them.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        opted_out: bool = False,
+    ) -> None:
+        super().__init__(reason, code=code, http_status=http_status)
+        self.opted_out = opted_out
+
+
+class GatewayAuthError(PermanentSendError):
+    """The account, not the message, is wrong (HTTP 401/403, Twilio 20003).
+
+    A subclass of :class:`PermanentSendError` so it is never retried blindly, but a
+    dispatcher should catch it first: every other message would fail the same way, so
+    stop the run and alert rather than mark each message failed.
+    """
+
+
+@runtime_checkable
+class SmsGateway(Protocol):
+    """Anything that can hand one SMS to a carrier.
+
+    Implementations must be safe to call from several threads at once.
+    """
+
+    name: str
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
+        """Send ``body`` to ``to`` (E.164); raise a :class:`SendError` subclass on failure."""
+        ...
+
+
+class ConsoleGateway:
+    """Prints each SMS as a block of text: the development default, no account needed.
+
+    ``stream`` defaults to whatever ``sys.stdout`` is *at send time*, so output captured
+    by a test runner or redirected by a process manager is honoured. A lock keeps the
+    blocks of concurrent senders from interleaving.
+    """
+
+    name = "console"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
+        """Print the message and return a synthetic ``CONSOLE...`` sid with status ``sent``."""
+        sid = f"CONSOLE{uuid.uuid4().hex}"
+        lines = [
+            "----- SMS (console gateway, not sent) -----",
+            f"To:   {to}",
+            f"SID:  {sid}",
+        ]
+        if status_callback:
+            # Nobody will call it: shown so a developer knows which URL Twilio would use.
+            lines.append(f"Status callback (not called): {status_callback}")
+        lines += ["", body, "-------------------------------------------", ""]
+        block = "\n".join(lines) + "\n"
+        with self._lock:
+            stream = self._stream if self._stream is not None else sys.stdout
+            # One write per block so even an unlocked stream shared with others stays readable.
+            stream.write(block)
+            stream.flush()
+        return SendResult(provider_sid=sid, status="sent")
+
+
+class _BaseUrlHttpClient(TwilioHttpClient):
+    """``TwilioHttpClient`` that sends every request to ``base_url`` and remembers headers.
+
+    The twilio library builds absolute URLs (``https://api.twilio.com/2010-04-01/...``) in
+    its generated resource classes and hands them to ``http_client.request``; this is the
+    one place every request passes through, so rewriting here covers every API. Scheme and
+    host are replaced, the path and query are kept; a path in ``base_url`` (a proxy prefix)
+    is put in front of the original path.
+
+    The last response's headers are kept per thread, because ``TwilioRestException`` drops
+    them and a 429's ``Retry-After`` is needed to back off correctly.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        timeout: float,
+        max_connections: int,
+        trust_env: bool = True,
+    ) -> None:
+        super().__init__(pool_connections=True, timeout=timeout)
+        session = self.session
+        assert session is not None  # pool_connections=True always creates one
+        session.trust_env = trust_env
+        # One pool per scheme, sized for a dispatcher's thread pool; no urllib3 retries,
+        # because retrying a POST may send an SMS twice (the dispatcher decides instead).
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, HTTPAdapter(pool_maxsize=max_connections, max_retries=0))
+        # The API needs no cookies; refusing them keeps the one piece of state that
+        # requests would otherwise update per response out of the shared session.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        self._base: tuple[str, str, str] | None = None
+        if base_url:
+            parts = urlsplit(base_url)
+            self._base = (parts.scheme, parts.netloc, parts.path.rstrip("/"))
+        self._local = threading.local()
+
+    def rewrite(self, url: str) -> str:
+        """``url`` with scheme and host replaced by the base URL's (path and query kept)."""
+        if self._base is None:
+            return url
+        scheme, netloc, prefix = self._base
+        parts = urlsplit(url)
+        return urlunsplit((scheme, netloc, prefix + parts.path, parts.query, parts.fragment))
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        """Send the request to the rewritten URL; remember the response headers."""
+        self._local.headers = None
+        response = super().request(
+            method,
+            self.rewrite(url),
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+        self._local.headers = response.headers
+        return response
+
+    def last_headers(self) -> Mapping[str, str] | None:
+        """Headers of the last response received by the calling thread."""
+        return getattr(self._local, "headers", None)
+
+
+class _NoEnvironment(dict[str, str]):
+    """An empty environment that is truthy.
+
+    ``twilio.rest.Client`` falls back to ``os.environ`` when ``environment`` is falsy and
+    would then pick up ``TWILIO_REGION``/``TWILIO_EDGE`` and reroute requests; settings must
+    come from the app config only.
+    """
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class TwilioGateway:
+    """Sends through the real ``twilio.rest.Client`` (Programmable Messaging API).
+
+    One client, one ``requests`` session and its connection pool are built here and reused
+    for every call: keep-alive saves a TLS handshake per message. The gateway is safe to use
+    from several threads at once: the twilio resource objects are resolved once in the
+    constructor and not mutated afterwards, the session keeps no cookies, urllib3's pool
+    hands each thread its own connection (``max_connections`` of them are kept; more
+    threads still work but open extra connections), and the only per-call state (the last
+    response's headers) is thread-local.
+
+    ``trust_env`` (default True) lets ``requests`` honour the standard proxy and CA-bundle
+    variables (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``), which hospital networks
+    often need; it re-reads them on every request, so a deployment without a proxy, or a
+    benchmark, can pass False to save that work (about 10% of a send on a local server).
+
+    Either ``from_number`` or ``messaging_service_sid`` is required. When both are given,
+    the messaging service wins and ``from_number`` is not sent: the service exists to pick
+    the sender (and a number outside its pool would be refused).
+    """
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base_url: str | None = None,
+        timeout: float = 10.0,
+        *,
+        max_connections: int = 32,
+        trust_env: bool = True,
+    ) -> None:
+        if not account_sid or not auth_token:
+            raise ValueError("TwilioGateway needs an account SID and an auth token")
+        if not from_number and not messaging_service_sid:
+            raise ValueError("TwilioGateway needs a from number or a messaging service SID")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        if api_base_url:
+            parts = urlsplit(api_base_url)
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                # Fail at start-up: a bad URL would otherwise fail every single send.
+                raise ValueError(f"api_base_url must be an http(s) URL, got {api_base_url!r}")
+        self.account_sid = account_sid
+        self.from_number = from_number or None
+        self.messaging_service_sid = messaging_service_sid or None
+        self.api_base_url = (api_base_url or _DEFAULT_TWILIO_BASE_URL).rstrip("/")
+        self.timeout = float(timeout)
+        self._http = _BaseUrlHttpClient(
+            base_url=api_base_url or None,
+            timeout=self.timeout,
+            max_connections=max_connections,
+            trust_env=trust_env,
+        )
+        self._client = Client(
+            account_sid, auth_token, http_client=self._http, environment=_NoEnvironment()
+        )
+        # Resolved once: the lazy properties on the way are not meant for concurrent first use.
+        self._messages = self._client.api.v2010.account.messages
+
+    def __repr__(self) -> str:
+        # No token, no numbers: a repr ends up in logs and tracebacks.
+        return (
+            f"TwilioGateway(account_sid={self.account_sid!r}, api_base_url={self.api_base_url!r})"
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections (the gateway can still be used; it reconnects)."""
+        if self._http.session is not None:
+            self._http.session.close()
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
+        """Create a Message; map every failure to a transient or permanent :class:`SendError`."""
+        sender: dict[str, Any] = (
+            {"messaging_service_sid": self.messaging_service_sid}
+            if self.messaging_service_sid
+            else {"from_": self.from_number}
+        )
+        if status_callback:
+            sender["status_callback"] = status_callback
+        twilio_error: SendError | None = None
+        try:
+            message = self._messages.create(to=to, body=body, **sender)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            twilio_error = _from_twilio_error(exc.status, exc.code, self._http.last_headers())
+        # Transport errors name only the host and path (no number, no body): chained, they
+        # tell an operator whether it was a refusal, a reset or a timeout.
+        except requests.ConnectTimeout as exc:
+            raise TransientSendError(
+                f"could not connect to Twilio within {self.timeout:g} s"
+            ) from exc
+        except requests.Timeout as exc:
+            raise TransientSendError(
+                f"no answer from Twilio within {self.timeout:g} s (it may still have accepted the message)"
+            ) from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientSendError(f"connection to Twilio failed ({type(exc).__name__})") from exc
+        except requests.RequestException as exc:
+            raise TransientSendError(f"request to Twilio failed ({type(exc).__name__})") from exc
+        except json.JSONDecodeError as exc:
+            # A 2xx whose body is not JSON: the message may exist, but we cannot know its sid.
+            raise TransientSendError("unreadable answer from Twilio") from exc
+        if twilio_error is not None:
+            # Raised outside the ``except`` so the TwilioRestException, whose text quotes the
+            # phone number, is neither the cause nor the context of what callers log.
+            raise twilio_error
+        if not message.sid:
+            raise TransientSendError("Twilio answered without a message sid")
+        return SendResult(provider_sid=message.sid, status=str(message.status or "queued"))
+
+
+def _from_twilio_error(
+    http_status: int, code: int | None, headers: Mapping[str, str] | None
+) -> SendError:
+    """Map an HTTP status and Twilio error code to a transient or permanent error."""
+    if code == http_status:
+        # The twilio library puts the HTTP status in ``code`` when the body had none.
+        code = None
+    code_text = str(code) if code is not None else None
+    if (
+        http_status >= 500
+        or http_status in _TRANSIENT_HTTP_STATUSES
+        or code in TRANSIENT_TWILIO_CODES
+    ):
+        retry_after = _retry_after(headers)
+        if http_status == 429 or code == 20429:
+            reason = f"Twilio rate limit (HTTP {http_status})"
+        elif code == 21611:
+            reason = "the sender's outgoing queue at Twilio is full"
+        else:
+            reason = f"Twilio temporarily unavailable (HTTP {http_status})"
+        return TransientSendError(
+            reason, code=code_text, http_status=http_status, retry_after=retry_after
+        )
+    if http_status in {401, 403} or code in _AUTH_CODES:
+        return GatewayAuthError(
+            f"Twilio refused the credentials (HTTP {http_status})",
+            code=code_text,
+            http_status=http_status,
+        )
+    described = PERMANENT_RECIPIENT_CODES.get(code) if code is not None else None
+    reason = described or f"Twilio rejected the message (HTTP {http_status})"
+    return PermanentSendError(
+        reason,
+        code=code_text,
+        http_status=http_status,
+        opted_out=code in OPTED_OUT_CODES,
+    )
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), if there is one."""
+    if not headers:
+        return None
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _setting(config: Mapping[str, Any], key: str) -> str | None:
+    """A config string with blanks treated as unset (an empty env var means "not set")."""
+    value = config.get(key)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def gateway_from_config(config: Mapping[str, Any]) -> SmsGateway:
+    """The gateway named by ``SMS_BACKEND``: ``console`` (default) or ``twilio``.
+
+    Raises ValueError naming the missing or invalid key, so a misconfigured deployment
+    fails at start-up instead of at the first reminder.
+    """
+    backend = (_setting(config, "SMS_BACKEND") or "console").lower()
+    if backend == "console":
+        return ConsoleGateway()
+    if backend != "twilio":
+        raise ValueError(f"SMS_BACKEND must be 'console' or 'twilio', got {backend!r}")
+    account_sid = _setting(config, "TWILIO_ACCOUNT_SID")
+    auth_token = _setting(config, "TWILIO_AUTH_TOKEN")
+    from_number = _setting(config, "TWILIO_FROM_NUMBER")
+    service_sid = _setting(config, "TWILIO_MESSAGING_SERVICE_SID")
+    if account_sid is None:
+        raise ValueError("SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID")
+    if auth_token is None:
+        raise ValueError("SMS_BACKEND=twilio needs TWILIO_AUTH_TOKEN")
+    if from_number is None and service_sid is None:
+        raise ValueError(
+            "SMS_BACKEND=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
+        )
+    raw_timeout = config.get("TWILIO_TIMEOUT_SECONDS")
+    try:
+        timeout = 10.0 if raw_timeout in (None, "") else float(raw_timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"TWILIO_TIMEOUT_SECONDS must be a number, got {raw_timeout!r}") from None
+    if timeout <= 0:
+        raise ValueError(f"TWILIO_TIMEOUT_SECONDS must be positive, got {timeout!r}")
+    base_url = _setting(config, "TWILIO_API_BASE_URL")
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(f"TWILIO_API_BASE_URL must be an http(s) URL, got {base_url!r}")
+    return TwilioGateway(
+        account_sid,
+        auth_token,
+        from_number=from_number,
+        messaging_service_sid=service_sid,
+        api_base_url=base_url,
+        timeout=timeout,
+    )
+
+
+def status_callback_url(public_base_url: str) -> str:
+    """The status-callback URL Twilio should POST delivery updates to.
+
+    It must be exactly the URL Twilio signs, so a trailing slash on the base is dropped.
+    """
+    base = (public_base_url or "").strip().rstrip("/")
+    if not base:
+        raise ValueError("PUBLIC_BASE_URL is required to build the status callback URL")
+    return base + STATUS_CALLBACK_PATH

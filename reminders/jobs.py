@@ -1,0 +1,58 @@
+"""Scheduled jobs: thin units of work over one session each, with ``now`` passed in.
+
+The clock process runs these on a timer; ``flask --app backend reminders run-due
+--now ...`` runs one pass of all of them as of a given instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from backend.db import session_scope
+from reminders.dispatch import DispatchReport, dispatch_due_messages
+from reminders.followups import escalate_unacknowledged_alerts, follow_up_checkins
+from reminders.gateways import SmsGateway
+from reminders.outbox import materialise_due_messages
+
+logger = logging.getLogger(__name__)
+
+
+def plan_messages_job(engine: Engine, now: datetime) -> int:
+    """Write the next 24 hours of reminders and check-ins into the outbox."""
+    with session_scope(engine) as session:
+        created = materialise_due_messages(session, now)
+    logger.info("planning pass: %d new outbox rows", created)
+    return created
+
+
+def follow_ups_job(engine: Engine, now: datetime) -> dict[str, int]:
+    """Re-send or flag unanswered check-ins; re-escalate unacknowledged urgent alerts."""
+    with session_scope(engine) as session:
+        counts = follow_up_checkins(session, now)
+        counts["reescalated"] = escalate_unacknowledged_alerts(session, now)
+    logger.info("follow-ups: %s", counts)
+    return counts
+
+
+def dispatch_job(
+    engine: Engine, gateway: SmsGateway, clock: Callable[[], datetime], **options: Any
+) -> DispatchReport:
+    """Send what is due."""
+    report = dispatch_due_messages(engine, gateway, clock, **options)
+    logger.info("dispatch: %s", report.as_dict())
+    return report
+
+
+def run_due(
+    engine: Engine, gateway: SmsGateway, now: datetime, **dispatch_options: Any
+) -> dict[str, Any]:
+    """One planning, follow-up and dispatch pass as of ``now`` (operations and tests)."""
+    planned = plan_messages_job(engine, now)
+    follow_ups = follow_ups_job(engine, now)
+    report = dispatch_job(engine, gateway, lambda: now, **dispatch_options)
+    return {"planned": planned, **follow_ups, **report.as_dict()}

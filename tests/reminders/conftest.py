@@ -1,0 +1,75 @@
+"""Fixtures for the SMS engine: the engine, a console gateway and a patient on treatment."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from backend.db import get_engine
+from backend.models import OutboundMessage, Patient, Team
+from backend.schemas import ProphylaxisIn
+from backend.services.prophylaxis import add_course
+from reminders.gateways import ConsoleGateway
+
+
+@pytest.fixture
+def engine(app) -> Engine:
+    """The app's engine."""
+    return get_engine(app)
+
+
+@pytest.fixture
+def console() -> ConsoleGateway:
+    """A console gateway writing into a buffer."""
+    return ConsoleGateway(io.StringIO())
+
+
+@pytest.fixture
+def treated_patient(
+    session: Session, make_user, make_patient, make_plan, clock
+) -> Callable[..., Patient]:
+    """A consenting patient on alemtuzumab s.c. from 2026-03-02 with two prophylaxis courses."""
+
+    def factory(
+        regimen_id: str = "alemtuzumab_sc", start: date = date(2026, 3, 2), **overrides: Any
+    ) -> Patient:
+        user, _ = make_user()
+        team = session.get(Team, user.team_id)
+        team.oncall_phone = "+32470999999"
+        session.add(team)
+        session.commit()
+        patient = make_patient(user.team_id, **overrides)
+        plan = make_plan(patient, regimen_id, start)
+        for drug in ("cotrimoxazole", "acyclovir"):
+            add_course(
+                session,
+                patient,
+                ProphylaxisIn(
+                    drug=drug,
+                    dose_text="as prescribed",
+                    times=["08:00", "20:00"],
+                    start_date=start,
+                    plan_id=plan.id,
+                ),
+                clock.now,
+            )
+        session.commit()
+        return patient
+
+    return factory
+
+
+def outbox(session: Session, **filters: Any) -> list[OutboundMessage]:
+    """Outbox rows matching ``filters`` (column=value), oldest due first."""
+    session.commit()  # end the read transaction: on SQLite it would keep an old snapshot
+    session.expire_all()
+    query = select(OutboundMessage).order_by(OutboundMessage.due_at, OutboundMessage.id)
+    for name, value in filters.items():
+        query = query.where(getattr(OutboundMessage, name) == value)
+    return list(session.exec(query).all())

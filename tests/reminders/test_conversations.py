@@ -1,0 +1,230 @@
+"""Patient replies: fever, re-check, symptom menu, pills, STOP/START, free text, duplicates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from backend.db import session_scope
+from backend.models import Alert, CheckIn, InboundMessage, PillConfirmation, SymptomReport
+from reminders.conversations import handle_inbound_sms
+from reminders.core.clinical_rules import urgent_advice
+from reminders.jobs import run_due
+from tests.reminders.conftest import outbox
+
+# Tuesday 17 March 2026: day 16 of alemtuzumab, inside the CMV window (weeks 3-8).
+IN_CMV_WINDOW = datetime(2026, 3, 17, 17, 0, tzinfo=UTC)  # 18:00 Brussels
+
+
+def reply(engine, body: str, now: datetime, sid: str | None = None, phone: str = "+32470123456"):
+    with session_scope(engine) as session:
+        return handle_inbound_sms(
+            session,
+            provider_sid=sid or f"SM{abs(hash((body, now)))}",
+            from_phone=phone,
+            body=body,
+            now=now,
+        )
+
+
+def start_checkin(engine, console, clock, treated_patient):
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    patient = treated_patient()
+    run_due(engine, console, IN_CMV_WINDOW)
+    return patient
+
+
+def alerts(session, **filters):
+    session.commit()  # see what other sessions committed
+    session.expire_all()
+    query = select(Alert)
+    for name, value in filters.items():
+        query = query.where(getattr(Alert, name) == value)
+    return list(session.exec(query).all())
+
+
+def test_a_fever_reply_tells_the_patient_and_alerts_the_team_at_once(
+    engine, session, console, clock, treated_patient
+) -> None:
+    patient = start_checkin(engine, console, clock, treated_patient)
+    result = reply(engine, "38,4", IN_CMV_WINDOW + timedelta(minutes=5))
+    assert urgent_advice("en") in result.reply
+    assert "CMV" in result.reply and "+32 2 555 01 23" in result.reply
+    [alert] = alerts(session, patient_id=patient.id, severity="urgent")
+    assert (
+        alert.kind == "fever"
+        and "38.4" in alert.reason
+        and alert.details["cmv_test_advised"] is True
+    )
+    [oncall] = outbox(session, recipient="oncall")
+    assert oncall.urgent and oncall.status == "pending" and "+3247012" not in oncall.body
+    report = session.exec(select(SymptomReport)).one()
+    assert report.temperature_c == 38.4 and report.severity == "urgent"
+    assert session.exec(select(CheckIn)).one().state == "closed"
+
+
+def test_fahrenheit_and_unprompted_fever_are_triaged_too(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    patient = treated_patient()
+    result = reply(engine, "temp 101.2F and cough", datetime(2026, 4, 20, 10, 0, tzinfo=UTC))
+    assert urgent_advice("en") in result.reply
+    [alert] = alerts(session, patient_id=patient.id, severity="urgent")
+    assert alert.details["temperature_c"] == 38.4 and "breathing" in alert.details["symptoms"]
+
+
+def test_a_slightly_raised_temperature_is_asked_again_in_an_hour(
+    engine, session, console, clock, treated_patient
+) -> None:
+    start_checkin(engine, console, clock, treated_patient)
+    now = IN_CMV_WINDOW + timedelta(minutes=5)
+    result = reply(engine, "37.6", now)
+    assert "37.6" in result.reply and "60" in result.reply
+    [recheck] = [m for m in outbox(session, kind="checkin_temperature") if m.checkin_id]
+    assert recheck.due_at == now + timedelta(hours=1)
+    assert alerts(session) == []
+    second = reply(engine, "37.4", now + timedelta(hours=1, minutes=3))
+    assert "1" in second.reply and "chills" in second.reply.lower()  # the symptom menu
+
+
+def test_normal_temperature_then_symptom_menu_then_red_flag(
+    engine, session, console, clock, treated_patient
+) -> None:
+    patient = start_checkin(engine, console, clock, treated_patient)
+    menu = reply(engine, "36.8", IN_CMV_WINDOW + timedelta(minutes=5))
+    assert "chills" in menu.reply.lower()
+    answer = reply(engine, "2 4", IN_CMV_WINDOW + timedelta(minutes=7))
+    assert "at once" in answer.reply or "now" in answer.reply
+    [alert] = alerts(session, patient_id=patient.id, severity="urgent")
+    assert set(alert.details["symptoms"]) == {"breathing", "bleeding"}
+
+
+def test_no_symptoms_closes_the_check_in_with_thanks(
+    engine, session, console, clock, treated_patient
+) -> None:
+    start_checkin(engine, console, clock, treated_patient)
+    reply(engine, "36.9", IN_CMV_WINDOW + timedelta(minutes=5))
+    thanks = reply(engine, "0", IN_CMV_WINDOW + timedelta(minutes=6))
+    assert "thank" in thanks.reply.lower()
+    assert alerts(session) == []
+    assert session.exec(select(CheckIn)).one().state == "closed"
+
+
+def test_other_symptoms_reach_the_queue_without_on_call(
+    engine, session, console, clock, treated_patient
+) -> None:
+    start_checkin(engine, console, clock, treated_patient)
+    reply(engine, "36.9", IN_CMV_WINDOW + timedelta(minutes=5))
+    reply(engine, "3, 5", IN_CMV_WINDOW + timedelta(minutes=6))
+    [alert] = alerts(session)
+    assert alert.severity == "high"
+    assert outbox(session, recipient="oncall") == []
+
+
+def test_implausible_values_are_asked_again_politely(
+    engine, session, console, clock, treated_patient
+) -> None:
+    start_checkin(engine, console, clock, treated_patient)
+    result = reply(engine, "380", IN_CMV_WINDOW + timedelta(minutes=5))
+    assert result.intent == "implausible_temperature"
+    assert (
+        alerts(session) == []
+        and session.exec(select(CheckIn)).one().state == "awaiting_temperature"
+    )
+
+
+def test_taken_confirms_the_latest_pill_reminder(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    treated_patient()
+    run_due(engine, console, datetime(2026, 3, 3, 7, 0, tzinfo=UTC))  # 08:00 pills go out
+    result = reply(engine, "Taken", datetime(2026, 3, 3, 7, 20, tzinfo=UTC))
+    assert result.intent == "taken"
+    assert len(session.exec(select(PillConfirmation)).all()) == 1
+
+
+def test_stop_stops_everything_and_alerts_start_resumes(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    patient = treated_patient()
+    run_due(engine, console, datetime(2026, 3, 3, 5, 0, tzinfo=UTC))
+    assert outbox(session, patient_id=patient.id, status="pending")
+    stop = reply(engine, "STOP", datetime(2026, 3, 3, 5, 10, tzinfo=UTC))
+    assert stop.reply is None
+    assert outbox(session, patient_id=patient.id, status="pending") == []
+    [alert] = alerts(session, kind="opted_out")
+    assert alert.severity == "high"
+    report = run_due(engine, console, datetime(2026, 3, 3, 18, 0, tzinfo=UTC))
+    assert report["planned"] == 0
+    start = reply(engine, "START", datetime(2026, 3, 4, 9, 0, tzinfo=UTC))
+    assert start.reply and outbox(session, patient_id=patient.id, status="pending")
+
+
+def test_duplicate_message_sids_are_ignored(
+    engine, session, console, clock, treated_patient
+) -> None:
+    start_checkin(engine, console, clock, treated_patient)
+    first = reply(engine, "38.9", IN_CMV_WINDOW + timedelta(minutes=5), sid="SMdup")
+    again = reply(engine, "38.9", IN_CMV_WINDOW + timedelta(minutes=6), sid="SMdup")
+    assert first.reply and again.duplicate and again.reply is None
+    assert len(alerts(session, severity="urgent")) == 1
+    assert len(session.exec(select(InboundMessage)).all()) == 1
+
+
+def test_free_text_goes_to_the_team_inbox_with_an_acknowledgement(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    patient = treated_patient()
+    result = reply(
+        engine, "Can I move Friday's injection to Saturday?", datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    )
+    assert result.reply
+    [alert] = alerts(session, patient_id=patient.id, kind="patient_message")
+    assert "Friday" in alert.reason
+
+
+def test_unknown_numbers_get_no_reply(engine, session, console, clock, treated_patient) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    treated_patient()
+    result = reply(engine, "38.5", datetime(2026, 3, 3, 9, 0, tzinfo=UTC), phone="+32470000001")
+    assert result.reply is None and alerts(session) == []
+
+
+def test_unanswered_check_in_is_resent_once_then_flagged(
+    engine, session, console, clock, treated_patient
+) -> None:
+    patient = start_checkin(engine, console, clock, treated_patient)
+    run_due(engine, console, IN_CMV_WINDOW + timedelta(hours=2))
+    assert len(outbox(session, kind="checkin_resend", status="sent")) == 1
+    run_due(engine, console, IN_CMV_WINDOW + timedelta(hours=3))
+    assert alerts(session) == []
+    run_due(engine, console, IN_CMV_WINDOW + timedelta(hours=4))
+    [alert] = alerts(session, patient_id=patient.id)
+    assert alert.kind == "checkin_unanswered"
+    assert len(outbox(session, kind="checkin_resend")) == 1
+    assert len(session.exec(select(CheckIn)).all()) == 1
+
+
+def test_urgent_alerts_nobody_acknowledges_are_sent_again_after_15_minutes(
+    engine, session, console, clock, treated_patient
+) -> None:
+    start_checkin(engine, console, clock, treated_patient)
+    t = IN_CMV_WINDOW + timedelta(minutes=5)
+    reply(engine, "39.1", t)
+    run_due(engine, console, t + timedelta(minutes=1))
+    assert len(outbox(session, recipient="oncall", status="sent")) == 1
+    run_due(engine, console, t + timedelta(minutes=14))
+    assert len(outbox(session, recipient="oncall")) == 1
+    run_due(engine, console, t + timedelta(minutes=16))
+    assert len(outbox(session, recipient="oncall", status="sent")) == 2
+    [alert] = alerts(session, severity="urgent")
+    alert.status = "acknowledged"
+    session.add(alert)
+    session.commit()
+    run_due(engine, console, t + timedelta(minutes=40))
+    assert len(outbox(session, recipient="oncall")) == 2
