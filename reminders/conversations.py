@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -48,6 +49,8 @@ from reminders.specs import build_plan_spec
 CHECKIN_CONTEXT = timedelta(hours=24)
 #: A TAKEN reply confirms a pill reminder sent within this window.
 PILL_CONFIRMATION_WINDOW = timedelta(hours=12)
+#: Pill reminders sent this close together are one round (08:00 cotrimoxazole and acyclovir).
+PILL_ROUND = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,21 @@ def open_checkin(session: Session, patient_id: int, now: datetime) -> CheckIn | 
 
 def last_pill_reminder(session: Session, patient_id: int, now: datetime) -> OutboundMessage | None:
     """The newest pill reminder sent to the patient within the confirmation window."""
+    return _recent_pill_reminders(session, patient_id, now).first()
+
+
+def pill_round(session: Session, patient_id: int, newest: OutboundMessage) -> list[OutboundMessage]:
+    """Every pill reminder of the same round as ``newest`` (one TAKEN answers them all)."""
+    since = newest.sent_at - PILL_ROUND
+    return [
+        m
+        for m in _recent_pill_reminders(session, patient_id, newest.sent_at).all()
+        if m.sent_at >= since
+    ]
+
+
+def _recent_pill_reminders(session: Session, patient_id: int, now: datetime) -> Any:
+    """Pill reminders sent within the confirmation window before ``now``, newest first."""
     return session.exec(
         select(OutboundMessage)
         .where(
@@ -91,7 +109,7 @@ def last_pill_reminder(session: Session, patient_id: int, now: datetime) -> Outb
             OutboundMessage.sent_at >= now - PILL_CONFIRMATION_WINDOW,
         )
         .order_by(OutboundMessage.sent_at.desc())
-    ).first()
+    )
 
 
 def _expecting(checkin: CheckIn | None, pill: OutboundMessage | None) -> Expecting | None:
@@ -226,21 +244,23 @@ def _opt_out(session: Session, patient: Patient, inbound: InboundMessage, now: d
 
 
 def _confirm_pill(session: Session, patient: Patient, pill: OutboundMessage, now: datetime) -> None:
-    event_key = pill.dedupe_key
-    exists = session.exec(
-        select(PillConfirmation.id).where(
-            PillConfirmation.patient_id == patient.id, PillConfirmation.event_key == event_key
-        )
-    ).first()
-    if exists is None:
-        session.add(
-            PillConfirmation(
-                patient_id=patient.id,
-                course_id=pill.course_id,
-                event_key=event_key,
-                confirmed_at=now,
+    """Record adherence for every reminder of the round ``pill`` belongs to."""
+    for reminder in pill_round(session, patient.id, pill):
+        exists = session.exec(
+            select(PillConfirmation.id).where(
+                PillConfirmation.patient_id == patient.id,
+                PillConfirmation.event_key == reminder.dedupe_key,
             )
-        )
+        ).first()
+        if exists is None:
+            session.add(
+                PillConfirmation(
+                    patient_id=patient.id,
+                    course_id=reminder.course_id,
+                    event_key=reminder.dedupe_key,
+                    confirmed_at=now,
+                )
+            )
 
 
 def _symptom_menu(session: Session, patient: Patient) -> str:

@@ -226,3 +226,13 @@ def make_plan(session: Session, clock: Clock) -> Callable[..., Plan]:
 def bearer(token: str) -> dict[str, str]:
     """The Authorization header for ``token``."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def reread(session: Session) -> Session:
+    """End the session's read transaction and forget loaded rows, to see other sessions' commits.
+
+    On SQLite (WAL) an open read transaction keeps reading its old snapshot.
+    """
+    session.commit()
+    session.expire_all()
+    return session

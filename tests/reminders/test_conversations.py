@@ -135,7 +135,7 @@ def test_implausible_values_are_asked_again_politely(
     )
 
 
-def test_taken_confirms_the_latest_pill_reminder(
+def test_taken_confirms_every_pill_of_the_latest_round(
     engine, session, console, clock, treated_patient
 ) -> None:
     clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -143,7 +143,9 @@ def test_taken_confirms_the_latest_pill_reminder(
     run_due(engine, console, datetime(2026, 3, 3, 7, 0, tzinfo=UTC))  # 08:00 pills go out
     result = reply(engine, "Taken", datetime(2026, 3, 3, 7, 20, tzinfo=UTC))
     assert result.intent == "taken"
-    assert len(session.exec(select(PillConfirmation)).all()) == 1
+    confirmations = session.exec(select(PillConfirmation)).all()
+    assert len(confirmations) == 2  # cotrimoxazole and acyclovir, both reminded at 08:00
+    assert len({c.course_id for c in confirmations}) == 2
 
 
 def test_stop_stops_everything_and_alerts_start_resumes(

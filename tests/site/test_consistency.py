@@ -1,0 +1,101 @@
+"""One source of truth: the site quotes the urgent advice and the fever numbers
+from ``reminders.core.clinical_rules``, word for word, in every language."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import backend.infosite.clinical as clinical
+from backend.infosite import BuildReport, Site, build_site
+from backend.infosite.build import CONTENT_DIR
+from reminders.core.clinical_rules import (
+    LANGUAGES,
+    clinical_rules,
+    emergency_fallback,
+    urgent_advice,
+)
+from tests.site.conftest import read_built
+from tests.site.html_tools import parse
+
+
+def fever_pages(site: Site) -> dict[str, str]:
+    """Output path of the fever page in each language."""
+    return {p.language: p.output for p in site.pages if p.translation_key == "fever"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_fever_page_quotes_the_urgent_advice_word_for_word(
+    built: BuildReport, site: Site, language: str
+) -> None:
+    facts = parse(read_built(built, fever_pages(site)[language]))
+    advice = urgent_advice(language)
+    # In the page's own urgent box (from the placeholder) ...
+    assert advice in facts.text_by_class["advice-urgent-advice"]
+    # ... and in the banner every page carries.
+    assert advice in facts.text_by_class["urgent-banner"][0]
+    assert emergency_fallback(language) in facts.text_by_class["advice-emergency-fallback"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_advice_numbers_match_the_fever_rule(language: str) -> None:
+    fever = clinical_rules().fever
+    advice = urgent_advice(language)
+    celsius = re.search(r"(\d+[.,]\d+)\s*C\b", advice)
+    fahrenheit = re.search(r"(\d+[.,]\d+)\s*F\b", advice)
+    assert celsius and fahrenheit, advice
+    assert float(celsius.group(1).replace(",", ".")) == fever.threshold_c
+    assert float(fahrenheit.group(1).replace(",", ".")) == fever.threshold_f
+    # The Fahrenheit figure is the Celsius one converted, to one decimal.
+    assert round(fever.threshold_c * 9 / 5 + 32, 1) == fever.threshold_f
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_fever_page_numbers_come_from_the_rule(
+    built: BuildReport, site: Site, language: str
+) -> None:
+    text = parse(read_built(built, fever_pages(site)[language])).text
+    fever = clinical_rules().fever
+    decimal = "," if language in ("fr", "nl") else "."
+    assert f"{fever.threshold_c:.1f}".replace(".", decimal) + " C" in text
+    assert f"{fever.threshold_f:.1f}".replace(".", decimal) + " F" in text
+
+
+def test_every_page_carries_the_advice_in_its_banner(built: BuildReport, site: Site) -> None:
+    for page in site.pages:
+        facts = parse(read_built(built, page.output))
+        assert urgent_advice(page.language) in facts.text_by_class["urgent-banner"][0], page.output
+
+
+def test_content_never_writes_the_thresholds_itself() -> None:
+    """Numbers that clinical_rules owns appear in Markdown only as placeholders."""
+    rules = clinical_rules()
+    owned = [rules.fever.threshold_c, rules.fever.threshold_f, rules.fever.recheck_from_c]
+    forbidden = {f"{value:.1f}" for value in owned} | {
+        f"{value:.1f}".replace(".", ",") for value in owned
+    }
+    for path in sorted(CONTENT_DIR.rglob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for number in forbidden:
+            assert not re.search(rf"(?<![\d.,]){re.escape(number)}(?!\d)", text), (
+                f"{path} writes {number}: use a placeholder such as {{{{ fever_c }}}}"
+            )
+        for sentence in (urgent_advice("en"), urgent_advice("fr"), urgent_advice("nl")):
+            assert sentence not in text, f"{path} copies the advice: use {{{{ urgent_advice }}}}"
+
+
+def test_changing_the_advice_changes_the_site(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The builder reads the advice when it builds: it keeps no copy of its own."""
+    monkeypatch.setattr(clinical, "urgent_advice", lambda language: f"NEW ADVICE {language}")
+    report = build_site(tmp_path / "public", strict=True)
+    for output, language in (
+        ("fever.html", "en"),
+        ("fr/fievre.html", "fr"),
+        ("nl/koorts.html", "nl"),
+    ):
+        facts = parse(read_built(report, output))
+        assert f"NEW ADVICE {language}" in facts.text_by_class["advice-urgent-advice"]

@@ -1,0 +1,154 @@
+"""Broken content fails the build with a message that names the file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backend.infosite import BuildError, build_site, load_site
+from backend.infosite.build import CONTENT_DIR, MARKER, SEEDS_DIR
+
+
+@pytest.fixture
+def content(tmp_path: Path) -> Path:
+    """A private copy of the real content, to break."""
+    copy = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, copy)
+    return copy
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` (which must be there) by ``new`` in a content file."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def failure(content: Path, *, strict: bool = True) -> str:
+    """The build error message for ``content``; fails the test if it builds."""
+    with pytest.raises(BuildError) as caught:
+        load_site(content, seeds_dir=SEEDS_DIR, strict=strict)
+    return str(caught.value)
+
+
+def test_the_copy_builds(content: Path) -> None:
+    assert load_site(content, seeds_dir=SEEDS_DIR, strict=True).pages
+
+
+@pytest.mark.parametrize("field", ["title", "summary", "order", "language", "sources"])
+def test_missing_front_matter_field(content: Path, field: str) -> None:
+    page = content / "en" / "cmv.md"
+    text = page.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{field}:"))
+    end = start + 1
+    while lines[end].startswith("  - "):  # a YAML list continues on indented lines
+        end += 1
+    page.write_text("\n".join(lines[:start] + lines[end:]), encoding="utf-8")
+    message = failure(content)
+    assert str(page) in message and f"missing '{field}'" in message
+
+
+def test_wrong_field_type(content: Path) -> None:
+    edit(content / "en" / "cmv.md", "order: 6", "order: six")
+    assert "cmv.md: error: front matter 'order' must be a int" in failure(content)
+
+
+def test_no_front_matter(content: Path) -> None:
+    page = content / "en" / "cmv.md"
+    page.write_text("## Just text\n\nNo front matter here.\n", encoding="utf-8")
+    assert f"{page}: error: has no front matter" in failure(content)
+
+
+def test_duplicate_output_path(content: Path) -> None:
+    copy = content / "en" / "cmv-again.md"
+    shutil.copy(content / "en" / "cmv.md", copy)
+    edit(copy, "translation_key: cmv", "slug: cmv")
+    edit(copy, "order: 6", "order: 60")
+    message = failure(content)
+    assert "same output path 'cmv.html'" in message
+    assert "cmv-again.md" in message and str(content / "en" / "cmv.md") in message
+
+
+def test_broken_internal_link(content: Path) -> None:
+    page = content / "en" / "family.md"
+    edit(page, "(fever.md)", "(fevr.md)")
+    assert f"{page}: error: broken link 'fevr.md': no such page" in failure(content)
+
+
+def test_link_to_a_missing_section(content: Path) -> None:
+    page = content / "en" / "family.md"
+    edit(page, "(fever.md)", "(fever.md#no-such-section)")
+    message = failure(content)
+    assert str(page) in message and "has no section #no-such-section" in message
+
+
+def test_unknown_glossary_term(content: Path) -> None:
+    page = content / "en" / "cmv.md"
+    edit(page, "[[PCR test]]", "[[PRC test]]")
+    message = failure(content)
+    assert f"{page}: error: unknown glossary term 'PRC test'" in message
+
+
+def test_unknown_placeholder(content: Path) -> None:
+    page = content / "en" / "fever.md"
+    edit(page, "{{ fever_f }}", "{{ fever_kelvin }}")
+    assert f"{page}: error: unknown placeholder {{{{ fever_kelvin }}}}" in failure(content)
+
+
+def test_source_not_in_the_list(content: Path) -> None:
+    page = content / "en" / "cmv.md"
+    edit(page, "  - 002_56971d7eaf23c097.txt", "  - 999_made_up.txt")
+    assert f"{page}: error: source '999_made_up.txt' is not listed" in failure(content)
+
+
+def test_level_one_heading_in_the_body(content: Path) -> None:
+    page = content / "en" / "cmv.md"
+    edit(page, "## When it can happen", "# When it can happen")
+    assert f"{page}: error: has a level-1 heading" in failure(content)
+
+
+def test_warnings_fail_only_in_strict_mode(content: Path) -> None:
+    page = content / "en" / "cmv.md"
+    # The term now appears before its glossary link: a warning.
+    edit(page, "[[PCR test]]", "PCR test")
+    message = failure(content, strict=True)
+    assert f"{page}: warning: uses the term 'PCR test' before linking it" in message
+    relaxed = load_site(content, seeds_dir=SEEDS_DIR, strict=False)
+    assert any(w.path == page for w in relaxed.warnings)
+
+
+def test_all_problems_are_reported_at_once(content: Path) -> None:
+    edit(content / "en" / "family.md", "(fever.md)", "(fevr.md)")
+    edit(content / "en" / "cmv.md", "[[PCR test]]", "[[PRC test]]")
+    message = failure(content)
+    assert "family.md" in message and "cmv.md" in message
+
+
+def test_failed_build_writes_nothing_and_keeps_the_last_site(content: Path, tmp_path: Path) -> None:
+    out = tmp_path / "public"
+    build_site(out, content_dir=content, strict=True)
+    before = (out / "family.html").read_bytes()
+    edit(content / "en" / "family.md", "(fever.md)", "(fevr.md)")
+    with pytest.raises(BuildError):
+        build_site(out, content_dir=content, strict=True)
+    assert (out / "family.html").read_bytes() == before
+
+
+def test_build_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(BuildError, match="not overwriting"):
+        build_site(out)
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_rebuild_replaces_the_previous_build(tmp_path: Path) -> None:
+    out = tmp_path / "public"
+    build_site(out)
+    (out / "stale.html").write_text("old", encoding="utf-8")
+    build_site(out)
+    assert (out / MARKER).exists() and not (out / "stale.html").exists()
