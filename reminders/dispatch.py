@@ -37,7 +37,7 @@ from backend.db import session_scope
 from backend.models import CheckIn, OutboundMessage, Patient, Team
 from backend.services.alerts import raise_alert
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
-from reminders.gateways import PermanentSendError, SmsGateway, TransientSendError
+from reminders.gateways import GatewayAuthError, PermanentSendError, SmsGateway, TransientSendError
 from reminders.outbox import cancel_pending_for_patient
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ UNREACHABLE_CODES = {
     "21612": "number not reachable",
 }
 OPTED_OUT_CODE = "21610"
+#: After Twilio refuses our credentials, wait this long before trying again (an operator must act).
+AUTH_FAILURE_PAUSE = timedelta(minutes=5)
 
 Clock = Callable[[], datetime]
 
@@ -76,6 +78,7 @@ class DispatchReport:
     deferred: int = 0
     reclaimed: int = 0
     reconciled: int = 0
+    auth_failed: int = 0
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
 
     def add(self, name: str, count: int = 1) -> None:
@@ -217,6 +220,8 @@ def send_and_record(
     """Send one claimed message and record the outcome in its own transaction."""
     try:
         result = gateway.send(claim.to, claim.body, status_callback=status_callback)
+    except GatewayAuthError as error:
+        _record_auth_failure(engine, claim, error, clock(), report)
     except TransientSendError as error:
         _record_transient(engine, claim, error, clock(), report)
     except PermanentSendError as error:
@@ -286,6 +291,23 @@ def _record_transient(
             message.next_attempt_at = retry_at
             report.add("retried")
         session.add(message)
+
+
+def _record_auth_failure(
+    engine: Engine, claim: Claim, error: GatewayAuthError, now: datetime, report: DispatchReport
+) -> None:
+    """Twilio refused our credentials: not the message's fault. Put it back and stop the pass."""
+    logger.error("Twilio refused the account credentials (code %s): dispatch paused", error.code)
+    with session_scope(engine) as session:
+        message = session.get(OutboundMessage, claim.message_id)
+        if message is None or message.status != "sending":
+            return
+        message.status = "pending"
+        message.attempts = max(message.attempts - 1, 0)
+        message.next_attempt_at = now + AUTH_FAILURE_PAUSE
+        message.error_code, message.error_reason = error.code, "credentials refused by the provider"
+        session.add(message)
+    report.add("auth_failed")
 
 
 def _record_permanent(
@@ -396,6 +418,8 @@ def dispatch_due_messages(
     batches = 0
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sms") as pool:
         while max_batches is None or batches < max_batches:
+            if report.auth_failed:
+                break  # every message would fail the same way
             claims = claim_batch(engine, clock(), batch_size, worker, report)
             if not claims:
                 break

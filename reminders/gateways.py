@@ -35,7 +35,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Protocol, TextIO, runtime_checkable
@@ -375,6 +375,28 @@ class TwilioGateway:
         """Close the pooled connections (the gateway can still be used; it reconnects)."""
         if self._http.session is not None:
             self._http.session.close()
+
+    def find_sent(self, to: str, body: str, *, since: datetime) -> str | None:
+        """The SID of a message with this body Twilio accepted for ``to`` since ``since``, if any.
+
+        A dispatcher that died between Twilio's acceptance and its own record leaves the
+        outcome unknown; asking Twilio before sending again avoids a duplicate SMS.
+        Twilio filters ``DateSent`` by day, so the day before ``since`` is asked for and
+        the creation time is checked here.
+        """
+        try:
+            found = self._messages.list(to=to, date_sent_after=since - timedelta(days=1), limit=200)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _from_twilio_error(exc.status, exc.code, self._http.last_headers()) from None
+        except (requests.RequestException, json.JSONDecodeError) as exc:
+            raise TransientSendError(f"could not list messages ({type(exc).__name__})") from None
+        for message in found:
+            created = message.date_created
+            if message.body == body and (
+                created is None or created >= since - timedelta(minutes=1)
+            ):
+                return message.sid
+        return None
 
     def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
         """Create a Message; map every failure to a transient or permanent :class:`SendError`."""

@@ -48,6 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_engine_name" in metafunc.fixturenames:
         engines = [e.strip() for e in metafunc.config.getoption("--db").split(",") if e.strip()]
+        if metafunc.definition.get_closest_marker("postgresql_only"):
+            engines = [e for e in engines if e == "postgresql"]
         metafunc.parametrize("db_engine_name", engines, scope="session")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -16,6 +16,26 @@ from backend.models import OutboundMessage, Patient, Team
 from backend.schemas import ProphylaxisIn
 from backend.services.prophylaxis import add_course
 from reminders.gateways import ConsoleGateway
+from tests.twilio_fake import FakeTwilio
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep test traffic on 127.0.0.1 even where CI sets proxy variables.
+
+    The gateways keep ``requests``' default of honouring them (production may need a
+    proxy), so the variables themselves are removed for these tests.
+    """
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    """A fresh Twilio-compatible server on a free port of 127.0.0.1."""
+    with FakeTwilio() as server:
+        yield server
 
 
 @pytest.fixture

@@ -24,17 +24,11 @@ from reminders.gateways import TwilioGateway
 from reminders.jobs import run_due
 from reminders.specs import build_plan_spec, build_prophylaxis_spec
 from tests.conftest import reread
-from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio
+from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 START = date(2026, 3, 2)  # a Monday; DST starts on Sunday 29 March
 END = date(2026, 5, 31)
-
-
-@pytest.fixture
-def fake_twilio():
-    with FakeTwilio() as server:
-        yield server
 
 
 def expected_messages(session, patient: Patient) -> dict[str, datetime]:
