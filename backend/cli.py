@@ -5,7 +5,8 @@ Each command is a thin caller of a service function inside one transaction.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 
 import click
 from alembic import command
@@ -21,6 +22,13 @@ reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, t
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _log_to_stderr() -> None:
+    """Counts and job names for long-running processes (never phone numbers or SMS text)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @click.command("create-user")
@@ -133,6 +141,7 @@ def reminders_clock() -> None:
     """Run the scheduler (one process only): planning passes and follow-ups."""
     from reminders.clock import run_clock
 
+    _log_to_stderr()
     run_clock(get_engine())
 
 
@@ -144,7 +153,11 @@ def reminders_dispatch(once: bool, interval: float, threads: int) -> None:
     """Run a dispatcher: claim due messages, send them, record the outcome (several may run)."""
     from reminders.dispatch import run_dispatcher
 
+    _log_to_stderr()
     gateway, callback = _gateway_and_callback(current_app)
+    lease = float(current_app.config["DISPATCH_LEASE_SECONDS"])
+    if lease <= 0:
+        raise click.ClickException(f"DISPATCH_LEASE_SECONDS must be positive, got {lease:g}")
     run_dispatcher(
         get_engine(),
         gateway,
@@ -152,6 +165,7 @@ def reminders_dispatch(once: bool, interval: float, threads: int) -> None:
         interval=interval,
         threads=threads,
         status_callback=callback,
+        lease=timedelta(seconds=lease),
     )
 
 

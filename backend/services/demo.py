@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from sqlmodel import Session, select
 
@@ -45,6 +45,9 @@ def ensure_demo_data(session: Session, now: datetime) -> str | None:
             timezone="Europe/Brussels",
             language="en",
             sms_consent=True,
+            # No quiet hours, so that the demo shows messages whatever the time of day.
+            quiet_start=time(0, 0),
+            quiet_end=time(0, 0),
             height_cm=172,
             weight_kg=70,
         ),
