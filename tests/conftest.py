@@ -9,6 +9,7 @@ instead, so they can never be skipped silently there.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -53,26 +54,44 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("db_engine_name", engines, scope="session")
 
 
-_postgres_ready: dict[str, Engine] = {}
+_postgres_ready: dict[str, Any] = {}
+#: Each test session works in a schema of its own, so that two sessions (two developers,
+#: or a benchmark beside the tests) never drop each other's tables.
+SESSION_SCHEMA = f"test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def session_postgres_url() -> str:
+    """The PostgreSQL URL of this test session: its own schema first on the search path."""
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{SESSION_SCHEMA}"
 
 
 def _postgres_engine() -> Engine:
-    """One engine for the test server, schema created once per session."""
+    """One engine for the test server, schema and tables created once per session."""
     if "engine" not in _postgres_ready:
-        engine = create_engine(POSTGRES_URL, pool_pre_ping=True)
+        admin = create_engine(POSTGRES_URL, pool_pre_ping=True)
         try:
-            with engine.connect() as conn:
-                conn.execute(text("select 1"))
+            with admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SESSION_SCHEMA}"'))
         except Exception as exc:  # the server is simply not there
             if os.environ.get("CI"):
                 pytest.fail(
                     f"PostgreSQL is required in CI but unreachable at {POSTGRES_URL}: {exc}"
                 )
             pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}")
-        SQLModel.metadata.drop_all(engine)
+        engine = create_engine(session_postgres_url(), pool_pre_ping=True)
         SQLModel.metadata.create_all(engine)
         _postgres_ready["engine"] = engine
+        _postgres_ready["admin"] = admin
     return _postgres_ready["engine"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this session's PostgreSQL schema."""
+    if "engine" in _postgres_ready:
+        _postgres_ready["engine"].dispose()
+        with _postgres_ready["admin"].begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{SESSION_SCHEMA}" CASCADE'))
+        _postgres_ready["admin"].dispose()
 
 
 def truncate_all(engine: Engine) -> None:
@@ -94,7 +113,7 @@ def database_url(db_engine_name: str, tmp_path: Any) -> Iterator[str]:
     elif db_engine_name == "postgresql":
         engine = _postgres_engine()
         truncate_all(engine)
-        yield POSTGRES_URL
+        yield session_postgres_url()
     else:
         raise pytest.UsageError(f"unknown --db engine {db_engine_name!r}")
 

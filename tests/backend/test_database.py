@@ -14,7 +14,7 @@ from sqlmodel import Session, SQLModel
 from backend.db import get_engine, make_engine
 from backend.migrations import alembic_config
 from backend.models import Team
-from tests.conftest import POSTGRES_URL, _postgres_engine
+from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, _postgres_engine
 
 
 def test_datetimes_come_back_utc_aware(app) -> None:
@@ -64,13 +64,15 @@ def test_migrations_match_the_models_on_sqlite(tmp_path) -> None:
 
 
 def test_migrations_match_the_models_on_postgresql() -> None:
-    base = _postgres_engine()  # skips without a server, fails in CI
-    with base.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS migration_check CASCADE"))
-        conn.execute(text("CREATE SCHEMA migration_check"))
+    _postgres_engine()  # skips without a server, fails in CI
+    schema = f"migrations_{SESSION_SCHEMA}"  # an empty schema of this session's own
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        diff = _migrated_differences(POSTGRES_URL, {"options": "-csearch_path=migration_check"})
+        diff = _migrated_differences(POSTGRES_URL, {"options": f"-csearch_path={schema}"})
         assert diff == []
     finally:
-        with create_engine(POSTGRES_URL).begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS migration_check CASCADE"))
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
