@@ -16,7 +16,7 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create and configure the app: defaults, then environment, then ``test_config``."""
-    from backend import api, cli, db, errors, infosite, webhooks
+    from backend import api, cli, dashboard, db, errors, infosite, webhooks
     from backend.config import default_config, load_environment
 
     app = Flask(__name__, instance_relative_config=True)
@@ -31,5 +31,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     webhooks.init_app(app)
+    dashboard.init_app(app)
     infosite.init_app(app)
     return app

@@ -7,6 +7,9 @@ and a dispatcher can share the file; PostgreSQL is reached through psycopg 3
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,8 +18,27 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
+
+from backend.schemas import MAX_ID
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """``<int:...>`` in a URL: an id larger than an INTEGER column holds is a 404.
+
+    Werkzeug's own converter takes any number of digits, and a 20-digit id then overflows
+    the database driver (a 500) instead of finding nothing. (A ``max`` on the converter
+    would answer 405, not 404: Werkzeug counts the other methods' rules as matches.)
+    """
+
+    def to_python(self, value: str) -> Any:
+        number = super().to_python(value)
+        if number > MAX_ID:
+            raise NotFound()
+        return number
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,11 +73,42 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(connection: Any) -> None:
     # A writer starts with BEGIN IMMEDIATE: it takes the write lock at once and so
-    # queues on busy_timeout, instead of failing with "database is locked" when a
-    # read transaction tries to upgrade after another process wrote. Readers stay
+    # waits for it, instead of failing with "database is locked" when a read
+    # transaction tries to upgrade after another process wrote. Readers stay
     # DEFERRED so they never block anyone (WAL).
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-    connection.exec_driver_sql(f"BEGIN {mode}")
+    if mode != "IMMEDIATE":
+        connection.exec_driver_sql(f"BEGIN {mode}")
+        return
+    _begin_immediate(connection)
+
+
+def _begin_immediate(connection: Any) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock in steps of about a millisecond.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, ... then 100 ms between attempts,
+    and a waiter that wakes up after the lock was taken again sleeps longer: with a
+    few writers queued (web threads, a dispatcher), one could sleep through dozens of
+    commits, and webhook latency reached seconds (bench/bench_inbound.py). Polling
+    about every millisecond hands the lock on soon after its release. The wait is
+    bounded by the same busy timeout; the last attempt is made through SQLAlchemy so
+    a timeout raises the usual ``OperationalError``.
+    """
+    raw = connection.connection.dbapi_connection
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) != sqlite3.SQLITE_BUSY:
+                    raise
+            time.sleep(random.uniform(0.0005, 0.0015))  # spread the waiters' attempts
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def writer(engine: Engine) -> Engine:
@@ -66,7 +119,11 @@ def writer(engine: Engine) -> Engine:
 
 
 def init_app(app: Flask) -> None:
-    """Create the app's engine and close the request session at teardown."""
+    """Create the app's engine and close the request session at teardown.
+
+    Also bounds ``<int:...>`` URL ids to what the database holds (routes added later).
+    """
+    app.url_map.converters["int"] = DatabaseIdConverter
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["db_engine"] = engine
     app.teardown_appcontext(_close_request_session)

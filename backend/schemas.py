@@ -12,7 +12,7 @@ from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 Language = Literal["en", "fr", "nl"]
 Role = Literal["nurse", "physician", "admin"]
@@ -45,9 +45,32 @@ def _valid_hhmm(value: str) -> str:
     return value
 
 
+def _wall_clock(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("give a local time without a UTC offset, e.g. 22:00")
+    return value
+
+
 TimeZoneName = Annotated[str, AfterValidator(_valid_timezone)]
 HHMM = Annotated[str, AfterValidator(_valid_hhmm)]
+#: A wall-clock time in the patient's time zone ("22:00" in, "22:00:00" out). JSON Schema's
+#: "time" format is an RFC 3339 time *with* an offset, which these are not.
+LocalTime = Annotated[
+    time,
+    AfterValidator(_wall_clock),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+            "description": "local wall-clock time in the patient's time zone, HH:MM[:SS]",
+        }
+    ),
+]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+#: The largest id an INTEGER column holds on both engines (SQLite's is larger).
+MAX_ID = 2**31 - 1
+#: The id of a row: a larger number cannot exist, and would overflow the database driver.
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
@@ -71,10 +94,10 @@ class PatientIn(Strict):
     language: Language = "en"
     sms_consent: bool = False
     discreet: bool = False
-    quiet_start: time = time(22, 0)
-    quiet_end: time = time(7, 0)
-    dose_time: time = time(9, 0)
-    checkin_time: time = time(18, 0)
+    quiet_start: LocalTime = time(22, 0)
+    quiet_end: LocalTime = time(7, 0)
+    dose_time: LocalTime = time(9, 0)
+    checkin_time: LocalTime = time(18, 0)
     pill_times: list[HHMM] = Field(default_factory=lambda: ["08:00", "20:00"], max_length=6)
     height_cm: float | None = Field(default=None, ge=50, le=250)
     weight_kg: float | None = Field(default=None, ge=20, le=350)
@@ -97,10 +120,10 @@ class PatientUpdate(Strict):
     language: Language | None = None
     sms_consent: bool | None = None
     discreet: bool | None = None
-    quiet_start: time | None = None
-    quiet_end: time | None = None
-    dose_time: time | None = None
-    checkin_time: time | None = None
+    quiet_start: LocalTime | None = None
+    quiet_end: LocalTime | None = None
+    dose_time: LocalTime | None = None
+    checkin_time: LocalTime | None = None
     pill_times: list[HHMM] | None = Field(default=None, max_length=6)
     height_cm: float | None = Field(default=None, ge=50, le=250)
     weight_kg: float | None = Field(default=None, ge=20, le=350)
@@ -120,10 +143,10 @@ class PatientOut(BaseModel):
     opted_out: bool
     sms_blocked_reason: str | None
     discreet: bool
-    quiet_start: time
-    quiet_end: time
-    dose_time: time
-    checkin_time: time
+    quiet_start: LocalTime
+    quiet_end: LocalTime
+    dose_time: LocalTime
+    checkin_time: LocalTime
     pill_times: list[str]
     height_cm: float | None
     weight_kg: float | None
@@ -268,6 +291,9 @@ class EventOut(BaseModel):
 class ScheduleOut(BaseModel):
     """Every dated event between two local dates."""
 
+    # The API writes "from", as documented (spectree dumps without by_alias otherwise).
+    model_config = ConfigDict(serialize_by_alias=True)
+
     patient_id: int
     timezone: str
     from_: date = Field(serialization_alias="from")
@@ -321,7 +347,7 @@ class ProphylaxisIn(Strict):
     times: list[HHMM] = Field(min_length=1, max_length=6)
     weekdays: list[int] | None = Field(default=None, min_length=1, max_length=7)
     start_date: date
-    plan_id: int | None = None
+    plan_id: RowId | None = None
     min_months_after_last_dose: int = Field(default=6, ge=0, le=36)
     cd4_rule: bool = True
 
@@ -379,7 +405,7 @@ class AlertQuery(Strict):
 
     status: AlertStatus | None = None
     severity: Severity | None = None
-    patient_id: int | None = Field(default=None, ge=1)
+    patient_id: RowId | None = None
     page: int = Field(default=1, ge=1, le=100_000)
     per_page: int = Field(default=50, ge=1, le=200)
 

@@ -26,6 +26,10 @@ def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> s
     if checkin.state not in OPEN_CHECKIN_STATES:
         return None
     waited = now - checkin.last_prompt_at
+    if checkin.resend_count == 0 and waited >= timedelta(minutes=policy.checkin_flag_after_minutes):
+        # The moment to ask again passed unseen (the clock process was down): a re-send
+        # hours late would be a stale prompt, and the flag is already due. Tell the team.
+        return "flag"
     if checkin.resend_count == 0 and waited >= timedelta(
         minutes=policy.checkin_resend_after_minutes
     ):

@@ -30,6 +30,7 @@ This module never reads the environment: :func:`gateway_from_config` takes the a
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import uuid
@@ -47,6 +48,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 __all__ = [
     "OPTED_OUT_CODES",
@@ -91,6 +93,14 @@ _TRANSIENT_HTTP_STATUSES: frozenset[int] = frozenset({408, 429})
 
 _DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 
+#: The logger handed to the twilio HTTP client. The library logs every request at INFO
+#: (about fifteen lines: URL, headers, and the query string, which for a message-list
+#: lookup is the patient's phone number), so a process logging at INFO (the clock, a
+#: dispatcher) printed a phone number per reconciliation and spent more time writing
+#: those lines than sending. Its warnings still go through.
+_HTTP_LOGGER = logging.getLogger(f"{__name__}.twilio_http")
+_HTTP_LOGGER.setLevel(logging.WARNING)
+
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
@@ -120,8 +130,10 @@ class SendError(Exception):
 class TransientSendError(SendError):
     """Retry later with backoff; ``retry_after`` is the server's hint in seconds, if any.
 
-    A timeout or a dropped connection after the request was written may still mean the
-    provider accepted the message, so a retry can (rarely) deliver it twice.
+    ``maybe_sent`` is True when the request may have reached the provider and taken
+    effect although no answer came back (a timeout or a dropped connection after the
+    request was written, an unreadable 2xx): a blind retry could deliver the message
+    twice, so the caller should first ask the provider whether it was accepted.
     """
 
     def __init__(
@@ -131,9 +143,11 @@ class TransientSendError(SendError):
         code: str | None = None,
         http_status: int | None = None,
         retry_after: float | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(reason, code=code, http_status=http_status)
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
 
 
 class PermanentSendError(SendError):
@@ -234,10 +248,18 @@ class _BaseUrlHttpClient(TwilioHttpClient):
         max_connections: int,
         trust_env: bool = True,
     ) -> None:
-        super().__init__(pool_connections=True, timeout=timeout)
+        super().__init__(pool_connections=True, timeout=timeout, logger=_HTTP_LOGGER)
         session = self.session
         assert session is not None  # pool_connections=True always creates one
-        session.trust_env = trust_env
+        if trust_env:
+            # What requests would look up in the environment on every request (proxy
+            # for this host unless NO_PROXY exempts it, CA bundle), looked up once:
+            # per request it was a tenth of a send's CPU (bench/bench_dispatch.py).
+            target = base_url or _DEFAULT_TWILIO_BASE_URL
+            settings = session.merge_environment_settings(target, {}, None, None, None)
+            session.proxies.update(settings["proxies"])
+            session.verify = settings["verify"]
+        session.trust_env = False
         # One pool per scheme, sized for a dispatcher's thread pool; no urllib3 retries,
         # because retrying a POST may send an SMS twice (the dispatcher decides instead).
         for prefix in ("https://", "http://"):
@@ -315,8 +337,8 @@ class TwilioGateway:
 
     ``trust_env`` (default True) lets ``requests`` honour the standard proxy and CA-bundle
     variables (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``), which hospital networks
-    often need; it re-reads them on every request, so a deployment without a proxy, or a
-    benchmark, can pass False to save that work (about 10% of a send on a local server).
+    often need. They are read once, when the gateway is built (``requests`` would read them
+    again on every request, about a tenth of a send's CPU); False ignores them.
 
     Either ``from_number`` or ``messaging_service_sid`` is required. When both are given,
     the messaging service wins and ``from_number`` is not sent: the service exists to pick
@@ -420,15 +442,19 @@ class TwilioGateway:
             ) from exc
         except requests.Timeout as exc:
             raise TransientSendError(
-                f"no answer from Twilio within {self.timeout:g} s (it may still have accepted the message)"
+                f"no answer from Twilio within {self.timeout:g} s (it may still have accepted the message)",
+                maybe_sent=True,
             ) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientSendError(f"connection to Twilio failed ({type(exc).__name__})") from exc
+            raise TransientSendError(
+                f"connection to Twilio failed ({type(exc).__name__})",
+                maybe_sent=_request_may_have_arrived(exc),
+            ) from exc
         except requests.RequestException as exc:
             raise TransientSendError(f"request to Twilio failed ({type(exc).__name__})") from exc
         except json.JSONDecodeError as exc:
             # A 2xx whose body is not JSON: the message may exist, but we cannot know its sid.
-            raise TransientSendError("unreadable answer from Twilio") from exc
+            raise TransientSendError("unreadable answer from Twilio", maybe_sent=True) from exc
         if twilio_error is not None:
             # Raised outside the ``except`` so the TwilioRestException, whose text quotes the
             # phone number, is neither the cause nor the context of what callers log.
@@ -436,6 +462,18 @@ class TwilioGateway:
         if not message.sid:
             raise TransientSendError("Twilio answered without a message sid")
         return SendResult(provider_sid=message.sid, status=str(message.status or "queued"))
+
+
+def _request_may_have_arrived(exc: requests.RequestException) -> bool:
+    """False only when no connection was made (refused, unresolvable host): nothing was sent.
+
+    Any other connection failure (reset or closed while waiting for the answer) may have
+    happened after Twilio read the request and created the message.
+    """
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return not isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
 def _from_twilio_error(

@@ -15,9 +15,10 @@ the patient's unsent plan-derived rows and plans them again from the new state.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -34,8 +35,20 @@ from backend.models import (
     ProphylaxisCourse,
     Team,
 )
-from reminders.core.messaging import ContactPrefs, MessagePlan, max_freshness, messages_for_event
-from reminders.core.planner import PlannedEvent, plan_doses, plan_events, prophylaxis_events
+from reminders.core.messaging import (
+    ContactPrefs,
+    MessagePlan,
+    max_freshness,
+    message_rules,
+    messages_for_event,
+)
+from reminders.core.planner import (
+    EventKind,
+    PlannedEvent,
+    plan_doses,
+    plan_events,
+    prophylaxis_events,
+)
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import render
 from reminders.specs import build_plan_spec, build_prophylaxis_spec
@@ -43,6 +56,11 @@ from reminders.specs import build_plan_spec, build_prophylaxis_spec
 #: How far ahead a planning pass writes messages.
 PLANNING_HORIZON = timedelta(hours=24)
 INSERT_CHUNK = 2_000
+#: Patients planned together: a pass loads, plans and writes one chunk at a time, so its
+#: memory stays flat whatever the number of patients (bench/bench_memory.py).
+PATIENT_CHUNK = 1_000
+#: Dedupe keys looked up per query (well under SQLite's limit of bound parameters).
+KEY_LOOKUP_CHUNK = 2_000
 
 
 @dataclass(frozen=True)
@@ -59,8 +77,11 @@ def sms_allowed(patient: Patient) -> bool:
     return patient.sms_consent and not patient.opted_out and patient.sms_blocked_reason is None
 
 
+@lru_cache(maxsize=4096)
 def display_phone(e164: str) -> str:
     """A phone number as people read it (+32 2 555 01 23), still GSM-7 and dialable."""
+    # Cached: every message names its team's number, and parsing it with phonenumbers
+    # was a quarter of a planning pass (bench/bench_planning.py).
     try:
         return phonenumbers.format_number(
             phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL
@@ -120,7 +141,6 @@ def _row(
     course_id: int | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    owner = f"plan{plan_id}" if plan_id is not None else f"course{course_id}"
     status = "pending" if now <= plan.not_after else "missed"
     return {
         "team_id": context.team.id,
@@ -129,7 +149,7 @@ def _row(
         "course_id": course_id,
         "recipient": "patient",
         "kind": plan.template,
-        "dedupe_key": f"p{context.patient.id}:{owner}:{plan.key}",
+        "dedupe_key": dedupe_key(context.patient.id, plan, plan_id=plan_id, course_id=course_id),
         "body": render_for(context, plan.template, plan.event, **(extra or {})),
         "urgent": False,
         "due_at": plan.send_at,
@@ -143,6 +163,14 @@ def _row(
     }
 
 
+def dedupe_key(
+    patient_id: int | None, plan: MessagePlan, *, plan_id: int | None, course_id: int | None
+) -> str:
+    """The outbox key of a planned message: patient, plan or course, event, variant and date."""
+    owner = f"plan{plan_id}" if plan_id is not None else f"course{course_id}"
+    return f"p{patient_id}:{owner}:{plan.key}"
+
+
 def _messages(
     events: Iterable[PlannedEvent], prefs: ContactPrefs, since: datetime, until: datetime
 ) -> list[MessagePlan]:
@@ -152,6 +180,98 @@ def _messages(
         for message in messages_for_event(event, prefs)
         if since <= message.send_at < until
     ]
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    """A message a pass wants in the outbox, before its body is rendered.
+
+    Rendering is most of a message's cost and a pass every five minutes finds nearly
+    all its messages already stored, so the key is computed first and only the
+    messages missing from the outbox are rendered.
+    """
+
+    context: PatientContext
+    message: MessagePlan
+    plan_id: int | None
+    course_id: int | None
+    dedupe_key: str
+    spec: Any = None  # the plan's PlanSpec, for a milestone's progress
+
+    @classmethod
+    def of(
+        cls,
+        context: PatientContext,
+        message: MessagePlan,
+        *,
+        plan_id: int | None = None,
+        course_id: int | None = None,
+        spec: Any = None,
+    ) -> PlannedMessage:
+        """The planned message with its outbox key."""
+        key = dedupe_key(context.patient.id, message, plan_id=plan_id, course_id=course_id)
+        return cls(context, message, plan_id, course_id, key, spec)
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The outbox row, body rendered."""
+        extra = (
+            _progress(self.spec, self.message.event)
+            if self.spec is not None and self.message.event.kind == "milestone"
+            else None
+        )
+        return _row(
+            self.context,
+            self.message,
+            now,
+            plan_id=self.plan_id,
+            course_id=self.course_id,
+            extra=extra,
+        )
+
+
+def planned_messages_for_patient(
+    context: PatientContext,
+    plans: Sequence[Plan],
+    holds: dict[int, list[PlanHold]],
+    records: dict[int, list[DoseRecord]],
+    courses: Sequence[ProphylaxisCourse],
+    now: datetime,
+    horizon: timedelta = PLANNING_HORIZON,
+) -> list[PlannedMessage]:
+    """Messages for one patient's plans and courses between now-freshness and now+horizon."""
+    patient = context.patient
+    since = now - max_freshness()
+    until = now + horizon
+    # Events up to a day past the horizon: an evening-before reminder precedes its dose.
+    event_end = until + timedelta(days=1)
+    prefs = ContactPrefs(patient.timezone, patient.quiet_start, patient.quiet_end)
+    planned: list[PlannedMessage] = []
+    for plan in plans:
+        spec = build_plan_spec(plan, patient, holds.get(plan.id, ()), records.get(plan.id, ()))
+        events = plan_events(spec, since, event_end)
+        for message in _messages(events, prefs, max(since, plan.created_at), until):
+            planned.append(PlannedMessage.of(context, message, plan_id=plan.id, spec=spec))
+    pill_end = until + _prophylaxis_lead()
+    for course in courses:
+        events = prophylaxis_events(
+            build_prophylaxis_spec(course, patient.timezone), since, pill_end
+        )
+        for message in _messages(events, prefs, max(since, course.created_at), until):
+            planned.append(PlannedMessage.of(context, message, course_id=course.id))
+    return planned
+
+
+@lru_cache(maxsize=1)
+def _prophylaxis_lead() -> timedelta:
+    """How long before its pill event a prophylaxis message may be sent.
+
+    Zero while every prophylaxis rule sends at the event itself (quiet hours only
+    ever delay a message), so a pass need not plan pills past its horizon: a third
+    of the pill events a pass used to compute.
+    """
+    rules = message_rules().get(str(EventKind.PROPHYLAXIS), ())
+    early = any(r.local_time is not None or r.day_offset for r in rules)
+    return timedelta(days=1) if early else timedelta(0)
 
 
 def plan_rows_for_patient(
@@ -164,26 +284,12 @@ def plan_rows_for_patient(
     horizon: timedelta = PLANNING_HORIZON,
 ) -> list[dict[str, Any]]:
     """Outbox rows for one patient's plans and courses between now-freshness and now+horizon."""
-    patient = context.patient
-    since = now - max_freshness()
-    until = now + horizon
-    # Events up to a day past the horizon: an evening-before reminder precedes its dose.
-    event_end = until + timedelta(days=1)
-    prefs = ContactPrefs(patient.timezone, patient.quiet_start, patient.quiet_end)
-    rows: list[dict[str, Any]] = []
-    for plan in plans:
-        spec = build_plan_spec(plan, patient, holds.get(plan.id, ()), records.get(plan.id, ()))
-        events = plan_events(spec, since, event_end)
-        for message in _messages(events, prefs, max(since, plan.created_at), until):
-            extra = _progress(spec, message.event) if message.event.kind == "milestone" else None
-            rows.append(_row(context, message, now, plan_id=plan.id, course_id=None, extra=extra))
-    for course in courses:
-        events = prophylaxis_events(
-            build_prophylaxis_spec(course, patient.timezone), since, event_end
+    return [
+        planned.row(now)
+        for planned in planned_messages_for_patient(
+            context, plans, holds, records, courses, now, horizon
         )
-        for message in _messages(events, prefs, max(since, course.created_at), until):
-            rows.append(_row(context, message, now, plan_id=None, course_id=course.id))
-    return rows
+    ]
 
 
 def _progress(spec: Any, event: PlannedEvent) -> dict[str, Any]:
@@ -237,28 +343,83 @@ def materialise_due_messages(
     patient_ids: Sequence[int] | None = None,
     horizon: timedelta = PLANNING_HORIZON,
 ) -> int:
-    """Write the next ``horizon`` of messages for every patient who may receive SMS."""
-    patient_query = select(Patient).where(
-        Patient.sms_consent.is_(True),
-        Patient.opted_out.is_(False),
-        Patient.sms_blocked_reason.is_(None),
-    )
-    plan_query = select(Plan)
-    course_query = select(ProphylaxisCourse).where(ProphylaxisCourse.status == "active")
+    """Write the next ``horizon`` of messages for every patient who may receive SMS.
+
+    Patients are planned :data:`PATIENT_CHUNK` at a time (their plans, holds, dose
+    records and courses loaded per chunk), so memory does not grow with the
+    number of patients; only messages whose key is not yet in the outbox are
+    rendered and inserted.
+
+    The pass reads table rows, not ORM objects: it only reads, and building and
+    tracking model instances was a fifth of its time. The rows have the models'
+    attribute names, so the planner's spec builders and the templates take them as
+    they are.
+    """
+    # Rows are read with Core statements, which do not autoflush: changes the caller
+    # made in this session (an opt-in, a new hold) must be visible to the plan.
+    session.flush()
+    teams: dict[int, Any] = {}
+    created = 0
+    for patients in _consenting_patients(session, patient_ids):
+        created += _materialise_chunk(session, patients, teams, now, horizon)
+    return created
+
+
+def _rows(session: Session, model: Any, *where: Any, order_by: Any = None, limit: int = 0) -> Any:
+    """Rows of ``model``'s table matching ``where`` (attribute access like the model)."""
+    query = select(model.__table__).where(*where)
+    if order_by is not None:
+        query = query.order_by(order_by)
+    if limit:
+        query = query.limit(limit)
+    return session.execute(query).all()
+
+
+def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) -> Iterator[Any]:
+    """Patients who may receive SMS, in chunks of :data:`PATIENT_CHUNK` by ascending id."""
+    c = Patient.__table__.c
+    where = [c.sms_consent.is_(True), c.opted_out.is_(False), c.sms_blocked_reason.is_(None)]
     if patient_ids is not None:
-        patient_query = patient_query.where(Patient.id.in_(patient_ids))
-        plan_query = plan_query.where(Plan.patient_id.in_(patient_ids))
-        course_query = course_query.where(ProphylaxisCourse.patient_id.in_(patient_ids))
-    patients = session.exec(patient_query).all()
-    if not patients:
-        return 0
-    teams = {t.id: t for t in session.exec(select(Team)).all()}
-    plans = _grouped(session.exec(plan_query).all(), "patient_id")
+        where.append(c.id.in_(patient_ids))
+    last_id: int | None = None
+    while True:
+        # Keyset pagination: each chunk is an index range scan, however deep the pass is.
+        after = [] if last_id is None else [c.id > last_id]
+        page = _rows(session, Patient, *where, *after, order_by=c.id, limit=PATIENT_CHUNK)
+        if page:
+            yield page
+        if len(page) < PATIENT_CHUNK:
+            return
+        last_id = page[-1].id
+
+
+def _materialise_chunk(
+    session: Session,
+    patients: Sequence[Any],
+    teams: dict[int, Any],
+    now: datetime,
+    horizon: timedelta,
+) -> int:
+    """Plan one chunk of patients and insert the messages the outbox does not have yet."""
+    ids = [p.id for p in patients]
+    plan_c = Plan.__table__.c
+    course_c = ProphylaxisCourse.__table__.c
+    plans = _grouped(_rows(session, Plan, plan_c.patient_id.in_(ids)), "patient_id")
+    courses = _grouped(
+        _rows(
+            session, ProphylaxisCourse, course_c.status == "active", course_c.patient_id.in_(ids)
+        ),
+        "patient_id",
+    )
     plan_ids = [p.id for group in plans.values() for p in group]
-    holds = _grouped(_rows_for_plans(session, PlanHold, plan_ids, patient_ids), "plan_id")
-    records = _grouped(_rows_for_plans(session, DoseRecord, plan_ids, patient_ids), "plan_id")
-    courses = _grouped(session.exec(course_query).all(), "patient_id")
-    rows: list[dict[str, Any]] = []
+    holds = _grouped(_rows_for_plans(session, PlanHold, plan_ids), "plan_id")
+    records = _grouped(_rows_for_plans(session, DoseRecord, plan_ids), "plan_id")
+    missing_teams = {p.team_id for p in patients} - teams.keys()
+    if missing_teams:
+        teams.update(
+            (t.id, t) for t in _rows(session, Team, Team.__table__.c.id.in_(missing_teams))
+        )
+    planned: list[PlannedMessage] = []
     for patient in patients:
         patient_plans = plans.get(patient.id, [])
         patient_courses = courses.get(patient.id, [])
@@ -266,23 +427,31 @@ def materialise_due_messages(
             continue
         latest = max(patient_plans, key=lambda p: p.created_at, default=None)
         context = PatientContext(patient, teams[patient.team_id], _drug_name(latest))
-        rows.extend(
-            plan_rows_for_patient(
+        planned.extend(
+            planned_messages_for_patient(
                 context, patient_plans, holds, records, patient_courses, now, horizon
             )
         )
-    return insert_ignoring_duplicates(session, rows)
+    stored = _stored_keys(session, [p.dedupe_key for p in planned])
+    return insert_ignoring_duplicates(
+        session, [p.row(now) for p in planned if p.dedupe_key not in stored]
+    )
 
 
-def _rows_for_plans(
-    session: Session, model: Any, plan_ids: list[int], patient_ids: Sequence[int] | None
-) -> Sequence[Any]:
-    # A full pass loads every hold/record at once (one query) rather than a huge IN list.
-    if patient_ids is None:
-        return session.exec(select(model)).all()
+def _stored_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` the outbox already holds (a lookup in its unique index)."""
+    stored: set[str] = set()
+    column = OutboundMessage.__table__.c.dedupe_key
+    for start in range(0, len(keys), KEY_LOOKUP_CHUNK):
+        chunk = keys[start : start + KEY_LOOKUP_CHUNK]
+        stored.update(session.execute(select(column).where(column.in_(chunk))).scalars())
+    return stored
+
+
+def _rows_for_plans(session: Session, model: Any, plan_ids: list[int]) -> Sequence[Any]:
     if not plan_ids:
         return []
-    return session.exec(select(model).where(model.plan_id.in_(plan_ids))).all()
+    return _rows(session, model, model.__table__.c.plan_id.in_(plan_ids))
 
 
 def replan_patient(session: Session, patient_id: int, now: datetime) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -31,6 +32,15 @@ from backend.services.plans import start_plan
 from backend.services.teams import create_user
 
 pytest_plugins = ("tests.browser",)
+
+# Hypothesis: CI runs derandomized (a failure there reproduces on any machine; CI keeps
+# no example database), developers explore new examples on every run. Deadlines are off
+# on a shared 2-core machine. ``HYPOTHESIS_PROFILE`` picks one explicitly.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -309,6 +309,9 @@ class FakeTwilio:
         self.slow_seconds = 1.0
         self.slow_accepts = False
         self.retry_after_seconds = 1
+        #: Where creation times come from: a test with an injected clock sets its own, so
+        #: that Twilio's ``date_created`` and the dispatcher's ``claimed_at`` share one time.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.base_url = ""
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -490,7 +493,7 @@ class FakeTwilio:
             self._by_sid[sid]["status"] = status
             resource = self._resources[sid]
             resource["status"] = status
-            resource["date_updated"] = _rfc2822(datetime.now(UTC))
+            resource["date_updated"] = _rfc2822(self.clock())
             if error_code is not None:
                 resource["error_code"] = error_code
         headers = {
@@ -659,7 +662,7 @@ class FakeTwilio:
             return reject(21211, f"The 'To' number {to} is not a valid phone number.")
 
         sid = "SM" + uuid.uuid4().hex
-        now = datetime.now(UTC)
+        now = self.clock()
         stamp = _rfc2822(now)
         # Through a messaging service without a From, Twilio answers "accepted": the
         # sender is picked later from the service's pool.

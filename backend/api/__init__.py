@@ -7,6 +7,7 @@ token in ``before_request`` and scopes every look-up to the user's team.
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,7 +59,9 @@ spec = SpecTree(
     # the document is served at /api/v1/openapi.json by openapi_document() instead.
     path="apidoc",
     mode="strict",
-    openapi_version="3.0.3",
+    # 3.1: its schemas are JSON Schema 2020-12, which is what pydantic v2 writes (a 3.0
+    # document may not hold "exclusiveMinimum": 0 nor a {"type": "null"} branch).
+    openapi_version="3.1.0",
     page_templates={},  # no doc pages: they would load scripts from CDNs
     before=_validation_failed,
     validation_error_model=ValidationErrorOut,
@@ -120,4 +123,25 @@ def init_app(app: Flask) -> None:
 
 def openapi_document() -> Any:
     """The OpenAPI 3 document of the API (public: it describes, it reveals no data)."""
-    return jsonify(spec.spec)
+    return jsonify(_with_body_errors(spec.spec))
+
+
+#: Answers :func:`_authenticate` gives before validation to a request with a body.
+BODY_ERRORS = {
+    "400": "Bad Request: the body is not valid JSON",
+    "415": "Unsupported Media Type: the body must be application/json",
+}
+
+
+def _with_body_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the 400 and 415 answers documented on every operation with a body."""
+    document = copy.deepcopy(document)
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            answers = operation.setdefault("responses", {})
+            error = answers.get("401", {})  # ErrorOut: every route here authenticates
+            for code, description in BODY_ERRORS.items():
+                answers.setdefault(code, {**error, "description": description})
+    return document

@@ -89,15 +89,18 @@ def build_schedule(spec: PlanSpec) -> Schedule:
     """Every dose of ``spec`` with date and status, and the derived dates."""
     slots = _nominal(spec)
     first_planned = slots[0].date if slots else None
-    for index, outcome in spec.outcomes.items():
+    for index in spec.outcomes:
         if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= len(slots):
             raise ValueError(f"outcome for dose {index!r}: the plan has doses 1 to {len(slots)}")
-        slot = slots[index - 1]
-        slot.status, slot.date = outcome.status, outcome.on
-        slot.given_mg = outcome.dose_mg if outcome.status == "given" else None
     holds = sorted(spec.holds, key=lambda h: h.start)
     for hold in holds:
         _apply_hold(spec, slots, hold)
+    # Outcomes last: recording a dose on the day the plan (holds included) gave it moves
+    # no other dose. A dose recorded from a hold's resume date on is one it postponed.
+    for index, outcome in spec.outcomes.items():
+        slot = slots[index - 1]
+        slot.status, slot.date = outcome.status, outcome.on
+        slot.given_mg = outcome.dose_mg if outcome.status == "given" else None
     stop = spec.stopped_on
     if stop is not None:
         for s in slots:
@@ -218,8 +221,21 @@ def _cycle_doses(spec: PlanSpec, phase: CyclesPhase) -> list[_Nominal]:
 # --------------------------------------------------------------------------- adjustments
 def _apply_hold(spec: PlanSpec, slots: list[Slot], hold: Hold) -> None:
     """Postpone the doses still to give from ``hold.start`` (see the planner's rules)."""
+    outcomes = spec.outcomes
+    resume = hold.resume or date.max
+
+    def done_before_hold(s: Slot) -> bool:
+        # Recorded as given or missed before the resume date: it happened despite the
+        # hold and stays put. One recorded from the resume date on was postponed by it.
+        return s.index in outcomes and outcomes[s.index].on < resume
+
     affected = [
-        s for s in slots if s.status == "scheduled" and s.date is not None and s.date >= hold.start
+        s
+        for s in slots
+        if s.status == "scheduled"
+        and s.date is not None
+        and s.date >= hold.start
+        and not done_before_hold(s)
     ]
     if not affected:
         return
@@ -228,7 +244,12 @@ def _apply_hold(spec: PlanSpec, slots: list[Slot], hold: Hold) -> None:
             s.date, s.status = None, "on_hold"
         return
     moving = {id(s) for s in affected}
-    occupied = {s.date for s in slots if s.date is not None and id(s) not in moving}
+    # Days taken by the doses that stay: a recorded dose on the day it happened.
+    occupied = {
+        outcomes[s.index].on if s.index in outcomes else s.date
+        for s in slots
+        if id(s) not in moving and (s.date is not None or s.index in outcomes)
+    }
     originals: list[date] = [s.date for s in affected if s.date is not None]  # all dated
     # Never bring a dose forward: lay out from the resume date or the first dose's own date.
     floor = max(hold.resume, originals[0])

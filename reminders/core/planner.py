@@ -19,7 +19,10 @@ Conventions
   ``pill:12:2026-12-03T09:00``. Dose indices are fixed by the regimen, options and
   extension; holds and outcomes change dates and statuses, never indices.
 
-Holds: doses not yet given/missed dated on/after ``hold.start`` are postponed. With a
+Holds: doses dated on/after ``hold.start`` and not recorded as given/missed before the
+resume date are postponed (a dose recorded from the resume date on is one the hold
+postponed: outcomes are applied after holds, so recording a dose on the day the plan
+gave it moves no other dose). With a
 resume date, weekday-pattern doses (alemtuzumab) are re-laid on the next allowed
 weekdays on/after the resume date; other doses are shifted so that the first
 postponed dose falls on the resume date, keeping the spacing between later doses.

@@ -15,4 +15,3 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
         assert job.max_instances == 1
         assert job.misfire_grace_time == spec.misfire_grace_seconds
         assert job.trigger.interval.total_seconds() == spec.every_seconds
-

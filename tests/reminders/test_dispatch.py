@@ -100,7 +100,7 @@ def test_not_yet_due_messages_wait(engine, session, patient, gateway, fake_twili
     assert dispatch_due_messages(engine, gateway, lambda: NOW + timedelta(minutes=5)).sent == 3
 
 
-@pytest.mark.parametrize("fault", ["500", "429", "drop", "slow"])
+@pytest.mark.parametrize("fault", ["500", "429"])
 def test_transient_failures_are_retried_with_backoff(
     engine, session, patient, gateway, fake_twilio, fault
 ) -> None:
@@ -117,6 +117,27 @@ def test_transient_failures_are_retried_with_backoff(
     later = dispatch_due_messages(engine, gateway, lambda: message.next_attempt_at)
     assert later.sent == 1
     assert statuses(session) == Counter(sent=1)
+
+
+@pytest.mark.parametrize("fault", ["drop", "slow"])
+def test_an_unanswered_send_is_checked_with_twilio_before_it_is_retried(
+    engine, session, patient, gateway, fake_twilio, fault
+) -> None:
+    """No answer (timeout, dropped connection): Twilio may have the message, so ask first."""
+    queue(session, patient, 1)
+    fake_twilio.slow_seconds = 3  # past the gateway's 2 s timeout
+    fake_twilio.fail_next(1, fault)
+    first = dispatch_due_messages(engine, gateway, lambda: NOW)
+    assert first.unconfirmed == 1 and first.sent == 0 and first.retried == 0
+    reread(session)
+    message = session.exec(select(OutboundMessage)).one()
+    assert message.status == "sending" and message.attempts == 1 and message.error_reason
+    # Not before the lease has expired: the answer may still be on its way.
+    assert dispatch_due_messages(engine, gateway, lambda: NOW + timedelta(seconds=90)).sent == 0
+    later = dispatch_due_messages(engine, gateway, lambda: NOW + timedelta(minutes=3))
+    assert later.retried == 1 and later.reconciled == 0 and later.sent == 1
+    assert statuses(session) == Counter(sent=1)
+    assert len(fake_twilio.messages) == 1
 
 
 def test_a_message_that_keeps_failing_is_marked_failed_and_alerts(

@@ -1,0 +1,53 @@
+"""The care-team dashboard: server-rendered pages for nurses and haematologists.
+
+Pages (all but ``/login`` need a signed-in care-team user, scoped to their team):
+
+* ``/login``, ``POST /logout``: sign-in and sign-out.
+* ``/queue``: open alerts, most urgent and oldest first; ``/alerts/<id>`` with
+  acknowledge and resolve (with a note).
+* ``/patients``, ``/patients/new``, ``/patients/<id>`` (timeline, prophylaxis,
+  labs and CMV trend, temperature chart, SMS thread, adherence, alerts),
+  ``/patients/<id>/edit``, ``/patients/<id>/labs/new``, ``/patients/<id>/sms/new``,
+  ``/patients/<id>/export.csv``, ``/patients/<id>/phone`` (phone simulator, only
+  with ``SMS_BACKEND=console``).
+* ``/patients/<id>/plans/new``, ``/plans/<id>`` and its hold, resume, extend,
+  stop and dose forms.
+* ``/admin`` (members, roles, phone numbers) and ``/audit``: admins only.
+
+Security (details in :mod:`backend.security`): scrypt password hashes; a signed
+session cookie (Secure, HttpOnly, SameSite=Lax from the config) cleared at
+sign-in; 30 minutes idle and 12 hours absolute session timeouts; lockout for 15
+minutes after 5 failed sign-ins plus a per-address throttle; a CSRF token on
+every form; CSP, no-store and frame-denial headers on every page; an audit row
+for every patient view and change.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from backend.security import ABSOLUTE_TIMEOUT
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+#: Flask's own default session lifetime: replaced by ours unless the config set another.
+_FLASK_DEFAULT_LIFETIME = timedelta(days=31)
+
+
+def init_app(app: Flask) -> None:
+    """Register the dashboard blueprint, its template filters and session settings."""
+    from backend.dashboard import (  # noqa: F401  (routes register on import)
+        admin_views,
+        auth_views,
+        patient_views,
+        plan_views,
+        queue_views,
+    )
+    from backend.dashboard.web import bp, register_filters
+
+    if app.config.get("PERMANENT_SESSION_LIFETIME") in (None, _FLASK_DEFAULT_LIFETIME):
+        app.config["PERMANENT_SESSION_LIFETIME"] = ABSOLUTE_TIMEOUT
+    app.register_blueprint(bp)
+    register_filters(app)

@@ -1,0 +1,169 @@
+"""Admin pages: the team's members and phone numbers, and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, flash, redirect, request, url_for
+
+from backend.api import request_now
+from backend.dashboard import team_admin
+from backend.dashboard.forms import (
+    FormState,
+    RoleIn,
+    TeamPhonesIn,
+    UserCreateIn,
+    collect,
+    service_error_state,
+    validate,
+)
+from backend.dashboard.web import admin_required, audit, bp, current_user, render_page
+from backend.db import get_session
+from backend.errors import ServiceError
+from backend.models import Team
+from backend.services.audit import list_audit
+
+AUDIT_PAGE_SIZE = 100
+
+
+def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) -> Any:
+    session = get_session()
+    team = session.get(Team, current_user().team_id)
+    forms = forms or {}
+    forms.setdefault(
+        "phones",
+        FormState(values={"care_phone": team.care_phone, "oncall_phone": team.oncall_phone}),
+    )
+    forms.setdefault("user", FormState(values={"role": "nurse"}))
+    return render_page(
+        "admin.html",
+        status,
+        team=team,
+        users=team_admin.team_users(session, team.id),
+        forms=forms,
+        now=request_now(),
+    )
+
+
+@bp.get("/admin")
+@admin_required
+def admin() -> Any:
+    """The team's members and phone numbers."""
+    return _admin_page()
+
+
+@bp.post("/admin/users")
+@admin_required
+def create_member() -> Any:
+    """Add a member who signs in with the password given here."""
+    fields = {"email": "text", "name": "text", "role": "text", "password": "text"}
+    values = {k: request.form.get(k, "") for k in ("email", "name", "role")}
+    data, state = validate(UserCreateIn, collect(request.form, fields), values)
+    if data is None:
+        return _admin_page({"user": state}, 422)
+    session = get_session()
+    try:
+        user = team_admin.add_member(
+            session,
+            session.get(Team, current_user().team_id),
+            email=data.email,
+            name=data.name,
+            role=data.role,
+            password=data.password,
+            now=request_now(),
+        )
+    except ServiceError as error:
+        session.rollback()
+        return _admin_page({"user": service_error_state(error, values, set(fields))}, error.status)
+    audit("create_user", None, f"user:{user.id}")
+    session.commit()
+    flash(f"{user.email} can now sign in as {user.role}.", "success")
+    return redirect(url_for("dashboard.admin"))
+
+
+@bp.post("/admin/users/<int:user_id>/role")
+@admin_required
+def change_role(user_id: int) -> Any:
+    """Give a member another role."""
+    session = get_session()
+    member = team_admin.get_team_user(session, current_user().team_id, user_id)
+    data, _ = validate(RoleIn, {"role": request.form.get("role", "")}, {})
+    if data is None:
+        flash("Choose a role: nurse, physician or admin.", "error")
+        return _admin_page(status=422)
+    try:
+        team_admin.change_role(session, member, data.role, current_user())
+    except ServiceError as error:
+        session.rollback()
+        flash(error.message[0].upper() + error.message[1:] + ".", "error")
+        return _admin_page(status=error.status)
+    audit("change_role", None, f"user:{member.id}")
+    session.commit()
+    flash(f"{member.email} is now {member.role}.", "success")
+    return redirect(url_for("dashboard.admin"))
+
+
+@bp.post("/admin/users/<int:user_id>/active")
+@admin_required
+def set_active(user_id: int) -> Any:
+    """Deactivate a member (signed out at once) or reactivate them."""
+    session = get_session()
+    member = team_admin.get_team_user(session, current_user().team_id, user_id)
+    active = request.form.get("active") == "1"
+    try:
+        team_admin.set_active(session, member, active, current_user())
+    except ServiceError as error:
+        session.rollback()
+        flash(error.message[0].upper() + error.message[1:] + ".", "error")
+        return _admin_page(status=error.status)
+    audit("activate_user" if active else "deactivate_user", None, f"user:{member.id}")
+    session.commit()
+    flash(f"{member.email} {'reactivated' if active else 'deactivated'}.", "success")
+    return redirect(url_for("dashboard.admin"))
+
+
+@bp.post("/admin/team")
+@admin_required
+def team_phones() -> Any:
+    """Set the number patients call and the on-call number (urgent alerts go there)."""
+    fields = {"care_phone": "optional", "oncall_phone": "optional"}
+    values = {k: request.form.get(k, "") for k in fields}
+    data, state = validate(TeamPhonesIn, collect(request.form, fields), values)
+    if data is None:
+        return _admin_page({"phones": state}, 422)
+    session = get_session()
+    try:
+        team_admin.set_team_phones(
+            session,
+            session.get(Team, current_user().team_id),
+            care_phone=data.care_phone,
+            oncall_phone=data.oncall_phone,
+            region=current_app.config["DEFAULT_REGION"],
+        )
+    except ServiceError as error:
+        session.rollback()
+        return _admin_page({"phones": service_error_state(error, values, set(fields))}, 422)
+    audit("update_team_phones", None, f"team:{current_user().team_id}")
+    session.commit()
+    flash("Team phone numbers saved.", "success")
+    return redirect(url_for("dashboard.admin"))
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log() -> Any:
+    """Who viewed or changed which patient, and when (newest first)."""
+    try:
+        page = max(1, min(int(request.args.get("page", "1")), 100_000))
+    except ValueError:
+        page = 1
+    rows, total = list_audit(
+        get_session(), current_user().team_id, page=page, per_page=AUDIT_PAGE_SIZE
+    )
+    return render_page(
+        "audit.html",
+        rows=rows,
+        page=page,
+        pages=max(1, -(-total // AUDIT_PAGE_SIZE)),
+        total=total,
+    )

@@ -1,0 +1,77 @@
+"""Sign-in and sign-out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app, flash, redirect, request, url_for
+
+from backend.api import request_now
+from backend.dashboard.forms import FormState, LoginIn, validate
+from backend.dashboard.web import bp, current_user, render_page, safe_next
+from backend.db import get_session
+from backend.security import (
+    GENERIC_LOGIN_ERROR,
+    LoginThrottle,
+    authenticate,
+    end_session,
+    start_session,
+)
+from backend.services.audit import record_audit
+
+logger = logging.getLogger(__name__)
+
+
+def _throttle() -> LoginThrottle:
+    return current_app.extensions.setdefault("dashboard_login_throttle", LoginThrottle())
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """The sign-in form; on success a fresh session and the page asked for (or the queue)."""
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if request.args.get("expired"):
+            flash("Your session ended. Sign in again to continue.", "info")
+        return render_page("login.html", form=FormState(), next=target)
+    form = {"email": request.form.get("email", ""), "password": request.form.get("password", "")}
+    data, state = validate(LoginIn, form, {"email": form["email"]})
+    if data is None:
+        return render_page("login.html", 422, form=state, next=target)
+    now = request_now()
+    address = request.remote_addr or "unknown"
+    if _throttle().blocked(address, now):
+        state.message = (
+            "Too many failed sign-ins from this device. Wait 15 minutes, then try again."
+        )
+        return render_page("login.html", 429, form=state, next=target)
+    db = get_session()
+    outcome = authenticate(db, data.email, data.password, now)
+    if outcome.user is None:
+        db.commit()  # the failure counter and any lock are kept
+        _throttle().failed(address, now)
+        state.message = GENERIC_LOGIN_ERROR
+        return render_page("login.html", 401, form=state, next=target)
+    record_audit(db, outcome.user, "login", None, now)
+    db.commit()
+    start_session(outcome.user, now)
+    logger.info("user %s signed in", outcome.user.id)
+    return redirect(target or url_for("dashboard.queue"))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    """Sign out (a POST with the CSRF token, so no other site can sign a user out)."""
+    db = get_session()
+    record_audit(db, current_user(), "logout", None, request_now())
+    db.commit()
+    end_session()
+    flash("You are signed out.", "info")
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.get("/")
+def home() -> Any:
+    """The start page is the triage queue."""
+    return redirect(url_for("dashboard.queue"))

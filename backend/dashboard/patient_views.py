@@ -1,0 +1,419 @@
+"""Patient pages: the list, enrolment, the patient page with its charts, edits, labs and SMS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+from flask import Response, current_app, flash, redirect, request, url_for
+
+from backend.api import request_now
+from backend.dashboard import charts
+from backend.dashboard.forms import (
+    FieldKind,
+    FormState,
+    OneOffSmsIn,
+    SimulatedReplyIn,
+    collect,
+    local_datetime,
+    service_error_state,
+    validate,
+)
+from backend.dashboard.queries import (
+    DOSE_REMINDER_KINDS,
+    PatientOverview,
+    export_rows,
+    kind_label,
+    open_alert_counts,
+    patient_overview,
+    patient_search,
+    sms_thread,
+    upcoming_messages,
+)
+from backend.dashboard.web import audit, bp, current_user, not_available, render_page
+from backend.db import get_session
+from backend.errors import ServiceError
+from backend.models import Patient
+from backend.schemas import LabIn, PatientIn, PatientUpdate
+from backend.services import labs as lab_service
+from backend.services import patients as patient_service
+from backend.services.patients import get_patient
+from reminders.conversations import find_patient_by_phone, handle_inbound_sms
+from reminders.core.clinical_rules import clinical_rules
+from reminders.core.regimens import get_regimen
+from reminders.outbox import enqueue_message, sms_allowed
+
+logger = logging.getLogger(__name__)
+
+PATIENT_FIELDS: dict[str, FieldKind] = {
+    "display_name": "text",
+    "phone": "text",
+    "hospital_ref": "optional",
+    "timezone": "text",
+    "language": "text",
+    "sms_consent": "bool",
+    "discreet": "bool",
+    "quiet_start": "optional",
+    "quiet_end": "optional",
+    "dose_time": "optional",
+    "checkin_time": "optional",
+    "pill_times": "times",
+    "height_cm": "number",
+    "weight_kg": "number",
+}
+#: Fields an edit may clear by leaving them empty.
+CLEARABLE = ("hospital_ref", "height_cm", "weight_kg")
+LAB_KINDS = {
+    "cmv_pcr": "CMV PCR (copies/mL)",
+    "cd4": "CD4 (cells/µL)",
+    "anc": "ANC, neutrophils (cells/µL)",
+}
+EXPORT_COLUMNS = [
+    "at_utc",
+    "at_local",
+    "record",
+    "direction",
+    "kind",
+    "status",
+    "temperature_c",
+    "symptoms",
+    "text",
+]
+
+
+def region() -> str:
+    """The region national phone numbers are read in."""
+    return current_app.config["DEFAULT_REGION"]
+
+
+def _raw(fields: dict[str, FieldKind]) -> dict[str, Any]:
+    """What was typed, to show it again after an error."""
+    values: dict[str, Any] = {}
+    for name, kind in fields.items():
+        values[name] = (name in request.form) if kind == "bool" else request.form.get(name, "")
+    return values
+
+
+@bp.get("/patients")
+def patients() -> Any:
+    """The team's patients, with a search box and their open alerts."""
+    session = get_session()
+    query = request.args.get("q", "").strip()[:80]
+    rows = patient_search(session, current_user().team_id, query)
+    return render_page(
+        "patients.html",
+        patients=rows,
+        query=query,
+        alert_counts=open_alert_counts(session, current_user().team_id),
+    )
+
+
+def _patient_form(
+    template_form: FormState, status: int = 200, patient: Patient | None = None
+) -> Any:
+    return render_page("patient_form.html", status, form=template_form, patient=patient)
+
+
+@bp.route("/patients/new", methods=["GET", "POST"])
+def new_patient() -> Any:
+    """Enrol a patient in the team (the welcome SMS goes out once they consent)."""
+    if request.method == "GET":
+        defaults = {
+            name: info.get_default(call_default_factory=True)
+            for name, info in PatientIn.model_fields.items()
+            if not info.is_required()
+        }
+        defaults = {k: f"{v:%H:%M}" if hasattr(v, "strftime") else v for k, v in defaults.items()}
+        defaults["pill_times"] = ", ".join(defaults.get("pill_times") or [])
+        return _patient_form(FormState(values=defaults))
+    values = _raw(PATIENT_FIELDS)
+    data, state = validate(PatientIn, collect(request.form, PATIENT_FIELDS), values)
+    if data is None:
+        return _patient_form(state, 422)
+    session = get_session()
+    try:
+        patient = patient_service.create_patient(
+            session, current_user().team_id, data, request_now(), region=region()
+        )
+    except ServiceError as error:
+        session.rollback()
+        return _patient_form(service_error_state(error, values, set(PATIENT_FIELDS)), error.status)
+    audit("enrol_patient", patient.id, f"patient:{patient.id}")
+    session.commit()
+    flash("Patient enrolled. Next: start their regimen.", "success")
+    return redirect(url_for("dashboard.new_plan", patient_id=patient.id))
+
+
+@bp.route("/patients/<int:patient_id>/edit", methods=["GET", "POST"])
+def edit_patient(patient_id: int) -> Any:
+    """Contact preferences, quiet hours, reminder times and measurements."""
+    session = get_session()
+    patient = get_patient(session, current_user().team_id, patient_id)
+    if request.method == "GET":
+        values = {name: getattr(patient, name) for name in PATIENT_FIELDS}
+        values.update(
+            {k: f"{v:%H:%M}" for k, v in values.items() if hasattr(v, "strftime")},
+            pill_times=", ".join(patient.pill_times or []),
+        )
+        return _patient_form(FormState(values=values), patient=patient)
+    values = _raw(PATIENT_FIELDS)
+    fields = collect(request.form, PATIENT_FIELDS)
+    for name in CLEARABLE:
+        fields.setdefault(name, None)
+    data, state = validate(PatientUpdate, fields, values)
+    if data is None:
+        return _patient_form(state, 422, patient)
+    try:
+        patient_service.update_patient(session, patient, data, request_now(), region=region())
+    except ServiceError as error:
+        session.rollback()
+        state = service_error_state(error, values, set(PATIENT_FIELDS))
+        return _patient_form(state, error.status, patient)
+    audit("update_patient", patient.id, f"patient:{patient.id}")
+    session.commit()
+    flash("Contact preferences saved; upcoming reminders were re-planned.", "success")
+    return redirect(url_for("dashboard.patient", patient_id=patient.id))
+
+
+@bp.get("/patients/<int:patient_id>")
+def patient(patient_id: int) -> Any:
+    """The patient page: alerts, timeline, prophylaxis, labs, temperatures, SMS, adherence."""
+    session = get_session()
+    now = request_now()
+    record = get_patient(session, current_user().team_id, patient_id)
+    overview = patient_overview(session, record, now)
+    audit("view_patient", record.id, f"patient:{record.id}")
+    session.commit()
+    return render_page(
+        "patient.html",
+        o=overview,
+        p=record,
+        charts=patient_charts(overview, now),
+        kind_label=kind_label,
+        dose_kinds=DOSE_REMINDER_KINDS,
+        sms_ok=sms_allowed(record),
+        simulator=current_app.config.get("SMS_BACKEND", "console") == "console",
+        fever_c=clinical_rules().fever.threshold_c,
+        cmv_act=clinical_rules().cmv.act_above_copies,
+    )
+
+
+def patient_charts(overview: PatientOverview, now: datetime) -> dict[str, str]:
+    """The SVG charts of the patient page (built by the pure functions of ``charts``)."""
+    patient = overview.patient
+    zone = ZoneInfo(patient.timezone)
+    offset = now.astimezone(zone).utcoffset() or timedelta(0)
+    today = overview.today
+    readings = [(r.reported_at, r.temperature_c) for r in overview.reports if r.temperature_c]
+    bands: list[charts.RiskBand] = []
+    first, last = today - timedelta(days=13), today
+    result: dict[str, str] = {}
+    if overview.current is not None:
+        plan, out = overview.current
+        regimen = get_regimen(plan.regimen_id)
+        start = plan.start_date
+        bands = [
+            charts.RiskBand(
+                start + timedelta(days=w.first_day - 1),
+                start + timedelta(days=w.last_day - 1),
+                w.name,
+                str(w.kind),
+            )
+            for w in regimen.risk_windows
+        ]
+        dose_dates = [d.date for d in out.doses if d.date is not None]
+        first = start
+        last = max([today, *dose_dates, *(b.last for b in bands)])
+        result["timeline"] = charts.plan_timeline_chart(
+            [
+                charts.DoseMark(
+                    d.date,
+                    d.status,
+                    f"Dose {d.index} {d.date:%d %b}: {d.status.replace('_', ' ')}",
+                )
+                for d in out.doses
+                if d.date is not None
+            ],
+            holds=[(h.start_date, h.resume_date) for h in out.holds],
+            first=start,
+            last=max([start, *dose_dates]),
+            today=today,
+        )
+    if readings:
+        first = min(first, *(at.astimezone(zone).date() for at, _ in readings))
+    result["temperature"] = charts.temperature_chart(
+        readings,
+        first=first,
+        last=last,
+        threshold_c=clinical_rules().fever.threshold_c,
+        bands=bands,
+        utc_offset=offset,
+    )
+    cmv = [(lab.taken_at, lab.value) for lab in overview.labs if lab.kind == "cmv_pcr"]
+    if cmv:
+        result["cmv"] = charts.cmv_chart(cmv, act_above=clinical_rules().cmv.act_above_copies)
+    result["adherence"] = charts.adherence_chart(overview.adherence)
+    return result
+
+
+LAB_FIELDS: dict[str, FieldKind] = {"kind": "text", "value": "number", "note": "optional"}
+
+
+@bp.route("/patients/<int:patient_id>/labs/new", methods=["GET", "POST"])
+def new_lab(patient_id: int) -> Any:
+    """Record a lab result (CMV PCR, CD4, ANC); the lab rules may raise alerts."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    now = request_now()
+    if request.method == "GET":
+        local_now = now.astimezone(ZoneInfo(record.timezone))
+        values = {"kind": "cmv_pcr", "taken_at": f"{local_now:%Y-%m-%dT%H:%M}"}
+        return render_page(
+            "lab_form.html", form=FormState(values=values), p=record, kinds=LAB_KINDS
+        )
+    values = _raw(LAB_FIELDS) | {"taken_at": request.form.get("taken_at", "")}
+    data = collect(request.form, LAB_FIELDS)
+    taken = local_datetime(values["taken_at"], record.timezone)
+    if taken is not None:
+        data["taken_at"] = taken
+    lab, state = validate(LabIn, data, values)
+    if taken is None:
+        state.errors["taken_at"] = "Enter the date and time the sample was taken."
+    if lab is None or state.invalid:
+        return render_page("lab_form.html", 422, form=state, p=record, kinds=LAB_KINDS)
+    try:
+        row, alerts = lab_service.record_lab(session, record, lab, current_user().id, now)
+    except ServiceError as error:
+        session.rollback()
+        state = service_error_state(error, values, {"kind", "value", "taken_at", "note"})
+        return render_page("lab_form.html", error.status, form=state, p=record, kinds=LAB_KINDS)
+    audit("record_lab", record.id, f"lab:{row.id}")
+    session.commit()
+    flash(
+        "Lab result recorded."
+        + (f" {len(alerts)} alert(s) raised: see the patient's alerts." if alerts else ""),
+        "success",
+    )
+    return redirect(url_for("dashboard.patient", patient_id=record.id, _anchor="labs"))
+
+
+@bp.route("/patients/<int:patient_id>/sms/new", methods=["GET", "POST"])
+def new_sms(patient_id: int) -> Any:
+    """Send one SMS to the patient (queued in the outbox; the dispatcher sends it)."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    allowed = sms_allowed(record)
+    if request.method == "GET":
+        return render_page("sms_form.html", form=FormState(), p=record, allowed=allowed)
+    values = {"body": request.form.get("body", "")}
+    data, state = validate(OneOffSmsIn, {"body": values["body"].strip()}, values)
+    if data is not None and not allowed:
+        state.message = (
+            "This patient cannot receive SMS (no consent, opted out or number unreachable). "
+            "Call them instead."
+        )
+    if data is None or state.invalid:
+        return render_page("sms_form.html", 422, form=state, p=record, allowed=allowed)
+    now = request_now()
+    enqueue_message(
+        session,
+        team_id=record.team_id,
+        patient_id=record.id,
+        kind="one_off",
+        body=data.body,
+        dedupe_key=f"oneoff:p{record.id}:{uuid4().hex}",
+        now=now,
+        urgent=True,  # typed by a person now: it is not held back by quiet hours
+    )
+    audit("send_sms", record.id, f"patient:{record.id}")
+    session.commit()
+    flash("SMS queued: it is sent within a minute.", "success")
+    return redirect(url_for("dashboard.patient", patient_id=record.id, _anchor="messages"))
+
+
+def _csv_cell(value: object) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.get("/patients/<int:patient_id>/export.csv")
+def export_patient(patient_id: int) -> Response:
+    """The patient's symptom reports and SMS (both ways) as CSV."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in export_rows(session, record):
+        writer.writerow([_csv_cell(row[column]) for column in EXPORT_COLUMNS])
+    audit("export_patient", record.id, f"patient:{record.id}")
+    session.commit()
+    filename = f"patient-{record.id}-reports-and-messages-{request_now():%Y%m%d}.csv"
+    return Response(
+        "\ufeff" + buffer.getvalue(),  # a BOM so spreadsheet programs read UTF-8
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# --- the phone simulator (SMS_BACKEND=console only) --------------------------------------
+
+
+def _simulator_enabled() -> None:
+    if current_app.config.get("SMS_BACKEND", "console") != "console":
+        not_available()
+
+
+@bp.route("/patients/<int:patient_id>/phone", methods=["GET", "POST"])
+def phone_simulator(patient_id: int) -> Any:
+    """The patient's phone for demos: their SMS thread, and a box to reply as them.
+
+    A reply goes through exactly the service the Twilio webhook calls
+    (:func:`reminders.conversations.handle_inbound_sms`) with a synthetic MessageSid.
+    """
+    _simulator_enabled()
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    if request.method == "GET":
+        audit("view_phone_simulator", record.id, f"patient:{record.id}")
+        session.commit()
+        return _phone_page(record, FormState())
+    values = {"body": request.form.get("body", "")}
+    data, state = validate(SimulatedReplyIn, {"body": values["body"].strip()}, values)
+    if data is not None and find_patient_by_phone(session, record.phone).id != record.id:
+        # The webhook routes a number to the most recently enrolled patient who has it.
+        state.message = "Another, more recently enrolled patient has this phone number: a reply from it goes to them."
+    if data is None or state.invalid:
+        return _phone_page(record, state, 422)
+    handle_inbound_sms(
+        session,
+        provider_sid=f"SIM{uuid4().hex}",
+        from_phone=record.phone,
+        body=data.body,
+        now=request_now(),
+    )
+    audit("simulated_reply", record.id, f"patient:{record.id}")
+    session.commit()
+    return redirect(url_for("dashboard.phone_simulator", patient_id=record.id, _anchor="latest"))
+
+
+def _phone_page(record: Patient, form: FormState, status: int = 200) -> Any:
+    session = get_session()
+    return render_page(
+        "phone.html",
+        status,
+        p=record,
+        form=form,
+        thread=sms_thread(session, record.id),
+        pending=upcoming_messages(session, record.id)[:5],
+        kind_label=kind_label,
+    )

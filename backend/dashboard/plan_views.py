@@ -1,0 +1,355 @@
+"""Plan pages: start a regimen (with the BSA calculation), the plan page and its actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from flask import flash, redirect, request, url_for
+from pydantic import BaseModel
+
+from backend.api import request_now
+from backend.dashboard import charts
+from backend.dashboard.forms import (
+    DoseIndexIn,
+    FieldKind,
+    FormState,
+    collect,
+    service_error_state,
+    validate,
+)
+from backend.dashboard.queries import regimen_name
+from backend.dashboard.web import audit, bp, current_user, render_page
+from backend.db import get_session
+from backend.errors import ServiceError
+from backend.models import Patient, Plan
+from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
+from backend.serializers import body_surface_area, plan_out
+from backend.services import local_today
+from backend.services import plans as plan_service
+from backend.services.patients import get_patient
+from reminders.core.bsa import dose_for
+from reminders.core.planner import PlanSpec, plan_doses
+from reminders.core.regimens import (
+    BoolOption,
+    ChoiceOption,
+    IntOption,
+    NumberOption,
+    Regimen,
+    UnknownRegimen,
+    WeekdaysOption,
+    get_regimen,
+    load_regimens,
+)
+
+WEEKDAY_NAMES = {
+    "mon": "Monday",
+    "tue": "Tuesday",
+    "wed": "Wednesday",
+    "thu": "Thursday",
+    "fri": "Friday",
+    "sat": "Saturday",
+    "sun": "Sunday",
+}
+
+
+def option_values(regimen: Regimen, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The regimen's options from the form (``opt-<name>`` fields) and errors by field."""
+    options: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, option in regimen.options.items():
+        key = f"opt-{name}"
+        raw = (form.get(key) or "").strip()
+        if isinstance(option, BoolOption):
+            options[name] = key in form
+        elif isinstance(option, WeekdaysOption):
+            days = form.getlist(key)
+            if len(days) != option.count:
+                errors[key] = f"Choose exactly {option.count} days."
+            options[name] = days
+        elif raw == "":
+            continue  # the regimen's default (the planner refuses a required one that is missing)
+        elif isinstance(option, IntOption | NumberOption):
+            try:
+                number = float(raw.replace(",", "."))
+            except ValueError:
+                errors[key] = "Enter a number."
+                continue
+            if isinstance(option, IntOption):
+                if not number.is_integer():
+                    errors[key] = "Enter a whole number."
+                    continue
+                options[name] = int(number)
+            else:
+                options[name] = number
+        elif isinstance(option, ChoiceOption):
+            match = [c for c in option.choices if str(c) == raw]
+            if not match:
+                errors[key] = "Choose one of the options."
+                continue
+            options[name] = match[0]
+    return options, errors
+
+
+def dose_preview(regimen: Regimen, patient: Patient, data: PlanIn) -> list[dict[str, Any]]:
+    """The first doses of the regimen as it would start, with mg/m2 doses turned into mg."""
+    try:
+        spec = PlanSpec(
+            regimen=regimen,
+            start_date=data.start_date,
+            timezone=patient.timezone,
+            options=data.options,
+            dose_time=patient.dose_time,
+            checkin_time=patient.checkin_time,
+        )
+        doses = plan_doses(spec)
+    except ValueError:
+        return []
+    try:
+        bsa = body_surface_area(patient)
+    except ValueError:
+        bsa = None
+    rows = []
+    for dose in doses[:8]:
+        calc = dose_for(dose.amount, bsa) if dose.unit == "mg/m2" and dose.amount and bsa else None
+        rows.append({"dose": dose, "calculation": calc})
+    return rows
+
+
+def _plan_form(
+    patient: Patient, regimen: Regimen | None, form: FormState, status: int = 200
+) -> Any:
+    preview: list[dict[str, Any]] = []
+    if regimen is not None:
+        try:
+            data = PlanIn.model_validate(
+                {
+                    "regimen_id": regimen.id,
+                    "start_date": form.value("start_date"),
+                    "options": form.values.get("options") or {},
+                }
+            )
+            preview = dose_preview(regimen, patient, data)
+        except ValueError:
+            preview = []
+    try:
+        bsa = body_surface_area(patient)
+        bsa_error = None
+    except ValueError as exc:
+        bsa, bsa_error = None, str(exc)
+    return render_page(
+        "plan_form.html",
+        status,
+        p=patient,
+        regimens=sorted(load_regimens().values(), key=lambda r: r.name),
+        regimen=regimen,
+        form=form,
+        bsa=bsa,
+        bsa_error=bsa_error,
+        preview=preview,
+        weekday_names=WEEKDAY_NAMES,
+        uses_m2=regimen is not None and any(ph.unit == "mg/m2" for ph in regimen.phases),
+    )
+
+
+@bp.route("/patients/<int:patient_id>/plans/new", methods=["GET", "POST"])
+def new_plan(patient_id: int) -> Any:
+    """Start a regimen: choose it, set its options and start date, check the BSA calculation."""
+    session = get_session()
+    patient = get_patient(session, current_user().team_id, patient_id)
+    chosen = request.values.get("regimen_id", "").strip()
+    try:
+        regimen = get_regimen(chosen) if chosen else None
+    except UnknownRegimen:
+        regimen = None
+    today = local_today(patient.timezone, request_now())
+    if request.method == "GET" or regimen is None:
+        form = FormState(values={"regimen_id": chosen, "start_date": today.isoformat()})
+        if request.method == "POST":
+            form.errors["regimen_id"] = "Choose a regimen."
+        return _plan_form(patient, regimen, form, 422 if request.method == "POST" else 200)
+    options, option_errors = option_values(regimen, request.form)
+    values = {
+        "regimen_id": regimen.id,
+        "start_date": request.form.get("start_date", ""),
+        "form": request.form,
+        "options": options,
+    }
+    raw = {"regimen_id": regimen.id, "start_date": values["start_date"], "options": options}
+    data, state = validate(PlanIn, raw, values)
+    state.errors.update(option_errors)
+    if data is None or state.invalid:
+        return _plan_form(patient, regimen, state, 422)
+    try:
+        plan = plan_service.start_plan(session, patient, data, current_user().id, request_now())
+    except ServiceError as error:
+        session.rollback()
+        state = service_error_state(error, values, {"regimen_id", "start_date", "options"})
+        return _plan_form(patient, regimen, state, error.status)
+    audit("start_plan", patient.id, f"plan:{plan.id}")
+    session.commit()
+    flash(f"{regimen.name} started on {data.start_date:%d %b %Y}.", "success")
+    return redirect(url_for("dashboard.plan", plan_id=plan.id))
+
+
+def plan_timeline(out: PlanOut, today: date) -> str:
+    """The plan's doses and holds along the calendar (the same chart as the patient page)."""
+    dated = [d for d in out.doses if d.date is not None]
+    return charts.plan_timeline_chart(
+        [
+            charts.DoseMark(d.date, d.status, f"Dose {d.index} {d.date:%d %b}: {d.status}")
+            for d in dated
+        ],
+        holds=[(h.start_date, h.resume_date) for h in out.holds],
+        first=out.start_date,
+        last=max([out.start_date, *(d.date for d in dated)]),
+        today=today,
+    )
+
+
+def _plan_page(
+    plan: Plan, patient: Patient, forms: dict[str, FormState] | None = None, status: int = 200
+) -> Any:
+    session = get_session()
+    out = plan_out(session, plan, patient)
+    regimen = get_regimen(plan.regimen_id)
+    forms = dict(forms or {})
+    upcoming = next((d.index for d in out.doses if d.status == "scheduled"), None)
+    today = local_today(patient.timezone, request_now())
+    forms.setdefault("dose", FormState(values={"index": upcoming, "status": "given"}))
+    return render_page(
+        "plan.html",
+        status,
+        plan=plan,
+        out=out,
+        p=patient,
+        regimen=regimen,
+        regimen_name=regimen_name(plan.regimen_id),
+        forms=forms,
+        today=today,
+        timeline=plan_timeline(out, today),
+        recordable=[d for d in out.doses if d.status != "cancelled" and d.date is not None],
+    )
+
+
+@bp.get("/plans/<int:plan_id>")
+def plan(plan_id: int) -> Any:
+    """A plan: every dose with its date and BSA calculation, holds, and the plan actions."""
+    session = get_session()
+    record, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    audit("view_plan", patient.id, f"plan:{record.id}")
+    session.commit()
+    return _plan_page(record, patient)
+
+
+def _plan_action(
+    plan_id: int,
+    form_name: str,
+    model: type[BaseModel],
+    fields: dict[str, FieldKind],
+    action: Callable[[Any, Plan, Patient, Any], object],
+    done: str,
+) -> Any:
+    """Validate one plan form, call its service, and either re-show the page or go to the patient."""
+    session = get_session()
+    record, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    values = {name: request.form.get(name, "") for name in fields}
+    data, state = validate(model, collect(request.form, fields), values)
+    if data is None:
+        return _plan_page(record, patient, {form_name: state}, 422)
+    try:
+        action(session, record, patient, data)
+    except ServiceError as error:
+        session.rollback()
+        state = service_error_state(error, values, set(fields))
+        return _plan_page(record, patient, {form_name: state}, error.status)
+    audit(
+        f"{form_name}_plan" if form_name != "dose" else "record_dose",
+        patient.id,
+        f"plan:{record.id}",
+    )
+    session.commit()
+    flash(done, "success")
+    return redirect(url_for("dashboard.patient", patient_id=patient.id))
+
+
+@bp.post("/plans/<int:plan_id>/hold")
+def hold_plan(plan_id: int) -> Any:
+    """Put therapy on hold: dose reminders stop at once, check-ins and pills go on."""
+    user_id, now = current_user().id, request_now()
+    return _plan_action(
+        plan_id,
+        "hold",
+        HoldIn,
+        {"reason": "text", "start_date": "date"},
+        lambda s, plan, patient, data: plan_service.hold_plan(s, plan, patient, data, user_id, now),
+        "Plan on hold: dose reminders have stopped.",
+    )
+
+
+@bp.post("/plans/<int:plan_id>/resume")
+def resume_plan(plan_id: int) -> Any:
+    """Resume a held plan; the remaining doses continue from the resume date."""
+    user_id, now = current_user().id, request_now()
+    return _plan_action(
+        plan_id,
+        "resume",
+        ResumeIn,
+        {"resume_date": "date"},
+        lambda s, plan, patient, data: plan_service.resume_plan(
+            s, plan, patient, data, user_id, now
+        ),
+        "Plan resumed: dose reminders are planned again.",
+    )
+
+
+@bp.post("/plans/<int:plan_id>/extend")
+def extend_plan(plan_id: int) -> Any:
+    """Extend therapy by whole weeks, within the regimen's limit."""
+    now = request_now()
+    return _plan_action(
+        plan_id,
+        "extend",
+        ExtendIn,
+        {"weeks": "int"},
+        lambda s, plan, patient, data: plan_service.extend_plan(s, plan, patient, data.weeks, now),
+        "Plan extended.",
+    )
+
+
+@bp.post("/plans/<int:plan_id>/stop")
+def stop_plan(plan_id: int) -> Any:
+    """Stop therapy early (prophylaxis goes on until the care team stops it)."""
+    now = request_now()
+    return _plan_action(
+        plan_id,
+        "stop",
+        StopIn,
+        {"reason": "text", "stopped_on": "date"},
+        lambda s, plan, patient, data: plan_service.stop_plan(s, plan, patient, data, now),
+        "Plan stopped: no more dose reminders.",
+    )
+
+
+@bp.post("/plans/<int:plan_id>/doses")
+def record_dose(plan_id: int) -> Any:
+    """Record a dose as given (with the amount confirmed) or missed."""
+    user_id, now = current_user().id, request_now()
+    index_state = validate(DoseIndexIn, {"index": request.form.get("index", "")}, {})
+    if index_state[0] is None:
+        session = get_session()
+        record, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+        state = FormState(values=dict(request.form), errors=index_state[1].errors)
+        return _plan_page(record, patient, {"dose": state}, 422)
+    index = index_state[0].index
+    return _plan_action(
+        plan_id,
+        "dose",
+        DoseRecordIn,
+        {"status": "text", "on_date": "date", "dose_mg": "number", "note": "optional"},
+        lambda s, plan, patient, data: plan_service.record_dose(
+            s, plan, patient, index, data, user_id, now
+        ),
+        f"Dose {index} recorded.",
+    )

@@ -1,0 +1,93 @@
+"""The triage queue and the alert actions: acknowledge, resolve with a note."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import flash, redirect, request, url_for
+
+from backend.api import request_now
+from backend.dashboard.forms import FormState, service_error_state, validate
+from backend.dashboard.queries import alert_queue, users_by_id
+from backend.dashboard.web import audit, bp, current_user, render_page, safe_next
+from backend.db import get_session
+from backend.errors import ServiceError
+from backend.models import Alert, Patient
+from backend.schemas import ResolveIn
+from backend.services import alerts as alert_service
+from backend.services.patients import get_patient
+from reminders.core.clinical_rules import clinical_rules
+
+
+def overdue_after() -> timedelta:
+    """Urgent alerts unacknowledged for longer than this stand out (the re-escalation delay)."""
+    return timedelta(minutes=clinical_rules().alerts.urgent_reescalate_after_minutes)
+
+
+@bp.get("/queue")
+def queue() -> Any:
+    """Open and acknowledged alerts of the team, most urgent and oldest first."""
+    items = alert_queue(get_session(), current_user().team_id, request_now(), overdue_after())
+    return render_page(
+        "queue.html", items=items, overdue_minutes=int(overdue_after().total_seconds() // 60)
+    )
+
+
+def _alert_page(alert: Alert, patient: Patient, form: FormState, status: int = 200) -> Any:
+    users = users_by_id(get_session(), [alert.acknowledged_by, alert.resolved_by])
+    return render_page(
+        "alert.html",
+        status,
+        alert=alert,
+        patient=patient,
+        users=users,
+        form=form,
+        waited=request_now() - alert.created_at,
+    )
+
+
+@bp.get("/alerts/<int:alert_id>")
+def alert_detail(alert_id: int) -> Any:
+    """One alert: what was reported, who acknowledged it, and the resolve form."""
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    patient = get_patient(session, current_user().team_id, alert.patient_id)
+    audit("view_alert", patient.id, f"alert:{alert.id}")
+    session.commit()
+    return _alert_page(alert, patient, FormState())
+
+
+@bp.post("/alerts/<int:alert_id>/acknowledge")
+def acknowledge_alert(alert_id: int) -> Any:
+    """Mark an alert as seen by the signed-in user (stops re-escalation to the on-call phone)."""
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
+    audit("acknowledge_alert", alert.patient_id, f"alert:{alert.id}")
+    session.commit()
+    flash("Alert acknowledged.", "success")
+    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.queue"))
+
+
+@bp.post("/alerts/<int:alert_id>/resolve")
+def resolve_alert(alert_id: int) -> Any:
+    """Close an alert with a note; who and when are kept."""
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    patient = get_patient(session, current_user().team_id, alert.patient_id)
+    values = {"note": request.form.get("note", "")}
+    data, state = validate(ResolveIn, values, values)
+    if data is None:
+        return _alert_page(alert, patient, state, 422)
+    try:
+        alert_service.resolve_alert(session, alert, current_user().id, data.note, request_now())
+    except ServiceError as error:
+        session.rollback()
+        return _alert_page(
+            alert, patient, service_error_state(error, values, {"note"}), error.status
+        )
+    audit("resolve_alert", alert.patient_id, f"alert:{alert.id}")
+    session.commit()
+    flash("Alert resolved.", "success")
+    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.queue"))

@@ -1,0 +1,101 @@
+"""Team administration for admins: members, roles, activation and the team's phone numbers.
+
+Service functions in the style of ``backend.services`` (session and ``now`` in,
+no Flask, the caller commits). Every look-up is scoped to the admin's team.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from backend.errors import Conflict, NotFound
+from backend.models import Team, User
+from backend.services.patients import normalize_phone
+from backend.services.teams import create_user
+
+
+def team_users(session: Session, team_id: int) -> list[User]:
+    """The team's members, active first, by name then email."""
+    return list(
+        session.exec(
+            select(User)
+            .where(User.team_id == team_id)
+            .order_by(User.is_active.desc(), User.name, User.email)
+        ).all()
+    )
+
+
+def get_team_user(session: Session, team_id: int, user_id: int) -> User:
+    """The member ``user_id`` of ``team_id``; NotFound for anyone else."""
+    user = session.get(User, user_id)
+    if user is None or user.team_id != team_id:
+        raise NotFound("no such user")
+    return user
+
+
+def add_member(
+    session: Session,
+    team: Team,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    now: datetime,
+) -> User:
+    """Create a member of ``team`` who can sign in with ``password``."""
+    user, _token = create_user(
+        session, email=email, team_name=team.name, role=role, now=now, password=password, name=name
+    )
+    return user
+
+
+def _active_admins(session: Session, team_id: int) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(User)
+            .where(User.team_id == team_id, User.role == "admin", User.is_active.is_(True))
+        ).one()
+    )
+
+
+def change_role(session: Session, member: User, role: str, acting: User) -> User:
+    """Give ``member`` a new role; the team keeps at least one active admin."""
+    demoting = member.role == "admin" and role != "admin" and member.is_active
+    if demoting and _active_admins(session, member.team_id) <= 1:
+        raise Conflict("the team needs at least one admin", field="role")
+    member.role = role
+    session.add(member)
+    return member
+
+
+def set_active(session: Session, member: User, active: bool, acting: User) -> User:
+    """Deactivate (signs them out at their next request) or reactivate a member."""
+    if not active and member.id == acting.id:
+        raise Conflict("you cannot deactivate yourself")
+    if not active and member.role == "admin" and _active_admins(session, member.team_id) <= 1:
+        raise Conflict("the team needs at least one active admin")
+    member.is_active = active
+    if active:
+        member.failed_logins = 0
+        member.locked_until = None
+    session.add(member)
+    return member
+
+
+def set_team_phones(
+    session: Session, team: Team, *, care_phone: str | None, oncall_phone: str | None, region: str
+) -> Team:
+    """Store the team's care and on-call numbers as E.164 (empty clears the on-call number)."""
+    team.care_phone = (
+        normalize_phone(care_phone, region, field="care_phone") if care_phone else None
+    )
+    team.oncall_phone = (
+        normalize_phone(oncall_phone, region, field="oncall_phone") if oncall_phone else None
+    )
+    session.add(team)
+    return team

@@ -1,0 +1,226 @@
+"""The dashboard blueprint and what every page shares: the signed-in user, CSRF, headers, errors.
+
+Every route except the sign-in page and the static files needs a signed-in
+user (a ``before_request`` gate, so a new route cannot forget it); every POST
+needs the session's CSRF token. Views take ``now`` from :func:`backend.api.request_now`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from backend.api import request_now
+from backend.dashboard.queries import open_alert_count
+from backend.db import get_session
+from backend.errors import NotFound, ServiceError
+from backend.models import User
+from backend.security import csrf_token, csrf_valid, session_user
+from backend.services.audit import record_audit
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/dashboard/static",
+)
+
+#: Endpoints reachable without signing in.
+PUBLIC_ENDPOINTS = {"dashboard.login"}
+
+#: Pages are private and change with every action: never cached, never framed.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_user() -> User:
+    """The signed-in user of this request (the gate guarantees one on private routes)."""
+    return cast(User, g.dashboard_user)
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site (no open redirect), else None."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc or "\\" in target else target
+
+
+@bp.before_request
+def _gate() -> Any:
+    if request.endpoint == "dashboard.static":
+        return None  # a stylesheet needs no user, and must not refresh the idle timer
+    now = request_now()
+    had_session = "uid" in session
+    user = session_user(get_session(), now)
+    g.dashboard_user = user
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        pass
+    elif user is None:
+        params = {"expired": "1"} if had_session else {}
+        if request.method == "GET":
+            params["next"] = request.full_path.rstrip("?")
+        return redirect(url_for("dashboard.login", **params))
+    if request.method == "POST" and not csrf_valid():
+        logger.warning("refused a POST without a valid CSRF token on %s", request.endpoint)
+        return render_error(
+            400,
+            "This form has expired",
+            "The page was open for too long or came from elsewhere. Go back, reload the page "
+            "and send the form again.",
+        )
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        if request.endpoint == "dashboard.static" and name == "Cache-Control":
+            continue
+        response.headers.setdefault(name, value)
+    return response
+
+
+def admin_required(view: F) -> F:
+    """Refuse (403) users who are not admins of their team."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user().role != "admin":
+            return render_error(403, "Admins only", "Ask an admin of your team to do this.")
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def render_page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    """Render ``templates/dashboard/<template>`` with ``status``."""
+    return render_template(f"dashboard/{template}", **context), status
+
+
+def render_error(status: int, title: str, message: str) -> tuple[str, int]:
+    """A friendly error page."""
+    return render_page("error.html", status, title=title, message=message)
+
+
+def audit(action: str, patient_id: int | None, target: str | None = None) -> None:
+    """Add an audit row for the signed-in user (committed with the request's change)."""
+    record_audit(get_session(), current_user(), action, patient_id, request_now(), target=target)
+
+
+@bp.errorhandler(NotFound)
+def _not_found(error: NotFound) -> tuple[str, int]:
+    # Another team's patient and a patient that does not exist look the same.
+    return render_error(404, "Not found", "There is nothing here, or it is not in your team.")
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(error: ServiceError) -> tuple[str, int]:
+    return render_error(error.status, "This cannot be done", error.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Any:
+    if error.code in (404, 405, 403, 400):
+        return render_error(
+            error.code or 400, error.name, error.description or "Something is not right."
+        )
+    return error
+
+
+# --- template helpers -------------------------------------------------------------------
+
+
+def format_local(
+    value: datetime | None, timezone: str | None = None, pattern: str = "short"
+) -> str:
+    """An instant in ``timezone`` (the patient's), e.g. "Mon 2 Mar 11:05"."""
+    if value is None:
+        return ""
+    local = value.astimezone(ZoneInfo(timezone)) if timezone else value
+    if pattern == "time":
+        return local.strftime("%H:%M")
+    if pattern == "date":
+        return f"{local:%a} {local.day} {local:%b %Y}"
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+def format_day(value: Any) -> str:
+    """A date as "Wed 4 Mar 2026"."""
+    if value is None:
+        return ""
+    return f"{value:%a} {value.day} {value:%b %Y}"
+
+
+def format_waited(delta: timedelta) -> str:
+    """How long something waited, as people say it: "8 min", "2 h 05 min", "3 days"."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} days"
+
+
+def format_number(value: float | None, places: int = 1) -> str:
+    """A number without useless decimals: 30.0 -> "30", 682.5 -> "682.5"."""
+    if value is None:
+        return ""
+    text = f"{value:,.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@bp.context_processor
+def _context() -> dict[str, Any]:
+    user = g.get("dashboard_user")
+    return {
+        "dashboard_user": user,
+        "queue_count": open_alert_count(get_session(), user.team_id) if user else 0,
+    }
+
+
+def register_filters(app: Any) -> None:
+    """Jinja filters the dashboard templates use."""
+    app.add_template_filter(format_local, "local")
+    app.add_template_filter(format_day, "day")
+    app.add_template_filter(format_waited, "waited")
+    app.add_template_filter(format_number, "num")
+    # A global (not only a context variable) so imported form macros can call it.
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+
+def not_available() -> None:
+    """404 for a page that does not exist in this configuration."""
+    abort(404)
