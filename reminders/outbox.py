@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -55,21 +55,28 @@ from reminders.specs import build_plan_spec, build_prophylaxis_spec
 
 #: How far ahead a planning pass writes messages.
 PLANNING_HORIZON = timedelta(hours=24)
-INSERT_CHUNK = 2_000
+#: Rows per INSERT statement: the page size of SQLAlchemy's batched inserts, so that a
+#: pass sends statements of one shape (see :func:`materialise_due_messages`).
+INSERT_CHUNK = 1_000
 #: Patients planned together: a pass loads, plans and writes one chunk at a time, so its
 #: memory stays flat whatever the number of patients (bench/bench_memory.py).
 PATIENT_CHUNK = 1_000
 #: Dedupe keys looked up per query (well under SQLite's limit of bound parameters).
-KEY_LOOKUP_CHUNK = 2_000
+KEY_LOOKUP_CHUNK = 2_048
 
 
 @dataclass(frozen=True)
 class PatientContext:
-    """What rendering needs to know about a patient and their team."""
+    """What rendering needs to know about a patient and their team.
+
+    ``plan`` is the patient's current (latest) plan that ``drug`` was read from, kept so
+    that a reply needing it again (triage, the symptom menu) does not query it again.
+    """
 
     patient: Patient
     team: Team
     drug: str | None
+    plan: Plan | None = None
 
 
 def sms_allowed(patient: Patient) -> bool:
@@ -354,38 +361,49 @@ def materialise_due_messages(
     tracking model instances was a fifth of its time. The rows have the models'
     attribute names, so the planner's spec builders and the templates take them as
     they are.
+
+    Its statements keep a few shapes whatever the number of patients: chunks are
+    read by patient id range, new rows are inserted :data:`INSERT_CHUNK` at a time
+    (a chunk's remainder waits for the next chunk) and key look-ups come in a few
+    sizes. SQLite's driver keeps 128 prepared statements per connection, and one
+    batched INSERT of a new size per chunk had grown a 100,000-patient pass by
+    70 MB (bench/bench_memory.py).
     """
     # Rows are read with Core statements, which do not autoflush: changes the caller
     # made in this session (an opt-in, a new hold) must be visible to the plan.
     session.flush()
     teams: dict[int, Any] = {}
     created = 0
+    waiting: list[dict[str, Any]] = []
     for patients in _consenting_patients(session, patient_ids):
-        created += _materialise_chunk(session, patients, teams, now, horizon)
-    return created
+        waiting += _new_rows(session, patients, teams, now, horizon, by_range=patient_ids is None)
+        ready = len(waiting) - len(waiting) % INSERT_CHUNK
+        if ready:
+            created += insert_ignoring_duplicates(session, waiting[:ready])
+            del waiting[:ready]
+    return created + insert_ignoring_duplicates(session, waiting)
 
 
-def _rows(session: Session, model: Any, *where: Any, order_by: Any = None, limit: int = 0) -> Any:
-    """Rows of ``model``'s table matching ``where`` (attribute access like the model)."""
-    query = select(model.__table__).where(*where)
-    if order_by is not None:
-        query = query.order_by(order_by)
-    if limit:
-        query = query.limit(limit)
+def _rows(session: Session, query: Any) -> Any:
+    """The rows of a Core query (attribute access like the models)."""
     return session.execute(query).all()
 
 
 def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) -> Iterator[Any]:
     """Patients who may receive SMS, in chunks of :data:`PATIENT_CHUNK` by ascending id."""
     c = Patient.__table__.c
-    where = [c.sms_consent.is_(True), c.opted_out.is_(False), c.sms_blocked_reason.is_(None)]
+    query = (
+        select(Patient.__table__)
+        .where(c.sms_consent.is_(True), c.opted_out.is_(False), c.sms_blocked_reason.is_(None))
+        .order_by(c.id)
+        .limit(PATIENT_CHUNK)
+    )
     if patient_ids is not None:
-        where.append(c.id.in_(patient_ids))
+        query = query.where(c.id.in_(patient_ids))
     last_id: int | None = None
     while True:
         # Keyset pagination: each chunk is an index range scan, however deep the pass is.
-        after = [] if last_id is None else [c.id > last_id]
-        page = _rows(session, Patient, *where, *after, order_by=c.id, limit=PATIENT_CHUNK)
+        page = _rows(session, query if last_id is None else query.where(c.id > last_id))
         if page:
             yield page
         if len(page) < PATIENT_CHUNK:
@@ -393,31 +411,41 @@ def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) ->
         last_id = page[-1].id
 
 
-def _materialise_chunk(
+def _new_rows(
     session: Session,
     patients: Sequence[Any],
     teams: dict[int, Any],
     now: datetime,
     horizon: timedelta,
-) -> int:
-    """Plan one chunk of patients and insert the messages the outbox does not have yet."""
-    ids = [p.id for p in patients]
-    plan_c = Plan.__table__.c
-    course_c = ProphylaxisCourse.__table__.c
-    plans = _grouped(_rows(session, Plan, plan_c.patient_id.in_(ids)), "patient_id")
+    *,
+    by_range: bool,
+) -> list[dict[str, Any]]:
+    """Plan one chunk of patients; the rows of the messages the outbox does not have yet.
+
+    ``by_range``: load the chunk's plans, courses, holds and records by patient id
+    range (one statement shape for a whole pass) rather than by a list of ids.
+    """
+    plan = Plan.__table__
+    course = ProphylaxisCourse.__table__
+    if by_range:
+        owned = plan.c.patient_id.between(patients[0].id, patients[-1].id)
+        owns_course = course.c.patient_id.between(patients[0].id, patients[-1].id)
+    else:
+        ids = [p.id for p in patients]
+        owned = plan.c.patient_id.in_(ids)
+        owns_course = course.c.patient_id.in_(ids)
+    plans = _grouped(_rows(session, select(plan).where(owned)), "patient_id")
     courses = _grouped(
-        _rows(
-            session, ProphylaxisCourse, course_c.status == "active", course_c.patient_id.in_(ids)
-        ),
+        _rows(session, select(course).where(course.c.status == "active", owns_course)),
         "patient_id",
     )
-    plan_ids = [p.id for group in plans.values() for p in group]
-    holds = _grouped(_rows_for_plans(session, PlanHold, plan_ids), "plan_id")
-    records = _grouped(_rows_for_plans(session, DoseRecord, plan_ids), "plan_id")
+    holds = _grouped(_rows(session, _of_plans(PlanHold, owned)), "plan_id")
+    records = _grouped(_rows(session, _of_plans(DoseRecord, owned)), "plan_id")
     missing_teams = {p.team_id for p in patients} - teams.keys()
     if missing_teams:
+        team = Team.__table__
         teams.update(
-            (t.id, t) for t in _rows(session, Team, Team.__table__.c.id.in_(missing_teams))
+            (t.id, t) for t in _rows(session, select(team).where(team.c.id.in_(missing_teams)))
         )
     planned: list[PlannedMessage] = []
     for patient in patients:
@@ -426,32 +454,36 @@ def _materialise_chunk(
         if not patient_plans and not patient_courses:
             continue
         latest = max(patient_plans, key=lambda p: p.created_at, default=None)
-        context = PatientContext(patient, teams[patient.team_id], _drug_name(latest))
+        context = PatientContext(patient, teams[patient.team_id], _drug_name(latest), latest)
         planned.extend(
             planned_messages_for_patient(
                 context, patient_plans, holds, records, patient_courses, now, horizon
             )
         )
     stored = _stored_keys(session, [p.dedupe_key for p in planned])
-    return insert_ignoring_duplicates(
-        session, [p.row(now) for p in planned if p.dedupe_key not in stored]
-    )
+    return [p.row(now) for p in planned if p.dedupe_key not in stored]
+
+
+def _of_plans(model: Any, owned: Any) -> Any:
+    """Rows of ``model`` (holds, dose records) belonging to the plans ``owned`` selects."""
+    table, plan = model.__table__, Plan.__table__
+    return select(table).join(plan, plan.c.id == table.c.plan_id).where(owned)
 
 
 def _stored_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    """Which of ``keys`` the outbox already holds (a lookup in its unique index)."""
+    """Which of ``keys`` the outbox already holds (a lookup in its unique index).
+
+    Each look-up is padded (with a repeated key) to a power of two, so that a pass
+    prepares a handful of statement shapes rather than one per chunk.
+    """
     stored: set[str] = set()
     column = OutboundMessage.__table__.c.dedupe_key
     for start in range(0, len(keys), KEY_LOOKUP_CHUNK):
-        chunk = keys[start : start + KEY_LOOKUP_CHUNK]
+        chunk = list(keys[start : start + KEY_LOOKUP_CHUNK])
+        size = max(16, 1 << (len(chunk) - 1).bit_length())
+        chunk += [chunk[-1]] * (size - len(chunk))
         stored.update(session.execute(select(column).where(column.in_(chunk))).scalars())
     return stored
-
-
-def _rows_for_plans(session: Session, model: Any, plan_ids: list[int]) -> Sequence[Any]:
-    if not plan_ids:
-        return []
-    return _rows(session, model, model.__table__.c.plan_id.in_(plan_ids))
 
 
 def replan_patient(session: Session, patient_id: int, now: datetime) -> int:
@@ -522,10 +554,13 @@ def enqueue_message(
     return insert_ignoring_duplicates(session, [row]) == 1
 
 
+_LATEST_PLAN = (
+    select(Plan).where(Plan.patient_id == bindparam("patient_id")).order_by(Plan.created_at.desc())
+)
+
+
 def patient_context(session: Session, patient: Patient) -> PatientContext:
-    """The rendering context of one patient (team and current drug)."""
+    """The rendering context of one patient (team, current plan and its drug)."""
     team = session.get(Team, patient.team_id)
-    plan = session.exec(
-        select(Plan).where(Plan.patient_id == patient.id).order_by(Plan.created_at.desc())
-    ).first()
-    return PatientContext(patient, team, _drug_name(plan))
+    plan = session.exec(_LATEST_PLAN, params={"patient_id": patient.id}).first()
+    return PatientContext(patient, team, _drug_name(plan), plan)
