@@ -30,6 +30,7 @@ message list never holds SQLite's write lock or PostgreSQL row locks.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -801,6 +802,11 @@ def run_dispatcher(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # Everything loaded so far (the whole app, its modules and configuration) lives as
+    # long as the process: leave it out of the garbage collector's full passes, which
+    # sending creates garbage enough to trigger every few hundred messages. Scanning
+    # it cost a dispatcher process a sixth of its rate (bench/bench_dispatch.py).
+    gc.freeze()
     worker = worker_name()
     while not stop.is_set():
         report = dispatch_due_messages(

@@ -211,6 +211,33 @@ def _context() -> dict[str, Any]:
     }
 
 
+#: How the error summary names a field (the label people see next to it).
+FIELD_LABELS = {
+    "display_name": "Name",
+    "phone": "Mobile phone",
+    "hospital_ref": "Hospital reference",
+    "timezone": "Time zone",
+    "height_cm": "Height",
+    "weight_kg": "Weight",
+    "pill_times": "Pill reminder times",
+    "taken_at": "Sample taken",
+    "dose_mg": "Amount given",
+    "on_date": "Date",
+    "regimen_id": "Regimen",
+    "care_phone": "Number patients call",
+    "oncall_phone": "On-call number",
+    "note": "Note",
+    "body": "Message",
+}
+
+
+def field_label(name: str) -> str:
+    """The label of a form field, for the error summary."""
+    if name.startswith("opt-"):
+        name = name[4:]
+    return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
 def register_filters(app: Any) -> None:
     """Jinja filters the dashboard templates use."""
     app.add_template_filter(format_local, "local")
@@ -219,6 +246,7 @@ def register_filters(app: Any) -> None:
     app.add_template_filter(format_number, "num")
     # A global (not only a context variable) so imported form macros can call it.
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["field_label"] = field_label
 
 
 def not_available() -> None:
