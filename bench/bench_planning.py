@@ -17,6 +17,9 @@ For each size, a fresh SQLite file is seeded with N patients on mixed regimens
   the past 24 hours (messages still fresh as pending, the others as missed).
 * **steady**: the same pass five minutes later, as the clock runs it all day: nearly
   everything is stored already.
+* **storing only**: the next 24 hours' rows, already planned and rendered, deleted and
+  inserted again as a pass inserts them: the half of a pass that APScheduler's rate
+  (one stored row per reminder) compares with, without the planning computation.
 
 The baseline is the plain APScheduler pattern: one ``date`` job per reminder, added to
 a started (paused) ``BackgroundScheduler`` with a ``SQLAlchemyJobStore`` on a SQLite
@@ -39,7 +42,7 @@ from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from backend.db import session_scope
 from backend.models import OutboundMessage
@@ -54,7 +57,7 @@ from bench.common import (
     spread,
     sqlite_database,
 )
-from reminders.outbox import materialise_due_messages
+from reminders.outbox import insert_ignoring_duplicates, materialise_due_messages
 
 TARGET_RATIO = 20.0
 DEFAULT_SIZES = (10_000, 100_000)
@@ -96,6 +99,25 @@ def timed_pass(engine: Any, now: datetime) -> tuple[int, float]:
     with Stopwatch() as sw, session_scope(engine) as session:
         created = materialise_due_messages(session, now)
     return created, sw.wall
+
+
+def storage_only(engine: Any, now: datetime) -> tuple[int, float]:
+    """The storing half of a pass alone: the next 24 hours' rows, deleted and inserted again.
+
+    What APScheduler's rate measures (one stored row per reminder), without the
+    planning computation that produces the reminders: (rows, seconds).
+    """
+    table = OutboundMessage.__table__
+    window = (table.c.due_at >= now) & (table.c.due_at < now + timedelta(hours=24))
+    with engine.begin() as conn:
+        rows = [
+            {k: v for k, v in row._mapping.items() if k != "id"}
+            for row in conn.execute(select(table).where(window))
+        ]
+        conn.execute(delete(table).where(window))
+    with Stopwatch() as sw, session_scope(engine) as session:
+        stored = insert_ignoring_duplicates(session, rows)
+    return stored, sw.wall
 
 
 def measure_size(
@@ -140,6 +162,7 @@ def measure_size(
         OutboundMessage.due_at >= now,
         OutboundMessage.due_at < now + timedelta(hours=24),
     )
+    store_rows, store_seconds = storage_only(engine, now)
     engine.dispose()
     baseline.append(apscheduler_rate(directory, jobs))
     for name in (f"planning-{patients}.sqlite3", "apscheduler.sqlite3"):
@@ -154,6 +177,8 @@ def measure_size(
         "cold_seconds": cold_seconds,
         "steady_rows": steady_rows,
         "steady_seconds": steady_seconds,
+        "store_rows": store_rows,
+        "store_seconds": store_seconds,
         "baseline": baseline,
         "baseline_jobs": len(jobs),
     }
@@ -246,6 +271,13 @@ def print_report(results: list[dict[str, Any]]) -> None:
                 spread([r["cold_rows"] / r["cold_seconds"] for r in runs]),
                 runs[0]["steady_rows"],
                 spread([r["steady_seconds"] for r in runs]),
+                spread([r["store_rows"] / r["store_seconds"] for r in runs]),
+                spread(
+                    [
+                        r["store_rows"] / r["store_seconds"] / statistics.median(r["baseline"])
+                        for r in runs
+                    ]
+                ),
                 f"{per_patient[size]:.3f}",
             ]
         )
@@ -259,6 +291,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
                 "cold rows/s",
                 "steady rows",
                 "steady s",
+                "storing only rows/s",
+                "storing vs APScheduler",
                 "next-24h ms/patient",
             ],
             other,

@@ -11,6 +11,8 @@ Hold and numbering rules are described in the planner's module docstring.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -85,8 +87,60 @@ def phase_weekdays(spec: PlanSpec, phase: WeekdaysPhase) -> tuple[int, ...]:
     return tuple(sorted(WEEKDAYS.index(day) for day in phase.weekdays))
 
 
+#: How many schedules :func:`build_schedule` remembers (a few MB; see bench/bench_memory.py).
+SCHEDULE_CACHE_SIZE = 4_096
+_schedules: OrderedDict[tuple[Any, ...], tuple[Regimen, Schedule]] = OrderedDict()
+_schedules_lock = threading.Lock()
+
+
+def schedule_key(spec: PlanSpec) -> tuple[Any, ...] | None:
+    """Everything a schedule depends on, as a hashable key (None if a value is unhashable).
+
+    Not the time zone nor the times of day: dose dates are local dates.
+    """
+    key = (
+        id(spec.regimen),
+        spec.start_date,
+        tuple(sorted(spec.resolved_options.items())),
+        spec.extension_weeks,
+        spec.stopped_on,
+        spec.holds,
+        tuple(sorted(spec.outcomes.items())),
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def build_schedule(spec: PlanSpec) -> Schedule:
-    """Every dose of ``spec`` with date and status, and the derived dates."""
+    """Every dose of ``spec`` with date and status, and the derived dates.
+
+    A pure function of :func:`schedule_key`, so recent results are reused: every
+    planning pass builds the spec of every plan again, and patients who started
+    the same regimen on the same day (with no hold or recorded dose yet) share
+    one schedule. Building one was a third of a pass (bench/bench_planning.py).
+    A schedule is never changed once built, so sharing it is safe.
+    """
+    key = schedule_key(spec)
+    if key is None:
+        return _compute_schedule(spec)
+    with _schedules_lock:
+        hit = _schedules.get(key)
+        # id() can be reused once a regimen is gone: the hit must be the same object.
+        if hit is not None and hit[0] is spec.regimen:
+            _schedules.move_to_end(key)
+            return hit[1]
+    schedule = _compute_schedule(spec)
+    with _schedules_lock:
+        _schedules[key] = (spec.regimen, schedule)
+        if len(_schedules) > SCHEDULE_CACHE_SIZE:
+            _schedules.popitem(last=False)
+    return schedule
+
+
+def _compute_schedule(spec: PlanSpec) -> Schedule:
     slots = _nominal(spec)
     first_planned = slots[0].date if slots else None
     for index in spec.outcomes:

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -105,33 +105,67 @@ def _local_instant(day: Any, at: time, zone: Any) -> datetime:
     return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
 
 
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=16_384)
+def _rule_timing(
+    rule: MessageRule,
+    event_utc: datetime,
+    zone: ZoneInfo,
+    quiet_start: time,
+    quiet_end: time,
+    in_hospital: bool,
+) -> tuple[datetime, datetime, str, str]:
+    """When ``rule`` sends for an event at ``event_utc``: (send_at, not_after, local date, template).
+
+    Cached: a pass asks this for the same few instants (pills at 09:00 in Brussels)
+    and the same quiet hours for thousands of patients (bench/bench_planning.py).
+    Keyed on the UTC instant, never on a local time, whose equality ignores the
+    fold of an ambiguous hour.
+    """
+    event_local = event_utc.astimezone(zone)
+    if rule.local_time is not None:
+        day = event_local.date() + timedelta(days=rule.day_offset or 0)
+        moment = _local_instant(day, rule.local_time, zone)
+    else:
+        moment = event_local
+    if rule.event == "dose" and rule.variant == "morning" and moment >= event_local:
+        # A dose before 07:30: remind one hour before it instead.
+        moment = event_local - timedelta(hours=1)
+    not_after = moment + timedelta(minutes=rule.fresh_minutes)
+    if rule.fresh_until_event:
+        not_after = min(not_after, event_local)
+    send_local = defer_past_quiet_hours(moment, quiet_start, quiet_end)
+    template = rule.template
+    if rule.first_dose_template and in_hospital:
+        template = rule.first_dose_template
+    return (
+        send_local.astimezone(UTC),
+        not_after.astimezone(UTC),
+        event_local.date().isoformat(),
+        template,
+    )
+
+
 def messages_for_event(event: PlannedEvent, prefs: ContactPrefs) -> list[MessagePlan]:
     """The SMS that ``event`` produces for a patient with ``prefs``."""
-    zone = ZoneInfo(prefs.timezone)
+    zone = _zone(prefs.timezone)
+    event_utc = event.local.astimezone(UTC)
+    in_hospital = bool(event.details.get("in_hospital"))
     plans: list[MessagePlan] = []
     for rule in message_rules().get(str(event.kind), ()):
-        event_local = event.local.astimezone(zone)
-        if rule.local_time is not None:
-            day = event_local.date() + timedelta(days=rule.day_offset or 0)
-            moment = _local_instant(day, rule.local_time, zone)
-        else:
-            moment = event_local
-        if rule.event == "dose" and rule.variant == "morning" and moment >= event_local:
-            # A dose before 07:30: remind one hour before it instead.
-            moment = event_local - timedelta(hours=1)
-        not_after = moment + timedelta(minutes=rule.fresh_minutes)
-        if rule.fresh_until_event:
-            not_after = min(not_after, event_local)
-        send_local = defer_past_quiet_hours(moment, prefs.quiet_start, prefs.quiet_end)
-        template = rule.template
-        if rule.first_dose_template and event.details.get("in_hospital"):
-            template = rule.first_dose_template
+        send_at, not_after, local_day, template = _rule_timing(
+            rule, event_utc, zone, prefs.quiet_start, prefs.quiet_end, in_hospital
+        )
         plans.append(
             MessagePlan(
-                key=f"{event.key}:{rule.variant}:{event_local.date().isoformat()}",
+                key=f"{event.key}:{rule.variant}:{local_day}",
                 template=template,
-                send_at=send_local.astimezone(UTC),
-                not_after=not_after.astimezone(UTC),
+                send_at=send_at,
+                not_after=not_after,
                 event=event,
                 expects=rule.expects,
             )

@@ -22,7 +22,7 @@ import string
 import tomllib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -104,17 +104,27 @@ class Template:
 # --------------------------------------------------------------------------- loading
 def _placeholders(text: str, where: str) -> frozenset[str]:
     """Names used in a format string; only plain {name} fields are allowed."""
+    try:
+        return _parsed_placeholders(text)
+    except TemplateError as exc:
+        raise TemplateError(f"{where}: {exc}") from None
+
+
+@lru_cache(maxsize=1_024)
+def _parsed_placeholders(text: str) -> frozenset[str]:
+    # Cached: render() asks for every message it fills, and parsing the format string
+    # each time was a tenth of rendering a planning pass (bench/bench_planning.py).
     names = set()
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise TemplateError(f"{where}: {exc}") from None
+        raise TemplateError(str(exc)) from None
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
         # No {0}, {a.b}, {a[0]}, {a!r} or {a:>5}: a template is text, not code.
         if not name.isidentifier() or spec or conversion:
-            raise TemplateError(f"{where}: placeholder {{{name}}} must be a plain {{name}}")
+            raise TemplateError(f"placeholder {{{name}}} must be a plain {{name}}")
         names.add(name)
     return frozenset(names)
 
