@@ -289,6 +289,24 @@ class OutboundMessage(SQLModel, table=True):
     expects: str | None = Field(default=None, max_length=20)
 
 
+class PlanningPass(SQLModel, table=True):
+    """A committed planning pass over all patients: how far the outbox is planned.
+
+    Written in the pass's own transaction, so a row exists only if the pass's messages
+    do. The next pass plans messages from ``planned_until`` on rather than looking back
+    a whole freshness window again: every message due before it is stored already,
+    unless a patient's plan changed, and a change re-plans that patient at once
+    (``reminders.outbox.replan_patient``), looking back in full.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The ``now`` of the pass (a pass only trusts passes made at or before its own now).
+    planned_at: datetime = utc_field(index=True)
+    planned_from: datetime = utc_field()
+    planned_until: datetime = utc_field()
+    rows_written: int = 0
+
+
 class InboundMessage(SQLModel, table=True):
     """An SMS received from a patient; ``provider_sid`` (Twilio MessageSid) is unique."""
 

@@ -14,6 +14,7 @@ the patient's unsent plan-derived rows and plans them again from the new state.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import bindparam, delete
+from sqlalchemy import JSON, String, TypeDecorator, bindparam, delete, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -32,6 +33,7 @@ from backend.models import (
     Patient,
     Plan,
     PlanHold,
+    PlanningPass,
     ProphylaxisCourse,
     Team,
 )
@@ -115,11 +117,13 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
     }
     if event is None:
         return values
-    details = dict(event.details)
+    details = event.details
+    local = event.local
     values.update(
         {
-            "time": event.local.strftime("%H:%M"),
-            "date": event.local.strftime("%d/%m"),
+            # Formatted by hand: strftime was a tenth of rendering (bench/bench_planning.py).
+            "time": f"{local.hour:02d}:{local.minute:02d}",
+            "date": f"{local.day:02d}/{local.month:02d}",
             "observation_hours": _number(details.get("observation_hours") or 2),
             "premedication": "; ".join(details.get("items") or ()) or event.title,
             "medicine": details.get("drug") or event.title,
@@ -182,10 +186,7 @@ def _messages(
     events: Iterable[PlannedEvent], prefs: ContactPrefs, since: datetime, until: datetime
 ) -> list[MessagePlan]:
     return [
-        message
-        for event in events
-        for message in messages_for_event(event, prefs)
-        if since <= message.send_at < until
+        message for event in events for message in messages_for_event(event, prefs, since, until)
     ]
 
 
@@ -244,10 +245,20 @@ def planned_messages_for_patient(
     courses: Sequence[ProphylaxisCourse],
     now: datetime,
     horizon: timedelta = PLANNING_HORIZON,
+    *,
+    since: datetime | None = None,
 ) -> list[PlannedMessage]:
-    """Messages for one patient's plans and courses between now-freshness and now+horizon."""
+    """Messages for one patient's plans and courses sent in [since, now+horizon).
+
+    ``since`` defaults to now minus the longest freshness window (everything a pass
+    may still send or must record as missed); a pass that follows a committed one
+    starts where that one stopped (:func:`materialise_due_messages`).
+    """
     patient = context.patient
-    since = now - max_freshness()
+    # Events from a freshness window back whatever ``since`` is: quiet hours can move a
+    # message hours past its event, into the window.
+    events_start = now - max_freshness()
+    since = events_start if since is None else max(since, events_start)
     until = now + horizon
     # Events up to a day past the horizon: an evening-before reminder precedes its dose.
     event_end = until + timedelta(days=1)
@@ -255,13 +266,13 @@ def planned_messages_for_patient(
     planned: list[PlannedMessage] = []
     for plan in plans:
         spec = build_plan_spec(plan, patient, holds.get(plan.id, ()), records.get(plan.id, ()))
-        events = plan_events(spec, since, event_end)
+        events = plan_events(spec, events_start, event_end)
         for message in _messages(events, prefs, max(since, plan.created_at), until):
             planned.append(PlannedMessage.of(context, message, plan_id=plan.id, spec=spec))
     pill_end = until + _prophylaxis_lead()
     for course in courses:
         events = prophylaxis_events(
-            build_prophylaxis_spec(course, patient.timezone), since, pill_end
+            build_prophylaxis_spec(course, patient.timezone), events_start, pill_end
         )
         for message in _messages(events, prefs, max(since, course.created_at), until):
             planned.append(PlannedMessage.of(context, message, course_id=course.id))
@@ -307,24 +318,80 @@ def _progress(spec: Any, event: PlannedEvent) -> dict[str, Any]:
 
 
 def insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert outbox rows, skipping any whose ``dedupe_key`` exists; return how many were new."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    """Insert outbox rows, skipping any whose ``dedupe_key`` exists; return how many were new.
+
+    Rows may give different sets of columns (a column left out takes the model's
+    default); they are inserted a set at a time.
+    """
+    by_columns: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_columns[frozenset(row)].append(row)
+    connection = session.connection()
+    insert_group = _insert_sqlite if connection.dialect.name == "sqlite" else _insert_postgresql
+    return sum(insert_group(connection, columns, group) for columns, group in by_columns.items())
+
+
+def _insert_postgresql(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
     table = OutboundMessage.__table__
-    inserted = 0
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start : start + INSERT_CHUNK]
-        # RETURNING counts the new rows on both engines (PostgreSQL reports no rowcount
-        # for a batched insert).
-        statement = (
-            dialect_insert(table)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(table.c.id)
-        )
-        inserted += len(session.execute(statement, chunk).all())
-    return inserted
+    # RETURNING counts the new rows (PostgreSQL reports no rowcount for a batched insert).
+    statement = (
+        postgresql.insert(table)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.id)
+    )
+    return sum(
+        len(connection.execute(statement, rows[start : start + INSERT_CHUNK]).all())
+        for start in range(0, len(rows), INSERT_CHUNK)
+    )
+
+
+def _insert_sqlite(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
+    """The SQLite insert: one ``executemany``, values bound by the driver.
+
+    SQLAlchemy's batched insert runs every value through its column type's bind
+    processor (seven datetimes a row) and reads RETURNING rows back: a third of a
+    pass's insert time. Here each distinct value is processed once per call with the
+    columns' own processors (a pass repeats a few hundred instants), so the stored
+    values are exactly SQLAlchemy's, and the driver's row count gives the new rows
+    (a row skipped by ON CONFLICT DO NOTHING changes nothing).
+    """
+    sql, names, processors, defaults = _sqlite_insert_statement(connection.dialect, columns)
+    processed = [
+        (position, processor, {}) for position, processor in enumerate(processors) if processor
+    ]
+    values = []
+    for row in rows:
+        bound = [row[name] if name in columns else defaults[name] for name in names]
+        for position, processor, memo in processed:
+            value = bound[position]
+            if value is not None:
+                try:
+                    bound[position] = memo[value]
+                except KeyError:
+                    bound[position] = memo[value] = processor(value)
+        values.append(tuple(bound))
+    return connection.exec_driver_sql(sql, values).rowcount
+
+
+@lru_cache(maxsize=32)
+def _sqlite_insert_statement(
+    dialect: Any, columns: frozenset[str]
+) -> tuple[str, tuple[str, ...], tuple[Any, ...], dict[str, Any]]:
+    """The INSERT ... ON CONFLICT DO NOTHING for ``columns``: its text, its parameters in
+    order, their bind processors and the scalar defaults of columns a row leaves out."""
+    table = OutboundMessage.__table__
+    statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(columns))
+    names = tuple(compiled.positiontup)
+    defaults = {}
+    for name in names:
+        if name not in columns:
+            default = table.c[name].default
+            if default is None or not default.is_scalar:
+                raise ValueError(f"outbox rows must give {name}: it has no scalar default")
+            defaults[name] = default.arg
+    processors = tuple(table.c[name].type._cached_bind_processor(dialect) for name in names)
+    return str(compiled), names, processors, defaults
 
 
 def _grouped(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
@@ -352,6 +419,14 @@ def materialise_due_messages(
 ) -> int:
     """Write the next ``horizon`` of messages for every patient who may receive SMS.
 
+    A pass over every patient plans the messages sent from the end of the last
+    committed pass (:class:`~backend.models.PlanningPass`) to ``now + horizon``, or
+    from a whole freshness window back when there is none (a first deployment, or
+    after the clock was stopped longer than that): the messages before it are stored
+    already, so looking back again on every pass only found them stored (half of a
+    pass's messages, most of the five-minute pass; bench/bench_planning.py). A pass
+    for given patients (``replan_patient``) always looks back in full.
+
     Patients are planned :data:`PATIENT_CHUNK` at a time (their plans, holds, dose
     records and courses loaded per chunk), so memory does not grow with the
     number of patients; only messages whose key is not yet in the outbox are
@@ -372,16 +447,88 @@ def materialise_due_messages(
     # Rows are read with Core statements, which do not autoflush: changes the caller
     # made in this session (an opt-in, a new hold) must be visible to the plan.
     session.flush()
+    full_pass = patient_ids is None
+    since = planned_until(session, now) if full_pass else None
     teams: dict[int, Any] = {}
     created = 0
     waiting: list[dict[str, Any]] = []
     for patients in _consenting_patients(session, patient_ids):
-        waiting += _new_rows(session, patients, teams, now, horizon, by_range=patient_ids is None)
+        waiting += _new_rows(
+            session, patients, teams, now, horizon, since=since, by_range=full_pass
+        )
         ready = len(waiting) - len(waiting) % INSERT_CHUNK
         if ready:
             created += insert_ignoring_duplicates(session, waiting[:ready])
             del waiting[:ready]
-    return created + insert_ignoring_duplicates(session, waiting)
+    created += insert_ignoring_duplicates(session, waiting)
+    if full_pass:
+        _record_pass(session, now, since, now + horizon, created)
+    return created
+
+
+#: Planning passes kept (a week of five-minute passes); older ones are deleted.
+PASS_HISTORY = timedelta(days=7)
+
+_LAST_PASS = (
+    select(PlanningPass.planned_until)
+    .where(PlanningPass.planned_at <= bindparam("now"))
+    .order_by(PlanningPass.planned_at.desc(), PlanningPass.id.desc())
+    .limit(1)
+)
+
+
+def planned_until(session: Session, now: datetime) -> datetime | None:
+    """Where the last committed pass made at or before ``now`` stopped (None: no such pass).
+
+    Passes made after ``now`` are ignored: a pass run for an earlier moment (``run-due
+    --now``, a clock set back) must not skip messages on their account.
+    """
+    return session.exec(_LAST_PASS, params={"now": now}).first()
+
+
+def _record_pass(
+    session: Session, now: datetime, since: datetime | None, until: datetime, rows: int
+) -> None:
+    session.execute(delete(PlanningPass).where(PlanningPass.planned_at < now - PASS_HISTORY))
+    start = now - max_freshness()
+    session.add(
+        PlanningPass(
+            planned_at=now,
+            planned_from=start if since is None else max(since, start),
+            planned_until=until,
+            rows_written=rows,
+        )
+    )
+    session.flush()
+
+
+@lru_cache(maxsize=1_024)
+def _shared_json(text: str) -> Any:
+    return json.loads(text)
+
+
+class _SharedJSON(TypeDecorator):
+    """A JSON column read for a planning pass: each distinct text is parsed once.
+
+    Thousands of plans and courses hold the same options and times, and parsing them
+    row by row was a twentieth of a pass (bench/bench_planning.py). The values are
+    shared between rows, so the pass only reads them (the spec builders copy them).
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        # psycopg already decodes json columns; SQLite hands back the text.
+        return _shared_json(value) if isinstance(value, str) else value
+
+
+def _read_only(table: Any) -> list[Any]:
+    """The columns of ``table`` for a pass that only reads them (JSON parsed once per text)."""
+    return [
+        type_coerce(c, _SharedJSON()).label(c.name) if isinstance(c.type, JSON) else c
+        for c in table.c
+    ]
 
 
 def _rows(session: Session, query: Any) -> Any:
@@ -393,7 +540,7 @@ def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) ->
     """Patients who may receive SMS, in chunks of :data:`PATIENT_CHUNK` by ascending id."""
     c = Patient.__table__.c
     query = (
-        select(Patient.__table__)
+        select(*_read_only(Patient.__table__))
         .where(c.sms_consent.is_(True), c.opted_out.is_(False), c.sms_blocked_reason.is_(None))
         .order_by(c.id)
         .limit(PATIENT_CHUNK)
@@ -418,6 +565,7 @@ def _new_rows(
     now: datetime,
     horizon: timedelta,
     *,
+    since: datetime | None,
     by_range: bool,
 ) -> list[dict[str, Any]]:
     """Plan one chunk of patients; the rows of the messages the outbox does not have yet.
@@ -434,9 +582,12 @@ def _new_rows(
         ids = [p.id for p in patients]
         owned = plan.c.patient_id.in_(ids)
         owns_course = course.c.patient_id.in_(ids)
-    plans = _grouped(_rows(session, select(plan).where(owned)), "patient_id")
+    plans = _grouped(_rows(session, select(*_read_only(plan)).where(owned)), "patient_id")
     courses = _grouped(
-        _rows(session, select(course).where(course.c.status == "active", owns_course)),
+        _rows(
+            session,
+            select(*_read_only(course)).where(course.c.status == "active", owns_course),
+        ),
         "patient_id",
     )
     holds = _grouped(_rows(session, _of_plans(PlanHold, owned)), "plan_id")
@@ -457,7 +608,7 @@ def _new_rows(
         context = PatientContext(patient, teams[patient.team_id], _drug_name(latest), latest)
         planned.extend(
             planned_messages_for_patient(
-                context, patient_plans, holds, records, patient_courses, now, horizon
+                context, patient_plans, holds, records, patient_courses, now, horizon, since=since
             )
         )
     stored = _stored_keys(session, [p.dedupe_key for p in planned])

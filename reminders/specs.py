@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import time
+from functools import lru_cache
 from typing import Any
 
 from backend.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
@@ -44,9 +45,13 @@ def build_prophylaxis_spec(course: ProphylaxisCourse, timezone: str) -> Prophyla
         course_id=course.id,
         drug=course.drug,
         dose_text=course.dose_text,
-        times=tuple(time.fromisoformat(t) for t in course.times),
+        times=tuple(_clock_time(t) for t in course.times),
         weekdays=tuple(course.weekdays) if course.weekdays is not None else None,
         start_date=course.start_date,
         timezone=timezone,
         stopped_on=course.stopped_on,
     )
+
+
+# Cached: every pass reads the same few pill times ("08:00") for thousands of courses.
+_clock_time = lru_cache(maxsize=256)(time.fromisoformat)

@@ -150,16 +150,28 @@ def _rule_timing(
     )
 
 
-def messages_for_event(event: PlannedEvent, prefs: ContactPrefs) -> list[MessagePlan]:
-    """The SMS that ``event`` produces for a patient with ``prefs``."""
+def messages_for_event(
+    event: PlannedEvent,
+    prefs: ContactPrefs,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[MessagePlan]:
+    """The SMS that ``event`` produces for a patient with ``prefs``.
+
+    With ``since``/``until``, only those sent in [since, until): a planning pass asks
+    for its window, and building the messages it would throw away was a fifth of the
+    pass (bench/bench_planning.py).
+    """
     zone = _zone(prefs.timezone)
-    event_utc = event.local.astimezone(UTC)
+    event_utc = event.at_utc
     in_hospital = bool(event.details.get("in_hospital"))
     plans: list[MessagePlan] = []
-    for rule in message_rules().get(str(event.kind), ()):
+    for rule in message_rules().get(event.kind, ()):
         send_at, not_after, local_day, template = _rule_timing(
             rule, event_utc, zone, prefs.quiet_start, prefs.quiet_end, in_hospital
         )
+        if (since is not None and send_at < since) or (until is not None and send_at >= until):
+            continue
         plans.append(
             MessagePlan(
                 key=f"{event.key}:{rule.variant}:{local_day}",

@@ -165,7 +165,7 @@ class PlanSpec:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
         object.__setattr__(self, "outcomes", MappingProxyType(dict(self.outcomes)))
         object.__setattr__(self, "holds", tuple(self.holds))
-        object.__setattr__(self, "resolved_options", self.regimen.resolve_options(self.options))
+        object.__setattr__(self, "resolved_options", _resolve_options(self.regimen, self.options))
         ext = self.regimen.extension
         if isinstance(self.extension_weeks, bool) or not isinstance(self.extension_weeks, int):
             raise ValueError("extension_weeks must be a whole number of weeks")
@@ -179,6 +179,30 @@ class PlanSpec:
                 f"{ext.max_extra_weeks} extra weeks ({ext.source})"
             )
         object.__setattr__(self, "_schedule", build_schedule(self))
+
+
+_resolved: dict[tuple[Any, ...], tuple[Regimen, Mapping[str, Any]]] = {}
+
+
+def _resolve_options(regimen: Regimen, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``regimen.resolve_options(options)``, read-only and reused for the same options.
+
+    Checking the options of every plan again on every pass was a twentieth of a
+    planning pass (bench/bench_planning.py); most plans of a regimen share them.
+    """
+    try:
+        key = (id(regimen), tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:  # an unhashable option value (a list): check it every time
+        return MappingProxyType(regimen.resolve_options(options))
+    hit = _resolved.get(key)
+    if hit is not None and hit[0] is regimen:  # id() may be reused by a new object
+        return hit[1]
+    resolved = MappingProxyType(regimen.resolve_options(options))
+    if len(_resolved) >= 4_096:
+        _resolved.clear()
+    _resolved[key] = (regimen, resolved)
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -287,20 +311,31 @@ def _localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 @lru_cache(maxsize=256)
-def _local_days(start_utc: datetime, end_utc: datetime, tz: ZoneInfo) -> tuple[date, ...]:
+def _local_days(
+    start_utc: datetime, end_utc: datetime, tz: ZoneInfo, early: timedelta = ONE_DAY
+) -> tuple[date, ...]:
     """Local dates whose events may fall in [start, end).
 
-    An event never fires after its own local day (a premedication fires before its
-    dose, possibly the evening before; a DST gap moves a time forward within the
-    day), so one extra day at the end is enough.
+    An event never fires after its own local day (a DST gap moves a time forward
+    within the day) and at most ``early`` before the day begins (a premedication
+    the evening before its dose), so the days run from the start's local date to
+    the local date of ``end + early``.
     """
     if start_utc.tzinfo is None or end_utc.tzinfo is None:
         raise ValueError("start_utc and end_utc must be timezone-aware")
     if end_utc <= start_utc:
         return ()
     first = start_utc.astimezone(tz).date()
-    last = end_utc.astimezone(tz).date() + ONE_DAY
+    last = (end_utc + early).astimezone(tz).date()
     return tuple(first + timedelta(days=k) for k in range((last - first).days + 1))
+
+
+def _earliest_before_day(spec: PlanSpec) -> timedelta:
+    """How long before its local day's midnight an event of ``spec`` can be (its premedication)."""
+    premed = spec.regimen.premedication
+    lead = timedelta(minutes=premed.minutes_before) if premed is not None else timedelta(0)
+    # The premedication precedes the dose time, which may be just after midnight.
+    return max(lead - (datetime.combine(date.min, spec.dose_time) - datetime.min), timedelta(0))
 
 
 # --------------------------------------------------------------------------- public API
@@ -341,7 +376,7 @@ def plan_events(spec: PlanSpec, start_utc: datetime, end_utc: datetime) -> list[
     """
     tz = _zone(spec.timezone)
     events: list[PlannedEvent] = []
-    for day in _local_days(start_utc, end_utc, tz):
+    for day in _local_days(start_utc, end_utc, tz, _earliest_before_day(spec)):
         for c in _events_on(spec, day):
             local, at_utc = _localize(c.naive, tz)
             if start_utc <= at_utc < end_utc:
@@ -360,32 +395,40 @@ def prophylaxis_events(
     """Pill reminders of one course in [start, end); they continue until ``stopped_on``."""
     tz = _zone(spec.timezone)
     events = []
-    for day in _local_days(start_utc, end_utc, tz):
+    # The same for every pill of the course: built once (a pass plans thousands of courses).
+    title = f"Take your {spec.drug} ({spec.dose_text})"
+    details = MappingProxyType(
+        {"course_id": spec.course_id, "drug": spec.drug, "dose_text": spec.dose_text}
+    )
+    prefix = f"pill:{spec.course_id}:"
+    times = [(t, f"T{t.hour:02d}:{t.minute:02d}") for t in spec.times]
+    # A pill is taken at its time on its own day: never before the day begins.
+    for day in _local_days(start_utc, end_utc, tz, timedelta(0)):
         if day < spec.start_date or (spec.stopped_on is not None and day >= spec.stopped_on):
             continue
         if spec.weekdays is not None and day.weekday() not in spec.weekdays:
             continue
-        for t in spec.times:
+        iso = day.isoformat()
+        for t, suffix in times:
             local, at_utc = _localize(datetime.combine(day, t), tz)
             if start_utc <= at_utc < end_utc:
                 events.append(
                     PlannedEvent(
-                        key=f"pill:{spec.course_id}:{day.isoformat()}T{t.hour:02d}:{t.minute:02d}",
+                        key=prefix + iso + suffix,
                         kind=EventKind.PROPHYLAXIS,
                         local=local,
                         at_utc=at_utc,
-                        title=f"Take your {spec.drug} ({spec.dose_text})",
+                        title=title,
                         dose_index=None,
-                        details={
-                            "course_id": spec.course_id,
-                            "drug": spec.drug,
-                            "dose_text": spec.dose_text,
-                        },
-                        source="care team (dose and times as entered)",
+                        details=details,
+                        source=_PILL_SOURCE,
                     )
                 )
     events.sort(key=lambda e: (e.at_utc, e.key))
     return events
+
+
+_PILL_SOURCE = "care team (dose and times as entered)"
 
 
 def last_dose_given(spec: PlanSpec) -> date | None:
@@ -546,6 +589,28 @@ def _lab_week(sched: Schedule, day: date) -> int | None:
     return (day - first).days // 7 + 1
 
 
+_windows_by_day: dict[int, tuple[Regimen, dict[int, tuple[RiskWindow, ...]]]] = {}
+
+
+def _risk_windows_on_day(regimen: Regimen, n: int) -> tuple[RiskWindow, ...]:
+    """``regimen.risk_windows_on_day(n)``, from a table built once per regimen.
+
+    Scanning the windows for every day of every plan was a tenth of a planning pass
+    (bench/bench_planning.py); a regimen never changes once loaded.
+    """
+    entry = _windows_by_day.get(id(regimen))
+    if entry is None or entry[0] is not regimen:  # id() may be reused by a new object
+        days = {w_day for w in regimen.risk_windows for w_day in (w.first_day, w.last_day)}
+        table = {
+            day: tuple(regimen.risk_windows_on_day(day))
+            for day in range(min(days, default=0), max(days, default=-1) + 1)
+        }
+        if len(_windows_by_day) >= 64:  # regimens built on the fly (tests): stay bounded
+            _windows_by_day.clear()
+        entry = _windows_by_day[id(regimen)] = (regimen, table)
+    return entry[1].get(n, ())
+
+
 def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list[str]]:
     """Why a check-in is due on ``day`` (empty: none), and the risk windows it falls in."""
     if n < 1:
@@ -555,7 +620,7 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
     end = sched.period_end
     if end is not None and day > end + timedelta(weeks=policy.after_last_dose_weeks):
         return [], []
-    windows = spec.regimen.risk_windows_on_day(n)
+    windows = _risk_windows_on_day(spec.regimen, n)
     reasons = []
     if any((n - w.first_day) % w.checkin_every_days == 0 for w in windows):
         reasons.append("risk_window")

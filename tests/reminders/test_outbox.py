@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
+from sqlalchemy.exc import StatementError
 from sqlmodel import delete, select
 
 from backend.db import session_scope
-from backend.models import OutboundMessage, Plan
+from backend.models import OutboundMessage, Plan, PlanningPass
 from backend.schemas import HoldIn
 from backend.services.plans import hold_plan
 from reminders.jobs import run_due
-from reminders.outbox import materialise_due_messages
+from reminders.outbox import (
+    PASS_HISTORY,
+    insert_ignoring_duplicates,
+    materialise_due_messages,
+    planned_until,
+    replan_patient,
+)
 from tests.reminders.conftest import outbox
 
 MONDAY_6AM_BRUSSELS = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -117,3 +126,142 @@ def test_six_hours_of_downtime_sends_what_is_still_useful_and_marks_the_rest_mis
     # No burst: nothing at all went out at 23:00 local.
     assert len(outbox(session, patient_id=patient.id, status="sent")) == sent_before
     assert report["sent"] == 0
+
+
+def _outbox_state(session) -> dict[str, tuple[str, datetime]]:
+    session.expire_all()
+    return {m.dedupe_key: (m.status, m.due_at) for m in session.exec(select(OutboundMessage))}
+
+
+def test_passes_after_a_committed_pass_store_what_full_look_backs_would(
+    engine, session, treated_patient, make_patient, clock
+) -> None:
+    """The planned-until mark only skips work: five-minute passes for two days store the same
+    outbox as the same passes each looking back a whole freshness window."""
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=1)
+    treated_patient()
+    treated_patient(regimen_id="inotuzumab_weekly", quiet_start=time(22, 0), quiet_end=time(9, 0))
+    moments = [MONDAY_6AM_BRUSSELS + timedelta(minutes=5 * k) for k in range(0, 2 * 288, 7)]
+    with session_scope(engine) as s:
+        s.exec(delete(OutboundMessage))  # what enrolment planned, so both runs start alike
+    for moment in moments:
+        with session_scope(engine) as s:
+            materialise_due_messages(s, moment)
+    marked = _outbox_state(session)
+    assert len(session.exec(select(PlanningPass)).all()) == len(moments)
+    with session_scope(engine) as s:
+        s.exec(delete(OutboundMessage))
+        s.exec(delete(PlanningPass))
+    for moment in moments:
+        with session_scope(engine) as s:
+            materialise_due_messages(s, moment)
+            s.exec(delete(PlanningPass))  # every pass looks back in full
+    assert _outbox_state(session) == marked
+    assert len(marked) > 40
+
+
+def test_a_pass_starts_where_the_last_committed_pass_stopped(
+    engine, session, treated_patient, clock
+) -> None:
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=1)
+    patient = treated_patient()
+    with session_scope(engine) as s:
+        materialise_due_messages(s, MONDAY_6AM_BRUSSELS)
+    later = MONDAY_6AM_BRUSSELS + timedelta(hours=1)
+    with session_scope(engine) as s:
+        assert planned_until(s, later) == MONDAY_6AM_BRUSSELS + timedelta(hours=24)
+        # A pass made after the moment asked for is not trusted.
+        assert planned_until(s, MONDAY_6AM_BRUSSELS - timedelta(minutes=1)) is None
+        # A message of the covered window that vanished is not planned again by a pass...
+        pill = s.exec(
+            select(OutboundMessage).where(
+                OutboundMessage.kind == "pill_reminder",
+                OutboundMessage.due_at >= later,
+            )
+        ).first()
+        key = pill.dedupe_key
+        s.delete(pill)
+    with session_scope(engine) as s:
+        materialise_due_messages(s, later)
+        assert (
+            s.exec(select(OutboundMessage).where(OutboundMessage.dedupe_key == key)).first() is None
+        )
+    # ...but re-planning the patient (what every change of plan or preferences does) looks
+    # back in full and restores it.
+    with session_scope(engine) as s:
+        replan_patient(s, patient.id, later)
+    with session_scope(engine) as s:
+        assert s.exec(select(OutboundMessage).where(OutboundMessage.dedupe_key == key)).one()
+
+
+def test_after_a_stop_longer_than_any_freshness_the_pass_looks_back_in_full(
+    engine, session, treated_patient, clock
+) -> None:
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=1)
+    treated_patient()
+    with session_scope(engine) as s:
+        materialise_due_messages(s, MONDAY_6AM_BRUSSELS, horizon=timedelta(hours=1))
+    restart = MONDAY_6AM_BRUSSELS + timedelta(days=3)
+    with session_scope(engine) as s:
+        assert materialise_due_messages(s, restart) > 0
+    missed = outbox(session, status="missed")
+    assert missed and min(m.due_at for m in missed) >= restart - timedelta(hours=24)
+    with session_scope(engine) as s:
+        passes = s.exec(select(PlanningPass).order_by(PlanningPass.planned_at)).all()
+    assert [p.planned_from for p in passes] == [
+        MONDAY_6AM_BRUSSELS - timedelta(hours=24),
+        restart - timedelta(hours=24),
+    ]
+
+
+def test_old_planning_passes_are_pruned(engine, session, treated_patient, clock) -> None:
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=1)
+    treated_patient()
+    for day in range(10):
+        with session_scope(engine) as s:
+            materialise_due_messages(s, MONDAY_6AM_BRUSSELS + timedelta(days=day))
+    with session_scope(engine) as s:
+        kept = s.exec(select(PlanningPass.planned_at)).all()
+    assert min(kept) >= MONDAY_6AM_BRUSSELS + timedelta(days=9) - PASS_HISTORY
+    assert len(kept) == 8
+
+
+def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
+    engine, session, treated_patient, clock
+) -> None:
+    clock.now = MONDAY_6AM_BRUSSELS
+    patient = treated_patient()
+    brussels = ZoneInfo("Europe/Brussels")
+    due = datetime(2026, 3, 3, 9, 30, tzinfo=brussels)  # any zone in, UTC out
+
+    def row(key: str, **extra) -> dict:
+        return {
+            "team_id": patient.team_id,
+            "patient_id": patient.id,
+            "kind": "pill_reminder",
+            "dedupe_key": key,
+            "body": "Take your pills",
+            "due_at": due,
+            "next_attempt_at": due,
+            "created_at": MONDAY_6AM_BRUSSELS,
+            **extra,
+        }
+
+    with session_scope(engine) as s:
+        s.exec(delete(OutboundMessage))
+        assert insert_ignoring_duplicates(s, [row("a", urgent=True, not_after=due), row("b")]) == 2
+        # An existing key and a repeated one are skipped; rows of other columns go in too.
+        assert (
+            insert_ignoring_duplicates(s, [row("a"), row("c"), row("c"), row("d", expects="taken")])
+            == 2
+        )
+    stored = {m.dedupe_key: m for m in outbox(session)}
+    assert sorted(stored) == ["a", "b", "c", "d"]
+    a, b = stored["a"], stored["b"]
+    assert a.due_at == due and a.due_at.tzinfo is not None and a.not_after == due
+    assert a.urgent is True and b.urgent is False and b.not_after is None
+    # Columns a row leaves out take the model's defaults.
+    assert (b.status, b.attempts, b.recipient) == ("pending", 0, "patient")
+    assert stored["d"].expects == "taken"
+    with session_scope(engine) as s, pytest.raises((ValueError, StatementError), match="naive"):
+        insert_ignoring_duplicates(s, [row("e", due_at=datetime(2026, 3, 3, 9, 30))])
