@@ -9,7 +9,8 @@ Run from the repository root::
 Both are the real processes of the ``Procfile``, started as a deployment starts them:
 
 * **clock**: ``flask --app backend reminders clock`` on a database of N patients on
-  mixed regimens and an empty outbox. Its first planning pass (run at start, as after
+  mixed regimens and an empty outbox, and its planning worker processes (one per
+  core: ``reminders/planning_workers.py``), each measured on its own. Its first planning pass (run at start, as after
   any restart) writes the next 24 hours and the record of the past 24 for every
   patient: the largest pass it ever makes. Once those rows are committed, and the
   follow-up job has run, the clock is stopped with SIGTERM.
@@ -75,6 +76,17 @@ def high_water_mb(pid: int) -> float:
     return 0.0
 
 
+def children_of(pid: int) -> list[int]:
+    """The process's child processes (the clock's planning workers and their helper)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return children
+
+
 def _watch(process: subprocess.Popen[bytes]) -> tuple[int, float]:
     """Wait for ``process``, reading its high-water mark meanwhile; (exit code, peak MB)."""
     peak = 0.0
@@ -84,8 +96,8 @@ def _watch(process: subprocess.Popen[bytes]) -> tuple[int, float]:
     return process.returncode, peak
 
 
-def clock_peak(engine: Engine, url: str, timeout: float) -> dict[str, Any]:
-    """Run the clock until its first planning pass is committed; its peak RSS."""
+def clock_peak(engine: Engine, url: str, timeout: float) -> list[dict[str, Any]]:
+    """Run the clock until its first planning pass is committed; its and its workers' peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [FLASK, "--app", "backend", "reminders", "clock"],
@@ -94,6 +106,7 @@ def clock_peak(engine: Engine, url: str, timeout: float) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     rows = 0
+    workers: dict[int, float] = {}
     try:
         deadline = time.monotonic() + timeout
         # The pass commits once, at its end: the first rows seen are all of them.
@@ -103,20 +116,40 @@ def clock_peak(engine: Engine, url: str, timeout: float) -> dict[str, Any]:
             if process.poll() is not None:
                 raise RuntimeError(f"the clock exited with {process.returncode}")
             time.sleep(1)
+            for child in children_of(process.pid):
+                workers[child] = max(workers.get(child, 0.0), high_water_mb(child))
             rows = count_rows(engine, OutboundMessage)
         pass_seconds = time.perf_counter() - started
         time.sleep(3)  # the follow-up job runs at start too
         peak = high_water_mb(process.pid)
+        for child in children_of(process.pid):
+            workers[child] = max(workers.get(child, 0.0), high_water_mb(child))
     finally:
         process.send_signal(signal.SIGTERM)
     code, _ = _watch(process)
-    return {
-        "process": "clock (`reminders clock`), first planning pass",
-        "rows": rows,
-        "seconds": pass_seconds,
-        "peak_mb": peak,
-        "exit": code,
-    }
+    results = [
+        {
+            "process": "clock (`reminders clock`), first planning pass",
+            "rows": rows,
+            "seconds": pass_seconds,
+            "peak_mb": peak,
+            "exit": code,
+        }
+    ]
+    # Planning workers (reminders/planning_workers.py): each is a process of its own.
+    planning = sorted(workers.values(), reverse=True)
+    if planning:
+        results.append(
+            {
+                "process": f"largest of the clock's {len(planning)} child processes "
+                "(planning workers)",
+                "rows": rows,
+                "seconds": pass_seconds,
+                "peak_mb": planning[0],
+                "exit": code,
+            }
+        )
+    return results
 
 
 def dispatcher_peak(engine: Engine, url: str, backlog: int) -> dict[str, Any]:
@@ -158,7 +191,7 @@ def measure(url: str, patients: int, backlog: int, timeout: float) -> list[dict[
     engine = bench_engine(url)
     population = seed_population(engine, patients, datetime.now(UTC), quiet_hours=False)
     print(f"  {population.describe()}", flush=True)
-    results = [clock_peak(engine, url, timeout), dispatcher_peak(engine, url, backlog)]
+    results = [*clock_peak(engine, url, timeout), dispatcher_peak(engine, url, backlog)]
     engine.dispose()
     for result in results:
         result["database"] = url.split(":", 1)[0].split("+", 1)[0]

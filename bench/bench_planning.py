@@ -45,7 +45,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
 from backend.db import session_scope
-from backend.models import OutboundMessage
+from backend.models import OutboundMessage, PlanningPass
 from bench.common import (
     BENCH_NOW,
     Stopwatch,
@@ -58,6 +58,7 @@ from bench.common import (
     sqlite_database,
 )
 from reminders.outbox import insert_ignoring_duplicates, materialise_due_messages
+from reminders.planning_workers import default_planning_processes, planning_pool
 
 TARGET_RATIO = 20.0
 DEFAULT_SIZES = (10_000, 100_000)
@@ -94,11 +95,31 @@ def apscheduler_rate(directory: Path, jobs: list[tuple[datetime, int, str, str]]
     return len(jobs) / sw.wall
 
 
-def timed_pass(engine: Any, now: datetime) -> tuple[int, float]:
+def timed_pass(engine: Any, now: datetime, processes: int) -> tuple[int, float]:
     """One planning pass in one transaction, as the clock runs it: (rows written, seconds)."""
     with Stopwatch() as sw, session_scope(engine) as session:
-        created = materialise_due_messages(session, now)
+        created = materialise_due_messages(session, now, processes=processes)
     return created, sw.wall
+
+
+def forget_pass(engine: Any, now: datetime) -> None:
+    """Undo the pass made at ``now``: its rows and its record, to time it again."""
+    with engine.begin() as conn:
+        conn.execute(delete(OutboundMessage).where(OutboundMessage.created_at == now))
+        conn.execute(delete(PlanningPass).where(PlanningPass.planned_at == now))
+
+
+def warm_up_workers(processes: int) -> None:
+    """Start the pool and import the planner in every worker, as a running clock has."""
+    if processes:
+        pool = planning_pool(processes)
+        list(pool.map(_import_planner, range(processes * 4)))
+
+
+def _import_planner(_: int) -> bool:
+    import reminders.outbox  # noqa: F401 - imported for its side effect in the worker
+
+    return True
 
 
 def storage_only(engine: Any, now: datetime) -> tuple[int, float]:
@@ -121,15 +142,19 @@ def storage_only(engine: Any, now: datetime) -> tuple[int, float]:
 
 
 def measure_size(
-    patients: int, directory: Path, baseline_jobs: int, now: datetime = BENCH_NOW
+    patients: int,
+    directory: Path,
+    baseline_jobs: int,
+    processes: int,
+    now: datetime = BENCH_NOW,
 ) -> dict[str, Any]:
-    """Seed ``patients`` and time the three passes and the baseline around them."""
+    """Seed ``patients`` and time the passes and the baseline around them."""
     url = sqlite_database(directory, f"planning-{patients}.sqlite3")
     engine = bench_engine(url)
     population = seed_population(engine, patients, now)
     print(f"  {population.describe()}", flush=True)
 
-    cold_rows, cold_seconds = timed_pass(engine, now)
+    cold_rows, cold_seconds = timed_pass(engine, now, processes)
     with engine.connect() as conn:
         sample = conn.execute(
             select(
@@ -149,13 +174,22 @@ def measure_size(
     baseline = [apscheduler_rate(directory, jobs)]
 
     # The headline pass: yesterday's messages are stored, the next 24 hours are not.
+    # First planned in this process alone, then again with the worker processes.
     url = sqlite_database(directory, f"planning-{patients}.sqlite3")
     engine.dispose()
     engine = bench_engine(url)
     seed_population(engine, patients, now)
-    timed_pass(engine, now - timedelta(hours=24))
-    day_rows, day_seconds = timed_pass(engine, now)
-    steady_rows, steady_seconds = timed_pass(engine, now + timedelta(minutes=5))
+    timed_pass(engine, now - timedelta(hours=24), 0)
+    single_rows, single_seconds = timed_pass(engine, now, 0)
+    forget_pass(engine, now)
+    if processes:
+        # Yesterday's pass again, in the workers: their caches warm, as in a running clock.
+        forget_pass(engine, now - timedelta(hours=24))
+        timed_pass(engine, now - timedelta(hours=24), processes)
+        day_rows, day_seconds = timed_pass(engine, now, processes)
+    else:
+        day_rows, day_seconds = timed_pass(engine, now, 0)
+    steady_rows, steady_seconds = timed_pass(engine, now + timedelta(minutes=5), processes)
     next_day = count_rows(
         engine,
         OutboundMessage,
@@ -168,10 +202,14 @@ def measure_size(
     for name in (f"planning-{patients}.sqlite3", "apscheduler.sqlite3"):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{directory / name}{suffix}").unlink(missing_ok=True)
+    if single_rows != day_rows:
+        raise RuntimeError(f"one process wrote {single_rows} rows, the workers {day_rows}")
     return {
         "patients": patients,
+        "processes": processes,
         "day_rows": day_rows,
         "day_seconds": day_seconds,
+        "single_seconds": single_seconds,
         "next_day_stored": next_day,
         "cold_rows": cold_rows,
         "cold_seconds": cold_seconds,
@@ -197,6 +235,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baseline-jobs", type=int, default=None, help="APScheduler jobs to time (default 5000)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="measure each size this many times")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="planning worker processes (default: the clock's, one per core up to 4)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the SQLite files go")
     return parser.parse_args(argv)
 
@@ -206,14 +250,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     sizes = QUICK_SIZES if args.quick else tuple(int(n) for n in args.patients.split(","))
     baseline_jobs = args.baseline_jobs or (200 if args.quick else 5_000)
+    processes = default_planning_processes() if args.processes is None else args.processes
     print(f"Planning benchmark on {machine_summary()}", flush=True)
+    print(f"planning worker processes: {processes}", flush=True)
+    warm_up_workers(processes)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-planning-", dir=args.workdir) as tmp:
         for size in sizes:
             for attempt in range(args.repeat):
                 print(f"{size:,} patients (run {attempt + 1}/{args.repeat})", flush=True)
                 started = time.perf_counter()
-                results.append(measure_size(size, Path(tmp), baseline_jobs))
+                results.append(measure_size(size, Path(tmp), baseline_jobs, processes))
                 print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
     print_report(results)
     return results
@@ -233,16 +280,22 @@ def print_report(results: list[dict[str, Any]]) -> None:
             (r["day_rows"] / r["day_seconds"]) / statistics.median(r["baseline"]) for r in runs
         ]
         per_patient[size] = statistics.median(r["day_seconds"] / size * 1000 for r in runs)
+        single = [
+            (r["day_rows"] / r["single_seconds"]) / statistics.median(r["baseline"]) for r in runs
+        ]
         rows.append(
             [
                 size,
                 runs[0]["day_rows"],
+                runs[0]["processes"],
                 spread([r["day_seconds"] for r in runs]),
                 spread(rates),
                 spread(baselines),
                 spread(ratios),
                 f">= {TARGET_RATIO:g}",
                 "yes" if min(ratios) >= TARGET_RATIO else "no",
+                spread([r["single_seconds"] for r in runs]),
+                spread(single),
             ]
         )
     print(
@@ -251,12 +304,15 @@ def print_report(results: list[dict[str, Any]]) -> None:
             [
                 "patients",
                 "rows written",
+                "workers",
                 "pass s",
                 "rows/s",
                 "APScheduler jobs/s",
                 "ratio",
                 "target",
                 "met",
+                "one process s",
+                "one process ratio",
             ],
             rows,
         )

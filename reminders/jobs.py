@@ -18,14 +18,19 @@ from reminders.dispatch import DispatchReport, dispatch_due_messages
 from reminders.followups import escalate_unacknowledged_alerts, follow_up_checkins
 from reminders.gateways import SmsGateway
 from reminders.outbox import materialise_due_messages
+from reminders.planning_workers import default_planning_processes
 
 logger = logging.getLogger(__name__)
 
 
 def plan_messages_job(engine: Engine, now: datetime) -> int:
-    """Write the next 24 hours of reminders and check-ins into the outbox."""
+    """Write the next 24 hours of reminders and check-ins into the outbox.
+
+    With more patients than one chunk, the pass plans in worker processes, one per
+    core (:mod:`reminders.planning_workers`).
+    """
     with session_scope(engine) as session:
-        created = materialise_due_messages(session, now)
+        created = materialise_due_messages(session, now, processes=default_planning_processes())
     logger.info("planning pass: %d new outbox rows", created)
     return created
 

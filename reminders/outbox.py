@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import phonenumbers
@@ -53,6 +54,7 @@ from reminders.core.planner import (
 )
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import render
+from reminders.planning_workers import PlanningWorkers, pack_rows, unpack_rows
 from reminders.specs import build_plan_spec, build_prophylaxis_spec
 
 #: How far ahead a planning pass writes messages.
@@ -80,6 +82,27 @@ class PatientContext:
     drug: str | None
     plan: Plan | None = None
 
+    @cached_property
+    def patient_values(self) -> Mapping[str, Any]:
+        """The placeholders that name the patient and the team (the same in every message).
+
+        Computed once per context: a pass renders a few messages per patient.
+        """
+        team = self.team
+        patient = self.patient
+        return MappingProxyType(
+            {
+                "first_name": patient.display_name.split()[0]
+                if patient.display_name.strip()
+                else "",
+                "team_name": team.name,
+                "team_phone": display_phone(team.care_phone) if team.care_phone else team.name,
+                "drug": self.drug or "",
+                "patient_ref": f"P{patient.id}",
+                "place": team.name,
+            }
+        )
+
 
 def sms_allowed(patient: Patient) -> bool:
     """True when the patient agreed to SMS, did not opt out and has a reachable number."""
@@ -105,16 +128,7 @@ def _number(value: Any) -> Any:
 
 def template_values(context: PatientContext, event: PlannedEvent | None = None) -> dict[str, Any]:
     """Values for every template placeholder (each template uses the ones it needs)."""
-    team = context.team
-    patient = context.patient
-    values: dict[str, Any] = {
-        "first_name": patient.display_name.split()[0] if patient.display_name.strip() else "",
-        "team_name": team.name,
-        "team_phone": display_phone(team.care_phone) if team.care_phone else team.name,
-        "drug": context.drug or "",
-        "patient_ref": f"P{patient.id}",
-        "place": team.name,
-    }
+    values = dict(context.patient_values)
     if event is None:
         return values
     details = event.details
@@ -416,8 +430,13 @@ def materialise_due_messages(
     *,
     patient_ids: Sequence[int] | None = None,
     horizon: timedelta = PLANNING_HORIZON,
+    processes: int = 0,
 ) -> int:
     """Write the next ``horizon`` of messages for every patient who may receive SMS.
+
+    ``processes``: planning processes to use beside this one when there are more
+    patients than one chunk (:mod:`reminders.planning_workers`); this process reads
+    and writes while they plan. 0 plans everything here.
 
     A pass over every patient plans the messages sent from the end of the last
     committed pass (:class:`~backend.models.PlanningPass`) to ``now + horizon``, or
@@ -452,14 +471,27 @@ def materialise_due_messages(
     teams: dict[int, Any] = {}
     created = 0
     waiting: list[dict[str, Any]] = []
-    for patients in _consenting_patients(session, patient_ids):
-        waiting += _new_rows(
-            session, patients, teams, now, horizon, since=since, by_range=full_pass
-        )
-        ready = len(waiting) - len(waiting) % INSERT_CHUNK
-        if ready:
-            created += insert_ignoring_duplicates(session, waiting[:ready])
-            del waiting[:ready]
+    workers: PlanningWorkers | None = None
+    try:
+        for patients in _consenting_patients(session, patient_ids):
+            chunk = _load_chunk(session, patients, teams, by_range=full_pass)
+            if workers is None and processes and len(patients) == PATIENT_CHUNK:
+                # More than a chunk of patients: worth planning in other processes.
+                workers = PlanningWorkers(processes, rows_of_packed_chunk, now, horizon, since)
+            if workers is None:
+                waiting += _new_rows(session, chunk, now, horizon, since)
+            else:
+                for rows in workers.submit(_pack_chunk(chunk)):
+                    waiting += _unstored(session, rows)
+            ready = len(waiting) - len(waiting) % INSERT_CHUNK
+            if ready:
+                created += insert_ignoring_duplicates(session, waiting[:ready])
+                del waiting[:ready]
+        for rows in workers.drain() if workers is not None else ():
+            waiting += _unstored(session, rows)
+    finally:
+        if workers is not None:
+            workers.cancel()
     created += insert_ignoring_duplicates(session, waiting)
     if full_pass:
         _record_pass(session, now, since, now + horizon, created)
@@ -558,20 +590,25 @@ def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) ->
         last_id = page[-1].id
 
 
-def _new_rows(
-    session: Session,
-    patients: Sequence[Any],
-    teams: dict[int, Any],
-    now: datetime,
-    horizon: timedelta,
-    *,
-    since: datetime | None,
-    by_range: bool,
-) -> list[dict[str, Any]]:
-    """Plan one chunk of patients; the rows of the messages the outbox does not have yet.
+@dataclass(frozen=True)
+class PatientChunk:
+    """A chunk of patients with the rows their messages depend on (read-only table rows)."""
 
-    ``by_range``: load the chunk's plans, courses, holds and records by patient id
-    range (one statement shape for a whole pass) rather than by a list of ids.
+    patients: Sequence[Any]
+    plans: Sequence[Any]
+    courses: Sequence[Any]
+    holds: Sequence[Any]
+    records: Sequence[Any]
+    teams: Mapping[int, Any]
+
+
+def _load_chunk(
+    session: Session, patients: Sequence[Any], teams: dict[int, Any], *, by_range: bool
+) -> PatientChunk:
+    """Read the plans, active courses, holds, dose records and teams of ``patients``.
+
+    ``by_range``: load them by patient id range (one statement shape for a whole
+    pass) rather than by a list of ids. ``teams`` caches teams across chunks.
     """
     plan = Plan.__table__
     course = ProphylaxisCourse.__table__
@@ -582,37 +619,87 @@ def _new_rows(
         ids = [p.id for p in patients]
         owned = plan.c.patient_id.in_(ids)
         owns_course = course.c.patient_id.in_(ids)
-    plans = _grouped(_rows(session, select(*_read_only(plan)).where(owned)), "patient_id")
-    courses = _grouped(
-        _rows(
-            session,
-            select(*_read_only(course)).where(course.c.status == "active", owns_course),
-        ),
-        "patient_id",
-    )
-    holds = _grouped(_rows(session, _of_plans(PlanHold, owned)), "plan_id")
-    records = _grouped(_rows(session, _of_plans(DoseRecord, owned)), "plan_id")
-    missing_teams = {p.team_id for p in patients} - teams.keys()
+    needed = {p.team_id for p in patients}
+    missing_teams = needed - teams.keys()
     if missing_teams:
         team = Team.__table__
         teams.update(
             (t.id, t) for t in _rows(session, select(team).where(team.c.id.in_(missing_teams)))
         )
+    return PatientChunk(
+        patients=patients,
+        plans=_rows(session, select(*_read_only(plan)).where(owned)),
+        courses=_rows(
+            session, select(*_read_only(course)).where(course.c.status == "active", owns_course)
+        ),
+        holds=_rows(session, _of_plans(PlanHold, owned)),
+        records=_rows(session, _of_plans(DoseRecord, owned)),
+        teams={team_id: teams[team_id] for team_id in needed},
+    )
+
+
+def plan_chunk(
+    chunk: PatientChunk, now: datetime, horizon: timedelta, since: datetime | None
+) -> list[PlannedMessage]:
+    """The messages of a chunk's patients sent in [since, now + horizon) (no database)."""
+    plans = _grouped(chunk.plans, "patient_id")
+    courses = _grouped(chunk.courses, "patient_id")
+    holds = _grouped(chunk.holds, "plan_id")
+    records = _grouped(chunk.records, "plan_id")
     planned: list[PlannedMessage] = []
-    for patient in patients:
+    for patient in chunk.patients:
         patient_plans = plans.get(patient.id, [])
         patient_courses = courses.get(patient.id, [])
         if not patient_plans and not patient_courses:
             continue
         latest = max(patient_plans, key=lambda p: p.created_at, default=None)
-        context = PatientContext(patient, teams[patient.team_id], _drug_name(latest), latest)
+        context = PatientContext(patient, chunk.teams[patient.team_id], _drug_name(latest), latest)
         planned.extend(
             planned_messages_for_patient(
                 context, patient_plans, holds, records, patient_courses, now, horizon, since=since
             )
         )
+    return planned
+
+
+def _new_rows(
+    session: Session, chunk: PatientChunk, now: datetime, horizon: timedelta, since: datetime | None
+) -> list[dict[str, Any]]:
+    """Plan one chunk in this process: the rows of the messages the outbox does not have yet."""
+    planned = plan_chunk(chunk, now, horizon, since)
     stored = _stored_keys(session, [p.dedupe_key for p in planned])
     return [p.row(now) for p in planned if p.dedupe_key not in stored]
+
+
+def _pack_chunk(chunk: PatientChunk) -> tuple[Any, ...]:
+    """A chunk as plain tuples, for a worker process."""
+    return (
+        pack_rows(chunk.patients),
+        pack_rows(chunk.plans),
+        pack_rows(chunk.courses),
+        pack_rows(chunk.holds),
+        pack_rows(chunk.records),
+        pack_rows(list(chunk.teams.values())),
+    )
+
+
+def rows_of_packed_chunk(
+    packed: tuple[Any, ...], now: datetime, horizon: timedelta, since: datetime | None
+) -> list[dict[str, Any]]:
+    """In a planning worker: the rendered outbox rows of a packed chunk's messages.
+
+    Every message in the window is rendered (the worker cannot see the outbox); with
+    the pass starting where the last one stopped, nearly all of them are new.
+    """
+    patients, plans, courses, holds, records, teams = (unpack_rows(p) for p in packed)
+    chunk = PatientChunk(patients, plans, courses, holds, records, {t.id: t for t in teams})
+    return [planned.row(now) for planned in plan_chunk(chunk, now, horizon, since)]
+
+
+def _unstored(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without those whose key the outbox already holds."""
+    stored = _stored_keys(session, [row["dedupe_key"] for row in rows])
+    return [row for row in rows if row["dedupe_key"] not in stored]
 
 
 def _of_plans(model: Any, owned: Any) -> Any:

@@ -190,12 +190,11 @@ def _resolve_options(regimen: Regimen, options: Mapping[str, Any]) -> Mapping[st
     Checking the options of every plan again on every pass was a twentieth of a
     planning pass (bench/bench_planning.py); most plans of a regimen share them.
     """
+    key = (id(regimen), tuple(options.items()))  # another order of the same items: a miss
     try:
-        key = (id(regimen), tuple(sorted(options.items())))
-        hash(key)
+        hit = _resolved.get(key)
     except TypeError:  # an unhashable option value (a list): check it every time
         return MappingProxyType(regimen.resolve_options(options))
-    hit = _resolved.get(key)
     if hit is not None and hit[0] is regimen:  # id() may be reused by a new object
         return hit[1]
     resolved = MappingProxyType(regimen.resolve_options(options))
@@ -401,34 +400,47 @@ def prophylaxis_events(
         {"course_id": spec.course_id, "drug": spec.drug, "dose_text": spec.dose_text}
     )
     prefix = f"pill:{spec.course_id}:"
-    times = [(t, f"T{t.hour:02d}:{t.minute:02d}") for t in spec.times]
-    # A pill is taken at its time on its own day: never before the day begins.
-    for day in _local_days(start_utc, end_utc, tz, timedelta(0)):
+    for day, moment, local, at_utc in _pill_instants(spec.times, tz, start_utc, end_utc):
         if day < spec.start_date or (spec.stopped_on is not None and day >= spec.stopped_on):
             continue
         if spec.weekdays is not None and day.weekday() not in spec.weekdays:
             continue
-        iso = day.isoformat()
-        for t, suffix in times:
-            local, at_utc = _localize(datetime.combine(day, t), tz)
-            if start_utc <= at_utc < end_utc:
-                events.append(
-                    PlannedEvent(
-                        key=prefix + iso + suffix,
-                        kind=EventKind.PROPHYLAXIS,
-                        local=local,
-                        at_utc=at_utc,
-                        title=title,
-                        dose_index=None,
-                        details=details,
-                        source=_PILL_SOURCE,
-                    )
-                )
+        events.append(
+            PlannedEvent(
+                key=prefix + moment,
+                kind=EventKind.PROPHYLAXIS,
+                local=local,
+                at_utc=at_utc,
+                title=title,
+                dose_index=None,
+                details=details,
+                source=_PILL_SOURCE,
+            )
+        )
     events.sort(key=lambda e: (e.at_utc, e.key))
     return events
 
 
 _PILL_SOURCE = "care team (dose and times as entered)"
+
+
+@lru_cache(maxsize=1_024)
+def _pill_instants(
+    times: tuple[time, ...], tz: ZoneInfo, start_utc: datetime, end_utc: datetime
+) -> tuple[tuple[date, str, datetime, datetime], ...]:
+    """(local date, "2026-12-03T09:00", local, UTC) of each pill time in [start, end).
+
+    Cached: thousands of courses share their times and zone (bench/bench_planning.py).
+    """
+    out = []
+    # A pill is taken at its time on its own day: never before the day begins.
+    for day in _local_days(start_utc, end_utc, tz, timedelta(0)):
+        iso = day.isoformat()
+        for t in times:
+            local, at_utc = _localize(datetime.combine(day, t), tz)
+            if start_utc <= at_utc < end_utc:
+                out.append((day, f"{iso}T{t.hour:02d}:{t.minute:02d}", local, at_utc))
+    return tuple(out)
 
 
 def last_dose_given(spec: PlanSpec) -> date | None:
@@ -589,26 +601,38 @@ def _lab_week(sched: Schedule, day: date) -> int | None:
     return (day - first).days // 7 + 1
 
 
-_windows_by_day: dict[int, tuple[Regimen, dict[int, tuple[RiskWindow, ...]]]] = {}
+class _RiskDay(NamedTuple):
+    """The risk windows of one treatment day: their ids, and whether one asks for a check-in."""
+
+    ids: tuple[str, ...]
+    checkin_due: bool
 
 
-def _risk_windows_on_day(regimen: Regimen, n: int) -> tuple[RiskWindow, ...]:
-    """``regimen.risk_windows_on_day(n)``, from a table built once per regimen.
+_NO_RISK = _RiskDay((), False)
+_risk_days: dict[int, tuple[Regimen, dict[int, _RiskDay]]] = {}
+
+
+def _risk_day(regimen: Regimen, n: int) -> _RiskDay:
+    """The risk windows of treatment day ``n``, from a table built once per regimen.
 
     Scanning the windows for every day of every plan was a tenth of a planning pass
     (bench/bench_planning.py); a regimen never changes once loaded.
     """
-    entry = _windows_by_day.get(id(regimen))
+    entry = _risk_days.get(id(regimen))
     if entry is None or entry[0] is not regimen:  # id() may be reused by a new object
-        days = {w_day for w in regimen.risk_windows for w_day in (w.first_day, w.last_day)}
-        table = {
-            day: tuple(regimen.risk_windows_on_day(day))
-            for day in range(min(days, default=0), max(days, default=-1) + 1)
-        }
-        if len(_windows_by_day) >= 64:  # regimens built on the fly (tests): stay bounded
-            _windows_by_day.clear()
-        entry = _windows_by_day[id(regimen)] = (regimen, table)
-    return entry[1].get(n, ())
+        table = {}
+        for w in regimen.risk_windows:
+            for day in range(w.first_day, w.last_day + 1):
+                if day not in table:
+                    windows = regimen.risk_windows_on_day(day)
+                    table[day] = _RiskDay(
+                        tuple(x.id for x in windows),
+                        any((day - x.first_day) % x.checkin_every_days == 0 for x in windows),
+                    )
+        if len(_risk_days) >= 64:  # regimens built on the fly (tests): stay bounded
+            _risk_days.clear()
+        entry = _risk_days[id(regimen)] = (regimen, table)
+    return entry[1].get(n, _NO_RISK)
 
 
 def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list[str]]:
@@ -620,9 +644,9 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
     end = sched.period_end
     if end is not None and day > end + timedelta(weeks=policy.after_last_dose_weeks):
         return [], []
-    windows = _risk_windows_on_day(spec.regimen, n)
+    risk = _risk_day(spec.regimen, n)
     reasons = []
-    if any((n - w.first_day) % w.checkin_every_days == 0 for w in windows):
+    if risk.checkin_due:
         reasons.append("risk_window")
     if end is None or day <= end:
         if policy.on_dose_days and day in sched.dose_days:
@@ -631,4 +655,4 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
             reasons.append("treatment")
     elif (day - end).days % policy.after_last_dose_every_days == 0:
         reasons.append("after_treatment")
-    return reasons, [w.id for w in windows]
+    return reasons, list(risk.ids)
