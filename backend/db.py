@@ -126,6 +126,8 @@ def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = DatabaseIdConverter
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["db_engine"] = engine
+    # Built once: every webhook is a write, and a new options engine per request is waste.
+    app.extensions["db_writer_engine"] = writer(engine)
     app.teardown_appcontext(_close_request_session)
 
 
@@ -137,9 +139,9 @@ def get_engine(app: Flask | None = None) -> Engine:
 def get_session() -> Session:
     """The session of the current request (or app context), opened on first use."""
     if "db_session" not in g:
-        engine = get_engine()
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            engine = writer(engine)
+        extensions = current_app.extensions
+        reads_only = request.method in ("GET", "HEAD", "OPTIONS")
+        engine = extensions["db_engine"] if reads_only else extensions["db_writer_engine"]
         g.db_session = Session(engine, expire_on_commit=False)
     return g.db_session
 

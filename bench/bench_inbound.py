@@ -9,11 +9,12 @@ Run from the repository root (needs ``wrk``: ``apt-get install -y wrk``)::
 A SQLite file is seeded with patients on mixed regimens, each with a check-in opened
 half an hour ago and waiting for a temperature. The app runs under gunicorn with the
 worker and thread counts of the ``web`` line of the ``Procfile`` (what is deployed),
-bound to 127.0.0.1. Each request is a signed webhook (``X-Twilio-Signature`` over
-``PUBLIC_BASE_URL`` + ``/twilio/sms``) carrying a distinct ``MessageSid`` from a
-distinct patient: 90% normal temperatures (the symptom menu comes back), 7% slightly
-raised ones (a re-check is scheduled), 3% fevers (an urgent alert, an SMS queued to
-the on-call number, the urgent advice in the answer).
+and its ``--worker-class`` when it names one, bound to 127.0.0.1. Each request is a
+signed webhook (``X-Twilio-Signature`` over ``PUBLIC_BASE_URL`` + ``/twilio/sms``)
+carrying a distinct ``MessageSid`` from a distinct patient: 90% normal temperatures
+(the symptom menu comes back), 7% slightly raised ones (a re-check is scheduled), 3%
+fevers (an urgent alert, an SMS queued to the on-call number, the urgent advice in the
+answer).
 
 ``wrk`` (a separate process) keeps as many connections open as gunicorn has threads
 in all, each sending its next request as soon as the previous answer arrives, so the
@@ -71,14 +72,22 @@ PUBLIC_BASE_URL = "https://companion.example"
 SCRIPT = Path(__file__).with_name("inbound.lua")
 
 
-def procfile_web_settings() -> tuple[int, int]:
-    """Workers and threads of the Procfile's ``web`` line (what a deployment runs)."""
+def procfile_web_settings() -> tuple[int, int, str | None]:
+    """Workers, threads and worker class of the Procfile's ``web`` line (what a deployment runs).
+
+    The worker class is None when the line names none (gunicorn's default).
+    """
     text = (REPO_ROOT / "Procfile").read_text()
     line = next(raw for raw in text.splitlines() if raw.startswith("web:"))
     # A literal (--workers 2) or a default of the environment (--workers ${WEB_WORKERS:-2}).
     workers = re.search(r"--workers[ =](?:\$\{\w+:-)?(\d+)", line)
     threads = re.search(r"--threads[ =](?:\$\{\w+:-)?(\d+)", line)
-    return (int(workers.group(1)) if workers else 1, int(threads.group(1)) if threads else 1)
+    worker_class = re.search(r"--worker-class[ =](?:\$\{\w+:-)?([\w.:]+)", line)
+    return (
+        int(workers.group(1)) if workers else 1,
+        int(threads.group(1)) if threads else 1,
+        worker_class.group(1) if worker_class else None,
+    )
 
 
 def reply_text(rng: random.Random) -> str:
@@ -111,7 +120,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    url: str, port: int, workers: int, threads: int, worker_class: str | None = None
+) -> subprocess.Popen[bytes]:
     """gunicorn serving ``backend:create_app()`` on 127.0.0.1:``port``; waits until it answers."""
     env = no_proxy_environment() | {
         "DATABASE_URL": url,
@@ -122,6 +133,8 @@ def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subproces
     }
     gunicorn = str(Path(PYTHON).with_name("gunicorn"))
     command = [gunicorn, "--workers", str(workers), "--threads", str(threads)]
+    if worker_class is not None:
+        command += ["--worker-class", worker_class]
     command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", "backend:create_app()"]
     server = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + 60
@@ -168,7 +181,13 @@ def run_wrk(port: int, requests_file: Path, connections: int, seconds: int) -> d
 
 
 def measure(
-    patients: int, seconds: int, workers: int, threads: int, connections: int, workdir: Path
+    patients: int,
+    seconds: int,
+    workers: int,
+    threads: int,
+    connections: int,
+    workdir: Path,
+    worker_class: str | None = None,
 ) -> dict[str, Any]:
     """One seeded database, one gunicorn, one wrk run."""
     url = sqlite_database(workdir, "inbound.sqlite3")
@@ -181,7 +200,7 @@ def measure(
     requests_file = workdir / "requests.txt"
     write_requests(requests_file, ids[50:])
     port = free_port()
-    server = start_gunicorn(url, port, workers, threads)
+    server = start_gunicorn(url, port, workers, threads, worker_class)
     try:
         warm_up(port, ids[:50])
         before = count_rows(engine, InboundMessage)
@@ -198,12 +217,15 @@ def measure(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    workers, threads = procfile_web_settings()
+    workers, threads, worker_class = procfile_web_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="load duration")
     parser.add_argument("--patients", type=int, default=30_000, help="distinct replies prepared")
     parser.add_argument("--workers", type=int, default=workers, help="default: the Procfile's")
     parser.add_argument("--threads", type=int, default=threads, help="default: the Procfile's")
+    parser.add_argument(
+        "--worker-class", default=worker_class, help="default: the Procfile's (gunicorn's: sync)"
+    )
     parser.add_argument("--connections", type=int, default=None, help="default: workers x threads")
     parser.add_argument("--quick", action="store_true", help="3 s of load, 3,000 patients")
     parser.add_argument("--repeat", type=int, default=1)
@@ -217,16 +239,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     seconds, patients = (3, 3_000) if args.quick else (args.seconds, args.patients)
     connections = args.connections or args.workers * args.threads
     print(f"Inbound benchmark on {machine_summary()}", flush=True)
+    worker_class = f" --worker-class {args.worker_class}" if args.worker_class else ""
     print(
-        f"gunicorn --workers {args.workers} --threads {args.threads}; wrk -t1 -c{connections} "
-        f"-d{seconds}s; {patients:,} distinct signed replies",
+        f"gunicorn --workers {args.workers} --threads {args.threads}{worker_class}; "
+        f"wrk -t1 -c{connections} -d{seconds}s; {patients:,} distinct signed replies",
         flush=True,
     )
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-inbound-", dir=args.workdir) as tmp:
         for attempt in range(args.repeat):
             print(f"run {attempt + 1}/{args.repeat}", flush=True)
-            run = measure(patients, seconds, args.workers, args.threads, connections, Path(tmp))
+            run = measure(
+                patients,
+                seconds,
+                args.workers,
+                args.threads,
+                connections,
+                Path(tmp),
+                args.worker_class,
+            )
             run["rate"] = run["requests"] / (run["duration_us"] / 1e6)
             print(
                 f"  {run['rate']:,.0f} req/s, p99 {run['p99_us'] / 1000:.1f} ms, "
@@ -259,7 +290,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ]
     print(
         format_table(
-            f"Inbound temperature replies, SQLite, gunicorn {args.workers}x{args.threads} "
+            f"Inbound temperature replies, SQLite, gunicorn {args.workers}x{args.threads}"
+            f"{f' {args.worker_class}' if args.worker_class else ''} "
             f"(median (min-max) over {args.repeat} run(s))",
             ["figure", "value", "target", "met"],
             rows,

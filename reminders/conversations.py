@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from backend.models import (
@@ -39,9 +39,9 @@ from reminders.core.triage import Severity, TriageContext, TriageDecision, triag
 from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
 from reminders.outbox import (
     PatientContext,
+    _drug_name,
     cancel_pending_for_patient,
     enqueue_message,
-    patient_context,
     render_for,
     replan_patient,
 )
@@ -83,6 +83,55 @@ _OPEN_CHECKIN = (
     )
     .order_by(CheckIn.opened_at.desc(), CheckIn.id.desc())
 )
+# What a reply is read and answered in, in one statement: the patient with their team,
+# their current (latest) plan and the columns of their open check-in, each the row the
+# separate look-ups find (``_PATIENT_BY_PHONE``, ``patient_context``'s latest plan and
+# ``open_checkin``: the same conditions and order). The two states are compared with
+# OR rather than IN: an IN list is expanded into the SQL text on every execution.
+_LATEST_PLAN_ID = (
+    select(Plan.id)
+    .where(Plan.patient_id == Patient.id)
+    .order_by(Plan.created_at.desc())
+    .limit(1)
+    .correlate(Patient)
+    .scalar_subquery()
+)
+_OPEN_CHECKIN_ID = (
+    select(CheckIn.id)
+    .where(
+        CheckIn.patient_id == Patient.id,
+        or_(*(CheckIn.state == state for state in OPEN_CHECKIN_STATES)),
+        CheckIn.opened_at >= bindparam("since"),
+    )
+    .order_by(CheckIn.opened_at.desc(), CheckIn.id.desc())
+    .limit(1)
+    .correlate(Patient)
+    .scalar_subquery()
+)
+#: The check-in columns a reply reads or changes (see :class:`OpenCheckIn`).
+_CHECKIN_FIELDS = (
+    "id",
+    "state",
+    "temperature_c",
+    "symptoms",
+    "in_cmv_window",
+    "last_prompt_at",
+    "recheck_due_at",
+    "closed_at",
+    "severity",
+)
+_CHECKIN_TABLE = CheckIn.__table__
+_CONVERSATION_BY_PHONE = (
+    select(Patient, Team, Plan, *(_CHECKIN_TABLE.c[name] for name in _CHECKIN_FIELDS))
+    .join(Team, Team.id == Patient.team_id)
+    .outerjoin(Plan, Plan.id == _LATEST_PLAN_ID)
+    .outerjoin(CheckIn, CheckIn.id == _OPEN_CHECKIN_ID)
+    .where(Patient.phone == bindparam("phone"))
+    .order_by(Patient.created_at.desc())
+)
+# The check-in's changes, written with one UPDATE of the columns that changed (the
+# parameters name them), as the unit of work would have written them.
+_UPDATE_CHECKIN = update(_CHECKIN_TABLE).where(_CHECKIN_TABLE.c.id == bindparam("checkin_pk"))
 _RECENT_PILL_REMINDERS = (
     select(OutboundMessage)
     .where(
@@ -93,12 +142,95 @@ _RECENT_PILL_REMINDERS = (
     )
     .order_by(OutboundMessage.sent_at.desc())
 )
-_INBOUND_BY_SID = select(InboundMessage.id).where(
-    InboundMessage.provider_sid == bindparam("provider_sid")
+# The message is stored with one INSERT that skips a MessageSid already stored (Twilio
+# re-delivers a webhook it got no answer to): RETURNING gives the new id, or no row for
+# a duplicate. A concurrent delivery of the same MessageSid waits for the first
+# transaction (SQLite: the write lock; PostgreSQL: the unique index), then inserts
+# nothing: it loses here, before anything else is written, as it did at the savepoint
+# around an ORM insert that this replaces.
+_INBOUND_TABLE = InboundMessage.__table__
+_INSERT_INBOUND = {
+    name: dialect.insert(_INBOUND_TABLE)
+    .on_conflict_do_nothing(index_elements=["provider_sid"])
+    .returning(_INBOUND_TABLE.c.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_UPDATE_INBOUND_CHECKIN = (
+    update(_INBOUND_TABLE)
+    .where(_INBOUND_TABLE.c.id == bindparam("inbound_pk"))
+    .values(checkin_id=bindparam("new_checkin_id"))
 )
+# Built once: ``insert().values(...)`` built a new statement and its cache key per reply.
+_INSERT_REPLY = insert(OutboundMessage.__table__)
+_INSERT_REPORT = insert(SymptomReport.__table__)
 _CURRENT_PLAN = (
     select(Plan).where(Plan.patient_id == bindparam("patient_id")).order_by(Plan.created_at.desc())
 )
+
+
+class OpenCheckIn:
+    """The check-in a reply answers: its columns, and which of them the reply changed.
+
+    Read with the patient as plain columns (no model instance to track) and written
+    back by :meth:`save` with one UPDATE of the changed columns, as the unit of work
+    would write them.
+    """
+
+    __slots__ = (*_CHECKIN_FIELDS, "_stored")
+
+    id: int
+    state: str
+    temperature_c: float | None
+    symptoms: list[str] | None
+    in_cmv_window: bool
+    last_prompt_at: datetime
+    recheck_due_at: datetime | None
+    closed_at: datetime | None
+    severity: str | None
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        for name in _CHECKIN_FIELDS:
+            setattr(self, name, values[name])
+        self._stored = dict(values)
+
+    @classmethod
+    def of(cls, checkin: CheckIn) -> OpenCheckIn:
+        """The open check-in of a stored (flushed) model instance."""
+        return cls({name: getattr(checkin, name) for name in _CHECKIN_FIELDS})
+
+    def save(self, session: Session) -> None:
+        """Write the columns changed since it was read (nothing when none changed)."""
+        changed = {
+            name: getattr(self, name)
+            for name in _CHECKIN_FIELDS[1:]
+            if getattr(self, name) != self._stored[name]
+        }
+        if not changed:
+            return
+        session.execute(_UPDATE_CHECKIN, {"checkin_pk": self.id, **changed})
+        self._stored.update(changed)
+        # A caller's session may hold this check-in as a model instance (the dashboard's
+        # simulator, tests, an unprompted report's new row): it reloads on next access.
+        loaded = session.identity_map.get(session.identity_key(CheckIn, self.id))
+        if loaded is not None:
+            session.expire(loaded)
+
+
+@dataclass
+class StoredInbound:
+    """The stored incoming message, as the rest of a reply needs it."""
+
+    id: int
+    provider_sid: str
+    body: str
+    checkin_id: int | None
+
+    def link_checkin(self, session: Session, checkin_id: int) -> None:
+        """Attach the message to the check-in it opened (an unprompted report)."""
+        session.execute(
+            _UPDATE_INBOUND_CHECKIN, {"inbound_pk": self.id, "new_checkin_id": checkin_id}
+        )
+        self.checkin_id = checkin_id
 
 
 def find_patient_by_phone(session: Session, phone: str) -> Patient | None:
@@ -111,6 +243,26 @@ def _patient_and_team(session: Session, phone: str) -> tuple[Patient | None, Tea
     # map and the reply's rendering context finds it there without another query.
     found = session.exec(_PATIENT_BY_PHONE, params={"phone": phone}).first()
     return (found[0], found[1]) if found is not None else (None, None)
+
+
+def conversation(
+    session: Session, phone: str, now: datetime
+) -> tuple[Patient | None, Team | None, Plan | None, OpenCheckIn | None]:
+    """The patient with this number, their team, current plan and open check-in.
+
+    The rows :func:`find_patient_by_phone`, ``patient_context`` and :func:`open_checkin`
+    find, read with one statement instead of three; the check-in as an
+    :class:`OpenCheckIn` (its columns, no model instance to track and flush).
+    """
+    found = session.exec(
+        _CONVERSATION_BY_PHONE, params={"phone": phone, "since": now - CHECKIN_CONTEXT}
+    ).first()
+    if found is None:
+        return None, None, None, None
+    checkin = None
+    if found[3] is not None:
+        checkin = OpenCheckIn(dict(zip(_CHECKIN_FIELDS, found[3:], strict=True)))
+    return found[0], found[1], found[2], checkin
 
 
 def open_checkin(session: Session, patient_id: int, now: datetime) -> CheckIn | None:
@@ -143,7 +295,7 @@ def _recent_pill_reminders(session: Session, patient_id: int, now: datetime) -> 
     )
 
 
-def _expecting(checkin: CheckIn | None, pill: OutboundMessage | None) -> Expecting | None:
+def _expecting(checkin: OpenCheckIn | None, pill: OutboundMessage | None) -> Expecting | None:
     if checkin is not None:
         return (
             Expecting.TEMPERATURE if checkin.state == "awaiting_temperature" else Expecting.SYMPTOMS
@@ -191,39 +343,35 @@ def handle_inbound_sms(
     it is inserted once with its intent (no second write); all of it happens in the
     caller's transaction, so a concurrent duplicate still loses at the insert.
     """
-    if session.exec(_INBOUND_BY_SID, params={"provider_sid": provider_sid}).first():
-        return InboundResult(reply=None, duplicate=True)
-    patient, _team = _patient_and_team(session, from_phone)
-    checkin = pill = parsed = None
+    patient, team, plan, checkin = conversation(session, from_phone, now)
+    pill = parsed = None
     if patient is not None:
-        checkin = open_checkin(session, patient.id, now)
         # The last pill reminder frames a reply only when no check-in does, and answers
         # a TAKEN: most replies (to a check-in) need not look it up.
         pill = last_pill_reminder(session, patient.id, now) if checkin is None else None
         parsed = parse_reply(body, _expecting(checkin, pill))
         if checkin is not None and parsed.intent is Intent.TAKEN:
             pill = last_pill_reminder(session, patient.id, now)
-    inbound = InboundMessage(
-        provider_sid=provider_sid,
-        team_id=patient.team_id if patient else None,
-        patient_id=patient.id if patient else None,
-        from_phone=from_phone,
-        body=body[:1600],
-        received_at=now,
-        intent=str(parsed.intent) if parsed else None,
-        checkin_id=checkin.id if checkin else None,
-    )
-    try:
-        with session.begin_nested():  # a concurrent duplicate delivery loses here, not later
-            session.add(inbound)
-    except IntegrityError:
+    values = {
+        "provider_sid": provider_sid,
+        "team_id": patient.team_id if patient else None,
+        "patient_id": patient.id if patient else None,
+        "from_phone": from_phone,
+        "body": body[:1600],
+        "received_at": now,
+        "intent": str(parsed.intent) if parsed else None,
+        "checkin_id": checkin.id if checkin else None,
+    }
+    inserted = session.execute(_INSERT_INBOUND[session.get_bind().dialect.name], values)
+    inbound_id = inserted.scalar()
+    if inbound_id is None:  # this MessageSid is stored already: a repeated delivery
         return InboundResult(reply=None, duplicate=True)
+    inbound = StoredInbound(inbound_id, provider_sid, values["body"], values["checkin_id"])
     if patient is None or parsed is None:
         return InboundResult(reply=None, intent="unknown_sender")
-    # Finds ``team`` (loaded with the patient, still referenced here) in the identity map.
-    context = patient_context(session, patient)
+    # What patient_context(session, patient) reads, loaded above with the patient.
+    context = PatientContext(patient, team, _drug_name(plan), plan)
     reply = _respond(session, context, inbound, parsed, checkin, pill, now)
-    session.add(inbound)
     if reply is not None:
         _record_reply(session, context, inbound, reply, now)
     return InboundResult(
@@ -234,9 +382,9 @@ def handle_inbound_sms(
 def _respond(
     session: Session,
     context: PatientContext,
-    inbound: InboundMessage,
+    inbound: StoredInbound,
     parsed: ParsedReply,
-    checkin: CheckIn | None,
+    checkin: OpenCheckIn | None,
     pill: OutboundMessage | None,
     now: datetime,
 ) -> tuple[str, str] | None:
@@ -271,7 +419,7 @@ def _text(context: PatientContext, template: str, **values: object) -> tuple[str
     return template, render_for(context, template, **values)
 
 
-def _opt_out(session: Session, patient: Patient, inbound: InboundMessage, now: datetime) -> None:
+def _opt_out(session: Session, patient: Patient, inbound: StoredInbound, now: datetime) -> None:
     patient.opted_out, patient.opted_out_at = True, now
     session.add(patient)
     cancel_pending_for_patient(session, patient.id, "patient opted out")
@@ -322,22 +470,23 @@ def _symptom_menu(session: Session, patient: Patient, plan: Plan | None = _UNSET
 def _check_in_step(
     session: Session,
     context: PatientContext,
-    inbound: InboundMessage,
+    inbound: StoredInbound,
     parsed: ParsedReply,
-    checkin: CheckIn | None,
+    checkin: OpenCheckIn | None,
     now: datetime,
 ) -> tuple[str, str]:
     patient = context.patient
     if checkin is None:  # an unprompted report still gets triaged
-        checkin = CheckIn(
+        new = CheckIn(
             patient_id=patient.id,
             event_key=f"adhoc:{inbound.provider_sid}",
             opened_at=now,
             last_prompt_at=now,
         )
-        session.add(checkin)
+        session.add(new)
         session.flush()
-        inbound.checkin_id = checkin.id
+        checkin = OpenCheckIn.of(new)
+        inbound.link_checkin(session, checkin.id)
     if parsed.temperature_c is not None:
         checkin.temperature_c = parsed.temperature_c
     answered_symptoms = parsed.intent in (Intent.SYMPTOMS, Intent.NO_SYMPTOMS, Intent.NO) or bool(
@@ -352,46 +501,52 @@ def _check_in_step(
         parsed.temperature_c if parsed.temperature_c is not None else checkin.temperature_c
     )
     decision = triage_report(temperature, frozenset(checkin.symptoms or ()), tcontext)
-    report = SymptomReport(
-        patient_id=patient.id,
-        checkin_id=checkin.id,
-        reported_at=now,
-        temperature_c=temperature,
-        symptoms=list(checkin.symptoms or []),
-        severity=str(decision.severity),
-        summary=decision.summary[:500],
-        source="sms",
-    )
-    session.add(report)  # written at commit, or by _alert_for when an alert needs its id
-    _alert_for(session, patient, decision, report, checkin, now)
+    report_symptoms = list(checkin.symptoms or [])
+    # A plain INSERT (nothing reads the report back as a model): its id is the driver's.
+    report_id = session.execute(
+        _INSERT_REPORT,
+        {
+            "patient_id": patient.id,
+            "checkin_id": checkin.id,
+            "reported_at": now,
+            "temperature_c": temperature,
+            "symptoms": report_symptoms,
+            "severity": str(decision.severity),
+            "summary": decision.summary[:500],
+            "source": "sms",
+        },
+    ).inserted_primary_key[0]
+    _alert_for(session, patient, decision, report_id, temperature, report_symptoms, checkin, now)
     if parsed.has_free_text and decision.severity is not Severity.URGENT:
         # Words the parser could not read may matter ("36.8 but my leg is swollen").
         _forward_free_text(session, context, inbound, parsed, now)
     values = _triage_values(decision, temperature, patient.language)
     if decision.severity is Severity.URGENT:
-        _close(session, checkin, decision, now)
+        _close(checkin, decision, now)
+        checkin.save(session)
         return _text(context, decision.patient_template or "fever_urgent", **values)
     if decision.recheck_after_minutes:
         _schedule_recheck(session, context, checkin, inbound, decision.recheck_after_minutes, now)
+        checkin.save(session)
         return _text(context, decision.patient_template or "recheck_temperature", **values)
     if answered_symptoms:
-        _close(session, checkin, decision, now)
+        _close(checkin, decision, now)
+        checkin.save(session)
         return _text(context, decision.patient_template or "all_clear_thanks", **values)
     checkin.state, checkin.last_prompt_at = "awaiting_symptoms", now
-    session.add(checkin)
+    checkin.save(session)
     return _text(context, _symptom_menu(session, patient, context.plan))
 
 
-def _close(session: Session, checkin: CheckIn, decision: TriageDecision, now: datetime) -> None:
+def _close(checkin: OpenCheckIn, decision: TriageDecision, now: datetime) -> None:
     checkin.state, checkin.closed_at, checkin.severity = "closed", now, str(decision.severity)
-    session.add(checkin)
 
 
 def _schedule_recheck(
     session: Session,
     context: PatientContext,
-    checkin: CheckIn,
-    inbound: InboundMessage,
+    checkin: OpenCheckIn,
+    inbound: StoredInbound,
     minutes: int,
     now: datetime,
 ) -> None:
@@ -403,7 +558,6 @@ def _schedule_recheck(
         recheck_at,
         recheck_at,
     )
-    session.add(checkin)
     enqueue_message(
         session,
         team_id=patient.team_id,
@@ -434,28 +588,29 @@ def _alert_for(
     session: Session,
     patient: Patient,
     decision: TriageDecision,
-    report: SymptomReport,
-    checkin: CheckIn,
+    report_id: int,
+    temperature: float | None,
+    symptoms: list[str],
+    checkin: OpenCheckIn,
     now: datetime,
 ) -> None:
     if not decision.alert_care_team:
         return
-    session.flush()  # the report's id goes into the alert
     fields = {
         "team_id": patient.team_id,
         "patient_id": patient.id,
         "kind": decision.reasons[0].split(":")[0] if decision.reasons else "symptoms",
         "reason": decision.summary[:500],
         "details": {
-            "report_id": report.id,
+            "report_id": report_id,
             "checkin_id": checkin.id,
-            "temperature_c": report.temperature_c,
-            "symptoms": report.symptoms,
+            "temperature_c": temperature,
+            "symptoms": symptoms,
             "reasons": list(decision.reasons),
             "cmv_test_advised": decision.cmv_test_advised,
         },
         "source": "; ".join(decision.sources)[:200],
-        "dedupe_key": f"report:{report.id}",
+        "dedupe_key": f"report:{report_id}",
     }
     if decision.severity is Severity.URGENT:
         raise_urgent_alert(session, now, **fields)
@@ -473,7 +628,7 @@ def _alert_for(
 def _forward_free_text(
     session: Session,
     context: PatientContext,
-    inbound: InboundMessage,
+    inbound: StoredInbound,
     parsed: ParsedReply,
     now: datetime,
 ) -> tuple[str, str]:
@@ -498,7 +653,7 @@ def _forward_free_text(
 def _record_reply(
     session: Session,
     context: PatientContext,
-    inbound: InboundMessage,
+    inbound: StoredInbound,
     reply: tuple[str, str],
     now: datetime,
 ) -> None:
@@ -507,22 +662,23 @@ def _record_reply(
     # A plain INSERT: nothing reads the row back in this request, and a model instance
     # through the unit of work cost a tenth of a reply's time (bench/bench_inbound.py).
     session.execute(
-        insert(OutboundMessage.__table__).values(
-            team_id=context.patient.team_id,
-            patient_id=context.patient.id,
-            recipient="patient",
-            to_phone=context.patient.phone,
-            kind=template,
-            dedupe_key=f"reply:{inbound.provider_sid}",
-            body=text,
-            urgent=True,
-            due_at=now,
-            next_attempt_at=now,
-            status="sent",
-            attempts=0,
-            provider_status="twiml",
-            sent_at=now,
-            created_at=now,
-            checkin_id=inbound.checkin_id,
-        )
+        _INSERT_REPLY,
+        {
+            "team_id": context.patient.team_id,
+            "patient_id": context.patient.id,
+            "recipient": "patient",
+            "to_phone": context.patient.phone,
+            "kind": template,
+            "dedupe_key": f"reply:{inbound.provider_sid}",
+            "body": text,
+            "urgent": True,
+            "due_at": now,
+            "next_attempt_at": now,
+            "status": "sent",
+            "attempts": 0,
+            "provider_status": "twiml",
+            "sent_at": now,
+            "created_at": now,
+            "checkin_id": inbound.checkin_id,
+        },
     )

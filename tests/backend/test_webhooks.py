@@ -6,8 +6,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 from sqlmodel import select
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from backend.models import Alert, InboundMessage, OutboundMessage, Patient
+from backend.webhooks import _FlatForm, signature_matches, twiml
 from reminders.core.clinical_rules import urgent_advice
 from tests.conftest import reread
 from tests.twilio_fake import (
@@ -136,3 +139,63 @@ def test_status_callbacks_record_delivery_and_block_unreachable_numbers(
         signed_form_post(client, f"{BASE}/twilio/status", unknown, FAKE_AUTH_TOKEN).status_code
         == 204
     )
+
+
+# --- the hand-written TwiML and the one-HMAC signature check ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        None,
+        "",
+        "Thank you, Anna.",
+        "38.6 °C: call +32 2 555 01 23 <now> & keep this SMS",
+        "quotes \" and ' stay, ]]> too",
+        "lines\r\nand\ttabs",
+        "emoji 🌡️ and accents é",
+        "a lone surrogate \ud83d",
+    ],
+)
+def test_twiml_is_byte_for_byte_what_twilio_writes(app, message) -> None:
+    expected = MessagingResponse()
+    if message:
+        expected.message(message)
+    with app.app_context():
+        response = twiml(message)
+    assert response.get_data() == str(expected).encode("utf-8", "xmlcharrefreplace")
+    assert response.mimetype == "application/xml"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"{BASE}/twilio/sms",
+        "https://companion.test:443/twilio/sms",
+        "http://companion.test:8080/twilio/sms?a=1",
+    ],
+)
+def test_the_signature_check_agrees_with_twilios_validator(url) -> None:
+    params = inbound_sms_params(PATIENT_PHONE, "36.8", OUR_NUMBER, sid="SM" + "d" * 32)
+    validator = RequestValidator(FAKE_AUTH_TOKEN)
+    with_port = url.replace("companion.test/", "companion.test:443/")
+    without_port = url.replace(":443", "").replace(":8080", "")
+    for signed in (url, with_port, without_port, "https://evil.example/twilio/sms"):
+        signature = twilio_signature(signed, params, FAKE_AUTH_TOKEN)
+        for candidate in (signature, signature[:-2] + "==", ""):
+            assert signature_matches(
+                FAKE_AUTH_TOKEN, url, _FlatForm(params), candidate
+            ) == validator.validate(url, params, candidate)
+
+
+def test_a_webhook_signed_over_the_url_with_its_port_is_accepted(
+    twilio_app, client, session, patient
+) -> None:
+    """Twilio may sign ``https://host:443/...``: accepted, as ``RequestValidator`` accepts it."""
+    params = inbound_sms_params(PATIENT_PHONE, "36.8", OUR_NUMBER, sid="SM" + "e" * 32)
+    signature = twilio_signature("https://companion.test:443/twilio/sms", params, FAKE_AUTH_TOKEN)
+    response = client.post(
+        "/twilio/sms", base_url=BASE, data=params, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 200 and "<Message>" in response.text
+    assert len(session.exec(select(InboundMessage)).all()) == 1

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import select
 
 from backend.db import session_scope
 from backend.models import Alert, CheckIn, InboundMessage, PillConfirmation, SymptomReport
-from reminders.conversations import handle_inbound_sms
+from reminders.conversations import (
+    conversation,
+    find_patient_by_phone,
+    handle_inbound_sms,
+    open_checkin,
+)
 from reminders.core.clinical_rules import urgent_advice
 from reminders.jobs import run_due
+from reminders.outbox import patient_context
 from tests.reminders.conftest import outbox
 
 # Tuesday 17 March 2026: day 16 of alemtuzumab, inside the CMV window (weeks 3-8).
@@ -230,3 +236,122 @@ def test_urgent_alerts_nobody_acknowledges_are_sent_again_after_15_minutes(
     session.commit()
     run_due(engine, console, t + timedelta(minutes=40))
     assert len(outbox(session, recipient="oncall")) == 2
+
+
+# --- the one-statement look-up and the writes without model instances ------------------------
+
+
+def test_one_look_up_finds_the_rows_of_the_separate_ones(
+    session, clock, make_user, make_patient, make_plan
+) -> None:
+    """``conversation`` reads what find_patient_by_phone, patient_context and open_checkin read."""
+    now = datetime(2026, 3, 17, 17, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    user, _ = make_user()
+    other_team, _ = make_user("Team B")
+    enrolled_first = make_patient(user.team_id, phone="+32 470 11 11 11")
+    make_plan(enrolled_first, "alemtuzumab_sc", date(2026, 3, 2))
+    clock.now += timedelta(hours=1)
+    # The same number, enrolled later in another team: the look-ups route it here.
+    patient = make_patient(other_team.team_id, phone="+32 470 11 11 11", display_name="Bert Jansen")
+    first_plan = make_plan(patient, "alemtuzumab_sc", date(2026, 3, 2))
+    first_plan.status = "stopped"
+    session.add(first_plan)
+    session.commit()
+    clock.now += timedelta(hours=1)
+    make_plan(patient, "inotuzumab_weekly", date(2026, 3, 3))  # the current plan
+    without_anything = make_patient(user.team_id, phone="+32 470 22 22 22")
+    for key, state, opened in [
+        ("too-old", "awaiting_temperature", now - timedelta(hours=25)),
+        ("older-open", "awaiting_temperature", now - timedelta(hours=3)),
+        ("newest-open", "awaiting_symptoms", now - timedelta(hours=2)),
+        ("closed", "closed", now - timedelta(hours=1)),
+    ]:
+        session.add(
+            CheckIn(
+                patient_id=patient.id,
+                event_key=key,
+                state=state,
+                temperature_c=36.9,
+                symptoms=["cough"],
+                opened_at=opened,
+                last_prompt_at=opened,
+            )
+        )
+    session.commit()
+
+    for phone in (patient.phone, without_anything.phone, "+32470999000"):
+        found_patient, team, plan, checkin = conversation(session, phone, now)
+        expected = find_patient_by_phone(session, phone)
+        assert found_patient is expected
+        if expected is None:
+            assert team is None and plan is None and checkin is None
+            continue
+        context = patient_context(session, expected)
+        assert team is context.team and plan is context.plan
+        expected_checkin = open_checkin(session, expected.id, now)
+        if expected_checkin is None:
+            assert checkin is None
+            continue
+        assert checkin is not None
+        for name in ("id", "state", "temperature_c", "symptoms", "last_prompt_at"):
+            assert getattr(checkin, name) == getattr(expected_checkin, name)
+    assert conversation(session, patient.phone, now)[3].state == "awaiting_symptoms"
+    assert conversation(session, patient.phone, now)[2].regimen_id == "inotuzumab_weekly"
+
+
+def test_a_check_in_held_by_the_callers_session_shows_the_answer(
+    engine, session, console, clock, treated_patient
+) -> None:
+    """The check-in is written without its model instance; one loaded by the caller reloads."""
+    start_checkin(engine, console, clock, treated_patient)
+    with session_scope(engine) as own:
+        loaded = own.exec(select(CheckIn)).one()
+        assert loaded.state == "awaiting_temperature"
+        handle_inbound_sms(
+            own,
+            provider_sid="SMheld",
+            from_phone="+32470123456",
+            body="36.8",
+            now=IN_CMV_WINDOW + timedelta(minutes=5),
+        )
+        assert loaded.state == "awaiting_symptoms" and loaded.temperature_c == 36.8
+    session.expire_all()
+    stored = session.exec(select(CheckIn)).one()
+    assert stored.state == "awaiting_symptoms" and stored.temperature_c == 36.8
+    assert stored.last_prompt_at == IN_CMV_WINDOW + timedelta(minutes=5)
+
+
+def test_an_unprompted_report_opens_a_check_in_that_the_message_points_to(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    treated_patient()
+    reply(engine, "37.6", datetime(2026, 4, 20, 10, 0, tzinfo=UTC), sid="SMadhoc")
+    session.expire_all()
+    checkin = session.exec(select(CheckIn)).one()
+    assert checkin.event_key == "adhoc:SMadhoc" and checkin.temperature_c == 37.6
+    assert checkin.state == "awaiting_temperature" and checkin.recheck_due_at is not None
+    inbound = session.exec(select(InboundMessage)).one()
+    assert inbound.checkin_id == checkin.id and inbound.intent == "temperature"
+    report = session.exec(select(SymptomReport)).one()
+    assert report.checkin_id == checkin.id and report.temperature_c == 37.6
+    [recheck] = outbox(session, kind="checkin_temperature")
+    assert recheck.checkin_id == checkin.id
+    [answer] = outbox(session, provider_status="twiml")
+    assert answer.checkin_id == checkin.id and answer.dedupe_key == "reply:SMadhoc"
+
+
+def test_a_repeated_message_sid_from_an_unknown_number_is_ignored_too(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    treated_patient()
+    now = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    first = reply(engine, "38.5", now, sid="SMstranger", phone="+32470000001")
+    again = reply(engine, "38.5", now, sid="SMstranger", phone="+32470000001")
+    assert first.intent == "unknown_sender" and not first.duplicate
+    assert again.duplicate and again.reply is None
+    session.expire_all()
+    [inbound] = session.exec(select(InboundMessage)).all()
+    assert inbound.patient_id is None and inbound.intent is None
