@@ -47,10 +47,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
 from sqlmodel import Session, select
 
-from backend.db import session_scope
+from backend.db import session_scope, writer
 from backend.models import CheckIn, OutboundMessage, Patient, Team
 from backend.services.alerts import raise_alert
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
@@ -73,6 +74,23 @@ UNREACHABLE_CODES = {
 OPTED_OUT_CODE = "21610"
 #: After Twilio refuses our credentials, wait this long before trying again (an operator must act).
 AUTH_FAILURE_PAUSE = timedelta(minutes=5)
+
+#: Claim sizes when ``batch_size`` is not fixed (see :func:`_batch_size`). Every claim
+#: sorts all due rows (urgent first, then oldest), so on a backlog of 20,000 a claim
+#: of 50 cost the dispatcher and the database more CPU than recording its sends
+#: (bench/bench_dispatch.py). Once a pass has claimed ``GROW_AFTER`` rows (a large
+#: backlog: dispatchers started side by side have all joined in by then), each claim
+#: takes ``CLAIM_AHEAD_SECONDS`` of sending at the measured rate, up to
+#: ``BATCH_MAX``; a small backlog is still claimed ``BATCH_MIN`` rows at a time, so
+#: several dispatchers share it, and no claim waits long for a sender thread.
+BATCH_MIN = 50
+BATCH_MAX = 250
+GROW_AFTER = 1_000
+CLAIM_AHEAD_SECONDS = 0.3
+#: A claim that waited longer than this part of the lease for a sender thread (sends
+#: gone slow after a large claim) is put back instead of sent: past the lease, another
+#: dispatcher may reclaim and send it too.
+CLAIM_WAIT_LEASE_FRACTION = 0.5
 
 #: The most send outcomes one transaction records (see :class:`SentRecorder`).
 RECORD_GROUP_MAX = 200
@@ -104,6 +122,7 @@ class DispatchReport:
     reconciled: int = 0
     unconfirmed: int = 0
     auth_failed: int = 0
+    released: int = 0
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
 
     def add(self, name: str, count: int = 1) -> None:
@@ -129,6 +148,8 @@ class Claim:
     team_id: int
     dedupe_key: str
     checkin_id: int | None = None
+    #: When :func:`claim_batch` claimed it (None for a claim rebuilt from a stale row).
+    claimed_at: datetime | None = None
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -140,11 +161,16 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
 
 
 def _decide(
-    message: OutboundMessage, patient: Patient | None, team: Team, now: datetime
+    message: OutboundMessage,
+    patient: Patient | None,
+    team: Team,
+    now: datetime,
+    local_times: dict[str, datetime] | None = None,
 ) -> tuple[str, str | None]:
     """What to do with a due row: ("send", phone) or (status, reason).
 
     Takes the models or table rows with the same attributes (:func:`claim_batch`).
+    ``local_times`` caches ``now`` in each time zone across the rows of one batch.
     """
     if message.not_after is not None and now > message.not_after:
         return "missed", "no longer useful"
@@ -163,13 +189,25 @@ def _decide(
     if not patient.sms_consent and message.kind != "opted_in_confirmation":
         return "cancelled", "no SMS consent"
     if not message.urgent:
-        local = now.astimezone(ZoneInfo(patient.timezone))
+        local = _local_time(now, patient.timezone, local_times)
         if in_quiet_hours(local.time(), patient.quiet_start, patient.quiet_end):
             return "deferred", None
     return "send", patient.phone
 
 
+def _local_time(now: datetime, timezone: str, cache: dict[str, datetime] | None) -> datetime:
+    """``now`` in ``timezone``, computed once per zone and batch when given a ``cache``."""
+    if cache is None:
+        return now.astimezone(ZoneInfo(timezone))
+    local = cache.get(timezone)
+    if local is None:
+        local = cache[timezone] = now.astimezone(ZoneInfo(timezone))
+    return local
+
+
 _OUTBOX = OutboundMessage.__table__
+_PATIENT = Patient.__table__
+_TEAM = Team.__table__
 
 #: Claim every row of a batch that goes out with one batched statement.
 _CLAIM_MANY = (
@@ -185,45 +223,83 @@ _CLAIM_MANY = (
 )
 
 
+#: The columns of a due row that :func:`_decide` and a :class:`Claim` need.
+_DUE_COLUMNS = (
+    _OUTBOX.c.id,
+    _OUTBOX.c.patient_id,
+    _OUTBOX.c.team_id,
+    _OUTBOX.c.recipient,
+    _OUTBOX.c.kind,
+    _OUTBOX.c.urgent,
+    _OUTBOX.c.not_after,
+    _OUTBOX.c.body,
+    _OUTBOX.c.expects,
+    _OUTBOX.c.dedupe_key,
+    _OUTBOX.c.checkin_id,
+)
+# The claim's statements are built once, here, rather than per batch: building and
+# cache-keying them again on every claim was a visible part of its cost
+# (bench/bench_dispatch.py), as for reminders/conversations.py's statements.
+_DUE = (
+    select(*_DUE_COLUMNS)
+    .where(_OUTBOX.c.status == "pending", _OUTBOX.c.next_attempt_at <= bindparam("b_now"))
+    .order_by(_OUTBOX.c.urgent.desc(), _OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+    .limit(bindparam("b_limit"))
+)
+#: Several dispatchers side by side on PostgreSQL: each skips the rows another is claiming.
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
+#: Only the patient columns :func:`_decide` reads: the whole row (JSON pill times, a
+#: dozen other columns) cost more to fetch and convert than the decision itself.
+_PATIENTS = select(
+    _PATIENT.c.id,
+    _PATIENT.c.phone,
+    _PATIENT.c.timezone,
+    _PATIENT.c.sms_consent,
+    _PATIENT.c.opted_out,
+    _PATIENT.c.sms_blocked_reason,
+    _PATIENT.c.quiet_start,
+    _PATIENT.c.quiet_end,
+).where(_PATIENT.c.id.in_(bindparam("b_ids", expanding=True)))
+_TEAMS = select(_TEAM.c.id, _TEAM.c.oncall_phone).where(
+    _TEAM.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
+
+_RELEASE = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("b_id"),
+        _OUTBOX.c.status == "sending",
+        _OUTBOX.c.claimed_at == bindparam("b_at"),
+        _OUTBOX.c.claimed_by == bindparam("b_worker"),
+    )
+    .values(status="pending", attempts=_OUTBOX.c.attempts - 1)
+)
+
+
 def claim_batch(
     engine: Engine, now: datetime, limit: int, worker: str, report: DispatchReport
 ) -> list[Claim]:
     """Claim up to ``limit`` due rows for ``worker`` in one short transaction.
 
-    Rows are read and written with Core statements, not ORM instances: the claim runs
-    on the dispatcher's main thread while the sender threads wait for the GIL, and
-    building, tracking and flushing a model instance per row was most of its cost.
+    Rows are read and written with Core statements on a plain connection, not ORM
+    instances or a session: the claim runs on the dispatcher's main thread while the
+    sender threads wait for the GIL, and building, tracking and flushing a model
+    instance per row was most of its cost.
     """
     claims: list[Claim] = []
     claimed: list[dict[str, object]] = []
     c = _OUTBOX.c
-    with session_scope(engine) as session:
-        query = (
-            select(
-                c.id,
-                c.patient_id,
-                c.team_id,
-                c.recipient,
-                c.kind,
-                c.urgent,
-                c.not_after,
-                c.body,
-                c.expects,
-                c.dedupe_key,
-                c.checkin_id,
-            )
-            .where(c.status == "pending", c.next_attempt_at <= now)
-            .order_by(c.urgent.desc(), c.next_attempt_at, c.id)
-            .limit(limit)
-        )
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        messages = session.execute(query).all()
-        patients = _by_id(session, Patient, {m.patient_id for m in messages if m.patient_id})
-        teams = _by_id(session, Team, {m.team_id for m in messages})
+    due = _DUE_SKIP_LOCKED if engine.dialect.name == "postgresql" else _DUE
+    with writer(engine).begin() as conn:
+        messages = conn.execute(due, {"b_now": now, "b_limit": limit}).all()
+        patient_ids = list({m.patient_id for m in messages if m.patient_id})
+        patients = _by_id(conn, _PATIENTS, patient_ids)
+        teams = _by_id(conn, _TEAMS, list({m.team_id for m in messages}))
+        local_times: dict[str, datetime] = {}
         for message in messages:
             patient = patients.get(message.patient_id)
-            action, detail = _decide(message, patient, teams[message.team_id], now)
+            action, detail = _decide(message, patient, teams[message.team_id], now, local_times)
             if action == "send":
                 claimed.append(
                     {"b_id": message.id, "b_now": now, "b_worker": worker, "b_to": detail}
@@ -239,11 +315,12 @@ def claim_batch(
                         message.team_id,
                         message.dedupe_key,
                         message.checkin_id,
+                        now,
                     )
                 )
                 continue
             if action == "deferred":
-                local = now.astimezone(ZoneInfo(patient.timezone))
+                local = _local_time(now, patient.timezone, local_times)
                 resume = defer_past_quiet_hours(local, patient.quiet_start, patient.quiet_end)
                 if message.not_after is not None and resume > message.not_after:
                     values = {
@@ -257,19 +334,18 @@ def claim_batch(
             else:
                 values = {"status": action, "error_reason": detail}
                 report.add(action)
-            session.execute(update(_OUTBOX).where(c.id == message.id).values(**values))
+            conn.execute(update(_OUTBOX).where(c.id == message.id).values(**values))
         if claimed:
-            session.execute(_CLAIM_MANY, claimed)
+            conn.execute(_CLAIM_MANY, claimed)
     report.add("claimed", len(claims))
     return claims
 
 
-def _by_id(session: Session, model: type, ids: set[int]) -> dict[int, Any]:
-    """Rows of ``model``'s table by id (attribute access like the model)."""
+def _by_id(conn: Connection, query: Select[Any], ids: list[int]) -> dict[int, Any]:
+    """The rows ``query`` finds for ``ids`` (bound as ``b_ids``), by id."""
     if not ids:
         return {}
-    table = model.__table__
-    return {row.id: row for row in session.execute(select(table).where(table.c.id.in_(ids)))}
+    return {row.id: row for row in conn.execute(query, {"b_ids": ids})}
 
 
 def send_and_record(
@@ -280,12 +356,19 @@ def send_and_record(
     status_callback: str | None,
     report: DispatchReport,
     recorder: SentRecorder | None = None,
+    max_wait: timedelta | None = None,
 ) -> None:
     """Send one claimed message and record the outcome.
 
     A failure is recorded at once in its own transaction; an accepted send too, or,
-    with a ``recorder``, by the recorder together with others (group commit).
+    with a ``recorder``, by the recorder together with others (group commit). A claim
+    older than ``max_wait`` is not sent but put back (:func:`release_claim`).
     """
+    if max_wait is not None and claim.claimed_at is not None:
+        now = clock()
+        if now - claim.claimed_at > max_wait:
+            release_claim(engine, claim, report)
+            return
     try:
         result = gateway.send(claim.to, claim.body, status_callback=status_callback)
     except GatewayAuthError as error:
@@ -303,6 +386,23 @@ def send_and_record(
             return
         record_sent(engine, claim, result.provider_sid, clock())
         report.add("sent")
+
+
+def release_claim(engine: Engine, claim: Claim, report: DispatchReport) -> bool:
+    """Put a claim that was never sent back to ``pending``, with its attempt returned.
+
+    Only if the row is still that claim (False, nothing written, otherwise). For a
+    claim that waited in this dispatcher's queue so long that its lease could expire:
+    sending it then could duplicate a message another dispatcher reclaimed and sent.
+    """
+    with writer(engine).begin() as conn:
+        released = conn.execute(
+            _RELEASE,
+            {"b_id": claim.message_id, "b_at": claim.claimed_at, "b_worker": claim.worker},
+        ).rowcount
+    if released:
+        report.add("released")
+    return bool(released)
 
 
 def record_sent(
@@ -390,6 +490,12 @@ def record_sent_group(engine: Engine, group: list[tuple[Claim, str, datetime]]) 
         for claim, sid, now in group
         if not _starts_or_feeds_checkin(claim)
     ]
+    if len(plain) == len(group):
+        # Only plain messages (a backlog of reminders): a connection, not a session,
+        # whose set-up and commit cost more than the batched UPDATE itself.
+        with writer(engine).begin() as conn:
+            conn.execute(_MARK_SENT_MANY, plain)
+        return
     with session_scope(engine) as session:
         if plain:
             session.execute(_MARK_SENT_MANY, plain)
@@ -419,6 +525,7 @@ class SentRecorder:
         self._report = report
         self._queue: SimpleQueue[tuple[Claim, str, datetime] | None] = SimpleQueue()
         self._error: BaseException | None = None
+        self._closing = Event()
         self._thread = Thread(target=self._run, name="sms-recorder", daemon=True)
         self._thread.start()
 
@@ -428,6 +535,7 @@ class SentRecorder:
 
     def close(self, *, raise_error: bool = True) -> None:
         """Write what is queued and stop the writer; re-raise the error that stopped it."""
+        self._closing.set()  # no more gathering: write what is queued at once
         self._queue.put(None)
         self._thread.join()
         if raise_error and self._error is not None:
@@ -440,7 +548,12 @@ class SentRecorder:
             item = self._queue.get()
             # Gather for a moment: draining only what is already queued made groups of
             # one or two, and a transaction per pair cost more than the pair's sends.
-            deadline = time.monotonic() + RECORD_LINGER_SECONDS
+            # The writer sleeps through the moment and then takes what has arrived,
+            # rather than waiting on the queue for each item: a wake-up (and a turn at
+            # the GIL, taken from the senders) per accepted send cost more CPU than the
+            # record itself (bench/bench_dispatch.py). The wait is as long as before.
+            if item is not None:
+                self._closing.wait(RECORD_LINGER_SECONDS)
             while True:
                 if item is None:
                     finished = True
@@ -449,7 +562,7 @@ class SentRecorder:
                 if len(group) >= RECORD_GROUP_MAX:
                     break
                 try:
-                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                    item = self._queue.get_nowait()
                 except Empty:
                     break
             if not group or self._error is not None:
@@ -696,13 +809,19 @@ class _InFlight:
     """The sends submitted and not finished: a count to wait on, and the first failure.
 
     Cheaper than ``concurrent.futures.wait`` on the set of futures, which installs a
-    waiter on every one of them each time a send finishes.
+    waiter on every one of them each time a send finishes. A finished send wakes the
+    waiting dispatcher only when the count it waits for is reached (or on a failure),
+    not on every send: those wake-ups were a GIL hand-over per message taken from the
+    sender threads (bench/bench_dispatch.py).
     """
 
     def __init__(self) -> None:
         self._changed = Condition()
         self._running = 0
+        self._limit = 0  # the waiter's limit; 0 while nobody waits
         self._error: BaseException | None = None
+        #: Sends finished so far (the rate :func:`_batch_size` sizes claims by).
+        self.finished = 0
 
     def add(self, future: Future[None]) -> None:
         """Count ``future`` until it finishes."""
@@ -714,14 +833,20 @@ class _InFlight:
         error = future.exception()
         with self._changed:
             self._running -= 1
+            self.finished += 1
             if error is not None and self._error is None:
                 self._error = error
-            self._changed.notify_all()
+            if self._error is not None or self._running < self._limit:
+                self._changed.notify_all()
 
     def wait_until_below(self, limit: int) -> None:
         """Return once fewer than ``limit`` sends run; raise the first send's failure, if any."""
         with self._changed:
-            self._changed.wait_for(lambda: self._error is not None or self._running < limit)
+            self._limit = limit
+            try:
+                self._changed.wait_for(lambda: self._error is not None or self._running < limit)
+            finally:
+                self._limit = 0
             if self._error is not None:
                 raise self._error  # a failure to record stops the pass, as before
 
@@ -732,7 +857,7 @@ def dispatch_due_messages(
     clock: Clock,
     *,
     worker: str | None = None,
-    batch_size: int = 50,
+    batch_size: int | None = None,
     threads: int = 8,
     status_callback: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
@@ -742,20 +867,30 @@ def dispatch_due_messages(
 
     The next batch is claimed as soon as a thread is free, so the threads do not wait
     for the slowest send of each batch; accepted sends are recorded by a
-    :class:`SentRecorder`.
+    :class:`SentRecorder`. ``batch_size`` fixes the size of every claim; by default
+    it follows the send rate (:func:`_batch_size`). A claim still unsent after half
+    the ``lease`` is put back rather than sent (:func:`release_claim`).
     """
     worker = worker or worker_name()
     report = DispatchReport()
     recover_stale_claims(engine, gateway, clock(), lease, report)
     batches = 0
+    max_wait = lease * CLAIM_WAIT_LEASE_FRACTION
     recorder = SentRecorder(engine, report)
     try:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sms") as pool:
             sends = _InFlight()
+            size = batch_size or BATCH_MIN
+            last_claim, finished = time.monotonic(), 0
             while max_batches is None or batches < max_batches:
                 if report.auth_failed:
                     break  # every message would fail the same way
-                claims = claim_batch(engine, clock(), batch_size, worker, report)
+                if batch_size is None and batches:
+                    at = time.monotonic()
+                    rate = (sends.finished - finished) / max(at - last_claim, 1e-6)
+                    size = _batch_size(rate, report.claimed)
+                    last_claim, finished = at, sends.finished
+                claims = claim_batch(engine, clock(), size, worker, report)
                 if not claims:
                     break
                 batches += 1
@@ -770,6 +905,7 @@ def dispatch_due_messages(
                             status_callback,
                             report,
                             recorder,
+                            max_wait,
                         )
                     )
                 # Claim the next batch once a thread is free (all of them, with one
@@ -782,6 +918,17 @@ def dispatch_due_messages(
         raise
     recorder.close()
     return report
+
+
+def _batch_size(rate: float, claimed: int) -> int:
+    """The next claim's size at ``rate`` sends a second, ``claimed`` rows into a pass.
+
+    :data:`BATCH_MIN` until :data:`GROW_AFTER` rows are claimed; then
+    :data:`CLAIM_AHEAD_SECONDS` of sending, within [:data:`BATCH_MIN`, :data:`BATCH_MAX`].
+    """
+    if claimed < GROW_AFTER:
+        return BATCH_MIN
+    return min(max(int(rate * CLAIM_AHEAD_SECONDS), BATCH_MIN), BATCH_MAX)
 
 
 def run_dispatcher(

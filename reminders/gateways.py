@@ -93,6 +93,9 @@ _TRANSIENT_HTTP_STATUSES: frozenset[int] = frozenset({408, 429})
 
 _DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 
+#: Most URLs :meth:`_BaseUrlHttpClient.rewrite` remembers.
+_REWRITE_CACHE_MAX = 64
+
 #: The logger handed to the twilio HTTP client. The library logs every request at INFO
 #: (about fifteen lines: URL, headers, and the query string, which for a message-list
 #: lookup is the patient's phone number), so a process logging at INFO (the clock, a
@@ -272,14 +275,26 @@ class _BaseUrlHttpClient(TwilioHttpClient):
             parts = urlsplit(base_url)
             self._base = (parts.scheme, parts.netloc, parts.path.rstrip("/"))
         self._local = threading.local()
+        #: Rewritten URLs by original: a dispatcher posts to one URL thousands of times,
+        #: and splitting and joining it again per send was CPU the raw client does not
+        #: spend (bench/bench_dispatch.py). Bounded: message fetches have one URL each.
+        self._rewritten: dict[str, str] = {}
 
     def rewrite(self, url: str) -> str:
         """``url`` with scheme and host replaced by the base URL's (path and query kept)."""
         if self._base is None:
             return url
-        scheme, netloc, prefix = self._base
-        parts = urlsplit(url)
-        return urlunsplit((scheme, netloc, prefix + parts.path, parts.query, parts.fragment))
+        rewritten = self._rewritten.get(url)
+        if rewritten is None:
+            scheme, netloc, prefix = self._base
+            parts = urlsplit(url)
+            rewritten = urlunsplit(
+                (scheme, netloc, prefix + parts.path, parts.query, parts.fragment)
+            )
+            if len(self._rewritten) >= _REWRITE_CACHE_MAX:
+                self._rewritten.clear()  # a dict shared by threads: clear, never iterate
+            self._rewritten[url] = rewritten
+        return rewritten
 
     def request(
         self,

@@ -13,7 +13,19 @@ from sqlmodel import select
 
 from backend.db import session_scope
 from backend.models import Alert, OutboundMessage, Patient, Team
-from reminders.dispatch import MAX_ATTEMPTS, DispatchReport, claim_batch, dispatch_due_messages
+from reminders.dispatch import (
+    BATCH_MAX,
+    BATCH_MIN,
+    CLAIM_AHEAD_SECONDS,
+    GROW_AFTER,
+    MAX_ATTEMPTS,
+    DispatchReport,
+    _batch_size,
+    claim_batch,
+    dispatch_due_messages,
+    release_claim,
+    send_and_record,
+)
 from reminders.gateways import TwilioGateway
 from reminders.outbox import insert_ignoring_duplicates
 from tests.conftest import reread
@@ -256,7 +268,10 @@ def test_a_restart_after_a_crash_neither_loses_nor_duplicates(
 def test_two_dispatcher_processes_send_a_shared_backlog_exactly_once(
     db_engine_name, database_url, engine, session, patient, fake_twilio
 ) -> None:
-    backlog = 600
+    # Large enough that the second process, which may start a second or more after the
+    # first on a busy machine, still finds rows to claim: with 600, a dispatcher that
+    # sends faster could finish them all before the other one was up.
+    backlog = 1500
     patient.quiet_start = patient.quiet_end  # real time is used here: no quiet hours to wait for
     session.add(patient)
     session.commit()
@@ -319,3 +334,35 @@ def test_refused_credentials_pause_dispatch_without_failing_messages(
         for m in session.exec(select(OutboundMessage)).all()
     )
     assert session.exec(select(Alert)).all() == []
+
+
+def test_a_claim_left_waiting_past_half_its_lease_is_put_back_not_sent(
+    engine, session, patient, gateway, fake_twilio
+) -> None:
+    """Sends gone slow after a large claim: the rows still queued are released, not sent late."""
+    queue(session, patient, 2)
+    report = DispatchReport()
+    late, fresh = claim_batch(engine, NOW, 2, "slow-worker", report)
+    lease = timedelta(minutes=2)
+    later = NOW + lease * 0.6
+    send_and_record(engine, gateway, late, lambda: later, None, report, max_wait=lease / 2)
+    assert fake_twilio.messages == [] and report.released == 1
+    reread(session)
+    row = session.get(OutboundMessage, late.message_id)
+    assert row.status == "pending" and row.attempts == 0  # its attempt is given back
+    # A claim that is no longer this one (reclaimed meanwhile) is left alone.
+    assert not release_claim(engine, late, report)
+    send_and_record(engine, gateway, fresh, lambda: NOW, None, report, max_wait=lease / 2)
+    assert [m["body"] for m in fake_twilio.messages] == ["Test message msg 1"]
+    assert dispatch_due_messages(engine, gateway, lambda: later).sent == 1
+    assert statuses(session) == Counter(sent=2)
+    assert len(fake_twilio.messages) == 2
+
+
+def test_claims_grow_with_a_large_backlog_only() -> None:
+    """A small backlog is claimed BATCH_MIN rows at a time; a large one in bigger claims."""
+    assert _batch_size(750.0, 0) == BATCH_MIN
+    assert _batch_size(750.0, GROW_AFTER - 1) == BATCH_MIN
+    assert _batch_size(750.0, GROW_AFTER) == int(750 * CLAIM_AHEAD_SECONDS)
+    assert _batch_size(100_000.0, GROW_AFTER) == BATCH_MAX
+    assert _batch_size(1.0, GROW_AFTER) == BATCH_MIN  # slow sends: small claims
