@@ -12,7 +12,10 @@ For each size, a fresh SQLite file is seeded with N patients on mixed regimens
 
 * **next 24 h** (the headline): the outbox already holds the previous day's messages
   (an untimed pass 24 hours earlier wrote them); the pass writes every message due in
-  the next 24 hours. Rate = rows written per second.
+  the next 24 hours. Rate = rows written per second. Timed twice: planned in this
+  process alone ("one process"), then as the clock plans, with its planning worker
+  processes (``--processes``, default one per core up to 4; the pool is started and
+  warmed by yesterday's pass first, as in a clock that has been running).
 * **cold**: an empty outbox (a first deployment); the pass also writes the record of
   the past 24 hours (messages still fresh as pending, the others as missed).
 * **steady**: the same pass five minutes later, as the clock runs it all day: nearly

@@ -481,8 +481,9 @@ def materialise_due_messages(
             if workers is None:
                 waiting += _new_rows(session, chunk, now, horizon, since)
             else:
-                for rows in workers.submit(_pack_chunk(chunk)):
-                    waiting += _unstored(session, rows)
+                for part in _split_chunk(chunk, processes):
+                    for rows in workers.submit(_pack_chunk(part)):
+                        waiting += _unstored(session, rows)
             ready = len(waiting) - len(waiting) % INSERT_CHUNK
             if ready:
                 created += insert_ignoring_duplicates(session, waiting[:ready])
@@ -669,6 +670,32 @@ def _new_rows(
     planned = plan_chunk(chunk, now, horizon, since)
     stored = _stored_keys(session, [p.dedupe_key for p in planned])
     return [p.row(now) for p in planned if p.dedupe_key not in stored]
+
+
+def _split_chunk(chunk: PatientChunk, parts: int) -> list[PatientChunk]:
+    """``chunk`` in ``parts`` chunks of consecutive patients, one per worker.
+
+    Every worker then plans a part of the same chunk while this process reads the
+    next one, and the pass's last chunk is planned by all of them at once.
+    """
+    size = -(-len(chunk.patients) // parts)
+    out = []
+    for start in range(0, len(chunk.patients), size):
+        patients = chunk.patients[start : start + size]
+        ids = {p.id for p in patients}
+        plans = [plan for plan in chunk.plans if plan.patient_id in ids]
+        plan_ids = {plan.id for plan in plans}
+        out.append(
+            PatientChunk(
+                patients=patients,
+                plans=plans,
+                courses=[c for c in chunk.courses if c.patient_id in ids],
+                holds=[h for h in chunk.holds if h.plan_id in plan_ids],
+                records=[r for r in chunk.records if r.plan_id in plan_ids],
+                teams={p.team_id: chunk.teams[p.team_id] for p in patients},
+            )
+        )
+    return out
 
 
 def _pack_chunk(chunk: PatientChunk) -> tuple[Any, ...]:

@@ -89,8 +89,8 @@ def discard_pool(processes: int) -> None:
 class PlanningWorkers:
     """Chunks planned by a pool, their results handed back in the order they were sent.
 
-    At most ``processes + 1`` chunks are in flight: enough to keep every worker busy
-    while the caller writes, few enough that memory stays flat.
+    At most ``2 * processes`` chunks are in flight: enough to keep every worker busy
+    while the caller reads and writes, few enough that memory stays flat.
     """
 
     def __init__(self, processes: int, task: Callable[..., Any], *args: Any) -> None:
@@ -103,7 +103,7 @@ class PlanningWorkers:
     def submit(self, payload: Any) -> Iterator[Any]:
         """Send one chunk; yield the results that must be taken before sending more."""
         self._pending.append(self._pool.submit(self._task, payload, *self._args))
-        while len(self._pending) > self.processes:
+        while len(self._pending) > 2 * self.processes:
             yield self._result(self._pending.popleft())
 
     def drain(self) -> Iterator[Any]:
