@@ -39,8 +39,8 @@ from reminders.core.triage import Severity, TriageContext, TriageDecision, triag
 from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
 from reminders.outbox import (
     PatientContext,
-    _drug_name,
     cancel_pending_for_patient,
+    drug_name,
     enqueue_message,
     render_for,
     replan_patient,
@@ -370,7 +370,7 @@ def handle_inbound_sms(
     if patient is None or parsed is None:
         return InboundResult(reply=None, intent="unknown_sender")
     # What patient_context(session, patient) reads, loaded above with the patient.
-    context = PatientContext(patient, team, _drug_name(plan), plan)
+    context = PatientContext(patient, team, drug_name(plan), plan)
     reply = _respond(session, context, inbound, parsed, checkin, pill, now)
     if reply is not None:
         _record_reply(session, context, inbound, reply, now)

@@ -306,24 +306,6 @@ def _prophylaxis_lead() -> timedelta:
     return timedelta(days=1) if early else timedelta(0)
 
 
-def plan_rows_for_patient(
-    context: PatientContext,
-    plans: Sequence[Plan],
-    holds: dict[int, list[PlanHold]],
-    records: dict[int, list[DoseRecord]],
-    courses: Sequence[ProphylaxisCourse],
-    now: datetime,
-    horizon: timedelta = PLANNING_HORIZON,
-) -> list[dict[str, Any]]:
-    """Outbox rows for one patient's plans and courses between now-freshness and now+horizon."""
-    return [
-        planned.row(now)
-        for planned in planned_messages_for_patient(
-            context, plans, holds, records, courses, now, horizon
-        )
-    ]
-
-
 def _progress(spec: Any, event: PlannedEvent) -> dict[str, Any]:
     """Doses behind the patient and in total, for a milestone message."""
     doses = [d for d in plan_doses(spec) if d.status != "cancelled"]
@@ -415,7 +397,8 @@ def _grouped(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
     return groups
 
 
-def _drug_name(plan: Plan | None) -> str | None:
+def drug_name(plan: Plan | None) -> str | None:
+    """The drug of ``plan``'s regimen, or None (no plan, or a regimen no longer in the library)."""
     if plan is None:
         return None
     try:
@@ -467,7 +450,11 @@ def materialise_due_messages(
     # made in this session (an opt-in, a new hold) must be visible to the plan.
     session.flush()
     full_pass = patient_ids is None
-    since = planned_until(session, now) if full_pass else None
+    look_back = now - max_freshness()
+    # A full pass starts where the last committed one stopped, never more than a
+    # freshness window back; a pass for given patients always looks back in full.
+    mark = planned_until(session, now) if full_pass else None
+    since = look_back if mark is None else max(mark, look_back)
     teams: dict[int, Any] = {}
     created = 0
     waiting: list[dict[str, Any]] = []
@@ -520,14 +507,13 @@ def planned_until(session: Session, now: datetime) -> datetime | None:
 
 
 def _record_pass(
-    session: Session, now: datetime, since: datetime | None, until: datetime, rows: int
+    session: Session, now: datetime, since: datetime, until: datetime, rows: int
 ) -> None:
     session.execute(delete(PlanningPass).where(PlanningPass.planned_at < now - PASS_HISTORY))
-    start = now - max_freshness()
     session.add(
         PlanningPass(
             planned_at=now,
-            planned_from=start if since is None else max(since, start),
+            planned_from=since,
             planned_until=until,
             rows_written=rows,
         )
@@ -640,7 +626,7 @@ def _load_chunk(
 
 
 def plan_chunk(
-    chunk: PatientChunk, now: datetime, horizon: timedelta, since: datetime | None
+    chunk: PatientChunk, now: datetime, horizon: timedelta, since: datetime
 ) -> list[PlannedMessage]:
     """The messages of a chunk's patients sent in [since, now + horizon) (no database)."""
     plans = _grouped(chunk.plans, "patient_id")
@@ -654,7 +640,7 @@ def plan_chunk(
         if not patient_plans and not patient_courses:
             continue
         latest = max(patient_plans, key=lambda p: p.created_at, default=None)
-        context = PatientContext(patient, chunk.teams[patient.team_id], _drug_name(latest), latest)
+        context = PatientContext(patient, chunk.teams[patient.team_id], drug_name(latest), latest)
         planned.extend(
             planned_messages_for_patient(
                 context, patient_plans, holds, records, patient_courses, now, horizon, since=since
@@ -664,7 +650,7 @@ def plan_chunk(
 
 
 def _new_rows(
-    session: Session, chunk: PatientChunk, now: datetime, horizon: timedelta, since: datetime | None
+    session: Session, chunk: PatientChunk, now: datetime, horizon: timedelta, since: datetime
 ) -> list[dict[str, Any]]:
     """Plan one chunk in this process: the rows of the messages the outbox does not have yet."""
     planned = plan_chunk(chunk, now, horizon, since)
@@ -711,7 +697,7 @@ def _pack_chunk(chunk: PatientChunk) -> tuple[Any, ...]:
 
 
 def rows_of_packed_chunk(
-    packed: tuple[Any, ...], now: datetime, horizon: timedelta, since: datetime | None
+    packed: tuple[Any, ...], now: datetime, horizon: timedelta, since: datetime
 ) -> list[dict[str, Any]]:
     """In a planning worker: the rendered outbox rows of a packed chunk's messages.
 
@@ -828,4 +814,4 @@ def patient_context(session: Session, patient: Patient) -> PatientContext:
     """The rendering context of one patient (team, current plan and its drug)."""
     team = session.get(Team, patient.team_id)
     plan = session.exec(_LATEST_PLAN, params={"patient_id": patient.id}).first()
-    return PatientContext(patient, team, _drug_name(plan), plan)
+    return PatientContext(patient, team, drug_name(plan), plan)

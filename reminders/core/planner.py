@@ -165,7 +165,7 @@ class PlanSpec:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
         object.__setattr__(self, "outcomes", MappingProxyType(dict(self.outcomes)))
         object.__setattr__(self, "holds", tuple(self.holds))
-        object.__setattr__(self, "resolved_options", _resolve_options(self.regimen, self.options))
+        object.__setattr__(self, "resolved_options", self.regimen.resolved_options(self.options))
         ext = self.regimen.extension
         if isinstance(self.extension_weeks, bool) or not isinstance(self.extension_weeks, int):
             raise ValueError("extension_weeks must be a whole number of weeks")
@@ -179,29 +179,6 @@ class PlanSpec:
                 f"{ext.max_extra_weeks} extra weeks ({ext.source})"
             )
         object.__setattr__(self, "_schedule", build_schedule(self))
-
-
-_resolved: dict[tuple[Any, ...], tuple[Regimen, Mapping[str, Any]]] = {}
-
-
-def _resolve_options(regimen: Regimen, options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``regimen.resolve_options(options)``, read-only and reused for the same options.
-
-    Checking the options of every plan again on every pass was a twentieth of a
-    planning pass (bench/bench_planning.py); most plans of a regimen share them.
-    """
-    key = (id(regimen), tuple(options.items()))  # another order of the same items: a miss
-    try:
-        hit = _resolved.get(key)
-    except TypeError:  # an unhashable option value (a list): check it every time
-        return MappingProxyType(regimen.resolve_options(options))
-    if hit is not None and hit[0] is regimen:  # id() may be reused by a new object
-        return hit[1]
-    resolved = MappingProxyType(regimen.resolve_options(options))
-    if len(_resolved) >= 4_096:
-        _resolved.clear()
-    _resolved[key] = (regimen, resolved)
-    return resolved
 
 
 @dataclass(frozen=True)
@@ -601,40 +578,6 @@ def _lab_week(sched: Schedule, day: date) -> int | None:
     return (day - first).days // 7 + 1
 
 
-class _RiskDay(NamedTuple):
-    """The risk windows of one treatment day: their ids, and whether one asks for a check-in."""
-
-    ids: tuple[str, ...]
-    checkin_due: bool
-
-
-_NO_RISK = _RiskDay((), False)
-_risk_days: dict[int, tuple[Regimen, dict[int, _RiskDay]]] = {}
-
-
-def _risk_day(regimen: Regimen, n: int) -> _RiskDay:
-    """The risk windows of treatment day ``n``, from a table built once per regimen.
-
-    Scanning the windows for every day of every plan was a tenth of a planning pass
-    (bench/bench_planning.py); a regimen never changes once loaded.
-    """
-    entry = _risk_days.get(id(regimen))
-    if entry is None or entry[0] is not regimen:  # id() may be reused by a new object
-        table = {}
-        for w in regimen.risk_windows:
-            for day in range(w.first_day, w.last_day + 1):
-                if day not in table:
-                    windows = regimen.risk_windows_on_day(day)
-                    table[day] = _RiskDay(
-                        tuple(x.id for x in windows),
-                        any((day - x.first_day) % x.checkin_every_days == 0 for x in windows),
-                    )
-        if len(_risk_days) >= 64:  # regimens built on the fly (tests): stay bounded
-            _risk_days.clear()
-        entry = _risk_days[id(regimen)] = (regimen, table)
-    return entry[1].get(n, _NO_RISK)
-
-
 def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list[str]]:
     """Why a check-in is due on ``day`` (empty: none), and the risk windows it falls in."""
     if n < 1:
@@ -644,7 +587,7 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
     end = sched.period_end
     if end is not None and day > end + timedelta(weeks=policy.after_last_dose_weeks):
         return [], []
-    risk = _risk_day(spec.regimen, n)
+    risk = spec.regimen.risk_day(n)
     reasons = []
     if risk.checkin_due:
         reasons.append("risk_window")

@@ -23,9 +23,10 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -593,9 +594,67 @@ class Regimen(_Model):
                 resolved[name] = _check_option_value(name, opt, opt.default)
         return resolved
 
+    def resolved_options(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """:meth:`resolve_options`, read-only and kept for the same values.
+
+        Checking the options of every plan again on every pass was a twentieth of a
+        planning pass (bench/bench_planning.py); most plans of a regimen share them.
+        Values in another order, or unhashable ones, are checked again.
+        """
+        key = tuple(values.items())
+        try:
+            hit = self._resolved.get(key)
+        except TypeError:  # an unhashable value (a list)
+            return MappingProxyType(self.resolve_options(values))
+        if hit is None:
+            hit = MappingProxyType(self.resolve_options(values))
+            if len(self._resolved) >= 1_024:
+                self._resolved.clear()
+            self._resolved[key] = hit
+        return hit
+
+    @cached_property
+    def _resolved(self) -> dict[tuple[Any, ...], Mapping[str, Any]]:
+        return {}
+
+    def risk_day(self, day: int) -> RiskDay:
+        """The risk windows of treatment day ``day`` (day 1 = start date), from a table.
+
+        Built once per regimen: scanning the windows for every day of every plan was a
+        tenth of a planning pass (bench/bench_planning.py).
+        """
+        return self._risk_days.get(day, NO_RISK)
+
+    @cached_property
+    def _risk_days(self) -> dict[int, RiskDay]:
+        table: dict[int, RiskDay] = {}
+        for window in self.risk_windows:
+            for day in range(window.first_day, window.last_day + 1):
+                if day not in table:
+                    windows = tuple(
+                        w for w in self.risk_windows if w.first_day <= day <= w.last_day
+                    )
+                    table[day] = RiskDay(
+                        windows,
+                        tuple(w.id for w in windows),
+                        any((day - w.first_day) % w.checkin_every_days == 0 for w in windows),
+                    )
+        return table
+
     def risk_windows_on_day(self, day: int) -> list[RiskWindow]:
         """The risk windows that contain treatment day ``day`` (day 1 = start date)."""
-        return [w for w in self.risk_windows if w.first_day <= day <= w.last_day]
+        return list(self.risk_day(day).windows)
+
+
+class RiskDay(NamedTuple):
+    """The risk windows of one treatment day, their ids, and whether one asks for a check-in."""
+
+    windows: tuple[RiskWindow, ...]
+    ids: tuple[str, ...]
+    checkin_due: bool
+
+
+NO_RISK = RiskDay((), (), False)
 
 
 def _check_option_value(name: str, opt: Any, value: Any) -> Any:
