@@ -25,6 +25,7 @@ from backend.models import (
     Patient,
     PillConfirmation,
     Plan,
+    ProphylaxisCourse,
     SymptomReport,
     Team,
 )
@@ -32,10 +33,16 @@ from backend.services import local_today
 from backend.services.alerts import raise_alert
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.parser import Expecting, Intent, ParsedReply, parse_reply
-from reminders.core.planner import is_in_cmv_window
+from reminders.core.planner import is_in_cmv_window, risk_windows_on, treatment_end
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import format_temperature
-from reminders.core.triage import Severity, TriageContext, TriageDecision, triage_report
+from reminders.core.triage import (
+    Severity,
+    TriageContext,
+    TriageDecision,
+    persistent_low_grade,
+    triage_report,
+)
 from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
 from reminders.outbox import (
     PatientContext,
@@ -313,12 +320,38 @@ def _current_plan(session: Session, patient_id: int) -> Plan | None:
 _UNSET: Any = object()
 
 
+#: Course statuses that no longer protect the patient (any other course is running
+#: or about to: the patient is still in the period of infection risk).
+_ENDED_COURSE_STATUSES = ("stopped", "declined")
+_ONGOING_PROPHYLAXIS = (
+    select(ProphylaxisCourse.id)
+    .where(
+        ProphylaxisCourse.patient_id == bindparam("patient_id"),
+        ProphylaxisCourse.stopped_on.is_(None),
+        ProphylaxisCourse.status.not_in(_ENDED_COURSE_STATUSES),
+    )
+    .limit(1)
+)
+_RECENT_TEMPERATURES = select(SymptomReport.reported_at, SymptomReport.temperature_c).where(
+    SymptomReport.patient_id == bindparam("patient_id"),
+    SymptomReport.temperature_c.is_not(None),
+    SymptomReport.reported_at >= bindparam("since"),
+)
+
+
 def triage_context(
-    session: Session, patient: Patient, now: datetime, *, plan: Plan | None = _UNSET
+    session: Session,
+    patient: Patient,
+    now: datetime,
+    *,
+    plan: Plan | None = _UNSET,
+    temperature_c: float | None = None,
 ) -> TriageContext:
-    """Whether today is in the CMV window, and the drug (some symptoms matter for one drug only).
+    """What triage needs beyond the reply: CMV window and risk, the drug, earlier readings.
 
     ``plan``: the patient's current plan when the caller has loaded it already.
+    ``temperature_c``: this reply's reading; when it is slightly raised, the patient's
+    earlier readings are looked up to tell whether it keeps coming back.
     """
     if plan is _UNSET:
         plan = _current_plan(session, patient.id)
@@ -329,9 +362,42 @@ def triage_context(
     # recorded doses (reminders.core.planner), so those are not loaded: two queries
     # fewer for every temperature reply.
     spec = build_plan_spec(plan, patient, (), ())
+    today = local_today(patient.timezone, now)
+    in_cmv_window = is_in_cmv_window(spec, today)
+    end = treatment_end(spec)
+    on_treatment = plan.status != "stopped" and (end is None or today <= end)
+    running = on_treatment or _prophylaxis_ongoing(session, patient.id)
+    fever = clinical_rules().fever
+    readings: tuple[float, ...] = ()
+    if temperature_c is not None and fever.recheck_from_c <= temperature_c < fever.threshold_c:
+        readings = persistent_low_grade(
+            [*_recent_temperatures(session, patient.id, now), (now, temperature_c)],
+            now,
+            in_risk_window=bool(risk_windows_on(spec, today)),
+            on_treatment_or_prophylaxis=running,
+        )
     return TriageContext(
-        in_cmv_window=is_in_cmv_window(spec, local_today(patient.timezone, now)), drug=regimen.drug
+        in_cmv_window=in_cmv_window,
+        drug=regimen.drug,
+        cmv_test_on_fever=in_cmv_window or (regimen.monitors_cmv and running),
+        low_grade_readings=readings,
     )
+
+
+def _prophylaxis_ongoing(session: Session, patient_id: int) -> bool:
+    """Whether any prophylaxis course of the patient is running (or proposed)."""
+    found = session.exec(_ONGOING_PROPHYLAXIS, params={"patient_id": patient_id}).first()
+    return found is not None
+
+
+def _recent_temperatures(
+    session: Session, patient_id: int, now: datetime
+) -> list[tuple[datetime, float]]:
+    """(reported at, Celsius) of the patient's readings within the longest persistence span."""
+    rule = clinical_rules().fever.persistent_low_grade
+    since = now - timedelta(hours=max(rule.any_time_hours, rule.in_risk_window_hours))
+    rows = session.exec(_RECENT_TEMPERATURES, params={"patient_id": patient_id, "since": since})
+    return [(at, celsius) for at, celsius in rows]
 
 
 def handle_inbound_sms(
@@ -489,13 +555,17 @@ def _check_in_step(
         inbound.link_checkin(session, checkin.id)
     if parsed.temperature_c is not None:
         checkin.temperature_c = parsed.temperature_c
+    # Red flags ("chest pain", "koorts") are reported signs like the menu's symptoms:
+    # they stay with the check-in, so a later temperature is triaged with them.
+    symptoms = frozenset(parsed.symptoms) | parsed.red_flags
     answered_symptoms = parsed.intent in (Intent.SYMPTOMS, Intent.NO_SYMPTOMS, Intent.NO) or bool(
-        parsed.symptoms
+        symptoms
     )
-    symptoms = frozenset(parsed.symptoms)
     if answered_symptoms:
         checkin.symptoms = sorted(set(checkin.symptoms or []) | symptoms)
-    tcontext = triage_context(session, patient, now, plan=context.plan)
+    tcontext = triage_context(
+        session, patient, now, plan=context.plan, temperature_c=parsed.temperature_c
+    )
     checkin.in_cmv_window = tcontext.in_cmv_window
     temperature = (
         parsed.temperature_c if parsed.temperature_c is not None else checkin.temperature_c
@@ -521,6 +591,13 @@ def _check_in_step(
         # Words the parser could not read may matter ("36.8 but my leg is swollen").
         _forward_free_text(session, context, inbound, parsed, now)
     values = _triage_values(decision, temperature, patient.language)
+    if decision.awaits_temperature:
+        # Fever in words: the patient is told to call now, and the check-in waits for
+        # the number (a reply with it is triaged together with the words).
+        checkin.state, checkin.last_prompt_at = "awaiting_temperature", now
+        checkin.severity = str(decision.severity)
+        checkin.save(session)
+        return _text(context, decision.patient_template or "fever_words_urgent", **values)
     if decision.severity is Severity.URGENT:
         _close(checkin, decision, now)
         checkin.save(session)
@@ -607,12 +684,13 @@ def _alert_for(
             "temperature_c": temperature,
             "symptoms": symptoms,
             "reasons": list(decision.reasons),
+            "red_flags": list(decision.red_flags),
             "cmv_test_advised": decision.cmv_test_advised,
         },
         "source": "; ".join(decision.sources)[:200],
         "dedupe_key": f"report:{report_id}",
     }
-    if decision.severity is Severity.URGENT:
+    if decision.severity is Severity.URGENT or decision.notify_on_call:
         raise_urgent_alert(session, now, **fields)
     else:
         raise_alert(
@@ -632,21 +710,23 @@ def _forward_free_text(
     parsed: ParsedReply,
     now: datetime,
 ) -> tuple[str, str]:
+    """A message we could not read: a human reads it (never routine), the patient is told so.
+
+    Red flags never come this way: the parser reports them and they are triaged.
+    """
     patient = context.patient
     raise_alert(
         session,
         team_id=patient.team_id,
         patient_id=patient.id,
-        severity="high" if parsed.mentions_fever else "routine",
+        severity="high",
         kind="patient_message",
-        reason=("Message from patient: " + inbound.body)[:500],
-        details={"inbound_id": inbound.id, "mentions_fever": parsed.mentions_fever},
-        source="patient SMS",
+        reason=("Needs review, message from patient: " + inbound.body)[:500],
+        details={"inbound_id": inbound.id, "needs_review": True},
+        source="patient SMS (a message the companion could not read is read by a person)",
         now=now,
         dedupe_key=f"message:{inbound.provider_sid}",
     )
-    if parsed.mentions_fever:
-        return _text(context, "reask_temperature")
     return _text(context, "free_text_ack")
 
 

@@ -27,6 +27,18 @@ class FeverRule:
     plausible_min_c: float
     plausible_max_c: float
     source: str
+    persistent_low_grade: LowGradeRule
+
+
+@dataclass(frozen=True)
+class LowGradeRule:
+    """When a slightly raised temperature that keeps coming back is a high alert."""
+
+    in_risk_window_count: int
+    in_risk_window_hours: int
+    any_time_count: int
+    any_time_hours: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class CmvRule:
     act_above_copies: float
     act_on_two_rising_positives: bool
     positive_above_copies: float
+    symptomatic_within_days: int
     source: str
 
 
@@ -91,7 +104,10 @@ def clinical_rules() -> ClinicalRules:
     data = _load_toml("clinical_rules.toml")
     labs = data["labs"]
     return ClinicalRules(
-        fever=FeverRule(**data["fever"]),
+        fever=FeverRule(
+            **{k: v for k, v in data["fever"].items() if k != "persistent_low_grade"},
+            persistent_low_grade=LowGradeRule(**data["fever"]["persistent_low_grade"]),
+        ),
         alerts=AlertPolicy(**data["alerts"]),
         cmv=CmvRule(**labs["cmv_pcr"]),
         anc=AncRule(**labs["anc"]),

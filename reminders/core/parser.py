@@ -44,9 +44,11 @@ import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import cache
 from typing import Literal
 
 from reminders.core.clinical_rules import clinical_rules
+from reminders.core.red_flags import load_red_flags
 
 __all__ = [
     "HELP_KEYWORDS",
@@ -131,6 +133,8 @@ class ParsedReply:
     menu_numbers: tuple[int, ...] = ()
     negated_symptoms: frozenset[str] = frozenset()
     has_free_text: bool = False
+    red_flags: frozenset[str] = frozenset()
+    negated_red_flags: frozenset[str] = frozenset()
 
     @property
     def opts_out(self) -> bool:
@@ -304,19 +308,6 @@ _SYMPTOM_WORDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# A fever word without a number: not a measurement, but the team must see it.
-_FEVER_WORDS = (
-    "fever(ish)?",
-    "febrile",
-    "high temp(erature)?",
-    "burning up",
-    "fievre",
-    "fievreu(x|se)",
-    "de la temperature",
-    "temperature elevee",
-    "koorts(ig)?",
-    "verhoging",
-)
 # Words that say "this number is a temperature".
 _TEMP_WORDS = ("temp", "temperature", "temperatuur", r"t\s?°", "thermometer")
 
@@ -394,6 +385,7 @@ _FILLER = frozenset(
     symptom symptoms symptome symptomes symptomen klachten klacht
     reading measured mesure gemeten measure number nummer numero
     it them ze het hem tablet tablets pill pills comprime comprimes pil pillen
+    feel feeling felt voel voelt sens sent sens meer more anymore longer plus
     """
     )
 )
@@ -436,7 +428,6 @@ def _phrase_re(fragments: tuple[str, ...]) -> re.Pattern[str]:
 
 
 _SYMPTOM_RES = {code: _phrase_re(words) for code, words in _SYMPTOM_WORDS.items()}
-_FEVER_RE = _phrase_re(_FEVER_WORDS)
 _TEMP_WORD_RE = _phrase_re(_TEMP_WORDS)
 _NOT_SYMPTOM_RE = _phrase_re(_NOT_SYMPTOMS)
 _NONE_PHRASE_RE = _phrase_re(_NONE_PHRASES)
@@ -465,6 +456,66 @@ _TEMP_WORD_BEFORE_RE = re.compile(
 _SPLIT_DECIMAL_RE = re.compile(r"(?<![\d.,])(?:3[4-9]|4[0-3]) \d(?![\d.,])")
 
 _MASK = "\x00"  # replaces consumed text; never matches a word or a space
+
+# Red flags (reminders/core/red_flags.toml). Their negation is broader than a symptom's:
+# a few filler words may stand between ("I don't have a fever", "n'ai pas de fievre",
+# "geen koorts meer"), and the past may follow ("fever gone", "koorts is weg").
+# Anything else ("not sure if I have a fever") is read as a report: err towards urgent.
+_FLAG_NEGATION_WORDS = (
+    "no|not|never|without|no longer|no more|don'?t|didn'?t|doesn'?t|haven'?t|hasn'?t|"
+    "isn'?t|wasn'?t|aren'?t|geen|niet|nooit|zonder|sans|pas|plus|aucune?|jamais|ni"
+)
+_FLAG_NEGATION_FILLER = (
+    "i|have|had|has|got|get|any|a|an|feel|feeling|felt|been|being|having|sign|signs|of|"
+    "more|longer|de|d|du|la|le|les|un|une|het|een|meer|enige|enig|last|van|ik|heb|voel|"
+    "me|je|ai|sens|suis|plus|ever|really|at|all"
+)
+_FLAG_NEGATION_BEFORE = re.compile(
+    rf"(?:^|[^\w'])(?:{_FLAG_NEGATION_WORDS})(?:[\s']+(?:{_FLAG_NEGATION_FILLER})){{0,4}}[\s']*$"
+)
+_FLAG_PAST_AFTER = re.compile(
+    r"(?:[\s,]+(?:is|has|have|was|had|est|s'est|zijn|ben|are))?"
+    r"(?:[\s,]+(?:now|all|completely|since|maintenant|nu|helemaal|inmiddels|al|alweer|bien))?"
+    r"[\s,]+(?:gone|over|passed|went away|gone away|gone down|disappeared|resolved|finished|"
+    r"partie?s?|passee?s?|disparue?s?|tombee?s?|terminee?s?|finie?s?|weg|voorbij|"
+    r"verdwenen|gezakt|gedaald|over)(?![^\W_])"
+)
+
+
+def _negation_before(masked: str, start: int) -> re.Match[str] | None:
+    """The negation ("no", "I don't have a", "pas de", "geen") just before ``start``."""
+    window = max(0, start - _LOOKBACK)
+    return _NEGATION_BEFORE.search(masked, window, start) or _FLAG_NEGATION_BEFORE.search(
+        masked, window, start
+    )
+
+
+@cache
+def _red_flag_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """(flag id, compiled phrases) for each red flag, built on first use."""
+    return tuple((f.id, _phrase_re(f.all_phrases())) for f in load_red_flags().flags)
+
+
+def _red_flags_in(masked: str) -> tuple[set[str], set[str], list[tuple[int, int]]]:
+    """(red flags reported, red flags negated, spans to mask) in the masked text."""
+    found: set[str] = set()
+    negated: set[str] = set()
+    spans: list[tuple[int, int]] = []
+    for flag_id, pattern in _red_flag_patterns():
+        for m in pattern.finditer(masked):
+            before = _negation_before(masked, m.start())
+            after = _FLAG_PAST_AFTER.match(masked, m.end())
+            if before or after:
+                negated.add(flag_id)
+                spans.append(
+                    (before.start() if before else m.start(), after.end() if after else m.end())
+                )
+            else:
+                found.add(flag_id)
+                spans.append(m.span())
+    return found, negated - found, spans
+
+
 # Look-behind checks ("no cough", "at 8", "temp is 38") only need the last few words;
 # bounding them keeps parsing linear even for a pathological 100,000-character body.
 _LOOKBACK = 40
@@ -710,13 +761,20 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
         categories.add("none")
     masked = _mask_spans(masked, spans)
 
-    # 5. Symptom words, each possibly negated by the word just before it.
+    # 5. Red flags ("chest pain", "koorts", "je me suis evanoui"), each possibly negated
+    #    ("no fever") or in the past ("fever gone"). Read before the symptom words and
+    #    masked after them, so that "short of breath" is both a flag and a symptom.
+    red_flags, negated_flags, flag_spans = _red_flags_in(masked)
+    if negated_flags:
+        categories.add("none")
+
+    # 6. Symptom words, each possibly negated by the words just before it.
     symptoms: set[str] = set()
     negated: set[str] = set()
     for code, pattern in _SYMPTOM_RES.items():
         spans = []
         for m in pattern.finditer(masked):
-            neg = _NEGATION_BEFORE.search(masked, max(0, m.start() - _LOOKBACK), m.start())
+            neg = _negation_before(masked, m.start())
             if neg:
                 negated.add(code)
                 spans.append((neg.start(), m.end()))
@@ -728,19 +786,7 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
     negated -= symptoms  # "no cough ... coughing a lot": the report wins
     if negated:
         categories.add("none")
-
-    # 6. Fever words ("koorts", "fievre") and temperature words ("temp").
-    mentions_fever = False
-    spans = []
-    for m in _FEVER_RE.finditer(masked):
-        neg = _NEGATION_BEFORE.search(masked, max(0, m.start() - _LOOKBACK), m.start())
-        if neg:
-            categories.add("none")
-            spans.append((neg.start(), m.end()))
-        else:
-            mentions_fever = True
-            spans.append(m.span())
-    masked = _mask_spans(masked, spans)
+    masked = _mask_spans(masked, flag_spans)
     masked = _mask_spans(masked, [m.span() for m in _TEMP_WORD_RE.finditer(masked)])
 
     # 7. What is left: short answers, filler, or words we do not understand.
@@ -755,7 +801,9 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
 
     common = {
         "symptoms": frozenset(symptoms),
-        "mentions_fever": mentions_fever,
+        "mentions_fever": "fever" in red_flags,
+        "red_flags": frozenset(red_flags),
+        "negated_red_flags": frozenset(negated_flags),
         "menu_numbers": tuple(sorted(set(menu))),
         "negated_symptoms": frozenset(negated),
         "has_free_text": free_text,
@@ -771,7 +819,7 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
             **common,
         )
     first_bad = implausible[0] if implausible else None
-    if symptoms:
+    if symptoms or red_flags:
         return ParsedReply(
             intent=Intent.SYMPTOMS,
             raw_temperature=first_bad.raw if first_bad else None,
@@ -785,7 +833,7 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
             temperature_implausible=True,
             **common,
         )
-    if free_text or mentions_fever:
+    if free_text:
         return ParsedReply(intent=Intent.UNKNOWN, **common)
     return ParsedReply(intent=_short_answer(categories, expecting), **common)
 

@@ -617,6 +617,16 @@ class Regimen(_Model):
     def _resolved(self) -> dict[tuple[Any, ...], Mapping[str, Any]]:
         return {}
 
+    @property
+    def monitors_cmv(self) -> bool:
+        """Whether the regimen watches for CMV reactivation (a CMV window or a CMV test).
+
+        Then every fever during treatment or prophylaxis calls for a CMV test (002).
+        """
+        return any(w.kind == "cmv" for w in self.risk_windows) or any(
+            lab.id.startswith("cmv") for lab in self.labs
+        )
+
     def risk_day(self, day: int) -> RiskDay:
         """The risk windows of treatment day ``day`` (day 1 = start date), from a table.
 

@@ -71,6 +71,7 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "recheck_temperature",
     "fever_urgent",
     "fever_urgent_cmv",
+    "fever_words_urgent",
     "red_flag_urgent",
     "symptoms_ack",
     "symptoms_ack_recheck",

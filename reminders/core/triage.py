@@ -26,15 +26,18 @@ import math
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reminders.core.clinical_rules import ClinicalRules, clinical_rules
 from reminders.core.parser import SYMPTOM_CODES
+from reminders.core.red_flags import RedFlag, RedFlags, applicable_flags, load_red_flags
 
 __all__ = [
     "Severity",
@@ -44,6 +47,7 @@ __all__ = [
     "TriageRules",
     "TriageRulesError",
     "load_triage_rules",
+    "persistent_low_grade",
     "triage_report",
 ]
 
@@ -73,11 +77,19 @@ class TriageRulesError(ValueError):
 
 @dataclass(frozen=True)
 class TriageContext:
-    """What we know about the patient beyond this reply."""
+    """What we know about the patient beyond this reply.
+
+    ``cmv_test_on_fever``: a fever now calls for a CMV test (the regimen monitors CMV
+    and the patient is on treatment or prophylaxis, or inside the CMV window).
+    ``low_grade_readings``: the slightly raised temperatures (this one included) that
+    make :func:`persistent_low_grade` hold, oldest first; empty when it does not.
+    """
 
     in_cmv_window: bool = False
     drug: str | None = None
     extra_symptoms: frozenset[str] = frozenset()
+    cmv_test_on_fever: bool = False
+    low_grade_readings: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,8 @@ class TriageDecision:
     cmv_test_advised: bool = False
     recheck_after_minutes: int | None = None
     symptoms: frozenset[str] = field(default_factory=frozenset)
+    awaits_temperature: bool = False
+    red_flags: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- rules as data
@@ -116,6 +130,11 @@ class Condition(BaseModel):
     drugs: tuple[str, ...] | None = None
     unrecognised_symptom: bool | None = None
     nothing_reported: bool | None = None
+    red_flag: bool | None = None
+    fever_in_words: Literal["no_temperature", "below_threshold"] | None = None
+    febrile: bool | None = None
+    cmv_test_on_fever: bool | None = None
+    persistent_low_grade: bool | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> Condition:
@@ -140,6 +159,7 @@ class TriageRule(BaseModel):
     notify_on_call: bool = False
     cmv_test_advised: bool = False
     recheck_after: str | None = None
+    ask_temperature: bool = False
 
 
 class Combination(BaseModel):
@@ -217,10 +237,18 @@ def _check(rules: TriageRules, where: str) -> None:
                 f"{where}: rule {r.id!r}, patient_template: {r.patient_template!r} is missing"
                 " from patient_template_priority"
             )
-    # Safety: every symptom the parser can produce must have a rule of its own.
-    missing = SYMPTOM_CODES - rules.known_symptoms
+    # Safety: every symptom the parser can produce must have a rule or be a red flag.
+    flags = load_red_flags()
+    missing = SYMPTOM_CODES - rules.known_symptoms - _flag_codes(flags)
     if missing:
         raise TriageRulesError(f"{where}: no rule for symptom code(s) {sorted(missing)}")
+    if not any(r.condition.red_flag for r in rules.rule if r.severity is Severity.URGENT):
+        raise TriageRulesError(f"{where}: no urgent rule for red flags (red_flag = true)")
+
+
+def _flag_codes(flags: RedFlags) -> frozenset[str]:
+    """Codes that report a red flag: flag ids and the symptom codes flags name."""
+    return flags.ids | frozenset(code for f in flags.flags for code in f.symptoms)
 
 
 def load_triage_rules(path: Path | str | None = None) -> TriageRules:
@@ -263,15 +291,36 @@ def _describe(err: dict, data: dict) -> str:
 
 
 # --------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class _Facts:
+    """What the rules are evaluated against, derived once per report."""
+
+    temperature_c: float | None
+    symptoms: frozenset[str]
+    unrecognised: frozenset[str]
+    urgent_flags: tuple[RedFlag, ...]
+    fever_in_words: Literal["no_temperature", "below_threshold"] | None
+    febrile: bool
+
+
 def _holds(
-    condition: Condition,
-    temperature_c: float | None,
-    symptoms: frozenset[str],
-    unrecognised: frozenset[str],
-    context: TriageContext,
-    clinical: ClinicalRules,
+    condition: Condition, facts: _Facts, context: TriageContext, clinical: ClinicalRules
 ) -> bool:
     c = condition
+    temperature_c, symptoms, unrecognised = facts.temperature_c, facts.symptoms, facts.unrecognised
+    if c.red_flag is not None and bool(facts.urgent_flags) != c.red_flag:
+        return False
+    if c.fever_in_words is not None and facts.fever_in_words != c.fever_in_words:
+        return False
+    if c.febrile is not None and facts.febrile != c.febrile:
+        return False
+    if c.cmv_test_on_fever is not None and context.cmv_test_on_fever != c.cmv_test_on_fever:
+        return False
+    if (
+        c.persistent_low_grade is not None
+        and bool(context.low_grade_readings) != c.persistent_low_grade
+    ):
+        return False
     if c.temperature_c_at_least is not None and (
         temperature_c is None or temperature_c < _threshold(clinical, c.temperature_c_at_least)
     ):
@@ -292,6 +341,71 @@ def _holds(
         return False
     nothing = temperature_c is None and not symptoms
     return c.nothing_reported is None or nothing == c.nothing_reported
+
+
+def _facts(
+    temperature_c: float | None,
+    reported: frozenset[str],
+    context: TriageContext,
+    rules: TriageRules,
+    clinical: ClinicalRules,
+) -> _Facts:
+    """Red flags, fever in words and what no rule knows, for one report."""
+    flags = load_red_flags()
+    for_drug, other_drug = applicable_flags(reported, context.drug, flags)
+    fever_words = any(f.fever_in_words for f in for_drug)
+    fever_in_words: Literal["no_temperature", "below_threshold"] | None = None
+    if fever_words and temperature_c is None:
+        fever_in_words = "no_temperature"
+    elif fever_words and temperature_c < clinical.fever.threshold_c:  # type: ignore[operator]
+        fever_in_words = "below_threshold"
+    measured_fever = temperature_c is not None and temperature_c >= clinical.fever.threshold_c
+    # A flag of another drug ("swollen belly" on rituximab) is no red flag here, but it
+    # still reaches a human: it counts as a symptom no rule knows.
+    known = rules.known_symptoms | _flag_codes(flags)
+    unrecognised = (reported - known) | frozenset(f.id for f in other_drug)
+    return _Facts(
+        temperature_c=temperature_c,
+        symptoms=reported,
+        unrecognised=unrecognised,
+        urgent_flags=tuple(f for f in for_drug if not f.fever_in_words),
+        fever_in_words=fever_in_words,
+        febrile=measured_fever or fever_in_words == "no_temperature",
+    )
+
+
+def persistent_low_grade(
+    readings: Iterable[tuple[datetime, float]],
+    now: datetime,
+    *,
+    in_risk_window: bool,
+    on_treatment_or_prophylaxis: bool,
+) -> tuple[float, ...]:
+    """The slightly raised readings that make a persistent low-grade temperature, or ().
+
+    ``readings`` are (taken at, Celsius) of the patient's recent reports, this one
+    included. A reading counts when it is at least ``fever.recheck_from_c`` and below
+    the fever threshold. It holds when ``in_risk_window_count`` readings fall within
+    ``in_risk_window_hours`` inside a risk window, or ``any_time_count`` within
+    ``any_time_hours`` while treatment or prophylaxis runs (``clinical_rules.toml``).
+    """
+    fever = clinical_rules().fever
+    rule = fever.persistent_low_grade
+    low = sorted(
+        (at, c)
+        for at, c in readings
+        if c is not None and fever.recheck_from_c <= c < fever.threshold_c and at <= now
+    )
+    checks = []
+    if in_risk_window:
+        checks.append((rule.in_risk_window_count, rule.in_risk_window_hours))
+    if on_treatment_or_prophylaxis or in_risk_window:
+        checks.append((rule.any_time_count, rule.any_time_hours))
+    for count, hours in checks:
+        recent = [c for at, c in low if at > now - timedelta(hours=hours)]
+        if len(recent) >= count:
+            return tuple(recent)
+    return ()
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
@@ -328,19 +442,20 @@ def triage_report(
         )
 
     reported = frozenset(symptoms) | frozenset(context.extra_symptoms)
-    unrecognised = reported - rules.known_symptoms
-    matched = [
-        r
-        for r in rules.rules
-        if _holds(r.condition, temperature_c, reported, unrecognised, context, clinical)
-    ]
+    facts = _facts(temperature_c, reported, context, rules, clinical)
+    matched = [r for r in rules.rules if _holds(r.condition, facts, context, clinical)]
     if not matched:  # only possible with a custom rule set
         return TriageDecision(Severity.NONE, (), "", (), (), None, symptoms=reported)
 
     severity = max((r.severity for r in matched), key=lambda s: s.rank)
+    by_id = load_red_flags().by_id()
     values = {
         "temperature_c": "" if temperature_c is None else f"{temperature_c:.1f}",
-        "unrecognised": ", ".join(sorted(unrecognised)),
+        "unrecognised": ", ".join(
+            by_id[code].summary if code in by_id else code for code in sorted(facts.unrecognised)
+        ),
+        "red_flags": "; ".join(f.summary for f in facts.urgent_flags),
+        "low_grade_readings": ", ".join(f"{c:.1f}" for c in context.low_grade_readings),
     }
     parts = _unique(r.summary.format(**values) for r in matched)
     summary = "; ".join(parts)
@@ -358,9 +473,12 @@ def triage_report(
         minutes = [int(_threshold(clinical, r.recheck_after)) for r in matched if r.recheck_after]
         recheck = min(minutes) if minutes else None
 
+    flag_reasons = [f"red_flag:{f.id}" for f in facts.urgent_flags]
+    if facts.fever_in_words is not None:
+        flag_reasons.insert(0, "red_flag:fever")
     return TriageDecision(
         severity=severity,
-        reasons=_unique(r.reason for r in matched),
+        reasons=_unique([r.reason for r in matched] + flag_reasons),
         summary=summary,
         rule_ids=tuple(r.id for r in matched),
         sources=_unique(r.source for r in matched),
@@ -370,4 +488,9 @@ def triage_report(
         cmv_test_advised=any(r.cmv_test_advised for r in matched),
         recheck_after_minutes=recheck,
         symptoms=reported,
+        awaits_temperature=temperature_c is None and any(r.ask_temperature for r in matched),
+        red_flags=tuple(
+            (["fever"] if facts.fever_in_words is not None else [])
+            + [f.id for f in facts.urgent_flags]
+        ),
     )

@@ -154,7 +154,7 @@ REPLIES = [
     case("yellow eyes", None, Intent.SYMPTOMS, None, "jaundice"),
     case("help I'm bleeding", None, Intent.SYMPTOMS, None, "bleeding"),
     case("yes I have a cough", S, Intent.SYMPTOMS, None, "breathing"),
-    case("not coughing", S, Intent.SYMPTOMS, None, "breathing"),  # over-triage, on purpose
+    case("not coughing", S, Intent.NO_SYMPTOMS),  # a negation: red flags must not trigger on it
     case("toux", None, Intent.SYMPTOMS, None, "breathing"),
     case("frissons", None, Intent.SYMPTOMS, None, "chills"),
     case("saignement du nez", None, Intent.SYMPTOMS, None, "bleeding"),
@@ -267,8 +267,8 @@ REPLIES = [
     case("🤒", S, Intent.UNKNOWN),
     case("?", None, Intent.UNKNOWN),
     case("thanks", None, Intent.UNKNOWN),
-    case("koorts", None, Intent.UNKNOWN),  # fever word, no number: flagged, see below
-    case("j'ai de la fièvre", T, Intent.UNKNOWN),
+    case("koorts", None, Intent.SYMPTOMS),  # fever word, no number: a red flag, see below
+    case("j'ai de la fièvre", T, Intent.SYMPTOMS),
     case("I had my blood test today", None, Intent.UNKNOWN),  # not bleeding
     case("bloedafname gedaan", None, Intent.UNKNOWN),
     case("Can I take paracetamol?", None, Intent.UNKNOWN),
@@ -412,8 +412,9 @@ def test_keyword_sets_match_twilio_defaults():
 def test_fever_word_without_number_is_flagged():
     for text in ("koorts", "I have a fever", "j'ai de la fièvre", "ik heb verhoging"):
         reply = parse_reply(text, T)
-        assert reply.intent == Intent.UNKNOWN
+        assert reply.intent == Intent.SYMPTOMS
         assert reply.mentions_fever, text
+        assert reply.red_flags == {"fever"}, text
     assert not parse_reply("geen koorts", S).mentions_fever
 
 
@@ -511,7 +512,7 @@ def _check_invariants(reply: ParsedReply) -> None:
         assert fever.plausible_min_c <= reply.temperature_c <= fever.plausible_max_c
         assert round(reply.temperature_c, 1) == reply.temperature_c
     if reply.intent == Intent.SYMPTOMS:
-        assert reply.symptoms
+        assert reply.symptoms or reply.red_flags
 
 
 @given(text=st.text(max_size=50))

@@ -230,7 +230,7 @@ def test_content_the_brief_asks_for():
     recheck = render("recheck_temperature", "en", **en)
     assert "60 minutes" in recheck and "37.6 C" in recheck
     assert "look at" in render("symptoms_ack", "en", **en)
-    assert "passed to your care team" in render("free_text_ack", "en", **en)
+    assert "gone to your care team" in render("free_text_ack", "en", **en)
     alert = render("oncall_alert", "en", **en)
     assert "P-000123" in alert and "See dashboard" in alert
 

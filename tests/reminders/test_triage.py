@@ -12,6 +12,7 @@ import pytest
 from reminders.core import triage
 from reminders.core.clinical_rules import LANGUAGES, clinical_rules, urgent_advice
 from reminders.core.parser import SYMPTOM_CODES, Expecting, parse_reply
+from reminders.core.red_flags import load_red_flags
 from reminders.core.templates import TEMPLATE_KEYS, render
 from reminders.core.triage import (
     Severity,
@@ -25,7 +26,7 @@ RULES_FILE = Path(triage.__file__).with_name("triage_rules.toml")
 FEVER = clinical_rules().fever
 NOTHING: frozenset[str] = frozenset()
 SEED_OR_POLICY = re.compile(
-    r"\d{3}_[0-9a-f]{16}\.txt|clinical-brief\.md|clinical_rules\.toml|safety"
+    r"\d{3}_[0-9a-f]{16}\.txt|clinical-brief\.md|clinical_rules\.toml|red_flags\.toml|safety"
 )
 
 
@@ -39,14 +40,16 @@ TRIGGERS = {
     "fever": (FEVER.threshold_c, (), {}),
     "low_grade_temperature": (FEVER.recheck_from_c, (), {}),
     "temperature_normal": (36.8, (), {}),
-    "red_flag_breathing": (None, ("breathing",), {}),
-    "red_flag_bleeding": (None, ("bleeding",), {}),
+    "red_flag": (None, ("chest_pain",), {}),
+    "fever_in_words": (None, ("fever",), {}),
+    "fever_words_normal_temperature": (36.9, ("chills",), {}),
+    "persistent_low_grade": (37.6, (), {"low_grade_readings": (37.6, 37.7)}),
+    "fever_cmv_test": (FEVER.threshold_c, (), {"cmv_test_on_fever": True}),
     "symptom_chills": (None, ("chills",), {}),
     "symptom_tired": (None, ("tired",), {}),
     "symptom_rash": (None, ("rash",), {}),
     "symptom_diarrhoea": (None, ("diarrhoea",), {}),
     "symptom_injection_site": (None, ("injection_site",), {}),
-    "symptom_jaundice": (None, ("jaundice",), {"drug": "inotuzumab"}),
     "unrecognised_symptom": (None, ("earache",), {}),
     "fever_cmv_window": (FEVER.threshold_c, (), {"in_cmv_window": True}),
     "nothing_reported": (None, (), {}),
@@ -82,8 +85,9 @@ def test_rules_file_writes_no_threshold_as_a_literal():
         assert not isinstance(rule.get("recheck_after", ""), int | float)
 
 
-def test_every_symptom_code_has_a_rule():
-    assert load_triage_rules().known_symptoms == SYMPTOM_CODES
+def test_every_symptom_code_has_a_rule_or_is_a_red_flag():
+    flag_codes = {code for f in load_red_flags().flags for code in (f.id, *f.symptoms)}
+    assert load_triage_rules().known_symptoms | flag_codes >= SYMPTOM_CODES
 
 
 def test_every_patient_template_exists_in_every_language():
@@ -104,11 +108,11 @@ def test_fever_is_urgent():
     assert d.summary == "Temperature 38.4 C"
 
 
-@pytest.mark.parametrize("code", ["breathing", "bleeding"])
+@pytest.mark.parametrize("code", ["breathing", "bleeding", "jaundice"])
 def test_red_flags_are_urgent_without_fever(code):
     d = report(None, code)
     assert d.severity is Severity.URGENT
-    assert d.reasons == (f"red_flag:{code}",)
+    assert d.reasons == ("red_flag", f"red_flag:{code}")
     assert d.patient_template == "red_flag_urgent"
     assert d.alert_care_team and d.notify_on_call
 
@@ -116,12 +120,10 @@ def test_red_flags_are_urgent_without_fever(code):
 @pytest.mark.parametrize(
     ("code", "label"),
     [
-        ("chills", "Chills or shivering"),
         ("tired", "Very tired"),
         ("rash", "Rash"),
         ("diarrhoea", "Diarrhoea"),
         ("injection_site", "Injection-site problem"),
-        ("jaundice", "Yellow skin or eyes"),
     ],
 )
 def test_other_symptoms_are_high_and_acknowledged(code, label):
@@ -133,9 +135,21 @@ def test_other_symptoms_are_high_and_acknowledged(code, label):
     assert d.alert_care_team and not d.notify_on_call
 
 
-@pytest.mark.parametrize("drug", ["inotuzumab", "rituximab", "alemtuzumab", None])
-def test_jaundice_is_never_dropped_whatever_the_drug(drug):
-    assert report(None, "jaundice", drug=drug).severity is Severity.HIGH
+@pytest.mark.parametrize("drug", ["inotuzumab ozogamicin", "rituximab", "alemtuzumab", None])
+def test_jaundice_is_a_red_flag_whatever_the_drug(drug):
+    # Yellow skin or eyes is on the site's "call now" list (red_flags.toml): urgent.
+    assert report(None, "jaundice", drug=drug).severity is Severity.URGENT
+
+
+def test_chills_are_a_fever_in_words_until_a_number_says_otherwise():
+    alone = report(None, "chills")
+    assert alone.severity is Severity.URGENT and alone.notify_on_call
+    assert alone.patient_template == "fever_words_urgent" and alone.awaits_temperature
+    measured = report(36.9, "chills")
+    assert measured.severity is Severity.HIGH and not measured.notify_on_call
+    assert measured.reasons[:1] == ("temperature_normal",) and "symptom:chills" in measured.reasons
+    assert measured.patient_template == "symptoms_ack_recheck"
+    assert measured.recheck_after_minutes == FEVER.recheck_after_minutes
 
 
 def test_nothing_abnormal_thanks_the_patient():
@@ -229,15 +243,18 @@ def test_no_cmv_advice_outside_the_window_or_without_fever():
 def test_fever_and_bleeding_is_urgent_with_both_reasons():
     d = report(38.2, "bleeding")
     assert d.severity is Severity.URGENT
-    assert d.reasons == ("fever", "red_flag:bleeding")
-    assert d.summary == "Temperature 38.2 C; bleeding or bruising"
+    assert d.reasons == ("fever", "red_flag", "red_flag:bleeding")
+    assert (
+        d.summary
+        == "Temperature 38.2 C; bleeding or bruising, black stools, or blood in urine or vomit"
+    )
     assert d.patient_template == "fever_urgent"
 
 
 def test_fever_cough_in_cmv_window_summary_reads_in_order():
     d = report(38.4, "breathing", in_cmv_window=True)
     assert d.summary == "Temperature 38.4 C; cough or short of breath; CMV test advised"
-    assert d.reasons == ("fever", "red_flag:breathing", "cmv_test_advised")
+    assert d.reasons == ("fever", "red_flag", "cmv_test_advised", "red_flag:breathing")
     assert d.patient_template == "fever_urgent_cmv"
 
 
