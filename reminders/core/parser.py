@@ -385,7 +385,8 @@ _FILLER = frozenset(
     symptom symptoms symptome symptomes symptomen klachten klacht
     reading measured mesure gemeten measure number nummer numero
     it them ze het hem tablet tablets pill pills comprime comprimes pil pillen
-    feel feeling felt voel voelt sens sent sens meer more anymore longer plus
+    feel feeling felt voel voelt sens sent meer more anymore longer plus
+    n'ai n'est n ne je n'en
     """
     )
 )
@@ -739,6 +740,14 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
     free_text = False
     categories: set[str] = set()
 
+    # 0. Red flags ("chest pain", "koorts", "low blood pressure"), each possibly negated
+    #    ("no fever") or in the past ("fever gone"): read first, on the whole text, so
+    #    that nothing masked below ("blood pressure" is no bleeding) can hide one; their
+    #    words are masked only after the symptom words ("short of breath" is both).
+    red_flags, negated_flags, flag_spans = _red_flags_in(masked)
+    if negated_flags:
+        categories.add("none")
+
     # 1. Phrases that look like symptoms but are not ("blood test"): the team sees them.
     spans = [m.span() for m in _NOT_SYMPTOM_RE.finditer(masked)]
     free_text = bool(spans)
@@ -761,14 +770,7 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
         categories.add("none")
     masked = _mask_spans(masked, spans)
 
-    # 5. Red flags ("chest pain", "koorts", "je me suis evanoui"), each possibly negated
-    #    ("no fever") or in the past ("fever gone"). Read before the symptom words and
-    #    masked after them, so that "short of breath" is both a flag and a symptom.
-    red_flags, negated_flags, flag_spans = _red_flags_in(masked)
-    if negated_flags:
-        categories.add("none")
-
-    # 6. Symptom words, each possibly negated by the words just before it.
+    # 5. Symptom words, each possibly negated by the words just before it.
     symptoms: set[str] = set()
     negated: set[str] = set()
     for code, pattern in _SYMPTOM_RES.items():
@@ -789,7 +791,7 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
     masked = _mask_spans(masked, flag_spans)
     masked = _mask_spans(masked, [m.span() for m in _TEMP_WORD_RE.finditer(masked)])
 
-    # 7. What is left: short answers, filler, or words we do not understand.
+    # 6. What is left: short answers, filler, or words we do not understand.
     for token in _TOKEN_RE.findall(masked):
         category = next((n for n, words in _TOKEN_CATEGORIES.items() if token in words), None)
         if category:
