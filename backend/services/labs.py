@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
 from backend.errors import InvalidInput
-from backend.models import Alert, LabResult, Patient
+from backend.models import Alert, LabResult, Patient, SymptomReport
 from backend.schemas import LabIn
 from backend.services.alerts import raise_alert
-from reminders.core.labs import LAB_MAXIMUM, LAB_UNITS, LabKind, LabValue, evaluate_lab
+from reminders.core.clinical_rules import clinical_rules
+from reminders.core.labs import (
+    LAB_MAXIMUM,
+    LAB_UNITS,
+    LabKind,
+    LabValue,
+    ReportedSigns,
+    evaluate_lab,
+)
 
 
 def labs_of(session: Session, patient_id: int, kind: str | None = None) -> list[LabResult]:
@@ -19,6 +27,21 @@ def labs_of(session: Session, patient_id: int, kind: str | None = None) -> list[
     if kind is not None:
         query = query.where(LabResult.kind == kind)
     return list(session.exec(query.order_by(LabResult.taken_at, LabResult.id)).all())
+
+
+def _reports_around(session: Session, patient_id: int, taken_at: datetime) -> list[ReportedSigns]:
+    """The patient's symptom reports within the CMV rule's days of a sample."""
+    days = timedelta(days=clinical_rules().cmv.symptomatic_within_days)
+    rows = session.exec(
+        select(SymptomReport).where(
+            SymptomReport.patient_id == patient_id,
+            SymptomReport.reported_at >= taken_at - days,
+            SymptomReport.reported_at <= taken_at + days,
+        )
+    ).all()
+    return [
+        ReportedSigns(r.reported_at, r.temperature_c, frozenset(r.symptoms or ())) for r in rows
+    ]
 
 
 def record_lab(
@@ -63,6 +86,12 @@ def record_lab(
             now=now,
             dedupe_key=f"lab:{lab.id}:{finding.code}",
         )
-        for finding in evaluate_lab(LabValue(kind, data.value, data.taken_at), history)
+        for finding in evaluate_lab(
+            LabValue(kind, data.value, data.taken_at),
+            history,
+            reports=_reports_around(session, patient.id, data.taken_at)
+            if kind is LabKind.CMV_PCR
+            else (),
+        )
     ]
     return lab, alerts

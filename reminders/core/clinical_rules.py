@@ -60,6 +60,7 @@ class CmvRule:
     act_on_two_rising_positives: bool
     positive_above_copies: float
     symptomatic_within_days: int
+    symptomatic_signs: tuple[str, ...]
     source: str
 
 
@@ -109,7 +110,9 @@ def clinical_rules() -> ClinicalRules:
             persistent_low_grade=LowGradeRule(**data["fever"]["persistent_low_grade"]),
         ),
         alerts=AlertPolicy(**data["alerts"]),
-        cmv=CmvRule(**labs["cmv_pcr"]),
+        cmv=CmvRule(
+            **{**labs["cmv_pcr"], "symptomatic_signs": tuple(labs["cmv_pcr"]["symptomatic_signs"])}
+        ),
         anc=AncRule(**labs["anc"]),
         cd4=Cd4Rule(**labs["cd4"]),
     )

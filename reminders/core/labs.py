@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from reminders.core.clinical_rules import ClinicalRules, clinical_rules
@@ -59,13 +59,45 @@ class LabFinding:
     prophylaxis_may_stop: bool = False
 
 
+@dataclass(frozen=True)
+class ReportedSigns:
+    """What the patient reported at one moment: a temperature and symptom codes."""
+
+    at: datetime
+    temperature_c: float | None
+    symptoms: frozenset[str]
+
+
+def is_cmv_sign(report: ReportedSigns, rules: ClinicalRules | None = None) -> bool:
+    """Whether a report shows a sign of CMV: a slight fever or more, or a listed symptom."""
+    rules = rules or clinical_rules()
+    slight_fever = (
+        report.temperature_c is not None and report.temperature_c >= rules.fever.recheck_from_c
+    )
+    return slight_fever or bool(report.symptoms & set(rules.cmv.symptomatic_signs))
+
+
 def evaluate_lab(
-    new: LabValue, history: Sequence[LabValue], rules: ClinicalRules | None = None
+    new: LabValue,
+    history: Sequence[LabValue],
+    rules: ClinicalRules | None = None,
+    *,
+    reports: Sequence[ReportedSigns] = (),
 ) -> list[LabFinding]:
-    """Findings raised by ``new`` given the patient's earlier results (any order, any kind)."""
+    """Findings raised by ``new`` given the patient's earlier results (any order, any kind).
+
+    ``reports``: what the patient reported around the sample, so that a positive CMV
+    PCR in a patient with fever or CMV signs is read as symptomatic.
+    """
     rules = rules or clinical_rules()
     if new.kind is LabKind.CMV_PCR:
-        return _evaluate_cmv(new, history, rules)
+        findings = _evaluate_cmv(new, history, rules)
+        symptomatic = _symptomatic_cmv(new, reports, rules)
+        if findings and symptomatic is not None:
+            # Symptomatic reactivation stops alemtuzumab (003, Table 4): the single-positive
+            # reassurance ("does not by itself require stopping") no longer holds.
+            return [symptomatic, *(f for f in findings if f.code != "cmv_single_positive")]
+        return findings
     if new.kind is LabKind.ANC:
         return _evaluate_anc(new, rules)
     return _evaluate_cd4(new, rules)
@@ -121,6 +153,32 @@ def _evaluate_cmv(
             source=cmv.source,
         )
     ]
+
+
+def _symptomatic_cmv(
+    new: LabValue, reports: Sequence[ReportedSigns], rules: ClinicalRules
+) -> LabFinding | None:
+    """The "symptomatic CMV" finding when a CMV sign was reported around the sample."""
+    window = timedelta(days=rules.cmv.symptomatic_within_days)
+    signs = sorted(
+        r.at for r in reports if abs(r.at - new.taken_at) <= window and is_cmv_sign(r, rules)
+    )
+    if not signs:
+        return None
+    return LabFinding(
+        code="cmv_symptomatic",
+        severity="high",
+        reason=(
+            f"Symptomatic CMV: positive PCR ({new.value:,.0f} {rules.cmv.unit}) with fever or "
+            f"CMV signs reported within {rules.cmv.symptomatic_within_days} days: "
+            "consider withholding therapy (003, Table 4)"
+        ),
+        source=(
+            "003_a1949903592dbecf.txt, Table 4 (symptomatic CMV reactivation: stop alemtuzumab);"
+            " clinical_rules.toml [labs.cmv_pcr] symptomatic_within_days (care-team setting)"
+        ),
+        suggest_hold=True,
+    )
 
 
 def _evaluate_anc(new: LabValue, rules: ClinicalRules) -> list[LabFinding]:

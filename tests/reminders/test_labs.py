@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reminders.core.clinical_rules import clinical_rules
-from reminders.core.labs import LabKind, LabValue, evaluate_lab
+from reminders.core.labs import LabKind, LabValue, ReportedSigns, evaluate_lab
 
 T0 = datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
 
@@ -76,3 +76,45 @@ def test_thresholds_come_from_the_rules_file() -> None:
     assert rules.anc.hold_below == 250
     assert rules.cd4.recovered_at_least == 200
     assert rules.fever.threshold_c == 38.0 and rules.fever.threshold_f == 100.4
+
+
+# --------------------------------------------------------------------------- symptomatic CMV
+def reported(days: float, temperature_c: float | None = None, *symptoms: str) -> ReportedSigns:
+    return ReportedSigns(T0 + timedelta(days=days), temperature_c, frozenset(symptoms))
+
+
+def test_single_positive_without_signs_keeps_its_reassurance() -> None:
+    [finding] = evaluate_lab(cmv(850), [], reports=[reported(-2, 36.8)])
+    assert finding.code == "cmv_single_positive" and not finding.suggest_hold
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        reported(-2, 38.4),  # a fever two days before the sample
+        reported(3, 37.6),  # a slight fever three days after (003: slight fever)
+        reported(-1, None, "fever"),  # fever in words
+        reported(-6, None, "tired"),  # fatigue (003)
+        reported(1, 36.9, "breathing"),  # cough or breathlessness (002: CMV pneumonia)
+    ],
+)
+def test_positive_cmv_with_fever_or_cmv_signs_around_it_is_symptomatic(report) -> None:
+    findings = evaluate_lab(cmv(850), [], reports=[report])
+    assert codes(findings) == ["cmv_symptomatic"]
+    assert findings[0].suggest_hold and "consider withholding" in findings[0].reason
+    assert "003" in findings[0].reason and "does not by itself" not in findings[0].reason
+
+
+def test_signs_outside_the_window_do_not_make_it_symptomatic() -> None:
+    days = clinical_rules().cmv.symptomatic_within_days
+    findings = evaluate_lab(cmv(850), [], reports=[reported(-(days + 1), 38.9)])
+    assert codes(findings) == ["cmv_single_positive"]
+
+
+def test_symptomatic_comes_first_and_keeps_the_threshold_finding() -> None:
+    findings = evaluate_lab(cmv(25_000), [], reports=[reported(0, 38.2)])
+    assert codes(findings) == ["cmv_symptomatic", "cmv_above_threshold"]
+
+
+def test_a_negative_result_is_never_symptomatic_cmv() -> None:
+    assert evaluate_lab(cmv(0), [], reports=[reported(0, 39.0)]) == []

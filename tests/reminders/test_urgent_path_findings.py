@@ -115,3 +115,22 @@ def test_a_reply_nobody_can_read_lands_in_the_queue_as_needing_review(
     assert "care team" in result.reply and TEAM_PHONE in result.reply
     [alert] = patient_alerts(session, on_alemtuzumab.id)
     assert alert.severity == "high" and alert.reason.startswith("Needs review")
+
+
+def test_positive_cmv_pcr_after_a_fever_reply_reads_symptomatic(
+    engine, session, on_alemtuzumab, make_user
+) -> None:
+    from backend.models import Patient
+    from backend.schemas import LabIn
+    from backend.services.labs import record_lab
+
+    send(engine, "38,4", IN_CMV_WINDOW + timedelta(minutes=3), "SMfeverpcr")
+    session.commit()
+    patient = session.get(Patient, on_alemtuzumab.id)
+    taken = IN_CMV_WINDOW + timedelta(days=1)
+    _, alerts = record_lab(
+        session, patient, LabIn(kind="cmv_pcr", value=850, taken_at=taken), None, taken
+    )
+    # Before: "a single positive test ... does not by itself require stopping".
+    assert [a.kind for a in alerts] == ["cmv_symptomatic"]
+    assert alerts[0].details["suggest_hold"] and "consider withholding" in alerts[0].reason
