@@ -15,12 +15,15 @@ from reminders.core.clinical_rules import (
     emergency_fallback,
     urgent_advice,
 )
+from reminders.core.red_flags import red_flags, site_wording
 
 __all__ = ["LANGUAGES", "format_number", "placeholder_values"]
 
 # Placeholders whose value is a whole sentence; the renderer marks the urgent one
 # so that tests and styles can find it.
 SENTENCE_PLACEHOLDERS = frozenset({"urgent_advice", "emergency_fallback"})
+#: ``{{ red_flag_<id> }}``: a line of the "call now" list, word for word from red_flags.toml.
+RED_FLAG_PREFIX = "red_flag_"
 
 _HOURS = {"en": ("hour", "hours"), "fr": ("heure", "heures"), "nl": ("uur", "uur")}
 _MINUTES = {"en": ("minute", "minutes"), "fr": ("minute", "minutes"), "nl": ("minuut", "minuten")}
@@ -56,4 +59,5 @@ def placeholder_values(language: str) -> dict[str, str]:
         "checkin_resend_after": format_duration(alerts.checkin_resend_after_minutes, language),
         "checkin_flag_after": format_duration(alerts.checkin_flag_after_minutes, language),
         "cd4_recovered": format_number(rules.cd4.recovered_at_least, language),
+        **{RED_FLAG_PREFIX + flag.id: site_wording(flag, language) for flag in red_flags()},
     }

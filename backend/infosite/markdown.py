@@ -28,7 +28,7 @@ from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.deflist import deflist_plugin
 
-from backend.infosite.clinical import SENTENCE_PLACEHOLDERS
+from backend.infosite.clinical import RED_FLAG_PREFIX, SENTENCE_PLACEHOLDERS
 
 # Boxes an author may put around a few paragraphs: ``::: urgent`` ... ``:::``.
 CONTAINERS = ("urgent", "note")
@@ -98,6 +98,10 @@ def _render_placeholder(
     if name in SENTENCE_PLACEHOLDERS:
         # The class lets the consistency test find the sentence in the built page.
         return f'<strong class="advice advice-{name.replace("_", "-")}">{text}</strong>'
+    if name.startswith(RED_FLAG_PREFIX):
+        # The class lets the consistency test find each red flag in the built page.
+        flag_id = name.removeprefix(RED_FLAG_PREFIX).replace("_", "-")
+        return f'<span class="red-flag red-flag-{flag_id}">{text}</span>'
     return text
 
 

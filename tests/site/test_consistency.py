@@ -17,6 +17,8 @@ from reminders.core.clinical_rules import (
     emergency_fallback,
     urgent_advice,
 )
+from reminders.core.red_flags import RedFlag, load_red_flags, site_wording
+from reminders.core.triage import Severity, TriageContext, triage_report
 from tests.site.conftest import read_built
 from tests.site.html_tools import parse
 
@@ -99,3 +101,28 @@ def test_changing_the_advice_changes_the_site(
     ):
         facts = parse(read_built(report, output))
         assert f"NEW ADVICE {language}" in facts.text_by_class["advice-urgent-advice"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_fever_page_call_now_list_is_the_red_flag_list_word_for_word(
+    built: BuildReport, site: Site, language: str
+) -> None:
+    """The site's "call now" list and the SMS triage read the same red flags."""
+    facts = parse(read_built(built, fever_pages(site)[language]))
+    flags = load_red_flags().flags
+    for flag in flags:
+        shown = facts.text_by_class.get(f"red-flag-{flag.id.replace('_', '-')}", [])
+        assert shown == [site_wording(flag, language)], (language, flag.id)
+    # Nothing on the list that is not a red flag: every item of the list is a flag.
+    assert len(facts.text_by_class["red-flag"]) == len(flags)
+
+
+@pytest.mark.parametrize("flag", load_red_flags().flags, ids=lambda f: f.id)
+def test_every_sign_on_the_call_now_list_is_urgent_by_sms(flag: RedFlag) -> None:
+    """Site and SMS never disagree: each listed sign, reported by SMS, is urgent."""
+    codes = {flag.id} if not flag.symptoms else {flag.id, *flag.symptoms}
+    drug = flag.drugs[0] if flag.drugs else None
+    for code in codes:
+        decision = triage_report(None, frozenset({code}), TriageContext(drug=drug))
+        assert decision.severity is Severity.URGENT, (flag.id, code)
+        assert decision.notify_on_call
