@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from reminders.core.triage import (
     TriageContext,
     TriageRulesError,
     load_triage_rules,
+    persistent_low_grade,
     triage_report,
 )
 
@@ -377,3 +379,47 @@ def test_a_drug_specific_rule_only_applies_to_that_drug(tmp_path):
 def test_decision_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         report(38.0).severity = Severity.NONE  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- persistence
+def _readings(now, *hours_ago_and_c):
+    return [(now - timedelta(hours=h), c) for h, c in hours_ago_and_c]
+
+
+def test_a_second_low_grade_reading_within_24_hours_in_a_risk_window_persists() -> None:
+    now = datetime(2026, 3, 17, 17, 0, tzinfo=UTC)
+    readings = _readings(now, (23, 37.6), (0, 37.8))
+    found = persistent_low_grade(
+        readings, now, in_risk_window=True, on_treatment_or_prophylaxis=True
+    )
+    assert found == (37.6, 37.8)
+    # The same two readings outside a risk window: not yet (three are needed).
+    assert (
+        persistent_low_grade(readings, now, in_risk_window=False, on_treatment_or_prophylaxis=True)
+        == ()
+    )
+    # Older than 24 h: not the same episode.
+    late = _readings(now, (25, 37.6), (0, 37.8))
+    assert (
+        persistent_low_grade(late, now, in_risk_window=True, on_treatment_or_prophylaxis=True) == ()
+    )
+
+
+def test_three_low_grade_readings_within_72_hours_persist_during_treatment_or_prophylaxis() -> None:
+    now = datetime(2026, 9, 1, 17, 0, tzinfo=UTC)
+    readings = _readings(now, (70, 37.5), (30, 37.9), (0, 37.6), (10, 36.8), (5, 38.4))
+    assert persistent_low_grade(
+        readings, now, in_risk_window=False, on_treatment_or_prophylaxis=True
+    ) == (37.5, 37.9, 37.6)
+    # Treatment and prophylaxis both over: the rule does not apply.
+    assert (
+        persistent_low_grade(readings, now, in_risk_window=False, on_treatment_or_prophylaxis=False)
+        == ()
+    )
+
+
+def test_persistence_numbers_come_from_the_rules_file() -> None:
+    rule = clinical_rules().fever.persistent_low_grade
+    assert (rule.in_risk_window_count, rule.in_risk_window_hours) == (2, 24)
+    assert (rule.any_time_count, rule.any_time_hours) == (3, 72)
+    assert "care-team setting" in rule.source and "003_" in rule.source
