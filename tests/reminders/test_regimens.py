@@ -399,8 +399,8 @@ def test_unchanged_copy_loads(broken) -> None:
         ),
         # a usual maximum below the phase's own dose
         (
-            "amount = 30\nsource = \"003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg",
-            "amount = 20\nsource = \"003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg",
+            'amount = 30\nsource = "003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg',
+            'amount = 20\nsource = "003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg',
             "alemtuzumab_sc.toml: phases[0].usual_max: 20 is below the phase's own dose 30",
         ),
         # not TOML at all
