@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from reminders.core.planner import DoseOutcome, Hold, PlanSpec
+from reminders.core.messaging import ContactPrefs, messages_for_event
+from reminders.core.planner import DoseOutcome, Hold, PlanSpec, plan_events
 from reminders.core.regimens import get_regimen
 from reminders.core.tasks import decision_tasks, due_decision_tasks, task_key
+from reminders.core.templates import render, segments
 
 MONDAY = date(2026, 3, 2)
 
@@ -69,3 +73,34 @@ def test_rituximab_weekly_maintenance_decision_three_months_after_the_last_infus
     plan = PlanSpec(get_regimen("rituximab_fl_weekly"), MONDAY, "Europe/Brussels")
     [task] = decision_tasks(plan)
     assert (task.milestone_id, task.due) == ("maintenance_decision", date(2026, 6, 23))
+
+
+# --------------------------------------------------------------------------- the patient's SMS
+CONGRATULATIONS = re.compile(r"(?i)well done|bravo|goed gedaan|congratulat|félicit|gefeliciteerd")
+
+
+def test_the_patient_gets_a_neutral_note_not_a_well_done_for_the_week4_review() -> None:
+    plan = alemtuzumab()
+    zone = ZoneInfo("Europe/Brussels")
+    start = datetime.combine(date(2026, 3, 30), time(0), zone).astimezone(UTC)
+    [review] = [
+        e for e in plan_events(plan, start, start + timedelta(days=1)) if e.kind == "milestone"
+    ]
+    prefs = ContactPrefs("Europe/Brussels", time(22, 0), time(7, 0))
+    [message] = messages_for_event(review, prefs)
+    assert message.template == "milestone_review"
+    values = {
+        "first_name": "Marie-Françoise",
+        "team_name": "Hématologie Cliniques universitaires Saint-Luc",
+        "team_phone": "+32 2 764 18 00",
+        "drug": "alemtuzumab",
+        "done": "12",
+        "total": "36",
+    }
+    for lang in ("en", "fr", "nl"):
+        for discreet in (False, True):
+            text = render(message.template, lang, discreet=discreet, **values)
+            assert not CONGRATULATIONS.search(text), text
+            assert "alemtuzumab" not in text  # no drug name: fine in discreet mode too
+            info = segments(text)
+            assert info.segments == 1 and info.encoding == "GSM-7", (lang, text, info)
