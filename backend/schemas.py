@@ -405,6 +405,7 @@ class AlertQuery(Strict):
 
     status: AlertStatus | None = None
     severity: Severity | None = None
+    kind: str | None = Field(default=None, pattern=r"^[a-z][a-z_]{0,39}$")
     patient_id: RowId | None = None
     page: int = Field(default=1, ge=1, le=100_000)
     per_page: int = Field(default=50, ge=1, le=200)

@@ -7,6 +7,7 @@ import csv
 import io
 import logging
 import re
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
@@ -26,6 +27,7 @@ from backend.models import (
     User,
 )
 from backend.services.alerts import raise_alert
+from backend.services.tasks import raise_due_decision_tasks
 from reminders.conversations import handle_inbound_sms
 from tests.backend.dashboard.conftest import PLAN_START, TUESDAY, post_form, sign_in
 from tests.conftest import reread
@@ -103,6 +105,25 @@ def test_queue_orders_by_urgency_then_age_and_flags_waiting_urgent_alerts(
     page = text(client.get("/queue"))
     assert 'class="card alert-card sev-urgent overdue"' in page
     assert "Waiting 16 min: over 15 min" in page
+
+
+def test_week4_review_task_shows_in_the_queue_with_its_decision_and_source(
+    client, signed_in, treated, session, clock
+) -> None:
+    # Issue 11, item 9: the week-4 response review is a task for the team on day 29.
+    nurse = signed_in("Team A", "nurse")
+    _, plan = treated(nurse.team_id, display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    clock.now = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)  # 08:00 in Brussels, day 29
+    assert raise_due_decision_tasks(session, clock.now) == 1
+    session.commit()
+    assert sign_in(client, nurse.email).status_code == 302  # four weeks on: a new session
+    queue = text(client.get("/queue"))
+    assert "decision task" in queue and "Van den Bossche-Lef" in queue
+    assert "no sign of response in the blood after 4 weeks" in queue
+    assert "due 2026-03-30" in queue and "003_a1949903592dbecf.txt, Table 3" in queue
+    task = session.exec(select(Alert).where(Alert.kind == "decision_task")).one()
+    page = text(client.get(f"/alerts/{task.id}"))
+    assert f"/plans/{plan.id}" in page and "Decision" in page
 
 
 def test_acknowledge_then_resolve_keeps_who_and_when(
