@@ -603,6 +603,16 @@ class Regimen(_Model):
                     raise ValueError(f"{where}: option {value.option!r} must offer whole numbers")
 
     # ------------------------------------------------------------------ helpers
+    def usual_max_of(self, phase_label: str) -> UsualMax | None:
+        """The usual maximum of the phase a dose belongs to (``PlannedDose.phase``).
+
+        Extension doses ("extension") belong to the extendable phase.
+        """
+        for phase in self.phases:
+            if phase.id == phase_label or (phase_label == "extension" and phase.extendable):
+                return phase.usual_max
+        return None
+
     def resolve_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Check the care team's option values and fill in defaults.
 

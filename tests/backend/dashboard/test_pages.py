@@ -230,6 +230,60 @@ def test_plan_actions_validate_in_place(client, nurse_and_patient, session) -> N
     assert session.get(Plan, plan.id).status == "stopped"
 
 
+def test_small_mg_m2_doses_are_shown_within_one_percent(
+    client, signed_in, make_patient, make_plan, session
+) -> None:
+    # Issue 11, item 10: 0.5 mg/m2 x 1.29 m2 = 0.645 mg was shown as 0.6 mg (-7%).
+    nurse = signed_in("Team A", "nurse")
+    patient = make_patient(
+        nurse.team_id,
+        display_name="Marie-Françoise Van den Bossche-Lefèvre",
+        height_cm=158,
+        weight_kg=37.9,  # Mosteller 1.29 m2
+    )
+    plan = make_plan(patient, "inotuzumab_weekly", PLAN_START)
+    page = text(client.get(f"/plans/{plan.id}"))
+    assert "0.5 mg/m² × 1.29 m² = 0.65 mg" in page
+    assert "0.8 mg/m² × 1.29 m² = 1.03 mg" in page
+    assert "= 1.03 mg" in text(client.get(f"/patients/{patient.id}"))
+    recorded = post_form(
+        client, f"/plans/{plan.id}/doses", {"index": "1", "status": "given", "dose_mg": "1.03"}
+    )
+    assert recorded.status_code == 302
+    assert "given 1.03 mg" in text(client.get(f"/plans/{plan.id}"))
+
+
+def test_a_large_bsa_asks_the_team_to_confirm_the_dose_in_the_form(
+    client, signed_in, make_patient, session
+) -> None:
+    nurse = signed_in("Team A", "nurse")
+    patient = make_patient(nurse.team_id, height_cm=200, weight_kg=122)  # 2.60 m2
+    form = text(client.get(f"/patients/{patient.id}/plans/new?regimen_id=rituximab_fl_weekly"))
+    assert "above 2.5 m²" in form
+    started = post_form(
+        client,
+        f"/patients/{patient.id}/plans/new",
+        {"regimen_id": "rituximab_fl_weekly", "start_date": "2026-03-02"},
+    )
+    assert started.status_code == 302  # never blocks
+    plan = session.exec(select(Plan).where(Plan.patient_id == patient.id)).one()
+    page = text(client.get(f"/plans/{plan.id}"))
+    assert "check height and weight" in page
+    asked = post_form(
+        client, f"/plans/{plan.id}/doses", {"index": "1", "status": "given", "dose_mg": "975"}
+    )
+    assert asked.status_code == 409 and 'id="dose-f-confirm-error"' in text(asked)
+    confirmed = post_form(
+        client,
+        f"/plans/{plan.id}/doses",
+        {"index": "1", "status": "given", "dose_mg": "975", "confirm": "on"},
+    )
+    assert confirmed.status_code == 302
+    reread(session)
+    record = session.exec(select(DoseRecord).where(DoseRecord.plan_id == plan.id)).one()
+    assert record.dose_mg == 975.0
+
+
 # --- enrolment, regimen, preferences, labs, SMS ----------------------------------------------
 
 
