@@ -126,7 +126,8 @@ def _raise_for_plans(session: Session, plans: Sequence[Plan], now: datetime) -> 
         except ValueError:
             # A plan the planner refuses is shown as an error on its page; one bad plan
             # must not keep the other patients' tasks from the queue. Ids only in logs.
-            logger.exception("decision tasks: plan %s cannot be planned", plan.id)
+            # No traceback: its message may quote the plan's option values.
+            logger.warning("decision tasks: plan %s cannot be planned", plan.id)
             continue
         today = local_today(patient.timezone, now)
         entered = local_today(patient.timezone, plan.created_at)
