@@ -214,6 +214,17 @@ class DoseRecordIn(Strict):
     on_date: date | None = None
     dose_mg: float | None = Field(default=None, gt=0, le=5000)
     note: str | None = Field(default=None, max_length=500)
+    #: The team confirms the dose despite its warnings (body surface area above the
+    #: limit, dose above the usual maximum); without it such a dose gets a 409 naming them.
+    confirm: bool = False
+
+
+class DoseWarningOut(BaseModel):
+    """Something the care team must confirm about a dose (never blocks, never changes it)."""
+
+    code: str
+    message: str
+    source: str
 
 
 class DoseOut(BaseModel):
@@ -232,6 +243,7 @@ class DoseOut(BaseModel):
     calculated_mg: float | None = None
     calculation: str | None = None
     recorded_mg: float | None = None
+    warnings: list[DoseWarningOut] = Field(default_factory=list)
     source: str
 
 
@@ -405,6 +417,7 @@ class AlertQuery(Strict):
 
     status: AlertStatus | None = None
     severity: Severity | None = None
+    kind: str | None = Field(default=None, pattern=r"^[a-z][a-z_]{0,39}$")
     patient_id: RowId | None = None
     page: int = Field(default=1, ge=1, le=100_000)
     per_page: int = Field(default=50, ge=1, le=200)

@@ -8,6 +8,7 @@ from backend.models import Alert, LabResult, Patient, Plan, ProphylaxisCourse
 from backend.schemas import (
     AlertOut,
     DoseOut,
+    DoseWarningOut,
     EventOut,
     HoldOut,
     LabOut,
@@ -20,7 +21,7 @@ from backend.schemas import (
 )
 from backend.services.plans import dose_records_of, effective_status, holds_of
 from backend.services.schedule import ScheduleWindow
-from reminders.core.bsa import BodySurfaceArea, dose_for, mosteller
+from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mosteller
 from reminders.core.planner import plan_doses
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import Regimen
@@ -88,6 +89,12 @@ def plan_out(session: Session, plan: Plan, patient: Patient) -> PlanOut:
         if dose.unit == "mg/m2" and bsa is not None:
             calculated = dose_for(dose.amount, bsa)
         record = records.get(dose.index)
+        warnings = dose_warnings(
+            unit=dose.unit,
+            bsa=bsa,
+            dose_mg=record.dose_mg if record else None,
+            usual_max=spec.regimen.usual_max_of(dose.phase),
+        )
         dose_rows.append(
             DoseOut(
                 index=dose.index,
@@ -103,6 +110,10 @@ def plan_out(session: Session, plan: Plan, patient: Patient) -> PlanOut:
                 calculated_mg=calculated.mg if calculated else None,
                 calculation=calculated.calculation if calculated else None,
                 recorded_mg=record.dose_mg if record else None,
+                warnings=[
+                    DoseWarningOut(code=w.code, message=w.message, source=w.source)
+                    for w in warnings
+                ],
                 source=dose.source,
             )
         )

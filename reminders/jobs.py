@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from backend.db import session_scope
+from backend.services.tasks import raise_due_decision_tasks
 from reminders.dispatch import DispatchReport, dispatch_due_messages
 from reminders.followups import escalate_unacknowledged_alerts, follow_up_checkins
 from reminders.gateways import SmsGateway
@@ -44,6 +45,14 @@ def follow_ups_job(engine: Engine, now: datetime) -> dict[str, int]:
     return counts
 
 
+def decision_tasks_job(engine: Engine, now: datetime) -> int:
+    """Put the decision milestones due by the patients' local today in the care-team queue."""
+    with session_scope(engine) as session:
+        created = raise_due_decision_tasks(session, now)
+    logger.info("decision tasks: %d new", created)
+    return created
+
+
 def dispatch_job(
     engine: Engine, gateway: SmsGateway, clock: Callable[[], datetime], **options: Any
 ) -> DispatchReport:
@@ -58,6 +67,7 @@ def run_due(
 ) -> dict[str, Any]:
     """One planning, follow-up and dispatch pass as of ``now`` (operations and tests)."""
     planned = plan_messages_job(engine, now)
+    tasks = decision_tasks_job(engine, now)
     follow_ups = follow_ups_job(engine, now)
     report = dispatch_job(engine, gateway, lambda: now, **dispatch_options)
-    return {"planned": planned, **follow_ups, **report.as_dict()}
+    return {"planned": planned, "tasks": tasks, **follow_ups, **report.as_dict()}

@@ -14,12 +14,17 @@ TAGS = ["alerts"]
 @api.get("/alerts")
 @spec.validate(query=AlertQuery, resp=responses(HTTP_200=AlertPage, HTTP_422=None), tags=TAGS)
 def list_alerts(query: AlertQuery):
-    """Open and acknowledged alerts (or ``status=``), most urgent and oldest first."""
+    """Open and acknowledged alerts (or ``status=``), most urgent and oldest first.
+
+    ``kind=decision_task`` lists the care-team tasks (decision milestones such as the
+    week-4 response review), with the decision and its source.
+    """
     rows, total = alert_service.list_alerts(
         get_session(),
         current_user().team_id,
         status=query.status,
         severity=query.severity,
+        kind=query.kind,
         patient_id=query.patient_id,
         page=query.page,
         per_page=query.per_page,

@@ -29,7 +29,7 @@ from backend.serializers import body_surface_area, plan_out
 from backend.services import local_today
 from backend.services import plans as plan_service
 from backend.services.patients import get_patient
-from reminders.core.bsa import dose_for
+from reminders.core.bsa import dose_for, dose_warnings
 from reminders.core.planner import PlanSpec, plan_doses
 from reminders.core.regimens import (
     BoolOption,
@@ -147,6 +147,10 @@ def _plan_form(
         form=form,
         bsa=bsa,
         bsa_error=bsa_error,
+        # Above the limit (2.5 m2, care-team setting) the team confirms each mg/m2 dose.
+        bsa_warnings=dose_warnings(unit="mg/m2", bsa=bsa, dose_mg=None, usual_max=None)
+        if bsa
+        else (),
         preview=preview,
         weekday_names=WEEKDAY_NAMES,
         uses_m2=regimen is not None and any(ph.unit == "mg/m2" for ph in regimen.phases),
@@ -347,7 +351,13 @@ def record_dose(plan_id: int) -> Any:
         plan_id,
         "dose",
         DoseRecordIn,
-        {"status": "text", "on_date": "date", "dose_mg": "number", "note": "optional"},
+        {
+            "status": "text",
+            "on_date": "date",
+            "dose_mg": "number",
+            "note": "optional",
+            "confirm": "bool",
+        },
         lambda s, plan, patient, data: plan_service.record_dose(
             s, plan, patient, index, data, user_id, now
         ),

@@ -55,6 +55,7 @@ MESSAGE_KIND_LABELS = {
     "pill_reminder": "Pill reminder",
     "lab_reminder": "Blood test reminder",
     "milestone": "Milestone",
+    "milestone_review": "Review note (care-team decision)",
     "checkin_temperature": "Temperature check-in",
     "checkin_resend": "Check-in (sent again)",
     "one_off": "Message from the care team",

@@ -35,6 +35,7 @@ from backend.errors import NotFound, ServiceError
 from backend.models import User
 from backend.security import csrf_token, csrf_valid, session_user
 from backend.services.audit import record_audit
+from reminders.core.bsa import dose_places
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,18 @@ def format_waited(delta: timedelta) -> str:
     return f"{hours // 24} days"
 
 
+def format_dose(value: float | None) -> str:
+    """A dose (mg or mg/m2) within 1%: 0.645 -> "0.65", 682.5 -> "682.5", 1000.0 -> "1,000".
+
+    The one-decimal ``num`` filter showed 0.645 mg as 0.6 (issue 11, item 10).
+    """
+    if value is None:
+        return ""
+    if value <= 0:
+        return format_number(value)
+    return format_number(value, dose_places(value))
+
+
 def format_number(value: float | None, places: int = 1) -> str:
     """A number without useless decimals: 30.0 -> "30", 682.5 -> "682.5"."""
     if value is None:
@@ -244,6 +257,7 @@ def register_filters(app: Any) -> None:
     app.add_template_filter(format_day, "day")
     app.add_template_filter(format_waited, "waited")
     app.add_template_filter(format_number, "num")
+    app.add_template_filter(format_dose, "dose")
     # A global (not only a context variable) so imported form macros can call it.
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["field_label"] = field_label

@@ -60,6 +60,7 @@ def list_alerts(
     *,
     status: str | None = None,
     severity: str | None = None,
+    kind: str | None = None,
     patient_id: int | None = None,
     page: int = 1,
     per_page: int = 50,
@@ -72,6 +73,8 @@ def list_alerts(
         query = query.where(Alert.status == status)
     if severity is not None:
         query = query.where(Alert.severity == severity)
+    if kind is not None:
+        query = query.where(Alert.kind == kind)
     if patient_id is not None:
         query = query.where(Alert.patient_id == patient_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()

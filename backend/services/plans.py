@@ -15,11 +15,12 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import DoseRecord, Patient, Plan, PlanHold
+from backend.models import AuditEvent, DoseRecord, Patient, Plan, PlanHold
 from backend.schemas import DoseRecordIn, HoldIn, PlanIn, ResumeIn, StopIn
 from backend.services import local_today
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
+from reminders.core.bsa import DoseWarning, dose_warnings, mosteller
 from reminders.core.planner import (
     PlannedDose,
     PlannedEvent,
@@ -236,6 +237,13 @@ def record_dose(
         raise InvalidInput("date is before the plan started", field="on_date")
     if data.status == "missed" and data.dose_mg is not None:
         raise InvalidInput("a missed dose has no amount", field="dose_mg")
+    warnings = _dose_warnings(plan, patient, dose, data) if data.status == "given" else ()
+    if warnings and not data.confirm:
+        # Ask, never block: the same request with confirm=true records the dose as entered.
+        raise Conflict(
+            " ".join(w.message for w in warnings) + " Send confirm=true to record it as entered.",
+            field="confirm",
+        )
     record = session.exec(
         select(DoseRecord).where(DoseRecord.plan_id == plan.id, DoseRecord.dose_index == index)
     ).first() or DoseRecord(plan_id=plan.id, dose_index=index, status=data.status, on_date=on_date)
@@ -246,9 +254,41 @@ def record_dose(
     record.recorded_by = user_id
     record.recorded_at = now
     session.add(record)
+    if warnings:
+        # Who confirmed which warning, and when: codes only, no amounts (audit rule).
+        session.add(
+            AuditEvent(
+                at=now,
+                user_id=user_id,
+                team_id=patient.team_id,
+                patient_id=patient.id,
+                action="confirm_dose_warning",
+                target=f"plan:{plan.id}:dose:{index}:{','.join(w.code for w in warnings)}"[:120],
+            )
+        )
     session.flush()
     resync_patient_messages(session, patient, now)
     return record
+
+
+def _dose_warnings(
+    plan: Plan, patient: Patient, dose: PlannedDose, data: DoseRecordIn
+) -> tuple[DoseWarning, ...]:
+    """What the team must confirm before this dose is recorded as given (none if unknown)."""
+    try:
+        bsa = (
+            mosteller(patient.height_cm, patient.weight_kg)
+            if patient.height_cm is not None and patient.weight_kg is not None
+            else None
+        )
+    except ValueError:
+        bsa = None  # an implausible height or weight is shown on the plan page already
+    return dose_warnings(
+        unit=dose.unit,
+        bsa=bsa,
+        dose_mg=data.dose_mg,
+        usual_max=get_regimen(plan.regimen_id).usual_max_of(dose.phase),
+    )
 
 
 def effective_status(plan: Plan, doses: list[PlannedDose]) -> str:

@@ -6,7 +6,10 @@ it. The dose a patient receives is always the one the care team confirms; these
 numbers are an aid, never a prescription.
 
 Rounding is half-up on the decimal value (as a person computes it): BSA to 2
-decimals, doses to 1 decimal; the dose uses the rounded BSA that is displayed.
+decimals; doses to 1 decimal from 10 mg, 2 decimals below, and more below 0.5 mg, so
+that the dose shown is always within 1% of the calculation (issue 11, item 10: an
+inotuzumab 0.645 mg dose shown as 0.6 mg was 7% off). The dose uses the rounded BSA
+that is displayed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal, Protocol
+
+from reminders.core.clinical_rules import clinical_rules
 
 SOURCE = "Mosteller formula, clinical-brief.md (Body surface area)"
 
@@ -36,7 +42,7 @@ class BodySurfaceArea:
 
 @dataclass(frozen=True)
 class DoseCalculation:
-    """An mg/m2 dose turned into mg (1 decimal), with the calculation as text."""
+    """An mg/m2 dose turned into mg (within 1%: see :func:`dose_places`), with the calculation."""
 
     mg_per_m2: float
     m2: float
@@ -76,6 +82,25 @@ def mosteller(height_cm: float, weight_kg: float) -> BodySurfaceArea:
     return BodySurfaceArea(m2=m2, height_cm=height, weight_kg=weight, calculation=text)
 
 
+#: Largest rounding error allowed on a shown dose, as a fraction of the dose (issue 11, item 10).
+MAX_ROUNDING_ERROR = Decimal("0.01")
+
+
+def dose_places(mg: Decimal | float) -> int:
+    """Decimals to show a dose of ``mg`` with: 1 from 10 mg, 2 below, more below 0.5 mg.
+
+    Rounding half-up to ``p`` decimals is off by at most half a unit of the last place,
+    ``0.5 x 10^-p``; ``p`` grows until that is under 1% of the dose.
+    """
+    value = Decimal(repr(mg)) if isinstance(mg, float) else mg
+    if value <= 0:
+        raise ValueError(f"a dose must be above 0, got {mg!r}")
+    places = 1 if value >= 10 else 2
+    while Decimal("0.5").scaleb(-places) >= MAX_ROUNDING_ERROR * value:
+        places += 1
+    return places
+
+
 def dose_for(mg_per_m2: float, bsa: BodySurfaceArea | float) -> DoseCalculation:
     """The dose in mg for ``mg_per_m2`` and a body surface area (a result of :func:`mosteller` or m2)."""
     if isinstance(mg_per_m2, bool) or not isinstance(mg_per_m2, int | float):
@@ -87,10 +112,68 @@ def dose_for(mg_per_m2: float, bsa: BodySurfaceArea | float) -> DoseCalculation:
         raise ValueError(f"body surface area must be a number above 0, got {m2!r}")
     m2 = _round(float(m2), 2)
     # Multiply as decimals so that 375 x 1.82 is exactly 682.5, as on paper.
-    mg = float(
-        (Decimal(repr(float(mg_per_m2))) * Decimal(repr(m2))).quantize(
-            Decimal("0.1"), ROUND_HALF_UP
-        )
-    )
+    exact = Decimal(repr(float(mg_per_m2))) * Decimal(repr(m2))
+    mg = float(exact.quantize(Decimal(1).scaleb(-dose_places(exact)), ROUND_HALF_UP))
     text = f"{_fmt(mg_per_m2)} mg/m2 x {m2:.2f} m2 = {_fmt(mg)} mg"
     return DoseCalculation(mg_per_m2=float(mg_per_m2), m2=m2, mg=mg, calculation=text)
+
+
+class UsualMaximum(Protocol):
+    """A regimen phase's usual largest single dose (``reminders.core.regimens.UsualMax``)."""
+
+    amount: float
+    source: str
+
+
+@dataclass(frozen=True)
+class DoseWarning:
+    """Something the care team must confirm about a dose; it never blocks nor changes it."""
+
+    code: Literal["bsa_above_limit", "dose_above_usual_max"]
+    message: str
+    source: str
+
+
+def dose_warnings(
+    *,
+    unit: str,
+    bsa: BodySurfaceArea | float | None,
+    dose_mg: float | None,
+    usual_max: UsualMaximum | None,
+) -> tuple[DoseWarning, ...]:
+    """What the care team should confirm about one dose of a phase in ``unit``.
+
+    * an mg/m2 dose with a body surface area above the limit of ``clinical_rules.toml``
+      (2.5 m2, a care-team setting): a typing error, or a patient whose dose the team
+      may cap;
+    * ``dose_mg`` (the amount recorded) above the phase's usual maximum, in mg, or for
+      mg/m2 phases the maximum times the body surface area (as :func:`dose_for` shows it).
+    """
+    out: list[DoseWarning] = []
+    m2 = bsa.m2 if isinstance(bsa, BodySurfaceArea) else bsa
+    rule = clinical_rules().doses
+    if unit == "mg/m2" and m2 is not None and m2 > rule.bsa_confirm_above_m2:
+        out.append(
+            DoseWarning(
+                "bsa_above_limit",
+                f"Body surface area {m2:.2f} m2 is above {_fmt(rule.bsa_confirm_above_m2)} m2:"
+                " check height and weight, and confirm the dose.",
+                rule.source,
+            )
+        )
+    if dose_mg is not None and usual_max is not None:
+        if unit == "mg/m2":
+            limit = dose_for(usual_max.amount, m2).mg if m2 else None
+            shown = f"{_fmt(usual_max.amount)} mg/m2 x {m2:.2f} m2 = " if m2 else ""
+        else:
+            limit, shown = usual_max.amount, ""
+        if limit is not None and dose_mg > limit:
+            out.append(
+                DoseWarning(
+                    "dose_above_usual_max",
+                    f"{_fmt(dose_mg)} mg is above the usual maximum of this phase"
+                    f" ({shown}{_fmt(limit)} mg): confirm the dose.",
+                    usual_max.source,
+                )
+            )
+    return tuple(out)

@@ -84,6 +84,14 @@ class Cd4Rule:
 
 
 @dataclass(frozen=True)
+class DoseRule:
+    """Body surface area (m2) above which an mg/m2 dose asks the care team to confirm."""
+
+    bsa_confirm_above_m2: float
+    source: str
+
+
+@dataclass(frozen=True)
 class ClinicalRules:
     """All thresholds, each with its source."""
 
@@ -92,6 +100,7 @@ class ClinicalRules:
     cmv: CmvRule
     anc: AncRule
     cd4: Cd4Rule
+    doses: DoseRule
 
 
 def _load_toml(name: str) -> dict:
@@ -115,6 +124,7 @@ def clinical_rules() -> ClinicalRules:
         ),
         anc=AncRule(**labs["anc"]),
         cd4=Cd4Rule(**labs["cd4"]),
+        doses=DoseRule(**data["doses"]),
     )
 
 

@@ -186,7 +186,7 @@ def _compute_schedule(spec: PlanSpec) -> Schedule:
         treatment_end=None if on_hold else end,
         ongoing=ongoing,
         period_end=period_end,
-        milestones=tuple(_milestones(spec, holds, None if on_hold else end)),
+        milestones=tuple(_milestones(spec, slots, holds, None if on_hold else end)),
         hold_spans=tuple((h.start, h.resume) for h in holds),
     )
 
@@ -334,18 +334,37 @@ def _mark_hospital(regimen: Regimen, slots: list[Slot]) -> None:
 
 
 def _milestones(
-    spec: PlanSpec, holds: list[Hold], end: date | None
+    spec: PlanSpec, slots: list[Slot], holds: list[Hold], end: date | None
 ) -> list[tuple[Milestone, date]]:
+    """The dated milestones of the plan.
+
+    Day-anchored milestones (week-4 review, week-12 marrow) measure treatment received
+    (003, Table 3: "after 4 weeks of treatment"), so day 1 is the first dose given, or
+    still to give (a missed one does not count): a late first dose moves them. Closed
+    holds after that dose move them by the days on hold; an open hold, or no dose left
+    to give, leaves them undated. A hold before the first dose has already moved that
+    dose, so it is not counted twice.
+    """
     out: list[tuple[Milestone, date]] = []
+    first = next(
+        (s.date for s in slots if s.status in ("given", "scheduled") and s.date is not None),
+        None,
+    )
     for m in spec.regimen.milestones:
         if m.after_last_dose_months is not None:
             if end is not None:
                 out.append((m, add_months(end, m.after_last_dose_months)))
             continue
-        day: date | None = spec.start_date + timedelta(days=(m.day or 1) - 1)
-        for hold in holds:  # weeks of treatment received: move by the closed holds before it
-            if day is not None and hold.start <= day:
-                day = None if hold.resume is None else day + (hold.resume - hold.start)
+        if first is None:
+            continue
+        day: date | None = first + timedelta(days=(m.day or 1) - 1)
+        for hold in holds:  # in order of start date
+            if day is None or hold.start > day:
+                continue
+            if hold.resume is None:
+                day = None  # an open hold: the date is unknown until it is resumed
+            elif hold.resume > max(hold.start, first):
+                day += hold.resume - max(hold.start, first)
         if day is not None and (spec.stopped_on is None or day < spec.stopped_on):
             out.append((m, day))
     return out

@@ -42,6 +42,7 @@ class MessageRule:
     local_time: time | None = None
     expects: str | None = None
     first_dose_template: str | None = None
+    decision_template: str | None = None  # for a milestone that is a care-team decision
     fresh_until_event: bool = False
 
 
@@ -165,6 +166,7 @@ def messages_for_event(
     zone = _zone(prefs.timezone)
     event_utc = event.at_utc
     in_hospital = bool(event.details.get("in_hospital"))
+    decision = bool(event.details.get("decision"))
     plans: list[MessagePlan] = []
     for rule in message_rules().get(event.kind, ()):
         send_at, not_after, local_day, template = _rule_timing(
@@ -172,6 +174,8 @@ def messages_for_event(
         )
         if (since is not None and send_at < since) or (until is not None and send_at >= until):
             continue
+        if decision and rule.decision_template:
+            template = rule.decision_template
         plans.append(
             MessagePlan(
                 key=f"{event.key}:{rule.variant}:{local_day}",

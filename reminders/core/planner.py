@@ -8,8 +8,9 @@ Conventions
   ``7(n-1)+1 .. 7n``. Risk windows, supportive medicines and lab weeks are counted
   from the start date and do **not** move with holds (CMV reactivation is timed from
   the start of therapy: median 34 days, 002). Day-anchored milestones (week-4
-  review, week-12 marrow) *do* move by the length of closed holds before them,
-  because they measure weeks of treatment received.
+  review, week-12 marrow) measure weeks of treatment received: they count from the
+  first dose given (a late or missed first dose moves them) and move by the length
+  of closed holds after it.
 * Times are local wall-clock times in the patient's IANA zone: a 09:00 reminder is
   09:00 local on both sides of a DST change. A local time that does not exist
   (spring-forward gap) moves forward to the first valid instant (the transition);
@@ -482,7 +483,14 @@ def _events_on(spec: PlanSpec, day: date) -> list[_Candidate]:
                 out.append(_Candidate(at, key, EventKind.LAB, lab.title, lab.source, details))
     for m, on in sched.milestones:
         if on == day:
-            details = {"milestone": m.id, "name": m.name, "day": n}
+            details = {
+                "milestone": m.id,
+                "name": m.name,
+                "day": n,
+                # A decision for the care team: the patient gets a neutral note (message_rules).
+                "decision": m.decision is not None,
+                "decision_text": m.decision.text if m.decision is not None else None,
+            }
             key = f"milestone:{m.id}"
             out.append(_Candidate(at, key, EventKind.MILESTONE, m.title, m.source, details))
     reasons, windows = _checkin_reasons(spec, day, n)

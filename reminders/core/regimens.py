@@ -212,6 +212,17 @@ Option = Annotated[
 
 
 # --------------------------------------------------------------------------- phases
+class UsualMax(_Model):
+    """The usual largest single dose of a phase, in the phase's unit (mg or mg/m2).
+
+    A dose recorded above it (in mg/m2 phases: above it times the body surface area)
+    asks the care team to confirm; it never blocks and never changes the dose.
+    """
+
+    amount: PositiveFloat
+    source: Text
+
+
 class _PhaseBase(_Model):
     id: Identifier
     name: Text
@@ -221,6 +232,7 @@ class _PhaseBase(_Model):
     enabled_by: Identifier | None = None  # a bool option; the phase exists only when it is true
     note: str | None = None  # shown to the care team (e.g. "over 2 hours")
     extendable: bool = False
+    usual_max: UsualMax | None = None
 
 
 class DailyPhase(_PhaseBase):
@@ -417,14 +429,27 @@ class CheckinPolicy(_Model):
     source: Text
 
 
+class Decision(_Model):
+    """What the care team must decide at a milestone, with its source (shown as a task)."""
+
+    text: Text
+    source: Text
+
+
 class Milestone(_Model):
-    """A dated review: on ``day`` of treatment, or ``after_last_dose_months`` after the last dose."""
+    """A dated review: on ``day`` of treatment, or ``after_last_dose_months`` after the last dose.
+
+    ``day`` counts days of treatment received from the first dose given (see
+    :mod:`reminders.core.dose_schedule`). A milestone with a ``decision`` is a task for
+    the care team on its day; the patient gets a neutral note, never a congratulation.
+    """
 
     id: Identifier
     name: Text
     title: Text
     day: PositiveInt | None = None
     after_last_dose_months: PositiveInt | None = None
+    decision: Decision | None = None
     source: Text
 
     @model_validator(mode="after")
@@ -526,6 +551,13 @@ class Regimen(_Model):
                     raise ValueError(
                         f"{where}.enabled_by: {phase.enabled_by!r} is not a bool option"
                     )
+            if phase.usual_max is not None:
+                for amount in _literal_amounts(phase, self.options):
+                    if amount > phase.usual_max.amount:
+                        raise ValueError(
+                            f"{where}.usual_max: {phase.usual_max.amount:g} is below the "
+                            f"phase's own dose {amount:g}"
+                        )
             if isinstance(phase, CyclesPhase) and i != 0:
                 raise ValueError(f"{where}.pattern: a cycles phase must be the first phase")
             if phase.extendable:
@@ -571,6 +603,16 @@ class Regimen(_Model):
                     raise ValueError(f"{where}: option {value.option!r} must offer whole numbers")
 
     # ------------------------------------------------------------------ helpers
+    def usual_max_of(self, phase_label: str) -> UsualMax | None:
+        """The usual maximum of the phase a dose belongs to (``PlannedDose.phase``).
+
+        Extension doses ("extension") belong to the extendable phase.
+        """
+        for phase in self.phases:
+            if phase.id == phase_label or (phase_label == "extension" and phase.extendable):
+                return phase.usual_max
+        return None
+
     def resolve_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Check the care team's option values and fill in defaults.
 
@@ -665,6 +707,21 @@ class RiskDay(NamedTuple):
 
 
 NO_RISK = RiskDay((), (), False)
+
+
+def _literal_amounts(phase: Any, options: Mapping[str, Any]) -> list[float]:
+    """The largest doses a phase can give: its numbers, and the top of a number option."""
+    if isinstance(phase, DailyPhase):
+        return list(phase.amounts)
+    if isinstance(phase, CyclesPhase):
+        out = []
+        for rule in phase.doses:
+            if not isinstance(rule.amount, OptionRef):
+                out.append(rule.amount)
+            elif isinstance(options.get(rule.amount.option), NumberOption):
+                out.append(options[rule.amount.option].max)
+        return out
+    return [phase.amount] if phase.amount is not None else []
 
 
 def _check_option_value(name: str, opt: Any, value: Any) -> Any:

@@ -64,6 +64,7 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "pill_taken_ack",
     "lab_reminder",
     "milestone",
+    "milestone_review",
     "checkin_temperature",
     "checkin_symptoms",
     "checkin_symptoms_with_jaundice",

@@ -284,3 +284,57 @@ def test_regimen_catalogue_carries_sources(client, make_user) -> None:
         "inotuzumab_single",
     } <= ids
     assert all(r["sources"] for r in catalogue)
+
+
+def test_a_large_body_surface_area_asks_to_confirm_and_never_blocks(
+    client, make_user, make_patient, session
+) -> None:
+    # Issue 11, item 10: BSA above 2.5 m2 (care-team setting) asks the team to confirm.
+    from sqlmodel import select
+
+    from backend.models import AuditEvent
+
+    user, token = make_user()
+    patient = make_patient(
+        user.team_id,
+        display_name="Marie-Françoise Van den Bossche-Lefèvre",
+        height_cm=200,
+        weight_kg=122,  # Mosteller 2.60 m2
+    )
+    plan = start(client, token, patient.id, regimen_id="rituximab_fl_weekly")  # not blocked
+    first = plan["doses"][0]
+    assert first["calculated_mg"] == 975.0  # 375 mg/m2 x 2.60 m2
+    assert [w["code"] for w in first["warnings"]] == ["bsa_above_limit"]
+    url = f"/api/v1/plans/{plan['id']}/doses/1"
+    asked = client.post(url, json={"status": "given", "dose_mg": 975}, headers=bearer(token))
+    assert asked.status_code == 409, asked.json
+    assert asked.json["field"] == "confirm" and "2.60 m2" in asked.json["message"]
+    confirmed = client.post(
+        url, json={"status": "given", "dose_mg": 975, "confirm": True}, headers=bearer(token)
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    recorded = confirmed.json["doses"][0]
+    assert (recorded["status"], recorded["recorded_mg"]) == ("given", 975.0)  # unchanged
+    session.expire_all()
+    actions = session.exec(select(AuditEvent.action, AuditEvent.target)).all()
+    assert ("confirm_dose_warning", f"plan:{plan['id']}:dose:1:bsa_above_limit") in actions
+
+
+def test_a_dose_above_the_usual_maximum_is_recorded_only_when_confirmed(
+    client, make_user, make_patient
+) -> None:
+    user, token = make_user()
+    patient = make_patient(user.team_id)  # 170 cm, 70 kg: 1.82 m2
+    plan = start(client, token, patient.id)  # alemtuzumab 30 mg
+    url = f"/api/v1/plans/{plan['id']}/doses/1"
+    asked = client.post(url, json={"status": "given", "dose_mg": 300}, headers=bearer(token))
+    assert asked.status_code == 409 and "usual maximum" in asked.json["message"]
+    ok = client.post(url, json={"status": "given", "dose_mg": 30}, headers=bearer(token))
+    assert ok.status_code == 200 and ok.json["doses"][0]["warnings"] == []
+    corrected = client.post(
+        url, json={"status": "given", "dose_mg": 300, "confirm": True}, headers=bearer(token)
+    )
+    assert corrected.status_code == 200
+    dose = corrected.json["doses"][0]
+    assert dose["recorded_mg"] == 300.0
+    assert [w["code"] for w in dose["warnings"]] == ["dose_above_usual_max"]

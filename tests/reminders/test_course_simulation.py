@@ -148,7 +148,17 @@ def test_a_full_12_week_course(app, engine, session, treated_patient, clock, fak
         )
     )
 
-    # The patient answered everything: no alert, full adherence recorded.
-    assert session.exec(select(Alert)).all() == []
+    # The patient answered everything: no alert about the patient, full adherence recorded.
+    # The decisions of the course reach the team as tasks on their day (issue 11, item 9):
+    # the week-4 response review and the week-12 marrow (003, Table 3).
+    alerts = session.exec(select(Alert).order_by(Alert.created_at)).all()
+    assert [(a.kind, a.details["milestone"], a.details["due_date"]) for a in alerts] == [
+        ("decision_task", "week4_review", "2026-03-30"),
+        ("decision_task", "week12_marrow", "2026-05-18"),
+    ]
+    assert all(
+        a.created_at.astimezone(BRUSSELS).date().isoformat() == a.details["due_date"]
+        for a in alerts
+    )
     pills = [m for m in planned if m.kind == "pill_reminder"]
     assert len(session.exec(select(PillConfirmation)).all()) == len(pills)

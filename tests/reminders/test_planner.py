@@ -668,6 +668,51 @@ def test_day_milestones_move_with_holds() -> None:
     }
 
 
+def test_day_milestones_count_from_a_late_first_dose() -> None:
+    # Treatment received: the first injection given a day late moves the week-4 review
+    # (003, Table 3: "after 4 weeks of treatment") and the week-12 marrow a day later.
+    plan = spec(outcomes={1: DoseOutcome("given", d("2026-03-03"), 30)})
+    events = events_between(plan, d("2026-03-01"), d("2026-08-31"))
+    milestones = {e.key: e.local.date() for e in events if e.kind == "milestone"}
+    assert milestones["milestone:week4_review"] == d("2026-03-31")
+    assert milestones["milestone:week12_marrow"] == d("2026-05-19")
+
+
+def test_day_milestones_count_from_the_first_dose_not_a_missed_one() -> None:
+    plan = spec(
+        outcomes={
+            1: DoseOutcome("missed", d("2026-03-02")),
+            2: DoseOutcome("given", d("2026-03-04"), 30),
+        }
+    )
+    events = events_between(plan, d("2026-03-01"), d("2026-05-31"))
+    milestones = {e.key: e.local.date() for e in events if e.kind == "milestone"}
+    assert milestones["milestone:week4_review"] == d("2026-04-01")
+
+
+def test_day_milestones_count_from_the_first_dose_when_the_start_is_not_a_dose_day() -> None:
+    # Started on a Saturday: the first injection is on Monday; four weeks from it.
+    plan = spec(start=d("2026-02-28"))
+    events = events_between(plan, d("2026-02-28"), d("2026-05-31"))
+    milestones = {e.key: e.local.date() for e in events if e.kind == "milestone"}
+    assert milestones["milestone:week4_review"] == d("2026-03-30")
+
+
+def test_a_hold_before_the_first_dose_moves_milestones_once() -> None:
+    plan = spec(holds=(Hold(d("2026-03-02"), d("2026-03-09"), "infection before the start"),))
+    assert plan_doses(plan)[0].date == d("2026-03-09")
+    events = events_between(plan, d("2026-03-01"), d("2026-05-31"))
+    milestones = {e.key: e.local.date() for e in events if e.kind == "milestone"}
+    assert milestones["milestone:week4_review"] == d("2026-04-06")
+
+
+def test_decision_milestones_say_so_in_their_event() -> None:
+    events = events_between(spec(), d("2026-03-30"), d("2026-03-30"))
+    [review] = [e for e in events if e.kind == "milestone"]
+    assert review.details["decision"] is True
+    assert "non-response" in review.details["decision_text"]
+
+
 # --------------------------------------------------------------------------- DST
 @pytest.mark.parametrize(
     ("tz", "change", "before_utc_hour", "after_utc_hour"),

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reminders.core.planner import PlanSpec, plan_doses
 from reminders.core.regimens import (
     DEFAULT_DIRECTORY,
     CyclesPhase,
     DailyPhase,
     IntervalPhase,
+    OptionRef,
     RegimenError,
     UnknownRegimen,
     WeekdaysPhase,
@@ -29,6 +32,7 @@ EXPECTED = {
     "ofatumumab_lenalidomide",
     "rituximab_cll_chemo",
     "rituximab_fl_maintenance",
+    "rituximab_fl_weekly",
     "inotuzumab_weekly",
     "inotuzumab_single",
 }
@@ -164,6 +168,85 @@ def test_other_regimens_shape() -> None:
     assert get_regimen("inotuzumab_single").extra_symptoms == ("jaundice",)
     for regimen_id in EXPECTED - {"inotuzumab_weekly", "inotuzumab_single"}:
         assert "jaundice" not in get_regimen(regimen_id).extra_symptoms
+
+
+def test_rituximab_fl_weekly_is_four_doses_seven_days_apart_at_375_mg_m2() -> None:
+    # 003, MabThera summary: relapsed/refractory follicular lymphoma, 375 mg/m2 once weekly x 4.
+    r = get_regimen("rituximab_fl_weekly")
+    assert (r.drug, r.route, r.sources) == ("rituximab", "iv", ("003_a1949903592dbecf.txt",))
+    plan = PlanSpec(r, date(2026, 3, 2), "Europe/Brussels")
+    doses = plan_doses(plan)
+    assert [(x.date, x.amount, x.unit, x.in_hospital) for x in doses] == [
+        (date(2026, 3, 2), 375, "mg/m2", True),
+        (date(2026, 3, 9), 375, "mg/m2", True),
+        (date(2026, 3, 16), 375, "mg/m2", True),
+        (date(2026, 3, 23), 375, "mg/m2", True),
+    ]
+    assert "once weekly for four weeks" in doses[0].source
+    # Premedication before every infusion, the infusion rates for the team.
+    assert r.premedication is not None
+    assert all(item.within_first_days is None for item in r.premedication.items)
+    assert "50 mg/h" in (r.phases[0].note or "") and "100 mg/h" in (r.phases[0].note or "")
+    # Severe reactions and the brain conditions (PML, PRES) are in the watch list.
+    watch = " ".join(w.text for w in r.watch_for)
+    for sign in ("breathlessness", "confusion", "sight", "speech", "walking"):
+        assert sign in watch, sign
+    # The maintenance decision 3 months after the last infusion is a care-team task.
+    [milestone] = r.milestones
+    assert milestone.after_last_dose_months == 3 and milestone.decision is not None
+
+
+def test_rituximab_cll_cycle_length_is_a_care_team_setting_not_a_source_number() -> None:
+    # 003 gives "6 cycles in total" but no cycle length: the length is an option.
+    r = get_regimen("rituximab_cll_chemo")
+    phase = r.phases[0]
+    assert isinstance(phase, CyclesPhase) and phase.cycles == 6
+    assert phase.cycle_length_days == OptionRef(option="cycle_length_days")
+    option = r.options["cycle_length_days"]
+    assert option.default == 28 and "care-team setting" in option.source
+    assert "6 cycles" in phase.source and "28" not in phase.source
+    three_weeks = PlanSpec(r, date(2026, 3, 2), "Europe/Brussels", {"cycle_length_days": 21})
+    assert [x.date for x in plan_doses(three_weeks)][:3] == [
+        date(2026, 3, 2),
+        date(2026, 3, 24),  # cycle 2 day 1 = start + 21 + 1
+        date(2026, 4, 14),
+    ]
+
+
+def test_decision_milestones_carry_the_decision_and_its_source() -> None:
+    decisions = {
+        (regimen.id, m.id): m.decision
+        for regimen in load_regimens().values()
+        for m in regimen.milestones
+        if m.decision is not None
+    }
+    assert set(decisions) == {
+        ("alemtuzumab_sc", "week4_review"),
+        ("alemtuzumab_sc", "week12_marrow"),
+        ("alemtuzumab_sc", "transplant_gap"),
+        ("alemtuzumab_iv", "week4_review"),
+        ("alemtuzumab_iv", "week12_marrow"),
+        ("alemtuzumab_iv", "transplant_gap"),
+        ("rituximab_fl_weekly", "maintenance_decision"),
+    }
+    week4 = decisions[("alemtuzumab_sc", "week4_review")]
+    assert "sign of response in the blood after 4 weeks" in week4.text
+    assert "003_a1949903592dbecf.txt, Table 3" in week4.source
+
+
+def test_usual_maximum_per_phase_has_a_source_and_is_not_below_the_dose() -> None:
+    maxima = {
+        (regimen.id, phase.id): phase.usual_max.amount
+        for regimen in load_regimens().values()
+        for phase in regimen.phases
+        if phase.usual_max is not None
+    }
+    assert maxima[("inotuzumab_single", "courses")] == 1.8  # 004: 1.3 to 1.8 mg/m2
+    assert maxima[("inotuzumab_weekly", "cycles")] == 0.8
+    assert maxima[("alemtuzumab_sc", "treatment")] == 30
+    assert maxima[("rituximab_fl_weekly", "induction")] == 375
+    # The retreatment source gives no dose at all: no maximum either.
+    assert not any(key[0] == "ofatumumab_retreatment" for key in maxima)
 
 
 def test_every_regimen_watches_the_first_week() -> None:
@@ -313,6 +396,12 @@ def test_unchanged_copy_loads(broken) -> None:
             'name = "Alemtuzumab',
             'id = "other"\nname = "Alemtuzumab',
             "alemtuzumab_sc.toml: id: the id is the file name",
+        ),
+        # a usual maximum below the phase's own dose
+        (
+            'amount = 30\nsource = "003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg',
+            'amount = 20\nsource = "003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg',
+            "alemtuzumab_sc.toml: phases[0].usual_max: 20 is below the phase's own dose 30",
         ),
         # not TOML at all
         ('drug = "alemtuzumab"', "drug = alemtuzumab", "alemtuzumab_sc.toml: invalid TOML"),

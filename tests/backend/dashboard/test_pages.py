@@ -7,6 +7,7 @@ import csv
 import io
 import logging
 import re
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
@@ -26,6 +27,7 @@ from backend.models import (
     User,
 )
 from backend.services.alerts import raise_alert
+from backend.services.tasks import raise_due_decision_tasks
 from reminders.conversations import handle_inbound_sms
 from tests.backend.dashboard.conftest import PLAN_START, TUESDAY, post_form, sign_in
 from tests.conftest import reread
@@ -103,6 +105,25 @@ def test_queue_orders_by_urgency_then_age_and_flags_waiting_urgent_alerts(
     page = text(client.get("/queue"))
     assert 'class="card alert-card sev-urgent overdue"' in page
     assert "Waiting 16 min: over 15 min" in page
+
+
+def test_week4_review_task_shows_in_the_queue_with_its_decision_and_source(
+    client, signed_in, treated, session, clock
+) -> None:
+    # Issue 11, item 9: the week-4 response review is a task for the team on day 29.
+    nurse = signed_in("Team A", "nurse")
+    _, plan = treated(nurse.team_id, display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    clock.now = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)  # 08:00 in Brussels, day 29
+    assert raise_due_decision_tasks(session, clock.now) == 1
+    session.commit()
+    assert sign_in(client, nurse.email).status_code == 302  # four weeks on: a new session
+    queue = text(client.get("/queue"))
+    assert "decision task" in queue and "Van den Bossche-Lef" in queue
+    assert "sign of response in the blood after 4 weeks" in queue
+    assert "due 2026-03-30" in queue and "003_a1949903592dbecf.txt, Table 3" in queue
+    task = session.exec(select(Alert).where(Alert.kind == "decision_task")).one()
+    page = text(client.get(f"/alerts/{task.id}"))
+    assert f"/plans/{plan.id}" in page and "Decision" in page
 
 
 def test_acknowledge_then_resolve_keeps_who_and_when(
@@ -207,6 +228,60 @@ def test_plan_actions_validate_in_place(client, nurse_and_patient, session) -> N
     assert stop.status_code == 302
     reread(session)
     assert session.get(Plan, plan.id).status == "stopped"
+
+
+def test_small_mg_m2_doses_are_shown_within_one_percent(
+    client, signed_in, make_patient, make_plan, session
+) -> None:
+    # Issue 11, item 10: 0.5 mg/m2 x 1.29 m2 = 0.645 mg was shown as 0.6 mg (-7%).
+    nurse = signed_in("Team A", "nurse")
+    patient = make_patient(
+        nurse.team_id,
+        display_name="Marie-Françoise Van den Bossche-Lefèvre",
+        height_cm=158,
+        weight_kg=37.9,  # Mosteller 1.29 m2
+    )
+    plan = make_plan(patient, "inotuzumab_weekly", PLAN_START)
+    page = text(client.get(f"/plans/{plan.id}"))
+    assert "0.5 mg/m² × 1.29 m² = 0.65 mg" in page
+    assert "0.8 mg/m² × 1.29 m² = 1.03 mg" in page
+    assert "= 1.03 mg" in text(client.get(f"/patients/{patient.id}"))
+    recorded = post_form(
+        client, f"/plans/{plan.id}/doses", {"index": "1", "status": "given", "dose_mg": "1.03"}
+    )
+    assert recorded.status_code == 302
+    assert "given 1.03 mg" in text(client.get(f"/plans/{plan.id}"))
+
+
+def test_a_large_bsa_asks_the_team_to_confirm_the_dose_in_the_form(
+    client, signed_in, make_patient, session
+) -> None:
+    nurse = signed_in("Team A", "nurse")
+    patient = make_patient(nurse.team_id, height_cm=200, weight_kg=122)  # 2.60 m2
+    form = text(client.get(f"/patients/{patient.id}/plans/new?regimen_id=rituximab_fl_weekly"))
+    assert "above 2.5 m²" in form
+    started = post_form(
+        client,
+        f"/patients/{patient.id}/plans/new",
+        {"regimen_id": "rituximab_fl_weekly", "start_date": "2026-03-02"},
+    )
+    assert started.status_code == 302  # never blocks
+    plan = session.exec(select(Plan).where(Plan.patient_id == patient.id)).one()
+    page = text(client.get(f"/plans/{plan.id}"))
+    assert "check height and weight" in page
+    asked = post_form(
+        client, f"/plans/{plan.id}/doses", {"index": "1", "status": "given", "dose_mg": "975"}
+    )
+    assert asked.status_code == 409 and 'id="dose-f-confirm-error"' in text(asked)
+    confirmed = post_form(
+        client,
+        f"/plans/{plan.id}/doses",
+        {"index": "1", "status": "given", "dose_mg": "975", "confirm": "on"},
+    )
+    assert confirmed.status_code == 302
+    reread(session)
+    record = session.exec(select(DoseRecord).where(DoseRecord.plan_id == plan.id)).one()
+    assert record.dose_mg == 975.0
 
 
 # --- enrolment, regimen, preferences, labs, SMS ----------------------------------------------
