@@ -236,6 +236,11 @@ CORPUS = [
     c("pijn onder mijn rechterribben", T, "urgent", "liver_vod", drug=INOTUZUMAB),
     # ... on another drug: still read by a person, not dropped
     c("my belly is swollen", T, "high", drug=RITUXIMAB),
+    # --- very unwell, even without a fever
+    c("I feel very unwell", T, "urgent", "very_unwell"),
+    c("feeling awful and getting worse", T, "urgent", "very_unwell"),
+    c("je me sens très mal", T, "urgent", "very_unwell"),
+    c("ik voel me heel ziek", T, "urgent", "very_unwell"),
     # --- several at once
     c("38.9, chest pain and dizzy", T, "urgent", "chest_pain", "fainting"),
     c("no fever but I fainted", T, "urgent", "fainting"),
