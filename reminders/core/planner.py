@@ -5,11 +5,21 @@ Pure functions over frozen dataclasses; no clock is read (callers pass the windo
 Conventions
 -----------
 * Day 1 is ``PlanSpec.start_date``; day 0 the day before; week *n* is days
-  ``7(n-1)+1 .. 7n``. Risk windows, supportive medicines and lab weeks are counted
-  from the start date and do **not** move with holds (CMV reactivation is timed from
-  the start of therapy: median 34 days, 002). Day-anchored milestones (week-4
-  review, week-12 marrow) *do* move by the length of closed holds before them,
-  because they measure weeks of treatment received.
+  ``7(n-1)+1 .. 7n``. Supportive medicines and lab weeks are counted from the start
+  date and do not move with holds. Day-anchored milestones (week-4 review, week-12
+  marrow) move by the length of closed holds before them, because they measure weeks
+  of treatment received.
+* Risk windows count days of treatment received (:func:`treatment_days_received`):
+  day 1 is the first dose given (or planned, before any is recorded), and a day on
+  hold is not counted, so a hold moves every window after it. The risks they stand
+  for follow the drug actually given: CMV reactivation is timed from the start of
+  therapy (median 34 days, range 14-58, and after 11-12 weeks of therapy, 002), the
+  blood-count low points from the doses (003), the reactions from the first doses.
+  A day on hold keeps the number of the last day received, so a window open when a
+  hold starts stays open until the treatment resumes (conservative: the patient is
+  no less immunosuppressed while on hold). A window with
+  ``through_last_dose_plus_days`` (CMV) also runs until that many days after the last
+  dose. Issue 11, item 5.
 * Times are local wall-clock times in the patient's IANA zone: a 09:00 reminder is
   09:00 local on both sides of a DST change. A local time that does not exist
   (spring-forward gap) moves forward to the first valid instant (the transition);
@@ -71,7 +81,7 @@ from reminders.core.dose_schedule import (
     build_schedule,
     option_value,
 )
-from reminders.core.regimens import Regimen, RiskWindow
+from reminders.core.regimens import NO_RISK, Regimen, RiskDay, RiskWindow
 
 __all__ = [
     "DoseOutcome",
@@ -89,6 +99,7 @@ __all__ = [
     "plan_events",
     "prophylaxis_events",
     "risk_windows_on",
+    "treatment_days_received",
     "treatment_end",
 ]
 
@@ -437,14 +448,58 @@ def day_of_treatment(spec: PlanSpec, d: date) -> int:
     return (d - spec.start_date).days + 1
 
 
+def treatment_days_received(spec: PlanSpec, d: date) -> int | None:
+    """Day number of ``d`` in the risk windows' count: days of treatment received.
+
+    1 on the first dose given (or planned, before any is recorded; a missed dose does
+    not count), then one more per day not on hold: a day on hold keeps the number of
+    the last day before it. None when no dose is given or dated (an open hold before
+    the first dose). Below 1 before the first dose.
+    """
+    return spec._schedule.days_received(d)
+
+
 def risk_windows_on(spec: PlanSpec, d: date) -> list[RiskWindow]:
-    """The regimen's risk windows containing ``d`` (counted from the start date)."""
-    return spec.regimen.risk_windows_on_day(day_of_treatment(spec, d))
+    """The regimen's risk windows containing ``d``, counted in days of treatment received.
+
+    A hold moves them; a window with ``through_last_dose_plus_days`` also runs to that
+    many days after the last dose of treatment.
+    """
+    return list(_risk_on(spec, d).windows)
 
 
 def is_in_cmv_window(spec: PlanSpec, d: date) -> bool:
     """Whether ``d`` falls in a CMV reactivation window of the regimen."""
-    return any(w.kind == "cmv" for w in risk_windows_on(spec, d))
+    return any(w.kind == "cmv" for w in _risk_on(spec, d).windows)
+
+
+def _risk_on(spec: PlanSpec, d: date) -> RiskDay:
+    """The risk windows of ``d`` and whether one of them asks for a check-in that day."""
+    n = spec._schedule.days_received(d)
+    if n is None or n < 1:
+        return NO_RISK
+    regimen = spec.regimen
+    risk = regimen.risk_day(n)
+    end = spec._schedule.treatment_end
+    tails = regimen.windows_to_last_dose
+    if not tails or end is None:
+        return risk
+    extra = [
+        w
+        for w in tails
+        if w.id not in risk.ids
+        and n >= w.first_day
+        and (d - end).days <= (w.through_last_dose_plus_days or 0)
+    ]
+    if not extra:
+        return risk
+    ids = set(risk.ids) | {w.id for w in extra}
+    windows = tuple(w for w in regimen.risk_windows if w.id in ids)
+    return RiskDay(
+        windows,
+        tuple(w.id for w in windows),
+        risk.checkin_due or any((n - w.first_day) % w.checkin_every_days == 0 for w in extra),
+    )
 
 
 # --------------------------------------------------------------------------- events of a day
@@ -587,7 +642,7 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
     end = sched.period_end
     if end is not None and day > end + timedelta(weeks=policy.after_last_dose_weeks):
         return [], []
-    risk = spec.regimen.risk_day(n)
+    risk = _risk_on(spec, day)
     reasons = []
     if risk.checkin_due:
         reasons.append("risk_window")

@@ -14,7 +14,9 @@ bad file raises :class:`RegimenError` naming the file and the field path, e.g.
 ``alemtuzumab_sc.toml: phases[1].weekdays: 'funday' is not a weekday ...``.
 
 Day numbering used throughout: day 1 is the plan's start date, day 0 the day
-before; week *n* is days ``7(n-1)+1 .. 7n``.
+before; week *n* is days ``7(n-1)+1 .. 7n``. Risk windows are the exception: they
+count days of treatment received (from the first dose given, days on hold not
+counted; see :class:`RiskWindow`).
 """
 
 from __future__ import annotations
@@ -372,7 +374,15 @@ RiskKind = Literal["infusion_reactions", "cmv", "low_platelets", "low_neutrophil
 
 
 class RiskWindow(_Model):
-    """A period (in days or weeks from the start) with more frequent check-ins."""
+    """A period with more frequent check-ins, in days or weeks of treatment received.
+
+    Day *n* of a window is the *n*-th day counted from the first dose given (or
+    planned, before any is recorded), days on hold not counted: a hold moves the
+    window (see :func:`reminders.core.planner.treatment_days_received`).
+    ``through_last_dose_plus_days``: the window also runs, from its first day, until
+    that many days after the last dose of treatment, whichever ends later (a risk
+    reported until the end of treatment, such as CMV reactivation).
+    """
 
     id: Identifier
     kind: RiskKind
@@ -381,6 +391,7 @@ class RiskWindow(_Model):
     end_day: PositiveInt | None = None
     start_week: PositiveInt | None = None
     end_week: PositiveInt | None = None
+    through_last_dose_plus_days: int | None = Field(default=None, ge=0, strict=True)
     checkin_every_days: PositiveInt = 1
     note: str | None = None
     source: Text
@@ -618,7 +629,9 @@ class Regimen(_Model):
         return {}
 
     def risk_day(self, day: int) -> RiskDay:
-        """The risk windows of treatment day ``day`` (day 1 = start date), from a table.
+        """The risk windows of day ``day`` of treatment received (see :class:`RiskWindow`), from a table.
+
+        The window days only: the planner adds the windows that run to the last dose.
 
         Built once per regimen: scanning the windows for every day of every plan was a
         tenth of a planning pass (bench/bench_planning.py).
@@ -641,8 +654,13 @@ class Regimen(_Model):
                     )
         return table
 
+    @cached_property
+    def windows_to_last_dose(self) -> tuple[RiskWindow, ...]:
+        """The risk windows that also run until some days after the last dose."""
+        return tuple(w for w in self.risk_windows if w.through_last_dose_plus_days is not None)
+
     def risk_windows_on_day(self, day: int) -> list[RiskWindow]:
-        """The risk windows that contain treatment day ``day`` (day 1 = start date)."""
+        """The risk windows that contain day ``day`` of treatment received (not the last-dose tails)."""
         return list(self.risk_day(day).windows)
 
 

@@ -107,8 +107,11 @@ def test_alemtuzumab_sc_encodes_the_belgian_recommendations() -> None:
         "first_week": (1, 7),
         "low_platelets": (8, 28),
         "low_neutrophils": (22, 42),
-        "cmv": (15, 56),
+        "cmv": (14, 58),  # 002: median 34 days after the start, range 14-58
     }
+    [cmv] = [w for w in r.risk_windows if w.kind == "cmv"]
+    assert cmv.through_last_dose_plus_days == 7  # and to the end of treatment (002, Lundin)
+    assert r.windows_to_last_dose == (cmv,)
     milestones = {m.id: (m.day, m.after_last_dose_months) for m in r.milestones}
     assert milestones == {
         "week4_review": (29, None),
@@ -302,11 +305,17 @@ def test_unchanged_copy_loads(broken) -> None:
             "start_day = 2\nend_day = 7",
             "alemtuzumab_sc.toml: risk_windows: one window must cover the first week",
         ),
-        # a week window given twice
+        # a window given in days and in weeks
         (
-            "start_week = 3\nend_week = 8",
-            "start_week = 3\nend_week = 8\nstart_day = 15",
+            "start_day = 14\nend_day = 58",
+            "start_day = 14\nend_day = 58\nstart_week = 3",
             "alemtuzumab_sc.toml: risk_windows[3]: give start_day and end_day, or start_week and end_week",
+        ),
+        # a negative tail after the last dose
+        (
+            "through_last_dose_plus_days = 7",
+            "through_last_dose_plus_days = -7",
+            "alemtuzumab_sc.toml: risk_windows[3].through_last_dose_plus_days: Input should be greater than or equal to 0",
         ),
         # the id is the file name
         (
