@@ -7,6 +7,8 @@ from datetime import time
 from functools import lru_cache
 from typing import Any
 
+from sqlmodel import Session, select
+
 from backend.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
 from reminders.core.planner import DoseOutcome, Hold, PlanSpec, ProphylaxisSpec
 from reminders.core.regimens import get_regimen
@@ -37,6 +39,19 @@ def build_plan_spec(
         extension_weeks=plan.extension_weeks if extension_weeks is None else extension_weeks,
         stopped_on=plan.stopped_on,
     )
+
+
+def load_plan_spec(session: Session, plan: Plan, patient: Patient) -> PlanSpec:
+    """The spec of ``plan`` with its holds and dose records read from the database.
+
+    One query each. The risk windows (the CMV window of the triage) count from the
+    doses given and move with holds, so a spec without them can be wrong.
+    """
+    holds = session.exec(
+        select(PlanHold).where(PlanHold.plan_id == plan.id).order_by(PlanHold.start_date)
+    ).all()
+    records = session.exec(select(DoseRecord).where(DoseRecord.plan_id == plan.id)).all()
+    return build_plan_spec(plan, patient, holds, records)
 
 
 def build_prophylaxis_spec(course: ProphylaxisCourse, timezone: str) -> ProphylaxisSpec:
