@@ -47,10 +47,13 @@ Event choices (the sources give no timing; these are software choices):
   supportive medicines marked ``pause_during_holds`` (lenalidomide) pause during holds;
 * weekly lab tests fall on the weekday of the first planned dose, from that dose
   while treatment runs, including during holds (monitoring matters most then);
-* check-ins at ``checkin_time``: daily inside risk windows, every ``every_days``
-  days during treatment (and on dose days where the regimen asks), every
-  ``after_last_dose_every_days`` days for ``after_last_dose_weeks`` weeks after the
-  last dose; they continue through holds (the patient is still immunosuppressed);
+* check-ins at ``checkin_time``: daily inside risk windows (wherever they fall),
+  every ``every_days`` days during treatment (and on dose days where the regimen
+  asks), then the regimen's after-treatment taper (``checkins.after_treatment``:
+  e.g. twice a week, then weekly, counted from the last dose), then the last
+  step's cadence for as long as ``prophylaxis_ongoing`` (lymphocytes stay low for
+  more than 9 months, 002; prophylaxis runs at least 6 months, 003); they continue
+  through holds (the patient is still immunosuppressed);
 * after ``stopped_on`` no dose, premedication, supportive or lab events, and no
   day-anchored milestone (the transplant-gap milestone stays, counted from the last
   dose); check-ins follow the after-treatment cadence, still daily inside a risk
@@ -151,7 +154,9 @@ class PlanSpec:
     """One patient's plan: a regimen, a start date and zone, and the care team's choices.
 
     ``options`` are checked against the regimen's declared options (``ValueError``
-    naming the option); ``outcomes`` are keyed by 1-based dose index. The dose
+    naming the option); ``outcomes`` are keyed by 1-based dose index.
+    ``prophylaxis_ongoing``: a prophylaxis course of the patient is not stopped, so
+    check-ins go on past the after-treatment taper (issue 11, item 7). The dose
     schedule is computed once, on construction, and reused by every function here.
     """
 
@@ -165,6 +170,7 @@ class PlanSpec:
     outcomes: Mapping[int, DoseOutcome] = field(default_factory=dict)
     extension_weeks: int = 0
     stopped_on: date | None = None
+    prophylaxis_ongoing: bool = False
     resolved_options: Mapping[str, Any] = field(init=False, repr=False, compare=False)
     _schedule: Schedule = field(init=False, repr=False, compare=False)
 
@@ -640,8 +646,6 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
     sched = spec._schedule
     policy = spec.regimen.checkins
     end = sched.period_end
-    if end is not None and day > end + timedelta(weeks=policy.after_last_dose_weeks):
-        return [], []
     risk = _risk_on(spec, day)
     reasons = []
     if risk.checkin_due:
@@ -651,6 +655,13 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
             reasons.append("dose_day")
         if (n - 1) % policy.every_days == 0:
             reasons.append("treatment")
-    elif (day - end).days % policy.after_last_dose_every_days == 0:
-        reasons.append("after_treatment")
+    else:
+        after = (day - end).days
+        step = policy.after_treatment_step(after)
+        if step is not None:
+            if step.due(after):
+                reasons.append("after_treatment")
+        elif spec.prophylaxis_ongoing and policy.after_treatment[-1].due(after):
+            # Past the taper: the last step's cadence while a prophylaxis course runs.
+            reasons.append("prophylaxis_ongoing")
     return reasons, list(risk.ids)

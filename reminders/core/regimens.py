@@ -26,6 +26,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from functools import cache, cached_property
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NamedTuple
@@ -418,14 +419,66 @@ class RiskWindow(_Model):
         return self.end_day if self.end_day is not None else 7 * self.end_week  # type: ignore[operator]
 
 
+class TaperStep(_Model):
+    """Check-ins after the last dose until ``until_weeks_after_last_dose`` weeks after it.
+
+    Every ``every_days`` days, or ``times_per_week`` times in each week counted from
+    the last dose (twice: 3 and 7 days into the week).
+    """
+
+    until_weeks_after_last_dose: PositiveInt
+    every_days: PositiveInt | None = None
+    times_per_week: Annotated[int, Field(ge=1, le=7, strict=True)] | None = None
+    source: Text
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> TaperStep:
+        if (self.every_days is None) == (self.times_per_week is None):
+            raise ValueError("give exactly one of every_days or times_per_week")
+        return self
+
+    @cached_property
+    def _week_offsets(self) -> frozenset[int]:
+        # Spread over the week, ending on the weekday of the last dose (offset 0).
+        k = self.times_per_week or 1
+        return frozenset((7 * (i + 1)) // k % 7 for i in range(k))
+
+    def due(self, days_after_last_dose: int) -> bool:
+        """Whether a check-in falls ``days_after_last_dose`` days after the last dose."""
+        if self.every_days is not None:
+            return days_after_last_dose % self.every_days == 0
+        return days_after_last_dose % 7 in self._week_offsets
+
+
 class CheckinPolicy(_Model):
-    """How often to ask how the patient is (risk windows add daily check-ins)."""
+    """How often to ask how the patient is (risk windows add daily check-ins).
+
+    ``every_days`` while treatment runs (and on dose days where ``on_dose_days``);
+    after the last dose, the ``after_treatment`` steps in order; after the last step,
+    its cadence goes on while a prophylaxis course of the patient runs.
+    """
 
     every_days: PositiveInt
     on_dose_days: bool = False
-    after_last_dose_every_days: PositiveInt
-    after_last_dose_weeks: int = Field(ge=0)
+    after_treatment: Annotated[tuple[TaperStep, ...], Field(min_length=1)]
     source: Text
+
+    @field_validator("after_treatment")
+    @classmethod
+    def _increasing(cls, steps: tuple[TaperStep, ...]) -> tuple[TaperStep, ...]:
+        weeks = [s.until_weeks_after_last_dose for s in steps]
+        if any(b <= a for a, b in pairwise(weeks)):
+            raise ValueError(
+                f"until_weeks_after_last_dose must increase from step to step, got {weeks}"
+            )
+        return steps
+
+    def after_treatment_step(self, days_after_last_dose: int) -> TaperStep | None:
+        """The taper step of a day after the last dose (None after the last step)."""
+        for step in self.after_treatment:
+            if days_after_last_dose <= 7 * step.until_weeks_after_last_dose:
+                return step
+        return None
 
 
 class Milestone(_Model):

@@ -10,9 +10,10 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import delete, select
 
 from backend.db import session_scope
-from backend.models import OutboundMessage, Plan, PlanningPass
-from backend.schemas import HoldIn
+from backend.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
+from backend.schemas import HoldIn, ProphylaxisStopIn
 from backend.services.plans import hold_plan
+from backend.services.prophylaxis import courses_of, stop_course
 from reminders.jobs import run_due
 from reminders.outbox import (
     PASS_HISTORY,
@@ -21,6 +22,7 @@ from reminders.outbox import (
     planned_until,
     replan_patient,
 )
+from reminders.specs import prophylaxis_ongoing
 from tests.reminders.conftest import outbox
 
 MONDAY_6AM_BRUSSELS = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -265,3 +267,63 @@ def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
     assert stored["d"].expects == "taken"
     with session_scope(engine) as s, pytest.raises((ValueError, StatementError), match="naive"):
         insert_ignoring_duplicates(s, [row("e", due_at=datetime(2026, 3, 3, 9, 30))])
+
+
+def test_checkins_go_on_after_the_taper_until_every_course_is_stopped(
+    engine, session, treated_patient, clock, make_user
+) -> None:
+    # Issue 11, item 7. Alemtuzumab s.c. from 2 March 2026, last injection 22 May; the
+    # taper ends 39 weeks later (19 February 2027). Friday 19 March 2027 is past it.
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=1)
+    patient = treated_patient(display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    user, _ = make_user()
+    friday = datetime(2027, 3, 19, 6, 0, tzinfo=UTC)
+    with session_scope(engine) as s:
+        materialise_due_messages(s, friday)
+    [checkin] = outbox(session, patient_id=patient.id, kind="checkin_temperature")
+    assert checkin.due_at == datetime(2027, 3, 19, 17, 0, tzinfo=UTC)  # 18:00 Brussels
+    # The care team stops both courses (before the CD4 rule allows it: an override).
+    for course in courses_of(session, patient.id):
+        stop_course(
+            session,
+            course,
+            patient,
+            ProphylaxisStopIn(override_reason="CD4 recovered in another hospital"),
+            user.id,
+            friday + timedelta(hours=1),
+        )
+    session.commit()
+    next_friday = friday + timedelta(weeks=1)
+    with session_scope(engine) as s:
+        materialise_due_messages(s, next_friday)
+    kinds = [m.kind for m in outbox(session, patient_id=patient.id) if m.due_at > next_friday]
+    assert "checkin_temperature" not in kinds
+
+
+@pytest.mark.parametrize(
+    ("status", "stopped_on", "plan_id", "latest", "ongoing"),
+    [
+        ("active", None, 7, False, True),  # entered for this plan
+        ("proposed", None, 7, False, True),  # proposed, not yet confirmed: still runs
+        ("stopped", date(2026, 11, 2), 7, True, False),
+        ("declined", None, 7, True, False),
+        ("active", date(2026, 11, 2), 7, True, False),
+        ("active", None, 8, True, False),  # entered for another plan
+        ("active", None, None, True, True),  # for no plan: counts for the latest plan
+        ("active", None, None, False, False),  # ... only
+    ],
+)
+def test_prophylaxis_ongoing_from_the_courses(status, stopped_on, plan_id, latest, ongoing) -> None:
+    plan = Plan(id=7, patient_id=1, regimen_id="alemtuzumab_sc", start_date=date(2026, 3, 2))
+    course = ProphylaxisCourse(
+        id=3,
+        patient_id=1,
+        plan_id=plan_id,
+        drug="cotrimoxazole (trimethoprim/sulfamethoxazole)",
+        dose_text="960 mg three times a week, as prescribed",
+        times=["08:00"],
+        start_date=date(2026, 3, 2),
+        status=status,
+        stopped_on=stopped_on,
+    )
+    assert prophylaxis_ongoing(plan, [course], latest=latest) is ongoing

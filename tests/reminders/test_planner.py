@@ -556,9 +556,14 @@ def test_stop_early_cancels_later_doses_and_reminders() -> None:
     checkins = [e.local.date() for e in events if e.kind == "checkin"]
     # Daily while still in the CMV window (to day 58 = 28 April: the window counts from
     # the first injection and runs its reported range, 002), then weekly after the
-    # last dose for 8 weeks (to 20 May).
+    # last dose (Wednesday 25 March) the taper: twice a week (Wednesdays and Saturdays)
+    # to 8 weeks after it (20 May), then weekly (Wednesdays).
     assert checkins[:33] == [stop + timedelta(days=k) for k in range(33)]
-    assert checkins[33:] == dates("2026-04-29", "2026-05-06", "2026-05-13", "2026-05-20")
+    assert checkins[33:40] == dates(
+        "2026-04-29", "2026-05-02", "2026-05-06", "2026-05-09", "2026-05-13", "2026-05-16",
+        "2026-05-20",
+    )  # fmt: skip
+    assert checkins[40:] == [d("2026-05-20") + timedelta(weeks=k) for k in range(1, 11)]
 
 
 def test_stop_cancels_doses_on_an_open_hold() -> None:
@@ -633,10 +638,12 @@ def test_checkins_daily_in_cmv_window_sparser_outside() -> None:
     # Daily from day 1 to a week after the last dose (22 May, day 82): first week, low
     # points, then the CMV window (day 14 to 58 and to the end of treatment, 002).
     assert sorted(n for n in days if n <= 89) == list(range(1, 90))
+    # Then twice a week (Mondays and Fridays) to 8 weeks after the last dose (17 July),
+    # then weekly (Fridays) to 9 months after it (issue 11, item 7).
     after = [x for x in checkins if x > d("2026-05-29")]
-    assert after == [
-        d("2026-05-22") + timedelta(weeks=k) for k in range(2, 9)
-    ]  # weekly for 8 weeks
+    twice = [d("2026-06-01") + timedelta(weeks=k, days=dd) for k in range(7) for dd in (0, 4)]
+    assert after[:14] == twice and twice[-1] == d("2026-07-17")
+    assert after[14:] == [d("2026-07-17") + timedelta(weeks=k) for k in range(1, 7)]
     cmv = [e for e in events if e.kind == "checkin" and e.local.date() == d("2026-04-05")]
     assert "cmv" in cmv[0].details["risk_windows"]
 
@@ -898,3 +905,49 @@ def test_an_open_hold_before_any_dose_opens_no_risk_window() -> None:
     plan = spec(holds=(Hold(MONDAY, None, "infection before the start"),))
     assert risk_windows_on(plan, d("2026-03-05")) == []
     assert not is_in_cmv_window(plan, d("2026-04-01"))
+
+
+# --------------------------------------------------------------------------- check-ins after treatment
+# Issue 11, item 7: lymphocytes stay below 25% of baseline for more than 9 months after
+# alemtuzumab (002) and prophylaxis runs at least 6 months after the last dose (003): the
+# check-ins taper after treatment but go on while a prophylaxis course runs.
+LAST_INJECTION = d("2026-05-22")  # the 36th injection of a Monday 2 March start
+
+
+def checkin_days(plan: PlanSpec, first: date, last: date) -> list[date]:
+    return [e.local.date() for e in events_between(plan, first, last) if e.kind == "checkin"]
+
+
+def test_checkins_continue_6_months_after_the_last_dose_while_prophylaxis_runs() -> None:
+    plan = spec(prophylaxis_ongoing=True)
+    six_months = d("2026-11-20")  # 26 weeks after the last injection
+    week = checkin_days(plan, six_months - timedelta(days=3), six_months + timedelta(days=3))
+    assert week == [six_months]  # weekly, on the weekday of the last injection
+    # A year after the last dose, still weekly while a course is not stopped.
+    year = checkin_days(plan, d("2027-05-17"), d("2027-05-30"))
+    assert year == [d("2027-05-21"), d("2027-05-28")]
+    [event] = [
+        e for e in events_between(plan, d("2027-05-21"), d("2027-05-21")) if e.kind == "checkin"
+    ]
+    assert event.details["reasons"] == ["prophylaxis_ongoing"]
+
+
+def test_checkins_taper_then_stop_once_every_course_is_stopped() -> None:
+    plan = spec(prophylaxis_ongoing=False)
+    policy = plan.regimen.checkins
+    steps = policy.after_treatment
+    # Twice a week, then weekly (care-team operating choice); the weekly step runs to 9
+    # months after the last dose (002: lymphocytes below 25% for more than 9 months).
+    assert [(s.until_weeks_after_last_dose, s.times_per_week, s.every_days) for s in steps] == [
+        (8, 2, None),
+        (39, None, 7),
+    ]
+    # Weeks 3 and 4 after the last dose: twice a week (3 and 7 days into each week).
+    assert checkin_days(plan, d("2026-06-08"), d("2026-06-14")) == dates("2026-06-08", "2026-06-12")
+    assert checkin_days(plan, d("2026-06-12"), d("2026-06-18")) == dates("2026-06-12", "2026-06-15")
+    # Six months after: weekly, whatever the courses.
+    assert checkin_days(plan, d("2026-11-17"), d("2026-11-23")) == [d("2026-11-20")]
+    end = LAST_INJECTION + timedelta(weeks=39)
+    assert checkin_days(plan, end - timedelta(days=6), end) == [end]
+    # After the taper, with every course stopped: none.
+    assert checkin_days(plan, end + timedelta(days=1), end + timedelta(weeks=30)) == []

@@ -169,6 +169,19 @@ def test_other_regimens_shape() -> None:
         assert "jaundice" not in get_regimen(regimen_id).extra_symptoms
 
 
+def test_every_regimen_tapers_its_checkins_to_weekly_after_treatment() -> None:
+    # Issue 11, item 7: the taper ends weekly, the cadence kept while prophylaxis runs;
+    # every step is sourced or marked as a care-team operating choice.
+    for regimen in load_regimens().values():
+        steps = regimen.checkins.after_treatment
+        assert steps and steps[-1].every_days == 7, regimen.id
+        for step in steps:
+            assert "care-team operating choice" in step.source, regimen.id
+    alemtuzumab = get_regimen("alemtuzumab_sc").checkins.after_treatment
+    assert alemtuzumab[-1].until_weeks_after_last_dose == 39  # 9 months (002)
+    assert "25% of baseline" in alemtuzumab[-1].source
+
+
 def test_every_regimen_watches_the_first_week() -> None:
     for regimen in load_regimens().values():
         assert regimen.risk_windows_on_day(1) and regimen.risk_windows_on_day(7)
@@ -316,6 +329,32 @@ def test_unchanged_copy_loads(broken) -> None:
             "through_last_dose_plus_days = 7",
             "through_last_dose_plus_days = -7",
             "alemtuzumab_sc.toml: risk_windows[3].through_last_dose_plus_days: Input should be greater than or equal to 0",
+        ),
+        # the check-in taper: one cadence per step, weeks increasing, old keys gone
+        (
+            "times_per_week = 2\n",
+            "times_per_week = 2\nevery_days = 3\n",
+            "alemtuzumab_sc.toml: checkins.after_treatment[0]: give exactly one of every_days or times_per_week",
+        ),
+        (
+            "times_per_week = 2\n",
+            "",
+            "alemtuzumab_sc.toml: checkins.after_treatment[0]: give exactly one of every_days or times_per_week",
+        ),
+        (
+            "times_per_week = 2\n",
+            "times_per_week = 8\n",
+            "alemtuzumab_sc.toml: checkins.after_treatment[0].times_per_week: Input should be less than or equal to 7",
+        ),
+        (
+            "until_weeks_after_last_dose = 39",
+            "until_weeks_after_last_dose = 8",
+            "alemtuzumab_sc.toml: checkins.after_treatment: until_weeks_after_last_dose must increase from step to step, got [8, 8]",
+        ),
+        (
+            "on_dose_days = false\n",
+            "on_dose_days = false\nafter_last_dose_weeks = 8\n",
+            "alemtuzumab_sc.toml: checkins.after_last_dose_weeks: Extra inputs are not permitted",
         ),
         # the id is the file name
         (
