@@ -138,7 +138,9 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
             # Formatted by hand: strftime was a tenth of rendering (bench/bench_planning.py).
             "time": f"{local.hour:02d}:{local.minute:02d}",
             "date": f"{local.day:02d}/{local.month:02d}",
-            "observation_hours": _number(details.get("observation_hours") or 2),
+            # Only the dose the regimen gives an observation time for has one (and
+            # only its template asks for it): no number made up here.
+            "observation_hours": _number(details.get("observation_hours")),
             "premedication": "; ".join(details.get("items") or ()) or event.title,
             "medicine": details.get("drug") or event.title,
         }

@@ -42,7 +42,12 @@ remaining doses ``on_hold`` with no date. Holds are applied in order of start da
 Event choices (the sources give no timing; these are software choices):
 * dose reminders at ``dose_time``, only for doses still ``scheduled`` (a dose
   recorded as given or missed gets no reminder);
-* premedication: ``premedication.minutes_before`` (60) before the dose time;
+* premedication: ``premedication.minutes_before`` (60) before the dose time, with
+  ``given_by`` ``care_team`` (the hospital gives it: the SMS says so, never "take")
+  or ``patient`` (taken at home), from the regimen's ``premedication.given_by`` and
+  whether the dose is in hospital;
+* a dose's ``observation_hours`` is set only on the dose the regimen gives one for
+  (the first in hospital); the SMS says "first dose" only for that dose;
 * supportive medicines, lab tests and milestones: at the dose time of their day;
   supportive medicines marked ``pause_during_holds`` (lenalidomide) pause during holds;
 * weekly lab tests fall on the weekday of the first planned dose, from that dose
@@ -600,15 +605,25 @@ def _dose_events(spec: PlanSpec, slot: Slot, n: int, at: datetime) -> list[_Cand
     if premed is not None:
         items = [i for i in premed.items if i.within_first_days is None or n <= i.within_first_days]
         if items:
-            source = "; ".join([i.source for i in items] + [premed.timing_source])
+            by_team = premed.given_by_team(slot.in_hospital)
+            source = "; ".join(
+                [i.source for i in items] + [premed.timing_source, premed.given_by_source]
+            )
+            title = f"Premedication before today's {form}"
+            if by_team:
+                title += ", given by the team at the hospital"
             out.append(
                 _Candidate(
                     at - timedelta(minutes=premed.minutes_before),  # wall-clock arithmetic
                     f"premed:{slot.index}",
                     EventKind.PREMEDICATION,
-                    f"Premedication before today's {form}",
+                    title,
                     source,
-                    {"items": [i.text for i in items], "minutes_before": premed.minutes_before},
+                    {
+                        "items": [i.text for i in items],
+                        "minutes_before": premed.minutes_before,
+                        "given_by": "care_team" if by_team else "patient",
+                    },
                     slot.index,
                 )
             )

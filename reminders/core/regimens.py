@@ -340,12 +340,30 @@ class PremedItem(_Model):
     source: Text
 
 
+PremedGiver = Literal["care_team", "patient", "care_team_in_hospital"]
+
+
 class Premedication(_Model):
-    """Premedication before each dose; the reminder goes ``minutes_before`` the dose time."""
+    """Premedication before each dose; the reminder goes ``minutes_before`` the dose time.
+
+    ``given_by``: who gives it. ``care_team``: the hospital gives it before every dose
+    (every dose is in hospital); ``patient``: the patient takes it at home;
+    ``care_team_in_hospital``: the team for a dose in hospital, the patient for one at
+    home (s.c. alemtuzumab after the first injection). The SMS follows it: a
+    premedication the team gives is never announced as one to take.
+    """
 
     minutes_before: PositiveInt
     timing_source: Text
+    given_by: PremedGiver
+    given_by_source: Text
     items: Annotated[tuple[PremedItem, ...], Field(min_length=1)]
+
+    def given_by_team(self, in_hospital: bool) -> bool:
+        """Whether the care team gives the premedication of a dose (in hospital or not)."""
+        return self.given_by == "care_team" or (
+            self.given_by == "care_team_in_hospital" and in_hospital
+        )
 
 
 class Supportive(_Model):
@@ -559,6 +577,7 @@ class Regimen(_Model):
     def _consistent(self) -> Regimen:
         self._check_ids()
         self._check_first_week()
+        self._check_premedication()
         self._check_phases()
         self._check_option_refs()
         return self
@@ -575,6 +594,18 @@ class Regimen(_Model):
             ids = [item.id for item in items]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{name}: ids must be unique, got {ids}")
+
+    def _check_premedication(self) -> None:
+        premed = self.premedication
+        if (
+            premed is not None
+            and premed.given_by == "care_team"
+            and self.administration.in_hospital != "all"
+        ):
+            raise ValueError(
+                "premedication.given_by: 'care_team' needs every dose in hospital "
+                "(administration.in_hospital = \"all\"); use 'care_team_in_hospital'"
+            )
 
     def _check_first_week(self) -> None:
         # The first week is always a risk window (infusion/injection reactions).

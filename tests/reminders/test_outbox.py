@@ -40,7 +40,7 @@ def test_a_planning_pass_is_idempotent(engine, session, treated_patient, clock) 
     assert {
         "first_dose_in_hospital",
         "pill_reminder",
-        "premedication_reminder",
+        "premedication_by_team",  # the first injection is in hospital (issue 11, item 8)
         "checkin_temperature",
         "lab_reminder",
     } <= kinds
@@ -327,3 +327,77 @@ def test_prophylaxis_ongoing_from_the_courses(status, stopped_on, plan_id, lates
         stopped_on=stopped_on,
     )
     assert prophylaxis_ongoing(plan, [course], latest=latest) is ongoing
+
+
+# Issue 11, item 8: "first dose in hospital" and an observation time only where the
+# regimen gives them for that dose (003, Table 2: the first alemtuzumab injection, then
+# at least 2 hours of observation); premedication the hospital gives is announced as
+# given by the team, never as a pill to take at home.
+EVENING_KINDS = (
+    "dose_reminder_evening_before",
+    "dose_in_hospital_evening_before",
+    "first_dose_in_hospital",
+)
+PREMED_KINDS = ("premedication_reminder", "premedication_by_team")
+
+
+def course_messages(engine, session, treated_patient, clock, regimen_id: str):
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=2)
+    patient = treated_patient(regimen_id, display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    with session_scope(engine) as s:
+        materialise_due_messages(
+            s, MONDAY_6AM_BRUSSELS - timedelta(days=1), horizon=timedelta(days=200)
+        )
+    return outbox(session, patient_id=patient.id)
+
+
+@pytest.mark.parametrize(
+    "regimen_id", ["rituximab_cll_chemo", "alemtuzumab_iv", "inotuzumab_weekly"]
+)
+def test_later_infusions_never_say_first_dose_nor_an_observation_time(
+    engine, session, treated_patient, clock, regimen_id
+) -> None:
+    messages = course_messages(engine, session, treated_patient, clock, regimen_id)
+    first, *later = [m for m in messages if m.kind in EVENING_KINDS]
+    assert later
+    for message in later:
+        assert message.kind == "dose_in_hospital_evening_before", message.body
+        assert "first" not in message.body.lower() and "hours" not in message.body
+        assert "hospital" in message.body
+    if regimen_id == "alemtuzumab_iv":  # the first dose: in hospital, 2 hours (003, Table 2)
+        assert first.kind == "first_dose_in_hospital"
+        assert "first" in first.body and "2 hours" in first.body
+    else:  # the source gives no observation time
+        assert first.kind == "dose_in_hospital_evening_before"
+        assert "first" not in first.body.lower() and "hours" not in first.body
+
+
+@pytest.mark.parametrize(
+    "regimen_id", ["rituximab_cll_chemo", "rituximab_fl_maintenance", "alemtuzumab_iv"]
+)
+def test_premedication_given_at_the_hospital_is_announced_as_given_by_the_team(
+    engine, session, treated_patient, clock, regimen_id
+) -> None:
+    messages = course_messages(engine, session, treated_patient, clock, regimen_id)
+    premeds = [m for m in messages if m.kind in PREMED_KINDS]
+    assert premeds
+    for message in premeds:
+        assert message.kind == "premedication_by_team", message.body
+        assert "take your" not in message.body.lower() and "hospital team gives" in message.body
+        assert "Nothing to take at home" in message.body
+
+
+def test_alemtuzumab_sc_first_injection_in_hospital_then_premedication_at_home(
+    engine, session, treated_patient, clock
+) -> None:
+    messages = course_messages(engine, session, treated_patient, clock, "alemtuzumab_sc")
+    first, *later = [m for m in messages if m.kind in EVENING_KINDS]
+    assert first.kind == "first_dose_in_hospital"
+    assert "first" in first.body and "2 hours" in first.body and "hospital" in first.body
+    assert {m.kind for m in later} == {"dose_reminder_evening_before"}
+    assert not any("first" in m.body.lower() or "hours" in m.body for m in later)
+    first_premed, *home = [m for m in messages if m.kind in PREMED_KINDS]
+    assert first_premed.kind == "premedication_by_team"  # the first injection, in hospital
+    assert "take your" not in first_premed.body and "hospital team gives" in first_premed.body
+    assert home and {m.kind for m in home} == {"premedication_reminder"}
+    assert all("take your premedication" in m.body for m in home)

@@ -951,3 +951,28 @@ def test_checkins_taper_then_stop_once_every_course_is_stopped() -> None:
     assert checkin_days(plan, end - timedelta(days=6), end) == [end]
     # After the taper, with every course stopped: none.
     assert checkin_days(plan, end + timedelta(days=1), end + timedelta(weeks=30)) == []
+
+
+# --------------------------------------------------------------------------- honest dose messages
+def test_premedication_is_given_by_the_team_in_hospital_and_taken_at_home_after() -> None:
+    # Issue 11, item 8: s.c. alemtuzumab, first injection in hospital (003, Table 2).
+    events = events_between(spec(), MONDAY, d("2026-03-04"))
+    premeds = [e for e in events if e.kind == "premedication"]
+    assert [(e.key, e.details["given_by"]) for e in premeds] == [
+        ("premed:1", "care_team"),
+        ("premed:2", "patient"),
+    ]
+    assert (
+        premeds[0].title
+        == "Premedication before today's injection, given by the team at the hospital"
+    )
+    doses = [e for e in events if e.kind == "dose"]
+    assert [e.details["observation_hours"] for e in doses] == [2, None]
+    # Rituximab: every infusion in hospital, the premedication always from the team, and
+    # no observation time in the source.
+    plan = spec("rituximab_cll_chemo")
+    infusions = [e for e in events_between(plan, MONDAY, d("2026-06-30")) if e.kind == "dose"]
+    assert len(infusions) == 5
+    assert all(
+        e.details["in_hospital"] and e.details["observation_hours"] is None for e in infusions
+    )

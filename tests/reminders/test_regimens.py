@@ -182,6 +182,23 @@ def test_every_regimen_tapers_its_checkins_to_weekly_after_treatment() -> None:
     assert "25% of baseline" in alemtuzumab[-1].source
 
 
+def test_who_gives_the_premedication() -> None:
+    # Issue 11, item 8: infusions in hospital get their premedication from the team;
+    # s.c. alemtuzumab after the first injection is taken at home.
+    givers = {r.id: r.premedication.given_by for r in load_regimens().values() if r.premedication}
+    assert givers == {
+        "alemtuzumab_iv": "care_team",
+        "alemtuzumab_sc": "care_team_in_hospital",
+        "rituximab_cll_chemo": "care_team",
+        "rituximab_fl_maintenance": "care_team",
+    }
+    sc = get_regimen("alemtuzumab_sc").premedication
+    assert sc is not None and sc.given_by_team(True) and not sc.given_by_team(False)
+    for regimen_id in givers:
+        source = get_regimen(regimen_id).premedication.given_by_source  # type: ignore[union-attr]
+        assert "care-team setting" in source and "003" in source
+
+
 def test_every_regimen_watches_the_first_week() -> None:
     for regimen in load_regimens().values():
         assert regimen.risk_windows_on_day(1) and regimen.risk_windows_on_day(7)
@@ -355,6 +372,17 @@ def test_unchanged_copy_loads(broken) -> None:
             "on_dose_days = false\n",
             "on_dose_days = false\nafter_last_dose_weeks = 8\n",
             "alemtuzumab_sc.toml: checkins.after_last_dose_weeks: Extra inputs are not permitted",
+        ),
+        # the team cannot give the premedication of a dose at home
+        (
+            'given_by = "care_team_in_hospital"',
+            'given_by = "care_team"',
+            "alemtuzumab_sc.toml: premedication.given_by: 'care_team' needs every dose in hospital",
+        ),
+        (
+            'given_by = "care_team_in_hospital"',
+            'given_by = "nurse"',
+            "alemtuzumab_sc.toml: premedication.given_by: Input should be 'care_team', 'patient' or 'care_team_in_hospital'",
         ),
         # the id is the file name
         (
