@@ -106,6 +106,7 @@ __all__ = [
     "plan_doses",
     "plan_events",
     "prophylaxis_events",
+    "risk_window_spans",
     "risk_windows_on",
     "treatment_days_received",
     "treatment_end",
@@ -482,6 +483,43 @@ def risk_windows_on(spec: PlanSpec, d: date) -> list[RiskWindow]:
 def is_in_cmv_window(spec: PlanSpec, d: date) -> bool:
     """Whether ``d`` falls in a CMV reactivation window of the regimen."""
     return any(w.kind == "cmv" for w in _risk_on(spec, d).windows)
+
+
+def risk_window_spans(spec: PlanSpec) -> list[tuple[RiskWindow, date, date | None]]:
+    """Each risk window of the plan as dates: (window, first day, last day or None).
+
+    The same windows as :func:`risk_windows_on` (what the care team sees is what the
+    planner uses). ``None``: the window is open on an open hold and has no end yet.
+    Windows the plan never reaches (an early stop) are left out.
+    """
+    sched = spec._schedule
+    anchor = sched.risk_anchor
+    if anchor is None:
+        return []
+    regimen = spec.regimen
+    open_hold = next((start for start, resume in sched.held if resume is None), None)
+    closed = sum(((r - s_).days for s_, r in sched.held if r is not None), 0)
+    bound = anchor + timedelta(days=max(w.last_day for w in regimen.risk_windows) + closed)
+    end = sched.treatment_end
+    tails = [w.through_last_dose_plus_days or 0 for w in regimen.windows_to_last_dose]
+    if end is not None and tails:
+        bound = max(bound, end + timedelta(days=max(tails)))
+    if open_hold is not None:
+        bound = max(anchor, open_hold)  # from there on every day is the same as this one
+    spans: dict[str, list[Any]] = {}
+    day = anchor
+    while day <= bound:
+        for w in _risk_on(spec, day).windows:
+            span = spans.setdefault(w.id, [w, day, day])
+            span[2] = day
+        day += ONE_DAY
+    if open_hold is not None:
+        for w in _risk_on(spec, bound).windows:
+            spans[w.id][2] = None
+    return [
+        (w, first, last)
+        for w, first, last in (spans[x.id] for x in regimen.risk_windows if x.id in spans)
+    ]
 
 
 def _risk_on(spec: PlanSpec, d: date) -> RiskDay:

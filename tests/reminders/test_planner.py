@@ -21,6 +21,7 @@ from reminders.core.planner import (
     plan_doses,
     plan_events,
     prophylaxis_events,
+    risk_window_spans,
     risk_windows_on,
     treatment_end,
 )
@@ -976,3 +977,23 @@ def test_premedication_is_given_by_the_team_in_hospital_and_taken_at_home_after(
     assert all(
         e.details["in_hospital"] and e.details["observation_hours"] is None for e in infusions
     )
+
+
+def test_risk_window_spans_follow_the_hold() -> None:
+    # What the care team sees (the plan's timeline) must be the windows the planner uses.
+    spans = {
+        w.id: (first, last)
+        for w, first, last in risk_window_spans(spec(holds=(TWO_WEEK_HOLD_IN_WEEK_2,)))
+    }
+    assert spans == {
+        "first_week": (MONDAY, d("2026-03-22")),  # open on day 7 through the hold
+        "low_platelets": (d("2026-03-23"), d("2026-04-12")),
+        "low_neutrophils": (d("2026-04-06"), d("2026-04-26")),
+        "cmv": (d("2026-03-29"), d("2026-06-12")),  # to the last dose (5 June) + 7 days
+    }
+    [(_cmv, first, last)] = [
+        s
+        for s in risk_window_spans(spec(holds=(Hold(d("2026-03-17"), None, "CMV"),)))
+        if s[0].kind == "cmv"
+    ]
+    assert (first, last) == (d("2026-03-15"), None)  # an open hold: no end yet
