@@ -256,8 +256,19 @@ class HoldOut(BaseModel):
     reason: str
 
 
+class RiskWindowOut(BaseModel):
+    """A risk window of the plan as dates: counted from the doses given, moved by holds."""
+
+    id: str
+    kind: str
+    name: str
+    first_date: date
+    last_date: date | None  # None: open on an open hold, no end yet
+    source: str
+
+
 class PlanOut(BaseModel):
-    """A plan with its doses, holds and body-surface-area calculation."""
+    """A plan with its doses, holds, risk windows and body-surface-area calculation."""
 
     id: int
     patient_id: int
@@ -275,6 +286,7 @@ class PlanOut(BaseModel):
     doses_missed: int
     doses: list[DoseOut]
     holds: list[HoldOut]
+    risk_windows: list[RiskWindowOut] = []
 
 
 class ScheduleQuery(Strict):

@@ -16,13 +16,14 @@ from backend.schemas import (
     PlanOut,
     ProphylaxisOut,
     RegimenSummary,
+    RiskWindowOut,
     ScheduleOut,
     StopEligibilityOut,
 )
 from backend.services.plans import dose_records_of, effective_status, holds_of
 from backend.services.schedule import ScheduleWindow
 from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mosteller
-from reminders.core.planner import plan_doses
+from reminders.core.planner import plan_doses, risk_window_spans
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import Regimen
 from reminders.specs import build_plan_spec
@@ -136,6 +137,17 @@ def plan_out(session: Session, plan: Plan, patient: Patient) -> PlanOut:
         holds=[
             HoldOut(id=h.id, start_date=h.start_date, resume_date=h.resume_date, reason=h.reason)
             for h in holds
+        ],
+        risk_windows=[
+            RiskWindowOut(
+                id=w.id,
+                kind=w.kind,
+                name=w.name,
+                first_date=first,
+                last_date=last,
+                source=w.source,
+            )
+            for w, first, last in risk_window_spans(spec)
         ],
     )
 

@@ -52,7 +52,7 @@ from reminders.outbox import (
     render_for,
     replan_patient,
 )
-from reminders.specs import build_plan_spec
+from reminders.specs import load_plan_spec
 
 #: A check-in older than this no longer frames a reply.
 CHECKIN_CONTEXT = timedelta(hours=24)
@@ -358,10 +358,9 @@ def triage_context(
     if plan is None:
         return TriageContext()
     regimen = get_regimen(plan.regimen_id)
-    # Risk windows are counted from the start date and move with neither holds nor
-    # recorded doses (reminders.core.planner), so those are not loaded: two queries
-    # fewer for every temperature reply.
-    spec = build_plan_spec(plan, patient, (), ())
+    # Risk windows count the days of treatment received: they move with holds and
+    # recorded doses (reminders.core.planner), so both are loaded (issue 11, item 5).
+    spec = load_plan_spec(session, plan, patient)
     today = local_today(patient.timezone, now)
     in_cmv_window = is_in_cmv_window(spec, today)
     end = treatment_end(spec)

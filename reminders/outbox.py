@@ -55,7 +55,7 @@ from reminders.core.planner import (
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import render
 from reminders.planning_workers import PlanningWorkers, pack_rows, unpack_rows
-from reminders.specs import build_plan_spec, build_prophylaxis_spec
+from reminders.specs import ENDED_COURSE_STATUSES, build_plan_spec, build_prophylaxis_spec
 
 #: How far ahead a planning pass writes messages.
 PLANNING_HORIZON = timedelta(hours=24)
@@ -138,7 +138,9 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
             # Formatted by hand: strftime was a tenth of rendering (bench/bench_planning.py).
             "time": f"{local.hour:02d}:{local.minute:02d}",
             "date": f"{local.day:02d}/{local.month:02d}",
-            "observation_hours": _number(details.get("observation_hours") or 2),
+            # Only the dose the regimen gives an observation time for has one (and
+            # only its template asks for it): no number made up here.
+            "observation_hours": _number(details.get("observation_hours")),
             "premedication": "; ".join(details.get("items") or ()) or event.title,
             "medicine": details.get("drug") or event.title,
         }
@@ -278,13 +280,23 @@ def planned_messages_for_patient(
     event_end = until + timedelta(days=1)
     prefs = ContactPrefs(patient.timezone, patient.quiet_start, patient.quiet_end)
     planned: list[PlannedMessage] = []
+    latest = context.plan
     for plan in plans:
-        spec = build_plan_spec(plan, patient, holds.get(plan.id, ()), records.get(plan.id, ()))
+        spec = build_plan_spec(
+            plan,
+            patient,
+            holds.get(plan.id, ()),
+            records.get(plan.id, ()),
+            courses=courses,
+            latest=latest is None or plan.id == latest.id,
+        )
         events = plan_events(spec, events_start, event_end)
         for message in _messages(events, prefs, max(since, plan.created_at), until):
             planned.append(PlannedMessage.of(context, message, plan_id=plan.id, spec=spec))
     pill_end = until + _prophylaxis_lead()
     for course in courses:
+        if course.status != "active":
+            continue  # a proposed course keeps check-ins going but sends no pill reminder
         events = prophylaxis_events(
             build_prophylaxis_spec(course, patient.timezone), events_start, pill_end
         )
@@ -592,7 +604,7 @@ class PatientChunk:
 def _load_chunk(
     session: Session, patients: Sequence[Any], teams: dict[int, Any], *, by_range: bool
 ) -> PatientChunk:
-    """Read the plans, active courses, holds, dose records and teams of ``patients``.
+    """Read the plans, courses not ended, holds, dose records and teams of ``patients``.
 
     ``by_range``: load them by patient id range (one statement shape for a whole
     pass) rather than by a list of ids. ``teams`` caches teams across chunks.
@@ -617,7 +629,11 @@ def _load_chunk(
         patients=patients,
         plans=_rows(session, select(*_read_only(plan)).where(owned)),
         courses=_rows(
-            session, select(*_read_only(course)).where(course.c.status == "active", owns_course)
+            # Proposed courses too: they keep check-ins going (no pill reminders).
+            session,
+            select(*_read_only(course)).where(
+                course.c.status.not_in(sorted(ENDED_COURSE_STATUSES)), owns_course
+            ),
         ),
         holds=_rows(session, _of_plans(PlanHold, owned)),
         records=_rows(session, _of_plans(DoseRecord, owned)),

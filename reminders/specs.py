@@ -7,6 +7,8 @@ from datetime import time
 from functools import lru_cache
 from typing import Any
 
+from sqlmodel import Session, select
+
 from backend.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
 from reminders.core.planner import DoseOutcome, Hold, PlanSpec, ProphylaxisSpec
 from reminders.core.regimens import get_regimen
@@ -20,8 +22,15 @@ def build_plan_spec(
     *,
     extension_weeks: int | None = None,
     options: dict[str, Any] | None = None,
+    courses: Iterable[ProphylaxisCourse] = (),
+    latest: bool = True,
 ) -> PlanSpec:
-    """The planner's view of a stored plan (its holds and dose records already loaded)."""
+    """The planner's view of a stored plan (its holds and dose records already loaded).
+
+    ``courses``: the patient's prophylaxis courses (any status), for
+    ``PlanSpec.prophylaxis_ongoing`` (see :func:`prophylaxis_ongoing`); ``latest``:
+    ``plan`` is the patient's latest plan.
+    """
     return PlanSpec(
         regimen=get_regimen(plan.regimen_id),
         start_date=plan.start_date,
@@ -36,7 +45,45 @@ def build_plan_spec(
         },
         extension_weeks=plan.extension_weeks if extension_weeks is None else extension_weeks,
         stopped_on=plan.stopped_on,
+        prophylaxis_ongoing=prophylaxis_ongoing(plan, courses, latest=latest),
     )
+
+
+#: Course statuses that end a course (another status, "active" or "proposed", runs).
+ENDED_COURSE_STATUSES = frozenset({"stopped", "declined"})
+
+
+def course_ongoing(course: ProphylaxisCourse) -> bool:
+    """Whether a course runs: not stopped nor declined, and no stop date."""
+    return course.stopped_on is None and course.status not in ENDED_COURSE_STATUSES
+
+
+def prophylaxis_ongoing(
+    plan: Plan, courses: Iterable[ProphylaxisCourse], *, latest: bool = True
+) -> bool:
+    """Whether a prophylaxis course that keeps ``plan``'s check-ins going runs.
+
+    A course counts for the plan it was entered for, and a course entered for no plan
+    counts for the patient's latest plan only (so that an old plan does not send a
+    second weekly check-in beside the current one).
+    """
+    return any(
+        course_ongoing(c) and (c.plan_id == plan.id or (c.plan_id is None and latest))
+        for c in courses
+    )
+
+
+def load_plan_spec(session: Session, plan: Plan, patient: Patient) -> PlanSpec:
+    """The spec of ``plan`` with its holds and dose records read from the database.
+
+    One query each. The risk windows (the CMV window of the triage) count from the
+    doses given and move with holds, so a spec without them can be wrong.
+    """
+    holds = session.exec(
+        select(PlanHold).where(PlanHold.plan_id == plan.id).order_by(PlanHold.start_date)
+    ).all()
+    records = session.exec(select(DoseRecord).where(DoseRecord.plan_id == plan.id)).all()
+    return build_plan_spec(plan, patient, holds, records)
 
 
 def build_prophylaxis_spec(course: ProphylaxisCourse, timezone: str) -> ProphylaxisSpec:

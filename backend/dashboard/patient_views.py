@@ -45,7 +45,6 @@ from backend.services import patients as patient_service
 from backend.services.patients import get_patient
 from reminders.conversations import find_patient_by_phone, handle_inbound_sms
 from reminders.core.clinical_rules import clinical_rules
-from reminders.core.regimens import get_regimen
 from reminders.outbox import enqueue_message, sms_allowed
 
 logger = logging.getLogger(__name__)
@@ -215,16 +214,11 @@ def patient_charts(overview: PatientOverview, now: datetime) -> dict[str, str]:
     result: dict[str, str] = {}
     if overview.current is not None:
         plan, out = overview.current
-        regimen = get_regimen(plan.regimen_id)
         start = plan.start_date
+        # The windows as the planner uses them (moved by holds; an open one runs to today).
         bands = [
-            charts.RiskBand(
-                start + timedelta(days=w.first_day - 1),
-                start + timedelta(days=w.last_day - 1),
-                w.name,
-                str(w.kind),
-            )
-            for w in regimen.risk_windows
+            charts.RiskBand(w.first_date, w.last_date or max(today, w.first_date), w.name, w.kind)
+            for w in out.risk_windows
         ]
         dose_dates = [d.date for d in out.doses if d.date is not None]
         first = start

@@ -42,7 +42,9 @@ DOSE_REMINDER_KINDS = frozenset(
         "dose_reminder_evening_before",
         "dose_reminder_morning",
         "first_dose_in_hospital",
+        "dose_in_hospital_evening_before",
         "premedication_reminder",
+        "premedication_by_team",
     }
 )
 #: How people read each kind of message.
@@ -51,7 +53,9 @@ MESSAGE_KIND_LABELS = {
     "dose_reminder_evening_before": "Dose reminder (evening before)",
     "dose_reminder_morning": "Dose reminder (morning)",
     "first_dose_in_hospital": "First dose (in hospital)",
+    "dose_in_hospital_evening_before": "Dose reminder (evening before, in hospital)",
     "premedication_reminder": "Premedication reminder",
+    "premedication_by_team": "Premedication (given by the team)",
     "pill_reminder": "Pill reminder",
     "lab_reminder": "Blood test reminder",
     "milestone": "Milestone",

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import AuditEvent, DoseRecord, Patient, Plan, PlanHold
+from backend.models import AuditEvent, DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
 from backend.schemas import DoseRecordIn, HoldIn, PlanIn, ResumeIn, StopIn
 from backend.services import local_today
 from backend.services.messaging import resync_patient_messages
@@ -332,8 +332,20 @@ def plan_events_between(
 ) -> list[ScheduledEvent]:
     """Every plan event of the patient's plans (any status) in [start, end)."""
     plans = session.exec(select(Plan).where(Plan.patient_id == patient.id)).all()
+    # The courses keep check-ins going after the taper (issue 11, item 7): as the pass does.
+    courses = session.exec(
+        select(ProphylaxisCourse).where(ProphylaxisCourse.patient_id == patient.id)
+    ).all()
+    latest = max(plans, key=lambda p: p.created_at, default=None)
     events: list[ScheduledEvent] = []
     for plan in plans:
-        spec = spec_for(session, plan, patient)
+        spec = build_plan_spec(
+            plan,
+            patient,
+            holds_of(session, plan.id),
+            dose_records_of(session, plan.id),
+            courses=courses,
+            latest=plan is latest,
+        )
         events.extend(ScheduledEvent(plan.id, e) for e in plan_events(spec, start_utc, end_utc))
     return events

@@ -69,10 +69,32 @@ class Schedule:
     period_end: date | None  # last day of treatment for check-ins (None while ongoing)
     milestones: tuple[tuple[Milestone, date], ...]
     hold_spans: tuple[tuple[date, date | None], ...]
+    # First dose given, else first still to give (dated): day 1 of the risk windows.
+    risk_anchor: date | None = None
+    # The hold spans merged (no overlap), in order: the days not counted as treatment.
+    held: tuple[tuple[date, date | None], ...] = ()
 
     def in_hold(self, day: date) -> bool:
         """Whether ``day`` falls in a hold (from its start, before its resume date)."""
         return any(s <= day and (r is None or day < r) for s, r in self.hold_spans)
+
+    def days_received(self, day: date) -> int | None:
+        """Days of treatment received on ``day``: 1 on the risk anchor, holds not counted.
+
+        A day on hold keeps the number of the last day before the hold. None when no
+        dose was given or is dated (an open hold before the first dose).
+        """
+        anchor = self.risk_anchor
+        if anchor is None:
+            return None
+        n = (day - anchor).days + 1
+        after = day + ONE_DAY
+        for start, resume in self.held:
+            lo = max(start, anchor)
+            hi = after if resume is None else min(resume, after)
+            if hi > lo:
+                n -= (hi - lo).days
+        return n
 
 
 def option_value(spec: PlanSpec, value: Any) -> Any:
@@ -188,7 +210,32 @@ def _compute_schedule(spec: PlanSpec) -> Schedule:
         period_end=period_end,
         milestones=tuple(_milestones(spec, slots, holds, None if on_hold else end)),
         hold_spans=tuple((h.start, h.resume) for h in holds),
+        risk_anchor=_risk_anchor(slots),
+        held=_merged(holds),
     )
+
+
+def _risk_anchor(slots: list[Slot]) -> date | None:
+    """The first dose given or planned (not missed, cancelled or on an open hold).
+
+    A planned dose whose day passed without a record counts as given: the windows
+    start no later than they would have.
+    """
+    live = (s.date for s in slots if s.status in ("given", "scheduled") and s.date is not None)
+    return min(live, default=None)
+
+
+def _merged(holds: list[Hold]) -> tuple[tuple[date, date | None], ...]:
+    """Hold spans [start, resume) merged where they overlap (holds sorted by start)."""
+    out: list[tuple[date, date | None]] = []
+    for hold in holds:
+        if out and (out[-1][1] is None or hold.start <= out[-1][1]):
+            start, end = out[-1]
+            merged_end = None if end is None or hold.resume is None else max(end, hold.resume)
+            out[-1] = (start, merged_end)
+        else:
+            out.append((hold.start, hold.resume))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- nominal dates

@@ -43,7 +43,27 @@ class MessageRule:
     expects: str | None = None
     first_dose_template: str | None = None
     decision_template: str | None = None  # for a milestone that is a care-team decision
+    in_hospital_template: str | None = None
+    care_team_template: str | None = None
     fresh_until_event: bool = False
+
+    def template_for(self, details: Mapping[str, Any]) -> str:
+        """The template for an event with ``details``.
+
+        ``first_dose_template`` only for the dose the regimen gives an observation
+        time for; ``in_hospital_template`` for any other dose in hospital;
+        ``care_team_template`` for a premedication the care team gives;
+        ``decision_template`` for a milestone that is a care-team decision.
+        """
+        if self.decision_template and details.get("decision"):
+            return self.decision_template
+        if self.first_dose_template and details.get("observation_hours"):
+            return self.first_dose_template
+        if self.in_hospital_template and details.get("in_hospital"):
+            return self.in_hospital_template
+        if self.care_team_template and details.get("given_by") == "care_team":
+            return self.care_team_template
+        return self.template
 
 
 @dataclass(frozen=True)
@@ -118,9 +138,8 @@ def _rule_timing(
     zone: ZoneInfo,
     quiet_start: time,
     quiet_end: time,
-    in_hospital: bool,
-) -> tuple[datetime, datetime, str, str]:
-    """When ``rule`` sends for an event at ``event_utc``: (send_at, not_after, local date, template).
+) -> tuple[datetime, datetime, str]:
+    """When ``rule`` sends for an event at ``event_utc``: (send_at, not_after, local date).
 
     Cached: a pass asks this for the same few instants (pills at 09:00 in Brussels)
     and the same quiet hours for thousands of patients (bench/bench_planning.py).
@@ -140,14 +159,10 @@ def _rule_timing(
     if rule.fresh_until_event:
         not_after = min(not_after, event_local)
     send_local = defer_past_quiet_hours(moment, quiet_start, quiet_end)
-    template = rule.template
-    if rule.first_dose_template and in_hospital:
-        template = rule.first_dose_template
     return (
         send_local.astimezone(UTC),
         not_after.astimezone(UTC),
         event_local.date().isoformat(),
-        template,
     )
 
 
@@ -165,21 +180,17 @@ def messages_for_event(
     """
     zone = _zone(prefs.timezone)
     event_utc = event.at_utc
-    in_hospital = bool(event.details.get("in_hospital"))
-    decision = bool(event.details.get("decision"))
     plans: list[MessagePlan] = []
     for rule in message_rules().get(event.kind, ()):
-        send_at, not_after, local_day, template = _rule_timing(
-            rule, event_utc, zone, prefs.quiet_start, prefs.quiet_end, in_hospital
+        send_at, not_after, local_day = _rule_timing(
+            rule, event_utc, zone, prefs.quiet_start, prefs.quiet_end
         )
         if (since is not None and send_at < since) or (until is not None and send_at >= until):
             continue
-        if decision and rule.decision_template:
-            template = rule.decision_template
         plans.append(
             MessagePlan(
                 key=f"{event.key}:{rule.variant}:{local_day}",
-                template=template,
+                template=rule.template_for(event.details),
                 send_at=send_at,
                 not_after=not_after,
                 event=event,

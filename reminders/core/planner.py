@@ -5,12 +5,22 @@ Pure functions over frozen dataclasses; no clock is read (callers pass the windo
 Conventions
 -----------
 * Day 1 is ``PlanSpec.start_date``; day 0 the day before; week *n* is days
-  ``7(n-1)+1 .. 7n``. Risk windows, supportive medicines and lab weeks are counted
-  from the start date and do **not** move with holds (CMV reactivation is timed from
-  the start of therapy: median 34 days, 002). Day-anchored milestones (week-4
-  review, week-12 marrow) measure weeks of treatment received: they count from the
-  first dose given (a late or missed first dose moves them) and move by the length
-  of closed holds after it.
+  ``7(n-1)+1 .. 7n``. Supportive medicines and lab weeks are counted from the start
+  date and do not move with holds. Day-anchored milestones (week-4 review, week-12
+  marrow) measure weeks of treatment received: they count from the first dose given
+  (a late or missed first dose moves them) and move by the length of closed holds
+  after it.
+* Risk windows count days of treatment received (:func:`treatment_days_received`):
+  day 1 is the first dose given (or planned, before any is recorded), and a day on
+  hold is not counted, so a hold moves every window after it. The risks they stand
+  for follow the drug actually given: CMV reactivation is timed from the start of
+  therapy (median 34 days, range 14-58, and after 11-12 weeks of therapy, 002), the
+  blood-count low points from the doses (003), the reactions from the first doses.
+  A day on hold keeps the number of the last day received, so a window open when a
+  hold starts stays open until the treatment resumes (conservative: the patient is
+  no less immunosuppressed while on hold). A window with
+  ``through_last_dose_plus_days`` (CMV) also runs until that many days after the last
+  dose. Issue 11, item 5.
 * Times are local wall-clock times in the patient's IANA zone: a 09:00 reminder is
   09:00 local on both sides of a DST change. A local time that does not exist
   (spring-forward gap) moves forward to the first valid instant (the transition);
@@ -33,15 +43,23 @@ remaining doses ``on_hold`` with no date. Holds are applied in order of start da
 Event choices (the sources give no timing; these are software choices):
 * dose reminders at ``dose_time``, only for doses still ``scheduled`` (a dose
   recorded as given or missed gets no reminder);
-* premedication: ``premedication.minutes_before`` (60) before the dose time;
+* premedication: ``premedication.minutes_before`` (60) before the dose time, with
+  ``given_by`` ``care_team`` (the hospital gives it: the SMS says so, never "take")
+  or ``patient`` (taken at home), from the regimen's ``premedication.given_by`` and
+  whether the dose is in hospital;
+* a dose's ``observation_hours`` is set only on the dose the regimen gives one for
+  (the first in hospital); the SMS says "first dose" only for that dose;
 * supportive medicines, lab tests and milestones: at the dose time of their day;
   supportive medicines marked ``pause_during_holds`` (lenalidomide) pause during holds;
 * weekly lab tests fall on the weekday of the first planned dose, from that dose
   while treatment runs, including during holds (monitoring matters most then);
-* check-ins at ``checkin_time``: daily inside risk windows, every ``every_days``
-  days during treatment (and on dose days where the regimen asks), every
-  ``after_last_dose_every_days`` days for ``after_last_dose_weeks`` weeks after the
-  last dose; they continue through holds (the patient is still immunosuppressed);
+* check-ins at ``checkin_time``: daily inside risk windows (wherever they fall),
+  every ``every_days`` days during treatment (and on dose days where the regimen
+  asks), then the regimen's after-treatment taper (``checkins.after_treatment``:
+  e.g. twice a week, then weekly, counted from the last dose), then the last
+  step's cadence for as long as ``prophylaxis_ongoing`` (lymphocytes stay low for
+  more than 9 months, 002; prophylaxis runs at least 6 months, 003); they continue
+  through holds (the patient is still immunosuppressed);
 * after ``stopped_on`` no dose, premedication, supportive or lab events, and no
   day-anchored milestone (the transplant-gap milestone stays, counted from the last
   dose); check-ins follow the after-treatment cadence, still daily inside a risk
@@ -72,7 +90,7 @@ from reminders.core.dose_schedule import (
     build_schedule,
     option_value,
 )
-from reminders.core.regimens import Regimen, RiskWindow
+from reminders.core.regimens import NO_RISK, Regimen, RiskDay, RiskWindow
 
 __all__ = [
     "DoseOutcome",
@@ -89,7 +107,9 @@ __all__ = [
     "plan_doses",
     "plan_events",
     "prophylaxis_events",
+    "risk_window_spans",
     "risk_windows_on",
+    "treatment_days_received",
     "treatment_end",
 ]
 
@@ -141,7 +161,9 @@ class PlanSpec:
     """One patient's plan: a regimen, a start date and zone, and the care team's choices.
 
     ``options`` are checked against the regimen's declared options (``ValueError``
-    naming the option); ``outcomes`` are keyed by 1-based dose index. The dose
+    naming the option); ``outcomes`` are keyed by 1-based dose index.
+    ``prophylaxis_ongoing``: a prophylaxis course of the patient is not stopped, so
+    check-ins go on past the after-treatment taper (issue 11, item 7). The dose
     schedule is computed once, on construction, and reused by every function here.
     """
 
@@ -155,6 +177,7 @@ class PlanSpec:
     outcomes: Mapping[int, DoseOutcome] = field(default_factory=dict)
     extension_weeks: int = 0
     stopped_on: date | None = None
+    prophylaxis_ongoing: bool = False
     resolved_options: Mapping[str, Any] = field(init=False, repr=False, compare=False)
     _schedule: Schedule = field(init=False, repr=False, compare=False)
 
@@ -438,14 +461,95 @@ def day_of_treatment(spec: PlanSpec, d: date) -> int:
     return (d - spec.start_date).days + 1
 
 
+def treatment_days_received(spec: PlanSpec, d: date) -> int | None:
+    """Day number of ``d`` in the risk windows' count: days of treatment received.
+
+    1 on the first dose given (or planned, before any is recorded; a missed dose does
+    not count), then one more per day not on hold: a day on hold keeps the number of
+    the last day before it. None when no dose is given or dated (an open hold before
+    the first dose). Below 1 before the first dose.
+    """
+    return spec._schedule.days_received(d)
+
+
 def risk_windows_on(spec: PlanSpec, d: date) -> list[RiskWindow]:
-    """The regimen's risk windows containing ``d`` (counted from the start date)."""
-    return spec.regimen.risk_windows_on_day(day_of_treatment(spec, d))
+    """The regimen's risk windows containing ``d``, counted in days of treatment received.
+
+    A hold moves them; a window with ``through_last_dose_plus_days`` also runs to that
+    many days after the last dose of treatment.
+    """
+    return list(_risk_on(spec, d).windows)
 
 
 def is_in_cmv_window(spec: PlanSpec, d: date) -> bool:
     """Whether ``d`` falls in a CMV reactivation window of the regimen."""
-    return any(w.kind == "cmv" for w in risk_windows_on(spec, d))
+    return any(w.kind == "cmv" for w in _risk_on(spec, d).windows)
+
+
+def risk_window_spans(spec: PlanSpec) -> list[tuple[RiskWindow, date, date | None]]:
+    """Each risk window of the plan as dates: (window, first day, last day or None).
+
+    The same windows as :func:`risk_windows_on` (what the care team sees is what the
+    planner uses). ``None``: the window is open on an open hold and has no end yet.
+    Windows the plan never reaches (an early stop) are left out.
+    """
+    sched = spec._schedule
+    anchor = sched.risk_anchor
+    if anchor is None:
+        return []
+    regimen = spec.regimen
+    open_hold = next((start for start, resume in sched.held if resume is None), None)
+    closed = sum(((r - s_).days for s_, r in sched.held if r is not None), 0)
+    bound = anchor + timedelta(days=max(w.last_day for w in regimen.risk_windows) + closed)
+    end = sched.treatment_end
+    tails = [w.through_last_dose_plus_days or 0 for w in regimen.windows_to_last_dose]
+    if end is not None and tails:
+        bound = max(bound, end + timedelta(days=max(tails)))
+    if open_hold is not None:
+        bound = max(anchor, open_hold)  # from there on every day is the same as this one
+    spans: dict[str, list[Any]] = {}
+    day = anchor
+    while day <= bound:
+        for w in _risk_on(spec, day).windows:
+            span = spans.setdefault(w.id, [w, day, day])
+            span[2] = day
+        day += ONE_DAY
+    if open_hold is not None:
+        for w in _risk_on(spec, bound).windows:
+            spans[w.id][2] = None
+    return [
+        (w, first, last)
+        for w, first, last in (spans[x.id] for x in regimen.risk_windows if x.id in spans)
+    ]
+
+
+def _risk_on(spec: PlanSpec, d: date) -> RiskDay:
+    """The risk windows of ``d`` and whether one of them asks for a check-in that day."""
+    n = spec._schedule.days_received(d)
+    if n is None or n < 1:
+        return NO_RISK
+    regimen = spec.regimen
+    risk = regimen.risk_day(n)
+    end = spec._schedule.treatment_end
+    tails = regimen.windows_to_last_dose
+    if not tails or end is None:
+        return risk
+    extra = [
+        w
+        for w in tails
+        if w.id not in risk.ids
+        and n >= w.first_day
+        and (d - end).days <= (w.through_last_dose_plus_days or 0)
+    ]
+    if not extra:
+        return risk
+    ids = set(risk.ids) | {w.id for w in extra}
+    windows = tuple(w for w in regimen.risk_windows if w.id in ids)
+    return RiskDay(
+        windows,
+        tuple(w.id for w in windows),
+        risk.checkin_due or any((n - w.first_day) % w.checkin_every_days == 0 for w in extra),
+    )
 
 
 # --------------------------------------------------------------------------- events of a day
@@ -547,15 +651,25 @@ def _dose_events(spec: PlanSpec, slot: Slot, n: int, at: datetime) -> list[_Cand
     if premed is not None:
         items = [i for i in premed.items if i.within_first_days is None or n <= i.within_first_days]
         if items:
-            source = "; ".join([i.source for i in items] + [premed.timing_source])
+            by_team = premed.given_by_team(slot.in_hospital)
+            source = "; ".join(
+                [i.source for i in items] + [premed.timing_source, premed.given_by_source]
+            )
+            title = f"Premedication before today's {form}"
+            if by_team:
+                title += ", given by the team at the hospital"
             out.append(
                 _Candidate(
                     at - timedelta(minutes=premed.minutes_before),  # wall-clock arithmetic
                     f"premed:{slot.index}",
                     EventKind.PREMEDICATION,
-                    f"Premedication before today's {form}",
+                    title,
                     source,
-                    {"items": [i.text for i in items], "minutes_before": premed.minutes_before},
+                    {
+                        "items": [i.text for i in items],
+                        "minutes_before": premed.minutes_before,
+                        "given_by": "care_team" if by_team else "patient",
+                    },
                     slot.index,
                 )
             )
@@ -593,9 +707,7 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
     sched = spec._schedule
     policy = spec.regimen.checkins
     end = sched.period_end
-    if end is not None and day > end + timedelta(weeks=policy.after_last_dose_weeks):
-        return [], []
-    risk = spec.regimen.risk_day(n)
+    risk = _risk_on(spec, day)
     reasons = []
     if risk.checkin_due:
         reasons.append("risk_window")
@@ -604,6 +716,13 @@ def _checkin_reasons(spec: PlanSpec, day: date, n: int) -> tuple[list[str], list
             reasons.append("dose_day")
         if (n - 1) % policy.every_days == 0:
             reasons.append("treatment")
-    elif (day - end).days % policy.after_last_dose_every_days == 0:
-        reasons.append("after_treatment")
+    else:
+        after = (day - end).days
+        step = policy.after_treatment_step(after)
+        if step is not None:
+            if step.due(after):
+                reasons.append("after_treatment")
+        elif spec.prophylaxis_ongoing and policy.after_treatment[-1].due(after):
+            # Past the taper: the last step's cadence while a prophylaxis course runs.
+            reasons.append("prophylaxis_ongoing")
     return reasons, list(risk.ids)

@@ -14,7 +14,9 @@ bad file raises :class:`RegimenError` naming the file and the field path, e.g.
 ``alemtuzumab_sc.toml: phases[1].weekdays: 'funday' is not a weekday ...``.
 
 Day numbering used throughout: day 1 is the plan's start date, day 0 the day
-before; week *n* is days ``7(n-1)+1 .. 7n``.
+before; week *n* is days ``7(n-1)+1 .. 7n``. Risk windows are the exception: they
+count days of treatment received (from the first dose given, days on hold not
+counted; see :class:`RiskWindow`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from functools import cache, cached_property
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NamedTuple
@@ -349,12 +352,30 @@ class PremedItem(_Model):
     source: Text
 
 
+PremedGiver = Literal["care_team", "patient", "care_team_in_hospital"]
+
+
 class Premedication(_Model):
-    """Premedication before each dose; the reminder goes ``minutes_before`` the dose time."""
+    """Premedication before each dose; the reminder goes ``minutes_before`` the dose time.
+
+    ``given_by``: who gives it. ``care_team``: the hospital gives it before every dose
+    (every dose is in hospital); ``patient``: the patient takes it at home;
+    ``care_team_in_hospital``: the team for a dose in hospital, the patient for one at
+    home (s.c. alemtuzumab after the first injection). The SMS follows it: a
+    premedication the team gives is never announced as one to take.
+    """
 
     minutes_before: PositiveInt
     timing_source: Text
+    given_by: PremedGiver
+    given_by_source: Text
     items: Annotated[tuple[PremedItem, ...], Field(min_length=1)]
+
+    def given_by_team(self, in_hospital: bool) -> bool:
+        """Whether the care team gives the premedication of a dose (in hospital or not)."""
+        return self.given_by == "care_team" or (
+            self.given_by == "care_team_in_hospital" and in_hospital
+        )
 
 
 class Supportive(_Model):
@@ -384,7 +405,15 @@ RiskKind = Literal["infusion_reactions", "cmv", "low_platelets", "low_neutrophil
 
 
 class RiskWindow(_Model):
-    """A period (in days or weeks from the start) with more frequent check-ins."""
+    """A period with more frequent check-ins, in days or weeks of treatment received.
+
+    Day *n* of a window is the *n*-th day counted from the first dose given (or
+    planned, before any is recorded), days on hold not counted: a hold moves the
+    window (see :func:`reminders.core.planner.treatment_days_received`).
+    ``through_last_dose_plus_days``: the window also runs, from its first day, until
+    that many days after the last dose of treatment, whichever ends later (a risk
+    reported until the end of treatment, such as CMV reactivation).
+    """
 
     id: Identifier
     kind: RiskKind
@@ -393,6 +422,7 @@ class RiskWindow(_Model):
     end_day: PositiveInt | None = None
     start_week: PositiveInt | None = None
     end_week: PositiveInt | None = None
+    through_last_dose_plus_days: int | None = Field(default=None, ge=0, strict=True)
     checkin_every_days: PositiveInt = 1
     note: str | None = None
     source: Text
@@ -419,14 +449,66 @@ class RiskWindow(_Model):
         return self.end_day if self.end_day is not None else 7 * self.end_week  # type: ignore[operator]
 
 
+class TaperStep(_Model):
+    """Check-ins after the last dose until ``until_weeks_after_last_dose`` weeks after it.
+
+    Every ``every_days`` days, or ``times_per_week`` times in each week counted from
+    the last dose (twice: 3 and 7 days into the week).
+    """
+
+    until_weeks_after_last_dose: PositiveInt
+    every_days: PositiveInt | None = None
+    times_per_week: Annotated[int, Field(ge=1, le=7, strict=True)] | None = None
+    source: Text
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> TaperStep:
+        if (self.every_days is None) == (self.times_per_week is None):
+            raise ValueError("give exactly one of every_days or times_per_week")
+        return self
+
+    @cached_property
+    def _week_offsets(self) -> frozenset[int]:
+        # Spread over the week, ending on the weekday of the last dose (offset 0).
+        k = self.times_per_week or 1
+        return frozenset((7 * (i + 1)) // k % 7 for i in range(k))
+
+    def due(self, days_after_last_dose: int) -> bool:
+        """Whether a check-in falls ``days_after_last_dose`` days after the last dose."""
+        if self.every_days is not None:
+            return days_after_last_dose % self.every_days == 0
+        return days_after_last_dose % 7 in self._week_offsets
+
+
 class CheckinPolicy(_Model):
-    """How often to ask how the patient is (risk windows add daily check-ins)."""
+    """How often to ask how the patient is (risk windows add daily check-ins).
+
+    ``every_days`` while treatment runs (and on dose days where ``on_dose_days``);
+    after the last dose, the ``after_treatment`` steps in order; after the last step,
+    its cadence goes on while a prophylaxis course of the patient runs.
+    """
 
     every_days: PositiveInt
     on_dose_days: bool = False
-    after_last_dose_every_days: PositiveInt
-    after_last_dose_weeks: int = Field(ge=0)
+    after_treatment: Annotated[tuple[TaperStep, ...], Field(min_length=1)]
     source: Text
+
+    @field_validator("after_treatment")
+    @classmethod
+    def _increasing(cls, steps: tuple[TaperStep, ...]) -> tuple[TaperStep, ...]:
+        weeks = [s.until_weeks_after_last_dose for s in steps]
+        if any(b <= a for a, b in pairwise(weeks)):
+            raise ValueError(
+                f"until_weeks_after_last_dose must increase from step to step, got {weeks}"
+            )
+        return steps
+
+    def after_treatment_step(self, days_after_last_dose: int) -> TaperStep | None:
+        """The taper step of a day after the last dose (None after the last step)."""
+        for step in self.after_treatment:
+            if days_after_last_dose <= 7 * step.until_weeks_after_last_dose:
+                return step
+        return None
 
 
 class Decision(_Model):
@@ -520,6 +602,7 @@ class Regimen(_Model):
     def _consistent(self) -> Regimen:
         self._check_ids()
         self._check_first_week()
+        self._check_premedication()
         self._check_phases()
         self._check_option_refs()
         return self
@@ -536,6 +619,18 @@ class Regimen(_Model):
             ids = [item.id for item in items]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{name}: ids must be unique, got {ids}")
+
+    def _check_premedication(self) -> None:
+        premed = self.premedication
+        if (
+            premed is not None
+            and premed.given_by == "care_team"
+            and self.administration.in_hospital != "all"
+        ):
+            raise ValueError(
+                "premedication.given_by: 'care_team' needs every dose in hospital "
+                "(administration.in_hospital = \"all\"); use 'care_team_in_hospital'"
+            )
 
     def _check_first_week(self) -> None:
         # The first week is always a risk window (infusion/injection reactions).
@@ -670,7 +765,9 @@ class Regimen(_Model):
         )
 
     def risk_day(self, day: int) -> RiskDay:
-        """The risk windows of treatment day ``day`` (day 1 = start date), from a table.
+        """The risk windows of day ``day`` of treatment received (see :class:`RiskWindow`), from a table.
+
+        The window days only: the planner adds the windows that run to the last dose.
 
         Built once per regimen: scanning the windows for every day of every plan was a
         tenth of a planning pass (bench/bench_planning.py).
@@ -693,8 +790,13 @@ class Regimen(_Model):
                     )
         return table
 
+    @cached_property
+    def windows_to_last_dose(self) -> tuple[RiskWindow, ...]:
+        """The risk windows that also run until some days after the last dose."""
+        return tuple(w for w in self.risk_windows if w.through_last_dose_plus_days is not None)
+
     def risk_windows_on_day(self, day: int) -> list[RiskWindow]:
-        """The risk windows that contain treatment day ``day`` (day 1 = start date)."""
+        """The risk windows that contain day ``day`` of treatment received (not the last-dose tails)."""
         return list(self.risk_day(day).windows)
 
 

@@ -57,6 +57,11 @@ def test_hold_and_resume_keep_the_dose_count(client, make_user, make_patient) ->
     assert all(d >= date(2026, 3, 25) for d in dates[6:])
     assert dates[-1] == date(2026, 6, 1)
     assert resumed.json["holds"][0]["resume_date"] == "2026-03-25"
+    # The risk windows the care team sees are those the planner uses: moved by the
+    # 9-day hold, the CMV window to a week after the last dose (issue 11, item 5).
+    windows = {w["id"]: (w["first_date"], w["last_date"]) for w in resumed.json["risk_windows"]}
+    assert windows["cmv"] == ("2026-03-15", "2026-06-08")  # day 14 fell before the hold
+    assert windows["first_week"] == ("2026-03-02", "2026-03-08")
 
     again = client.post(f"/api/v1/plans/{plan['id']}/resume", json={}, headers=bearer(token))
     assert again.status_code == 409

@@ -7,7 +7,16 @@ from datetime import UTC, date, datetime, timedelta
 from sqlmodel import select
 
 from backend.db import session_scope
-from backend.models import Alert, CheckIn, InboundMessage, PillConfirmation, SymptomReport
+from backend.models import (
+    Alert,
+    CheckIn,
+    InboundMessage,
+    PillConfirmation,
+    Plan,
+    SymptomReport,
+)
+from backend.schemas import HoldIn, ResumeIn
+from backend.services.plans import hold_plan, resume_plan
 from reminders.conversations import (
     conversation,
     find_patient_by_phone,
@@ -355,3 +364,28 @@ def test_a_repeated_message_sid_from_an_unknown_number_is_ignored_too(
     session.expire_all()
     [inbound] = session.exec(select(InboundMessage)).all()
     assert inbound.patient_id is None and inbound.intent is None
+
+
+def test_a_fever_after_a_hold_moved_the_cmv_window_advises_a_cmv_test(
+    engine, session, console, clock, treated_patient
+) -> None:
+    # Issue 11, item 5: the triage reads the CMV window from the doses given and the holds.
+    # A two-week hold in week 2 (9 to 23 March) moves the last injection from 22 May to
+    # 5 June, and the CMV window with it (to a week after the last dose, 002).
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    patient = treated_patient(display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    plan = session.exec(select(Plan).where(Plan.patient_id == patient.id)).one()
+    hold_plan(
+        session,
+        plan,
+        patient,
+        HoldIn(reason="febrile neutropenia", start_date=date(2026, 3, 9)),
+        None,
+        clock.now,
+    )
+    resume_plan(session, plan, patient, ResumeIn(resume_date=date(2026, 3, 23)), None, clock.now)
+    session.commit()
+    result = reply(engine, "38,3", datetime(2026, 6, 10, 8, 0, tzinfo=UTC))
+    assert urgent_advice("en") in result.reply and "CMV" in result.reply
+    [alert] = alerts(session, patient_id=patient.id, severity="urgent")
+    assert alert.details["cmv_test_advised"] is True

@@ -10,9 +10,10 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import delete, select
 
 from backend.db import session_scope
-from backend.models import OutboundMessage, Plan, PlanningPass
-from backend.schemas import HoldIn
+from backend.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
+from backend.schemas import HoldIn, ProphylaxisStopIn
 from backend.services.plans import hold_plan
+from backend.services.prophylaxis import courses_of, stop_course
 from reminders.jobs import run_due
 from reminders.outbox import (
     PASS_HISTORY,
@@ -21,6 +22,7 @@ from reminders.outbox import (
     planned_until,
     replan_patient,
 )
+from reminders.specs import prophylaxis_ongoing
 from tests.reminders.conftest import outbox
 
 MONDAY_6AM_BRUSSELS = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -38,7 +40,7 @@ def test_a_planning_pass_is_idempotent(engine, session, treated_patient, clock) 
     assert {
         "first_dose_in_hospital",
         "pill_reminder",
-        "premedication_reminder",
+        "premedication_by_team",  # the first injection is in hospital (issue 11, item 8)
         "checkin_temperature",
         "lab_reminder",
     } <= kinds
@@ -265,3 +267,137 @@ def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
     assert stored["d"].expects == "taken"
     with session_scope(engine) as s, pytest.raises((ValueError, StatementError), match="naive"):
         insert_ignoring_duplicates(s, [row("e", due_at=datetime(2026, 3, 3, 9, 30))])
+
+
+def test_checkins_go_on_after_the_taper_until_every_course_is_stopped(
+    engine, session, treated_patient, clock, make_user
+) -> None:
+    # Issue 11, item 7. Alemtuzumab s.c. from 2 March 2026, last injection 22 May; the
+    # taper ends 39 weeks later (19 February 2027). Friday 19 March 2027 is past it.
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=1)
+    patient = treated_patient(display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    user, _ = make_user()
+    friday = datetime(2027, 3, 19, 6, 0, tzinfo=UTC)
+    with session_scope(engine) as s:
+        materialise_due_messages(s, friday)
+    [checkin] = outbox(session, patient_id=patient.id, kind="checkin_temperature")
+    assert checkin.due_at == datetime(2027, 3, 19, 17, 0, tzinfo=UTC)  # 18:00 Brussels
+    # The care team stops both courses (before the CD4 rule allows it: an override).
+    for course in courses_of(session, patient.id):
+        stop_course(
+            session,
+            course,
+            patient,
+            ProphylaxisStopIn(override_reason="CD4 recovered in another hospital"),
+            user.id,
+            friday + timedelta(hours=1),
+        )
+    session.commit()
+    next_friday = friday + timedelta(weeks=1)
+    with session_scope(engine) as s:
+        materialise_due_messages(s, next_friday)
+    kinds = [m.kind for m in outbox(session, patient_id=patient.id) if m.due_at > next_friday]
+    assert "checkin_temperature" not in kinds
+
+
+@pytest.mark.parametrize(
+    ("status", "stopped_on", "plan_id", "latest", "ongoing"),
+    [
+        ("active", None, 7, False, True),  # entered for this plan
+        ("proposed", None, 7, False, True),  # proposed, not yet confirmed: still runs
+        ("stopped", date(2026, 11, 2), 7, True, False),
+        ("declined", None, 7, True, False),
+        ("active", date(2026, 11, 2), 7, True, False),
+        ("active", None, 8, True, False),  # entered for another plan
+        ("active", None, None, True, True),  # for no plan: counts for the latest plan
+        ("active", None, None, False, False),  # ... only
+    ],
+)
+def test_prophylaxis_ongoing_from_the_courses(status, stopped_on, plan_id, latest, ongoing) -> None:
+    plan = Plan(id=7, patient_id=1, regimen_id="alemtuzumab_sc", start_date=date(2026, 3, 2))
+    course = ProphylaxisCourse(
+        id=3,
+        patient_id=1,
+        plan_id=plan_id,
+        drug="cotrimoxazole (trimethoprim/sulfamethoxazole)",
+        dose_text="960 mg three times a week, as prescribed",
+        times=["08:00"],
+        start_date=date(2026, 3, 2),
+        status=status,
+        stopped_on=stopped_on,
+    )
+    assert prophylaxis_ongoing(plan, [course], latest=latest) is ongoing
+
+
+# Issue 11, item 8: "first dose in hospital" and an observation time only where the
+# regimen gives them for that dose (003, Table 2: the first alemtuzumab injection, then
+# at least 2 hours of observation); premedication the hospital gives is announced as
+# given by the team, never as a pill to take at home.
+EVENING_KINDS = (
+    "dose_reminder_evening_before",
+    "dose_in_hospital_evening_before",
+    "first_dose_in_hospital",
+)
+PREMED_KINDS = ("premedication_reminder", "premedication_by_team")
+
+
+def course_messages(engine, session, treated_patient, clock, regimen_id: str):
+    clock.now = MONDAY_6AM_BRUSSELS - timedelta(days=2)
+    patient = treated_patient(regimen_id, display_name="Marie-Françoise Van den Bossche-Lefèvre")
+    with session_scope(engine) as s:
+        materialise_due_messages(
+            s, MONDAY_6AM_BRUSSELS - timedelta(days=1), horizon=timedelta(days=200)
+        )
+    return outbox(session, patient_id=patient.id)
+
+
+@pytest.mark.parametrize(
+    "regimen_id", ["rituximab_cll_chemo", "alemtuzumab_iv", "inotuzumab_weekly"]
+)
+def test_later_infusions_never_say_first_dose_nor_an_observation_time(
+    engine, session, treated_patient, clock, regimen_id
+) -> None:
+    messages = course_messages(engine, session, treated_patient, clock, regimen_id)
+    first, *later = [m for m in messages if m.kind in EVENING_KINDS]
+    assert later
+    for message in later:
+        assert message.kind == "dose_in_hospital_evening_before", message.body
+        assert "first" not in message.body.lower() and "hours" not in message.body
+        assert "hospital" in message.body
+    if regimen_id == "alemtuzumab_iv":  # the first dose: in hospital, 2 hours (003, Table 2)
+        assert first.kind == "first_dose_in_hospital"
+        assert "first" in first.body and "2 hours" in first.body
+    else:  # the source gives no observation time
+        assert first.kind == "dose_in_hospital_evening_before"
+        assert "first" not in first.body.lower() and "hours" not in first.body
+
+
+@pytest.mark.parametrize(
+    "regimen_id", ["rituximab_cll_chemo", "rituximab_fl_maintenance", "alemtuzumab_iv"]
+)
+def test_premedication_given_at_the_hospital_is_announced_as_given_by_the_team(
+    engine, session, treated_patient, clock, regimen_id
+) -> None:
+    messages = course_messages(engine, session, treated_patient, clock, regimen_id)
+    premeds = [m for m in messages if m.kind in PREMED_KINDS]
+    assert premeds
+    for message in premeds:
+        assert message.kind == "premedication_by_team", message.body
+        assert "take your" not in message.body.lower() and "hospital team gives" in message.body
+        assert "Nothing to take at home" in message.body
+
+
+def test_alemtuzumab_sc_first_injection_in_hospital_then_premedication_at_home(
+    engine, session, treated_patient, clock
+) -> None:
+    messages = course_messages(engine, session, treated_patient, clock, "alemtuzumab_sc")
+    first, *later = [m for m in messages if m.kind in EVENING_KINDS]
+    assert first.kind == "first_dose_in_hospital"
+    assert "first" in first.body and "2 hours" in first.body and "hospital" in first.body
+    assert {m.kind for m in later} == {"dose_reminder_evening_before"}
+    assert not any("first" in m.body.lower() or "hours" in m.body for m in later)
+    first_premed, *home = [m for m in messages if m.kind in PREMED_KINDS]
+    assert first_premed.kind == "premedication_by_team"  # the first injection, in hospital
+    assert "take your" not in first_premed.body and "hospital team gives" in first_premed.body
+    assert home and {m.kind for m in home} == {"premedication_reminder"}
+    assert all("take your premedication" in m.body for m in home)

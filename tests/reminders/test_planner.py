@@ -21,6 +21,7 @@ from reminders.core.planner import (
     plan_doses,
     plan_events,
     prophylaxis_events,
+    risk_window_spans,
     risk_windows_on,
     treatment_end,
 )
@@ -410,12 +411,17 @@ def test_open_hold_leaves_remaining_doses_on_hold_without_date() -> None:
         "lab:cmv_pcr:2026-03-23",
         "lab:cmv_pcr:2026-03-30",
     ]
-    # Check-ins go on at the treatment cadence long after, while the hold is open.
+    # Check-ins go on long after, while the hold is open: daily, because the risk
+    # windows stop counting on the last day of treatment received (day 15, in the CMV
+    # window) until the care team resumes (issue 11, item 5).
     far = events_between(plan, d("2026-09-01"), d("2026-09-04"))
     assert [e.key for e in far if e.kind == "checkin"] == [
+        "checkin:2026-09-01",
         "checkin:2026-09-02",
+        "checkin:2026-09-03",
         "checkin:2026-09-04",
     ]
+    assert is_in_cmv_window(plan, d("2026-09-04"))
 
 
 def test_two_holds_compose() -> None:
@@ -549,10 +555,16 @@ def test_stop_early_cancels_later_doses_and_reminders() -> None:
     assert {e.kind for e in events} == {EventKind.CHECKIN, EventKind.MILESTONE}
     assert [e.key for e in events if e.kind == "milestone"] == ["milestone:transplant_gap"]
     checkins = [e.local.date() for e in events if e.kind == "checkin"]
-    # Daily while still in the CMV window (to day 56 = 26 April), then weekly after the
-    # last dose for 8 weeks (to 20 May).
-    assert checkins[:31] == [stop + timedelta(days=k) for k in range(31)]
-    assert checkins[31:] == dates("2026-04-29", "2026-05-06", "2026-05-13", "2026-05-20")
+    # Daily while still in the CMV window (to day 58 = 28 April: the window counts from
+    # the first injection and runs its reported range, 002), then weekly after the
+    # last dose (Wednesday 25 March) the taper: twice a week (Wednesdays and Saturdays)
+    # to 8 weeks after it (20 May), then weekly (Wednesdays).
+    assert checkins[:33] == [stop + timedelta(days=k) for k in range(33)]
+    assert checkins[33:40] == dates(
+        "2026-04-29", "2026-05-02", "2026-05-06", "2026-05-09", "2026-05-13", "2026-05-16",
+        "2026-05-20",
+    )  # fmt: skip
+    assert checkins[40:] == [d("2026-05-20") + timedelta(weeks=k) for k in range(1, 11)]
 
 
 def test_stop_cancels_doses_on_an_open_hold() -> None:
@@ -624,13 +636,15 @@ def test_checkins_daily_in_cmv_window_sparser_outside() -> None:
     events = events_between(plan, d("2026-02-25"), d("2026-08-31"))
     checkins = [e.local.date() for e in events if e.kind == "checkin"]
     days = {day_of_treatment(plan, x) for x in checkins}
-    assert set(range(1, 57)) <= days  # daily days 1-56: first week, low points, CMV weeks 3-8
-    on_treatment = sorted(n for n in days if 57 <= n <= 82)
-    assert on_treatment == list(range(57, 83, 2))  # every 2 days to the last dose (22 May)
-    after = [x for x in checkins if x > d("2026-05-22")]
-    assert after == [
-        d("2026-05-22") + timedelta(weeks=k) for k in range(1, 9)
-    ]  # weekly for 8 weeks
+    # Daily from day 1 to a week after the last dose (22 May, day 82): first week, low
+    # points, then the CMV window (day 14 to 58 and to the end of treatment, 002).
+    assert sorted(n for n in days if n <= 89) == list(range(1, 90))
+    # Then twice a week (Mondays and Fridays) to 8 weeks after the last dose (17 July),
+    # then weekly (Fridays) to 9 months after it (issue 11, item 7).
+    after = [x for x in checkins if x > d("2026-05-29")]
+    twice = [d("2026-06-01") + timedelta(weeks=k, days=dd) for k in range(7) for dd in (0, 4)]
+    assert after[:14] == twice and twice[-1] == d("2026-07-17")
+    assert after[14:] == [d("2026-07-17") + timedelta(weeks=k) for k in range(1, 7)]
     cmv = [e for e in events if e.kind == "checkin" and e.local.date() == d("2026-04-05")]
     assert "cmv" in cmv[0].details["risk_windows"]
 
@@ -831,10 +845,12 @@ def test_day_numbering_and_risk_windows() -> None:
     assert day_of_treatment(plan, MONDAY) == 1
     assert day_of_treatment(plan, d("2026-03-01")) == 0
     assert day_of_treatment(plan, d("2026-03-09")) == 8  # week 2 starts
-    assert not is_in_cmv_window(plan, d("2026-03-15"))  # day 14
-    assert is_in_cmv_window(plan, d("2026-03-16"))  # day 15, week 3
-    assert is_in_cmv_window(plan, d("2026-04-26"))  # day 56, end of week 8
-    assert not is_in_cmv_window(plan, d("2026-04-27"))  # day 57
+    # The CMV window: day 14 to day 58 (002), then to a week after the last dose.
+    assert not is_in_cmv_window(plan, d("2026-03-14"))  # day 13
+    assert is_in_cmv_window(plan, d("2026-03-15"))  # day 14
+    assert is_in_cmv_window(plan, d("2026-04-28"))  # day 58
+    assert is_in_cmv_window(plan, d("2026-05-29"))  # last dose (22 May) + 7 days
+    assert not is_in_cmv_window(plan, d("2026-05-30"))
     assert [w.id for w in risk_windows_on(plan, MONDAY)] == ["first_week"]
     assert {w.id for w in risk_windows_on(plan, d("2026-03-25"))} == {
         "low_platelets",
@@ -870,3 +886,159 @@ def test_plan_spec_is_immutable_and_copies_its_mappings() -> None:
     assert len(plan_doses(plan)) == 39
     with pytest.raises(AttributeError):
         plan.start_date = MONDAY  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- risk windows follow the doses
+# Issue 11, item 5: the CMV window counts from the treatment actually received (a hold
+# moves it) and covers the reported range: day 14 to day 58 after the start (002,
+# Moreton et al) and reactivations after 11 and 12 weeks of therapy (002, Lundin et al).
+TWO_WEEK_HOLD_IN_WEEK_2 = Hold(d("2026-03-09"), d("2026-03-23"), "febrile neutropenia")
+
+
+def test_cmv_window_covers_the_reported_range_and_the_end_of_treatment() -> None:
+    plan = spec()
+    assert not is_in_cmv_window(plan, d("2026-03-14"))  # day 13
+    assert is_in_cmv_window(plan, d("2026-03-15"))  # day 14: earliest reported (002)
+    assert is_in_cmv_window(plan, d("2026-04-28"))  # day 58: latest of Moreton's range
+    # Weeks 11-12 of therapy (002, Lundin): through the last dose (22 May, week 12)
+    # and the end of its week.
+    assert is_in_cmv_window(plan, d("2026-05-15"))  # day 75, week 11
+    assert is_in_cmv_window(plan, d("2026-05-22"))  # the last injection
+    assert is_in_cmv_window(plan, d("2026-05-24"))  # day 84, end of week 12
+    assert not is_in_cmv_window(plan, d("2026-06-01"))
+
+
+def test_a_two_week_hold_in_week_2_moves_the_cmv_window() -> None:
+    plan = spec(holds=(TWO_WEEK_HOLD_IN_WEEK_2,))
+    # Seven days of treatment received before the hold; none during it.
+    assert not is_in_cmv_window(plan, d("2026-03-20"))  # was day 19 counted from the start
+    assert not is_in_cmv_window(plan, d("2026-03-28"))  # 13 days received
+    assert is_in_cmv_window(plan, d("2026-03-29"))  # 14 days received
+    assert is_in_cmv_window(plan, d("2026-05-12"))  # 58 days received
+    # The last dose moved by two weeks (5 June): the window follows it.
+    assert treatment_end(plan) == d("2026-06-05")
+    assert is_in_cmv_window(plan, d("2026-06-05"))
+    assert is_in_cmv_window(plan, d("2026-06-07"))
+    assert not is_in_cmv_window(plan, d("2026-06-15"))
+    # Daily check-ins follow the window.
+    checkins = {
+        e.local.date() for e in events_between(plan, d("2026-05-25"), d("2026-06-07"))
+        if e.kind == "checkin"
+    }  # fmt: skip
+    assert checkins == {d("2026-05-25") + timedelta(days=k) for k in range(14)}
+
+
+def test_day_50_of_treatment_received_after_a_hold_is_in_the_cmv_window() -> None:
+    plan = spec(holds=(TWO_WEEK_HOLD_IN_WEEK_2,))
+    day_64 = d("2026-05-04")  # day 64 from the start, 50 days of treatment received
+    assert day_of_treatment(plan, day_64) == 64
+    assert is_in_cmv_window(plan, day_64)
+    assert "cmv" in {w.id for w in risk_windows_on(plan, day_64)}
+
+
+def test_risk_windows_count_from_the_first_dose_actually_given() -> None:
+    # The first injection was missed and the second given on Wednesday 4 March: the
+    # blood-count low points and the CMV window count from the injection given.
+    plan = spec(
+        outcomes={1: DoseOutcome("missed", MONDAY), 2: DoseOutcome("given", d("2026-03-04"))}
+    )
+    assert [w.id for w in risk_windows_on(plan, d("2026-03-10"))] == ["first_week"]  # 7th day
+    assert not is_in_cmv_window(plan, d("2026-03-16"))  # 13 days after the first given
+    assert is_in_cmv_window(plan, d("2026-03-17"))
+
+
+def test_an_open_hold_before_any_dose_opens_no_risk_window() -> None:
+    plan = spec(holds=(Hold(MONDAY, None, "infection before the start"),))
+    assert risk_windows_on(plan, d("2026-03-05")) == []
+    assert not is_in_cmv_window(plan, d("2026-04-01"))
+
+
+# --------------------------------------------------------------------------- check-ins after treatment
+# Issue 11, item 7: lymphocytes stay below 25% of baseline for more than 9 months after
+# alemtuzumab (002) and prophylaxis runs at least 6 months after the last dose (003): the
+# check-ins taper after treatment but go on while a prophylaxis course runs.
+LAST_INJECTION = d("2026-05-22")  # the 36th injection of a Monday 2 March start
+
+
+def checkin_days(plan: PlanSpec, first: date, last: date) -> list[date]:
+    return [e.local.date() for e in events_between(plan, first, last) if e.kind == "checkin"]
+
+
+def test_checkins_continue_6_months_after_the_last_dose_while_prophylaxis_runs() -> None:
+    plan = spec(prophylaxis_ongoing=True)
+    six_months = d("2026-11-20")  # 26 weeks after the last injection
+    week = checkin_days(plan, six_months - timedelta(days=3), six_months + timedelta(days=3))
+    assert week == [six_months]  # weekly, on the weekday of the last injection
+    # A year after the last dose, still weekly while a course is not stopped.
+    year = checkin_days(plan, d("2027-05-17"), d("2027-05-30"))
+    assert year == [d("2027-05-21"), d("2027-05-28")]
+    [event] = [
+        e for e in events_between(plan, d("2027-05-21"), d("2027-05-21")) if e.kind == "checkin"
+    ]
+    assert event.details["reasons"] == ["prophylaxis_ongoing"]
+
+
+def test_checkins_taper_then_stop_once_every_course_is_stopped() -> None:
+    plan = spec(prophylaxis_ongoing=False)
+    policy = plan.regimen.checkins
+    steps = policy.after_treatment
+    # Twice a week, then weekly (care-team operating choice); the weekly step runs to 9
+    # months after the last dose (002: lymphocytes below 25% for more than 9 months).
+    assert [(s.until_weeks_after_last_dose, s.times_per_week, s.every_days) for s in steps] == [
+        (8, 2, None),
+        (39, None, 7),
+    ]
+    # Weeks 3 and 4 after the last dose: twice a week (3 and 7 days into each week).
+    assert checkin_days(plan, d("2026-06-08"), d("2026-06-14")) == dates("2026-06-08", "2026-06-12")
+    assert checkin_days(plan, d("2026-06-12"), d("2026-06-18")) == dates("2026-06-12", "2026-06-15")
+    # Six months after: weekly, whatever the courses.
+    assert checkin_days(plan, d("2026-11-17"), d("2026-11-23")) == [d("2026-11-20")]
+    end = LAST_INJECTION + timedelta(weeks=39)
+    assert checkin_days(plan, end - timedelta(days=6), end) == [end]
+    # After the taper, with every course stopped: none.
+    assert checkin_days(plan, end + timedelta(days=1), end + timedelta(weeks=30)) == []
+
+
+# --------------------------------------------------------------------------- honest dose messages
+def test_premedication_is_given_by_the_team_in_hospital_and_taken_at_home_after() -> None:
+    # Issue 11, item 8: s.c. alemtuzumab, first injection in hospital (003, Table 2).
+    events = events_between(spec(), MONDAY, d("2026-03-04"))
+    premeds = [e for e in events if e.kind == "premedication"]
+    assert [(e.key, e.details["given_by"]) for e in premeds] == [
+        ("premed:1", "care_team"),
+        ("premed:2", "patient"),
+    ]
+    assert (
+        premeds[0].title
+        == "Premedication before today's injection, given by the team at the hospital"
+    )
+    doses = [e for e in events if e.kind == "dose"]
+    assert [e.details["observation_hours"] for e in doses] == [2, None]
+    # Rituximab: every infusion in hospital, the premedication always from the team, and
+    # no observation time in the source.
+    plan = spec("rituximab_cll_chemo")
+    infusions = [e for e in events_between(plan, MONDAY, d("2026-06-30")) if e.kind == "dose"]
+    assert len(infusions) == 5
+    assert all(
+        e.details["in_hospital"] and e.details["observation_hours"] is None for e in infusions
+    )
+
+
+def test_risk_window_spans_follow_the_hold() -> None:
+    # What the care team sees (the plan's timeline) must be the windows the planner uses.
+    spans = {
+        w.id: (first, last)
+        for w, first, last in risk_window_spans(spec(holds=(TWO_WEEK_HOLD_IN_WEEK_2,)))
+    }
+    assert spans == {
+        "first_week": (MONDAY, d("2026-03-22")),  # open on day 7 through the hold
+        "low_platelets": (d("2026-03-23"), d("2026-04-12")),
+        "low_neutrophils": (d("2026-04-06"), d("2026-04-26")),
+        "cmv": (d("2026-03-29"), d("2026-06-12")),  # to the last dose (5 June) + 7 days
+    }
+    [(_cmv, first, last)] = [
+        s
+        for s in risk_window_spans(spec(holds=(Hold(d("2026-03-17"), None, "CMV"),)))
+        if s[0].kind == "cmv"
+    ]
+    assert (first, last) == (d("2026-03-15"), None)  # an open hold: no end yet

@@ -111,8 +111,11 @@ def test_alemtuzumab_sc_encodes_the_belgian_recommendations() -> None:
         "first_week": (1, 7),
         "low_platelets": (8, 28),
         "low_neutrophils": (22, 42),
-        "cmv": (15, 56),
+        "cmv": (14, 58),  # 002: median 34 days after the start, range 14-58
     }
+    [cmv] = [w for w in r.risk_windows if w.kind == "cmv"]
+    assert cmv.through_last_dose_plus_days == 7  # and to the end of treatment (002, Lundin)
+    assert r.windows_to_last_dose == (cmv,)
     milestones = {m.id: (m.day, m.after_last_dose_months) for m in r.milestones}
     assert milestones == {
         "week4_review": (29, None),
@@ -247,6 +250,36 @@ def test_usual_maximum_per_phase_has_a_source_and_is_not_below_the_dose() -> Non
     assert maxima[("rituximab_fl_weekly", "induction")] == 375
     # The retreatment source gives no dose at all: no maximum either.
     assert not any(key[0] == "ofatumumab_retreatment" for key in maxima)
+
+
+def test_every_regimen_tapers_its_checkins_to_weekly_after_treatment() -> None:
+    # Issue 11, item 7: the taper ends weekly, the cadence kept while prophylaxis runs;
+    # every step is sourced or marked as a care-team operating choice.
+    for regimen in load_regimens().values():
+        steps = regimen.checkins.after_treatment
+        assert steps and steps[-1].every_days == 7, regimen.id
+        for step in steps:
+            assert "care-team operating choice" in step.source, regimen.id
+    alemtuzumab = get_regimen("alemtuzumab_sc").checkins.after_treatment
+    assert alemtuzumab[-1].until_weeks_after_last_dose == 39  # 9 months (002)
+    assert "25% of baseline" in alemtuzumab[-1].source
+
+
+def test_who_gives_the_premedication() -> None:
+    # Issue 11, item 8: infusions in hospital get their premedication from the team;
+    # s.c. alemtuzumab after the first injection is taken at home.
+    givers = {r.id: r.premedication.given_by for r in load_regimens().values() if r.premedication}
+    assert givers == {
+        "alemtuzumab_iv": "care_team",
+        "alemtuzumab_sc": "care_team_in_hospital",
+        "rituximab_cll_chemo": "care_team",
+        "rituximab_fl_maintenance": "care_team",
+    }
+    sc = get_regimen("alemtuzumab_sc").premedication
+    assert sc is not None and sc.given_by_team(True) and not sc.given_by_team(False)
+    for regimen_id in givers:
+        source = get_regimen(regimen_id).premedication.given_by_source  # type: ignore[union-attr]
+        assert "care-team setting" in source and "003" in source
 
 
 def test_every_regimen_watches_the_first_week() -> None:
@@ -385,11 +418,54 @@ def test_unchanged_copy_loads(broken) -> None:
             "start_day = 2\nend_day = 7",
             "alemtuzumab_sc.toml: risk_windows: one window must cover the first week",
         ),
-        # a week window given twice
+        # a window given in days and in weeks
         (
-            "start_week = 3\nend_week = 8",
-            "start_week = 3\nend_week = 8\nstart_day = 15",
+            "start_day = 14\nend_day = 58",
+            "start_day = 14\nend_day = 58\nstart_week = 3",
             "alemtuzumab_sc.toml: risk_windows[3]: give start_day and end_day, or start_week and end_week",
+        ),
+        # a negative tail after the last dose
+        (
+            "through_last_dose_plus_days = 7",
+            "through_last_dose_plus_days = -7",
+            "alemtuzumab_sc.toml: risk_windows[3].through_last_dose_plus_days: Input should be greater than or equal to 0",
+        ),
+        # the check-in taper: one cadence per step, weeks increasing, old keys gone
+        (
+            "times_per_week = 2\n",
+            "times_per_week = 2\nevery_days = 3\n",
+            "alemtuzumab_sc.toml: checkins.after_treatment[0]: give exactly one of every_days or times_per_week",
+        ),
+        (
+            "times_per_week = 2\n",
+            "",
+            "alemtuzumab_sc.toml: checkins.after_treatment[0]: give exactly one of every_days or times_per_week",
+        ),
+        (
+            "times_per_week = 2\n",
+            "times_per_week = 8\n",
+            "alemtuzumab_sc.toml: checkins.after_treatment[0].times_per_week: Input should be less than or equal to 7",
+        ),
+        (
+            "until_weeks_after_last_dose = 39",
+            "until_weeks_after_last_dose = 8",
+            "alemtuzumab_sc.toml: checkins.after_treatment: until_weeks_after_last_dose must increase from step to step, got [8, 8]",
+        ),
+        (
+            "on_dose_days = false\n",
+            "on_dose_days = false\nafter_last_dose_weeks = 8\n",
+            "alemtuzumab_sc.toml: checkins.after_last_dose_weeks: Extra inputs are not permitted",
+        ),
+        # the team cannot give the premedication of a dose at home
+        (
+            'given_by = "care_team_in_hospital"',
+            'given_by = "care_team"',
+            "alemtuzumab_sc.toml: premedication.given_by: 'care_team' needs every dose in hospital",
+        ),
+        (
+            'given_by = "care_team_in_hospital"',
+            'given_by = "nurse"',
+            "alemtuzumab_sc.toml: premedication.given_by: Input should be 'care_team', 'patient' or 'care_team_in_hospital'",
         ),
         # the id is the file name
         (

@@ -377,3 +377,28 @@ def test_placeholder_syntax_is_restricted():
         templates._placeholders("{0}", "test")
     with pytest.raises(TemplateError, match="plain"):
         templates._placeholders("{name!r}", "test")
+
+
+# Issue 11, item 8: a dose in hospital that is not the first says neither "first" nor an
+# observation time; premedication the team gives is never one to take.
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("discreet", [False, True])
+def test_hospital_dose_and_team_premedication_texts(lang, discreet):
+    values = {**VALUES[lang], "drug": "inotuzumab ozogamicin"}
+    dose = render("dose_in_hospital_evening_before", lang, discreet=discreet, **values)
+    first_words = {"en": "first", "fr": "premi", "nl": "eerste"}[lang]
+    assert first_words not in dose.lower() and "2" not in dose.replace(values["team_phone"], "")
+    assert {"en": "hospital", "fr": "hospitalier", "nl": "ziekenhuis"}[lang] in dose
+    premed = render("premedication_by_team", lang, discreet=discreet, **VALUES[lang])
+    take = {"en": "take your", "fr": "prenez", "nl": "neem "}[lang]
+    assert take not in premed.lower()
+    assert {"en": "Nothing to take", "fr": "Rien à prendre", "nl": "niets in te nemen"}[
+        lang
+    ] in premed
+
+
+@pytest.mark.parametrize("key", TEMPLATE_KEYS)
+def test_french_never_writes_de_before_a_drug_name(key):
+    # "de alemtuzumab" is wrong (d'alemtuzumab); the templates avoid "de {drug}".
+    for text in (get_template(key, "fr").text, get_template(key, "fr").discreet or ""):
+        assert not re.search(r"\b(de|du) \{(drug|medicine|premedication)\}", text), text
