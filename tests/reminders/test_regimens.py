@@ -274,6 +274,7 @@ def test_who_gives_the_premedication() -> None:
         "alemtuzumab_sc": "care_team_in_hospital",
         "rituximab_cll_chemo": "care_team",
         "rituximab_fl_maintenance": "care_team",
+        "rituximab_fl_weekly": "care_team",
     }
     sc = get_regimen("alemtuzumab_sc").premedication
     assert sc is not None and sc.given_by_team(True) and not sc.given_by_team(False)
