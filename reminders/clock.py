@@ -21,7 +21,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from reminders.jobs import follow_ups_job, plan_messages_job
+from reminders.jobs import follow_ups_job, plan_messages_job, prophylaxis_check_job
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,13 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         60,
         50,
         "re-send unanswered check-ins, re-escalate urgent alerts",
+    ),
+    JobSpec(
+        "prophylaxis-check",
+        prophylaxis_check_job,
+        300,
+        240,
+        "alert on plans whose mandatory prophylaxis is not active a day after the start",
     ),
 )
 

@@ -446,7 +446,7 @@ class ProphylaxisDefault(_Model):
     """
 
     id: Identifier
-    drug: Text
+    drug: Annotated[str, Field(min_length=1, max_length=60)]  # the course's drug column: 60
     purpose: Text
     alternatives: tuple[Text, ...] = ()
     start_day: int = 1

@@ -8,7 +8,15 @@ from reminders.clock import CLOCK_JOBS, build_scheduler
 def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
     scheduler = build_scheduler(engine)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {spec.id for spec in CLOCK_JOBS} == {"plan-messages", "follow-ups"}
+    assert (
+        set(jobs)
+        == {spec.id for spec in CLOCK_JOBS}
+        == {
+            "plan-messages",
+            "follow-ups",
+            "prophylaxis-check",
+        }
+    )
     for spec in CLOCK_JOBS:
         job = jobs[spec.id]
         assert job.coalesce is True
