@@ -84,10 +84,8 @@ def team_a(client, team_user, treated, session, clock):
     assert response.status_code == 302, response.get_data(as_text=True)
     reread(session)
     alert = session.exec(select(Alert).where(Alert.patient_id == patient.id)).first()
-    proposed = session.exec(
-        select(ProphylaxisCourse).where(
-            ProphylaxisCourse.plan_id == plan.id, ProphylaxisCourse.status == "proposed"
-        )
+    course = session.exec(
+        select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
     ).first()
     session.commit()  # end the read transaction: the next writer must not find it stale
     client.post("/logout", data={"csrf_token": token})
@@ -96,7 +94,7 @@ def team_a(client, team_user, treated, session, clock):
         "plan_id": plan.id,
         "alert_id": alert.id,
         "user_id": admin_a.id,
-        "course_id": proposed.id,
+        "course_id": course.id,
     }
     return ids
 
