@@ -120,7 +120,7 @@ def _gateway_and_callback(app: Flask) -> tuple[object, str | None]:
 @reminders_cli.command("run-due")
 @click.option("--now", "now_text", default=None, help="ISO-8601 instant to run as (default: now).")
 def reminders_run_due(now_text: str | None) -> None:
-    """One planning, follow-up and dispatch pass as of --now."""
+    """One planning, follow-up, prophylaxis-check and dispatch pass as of --now."""
     from reminders.jobs import run_due
 
     try:

@@ -179,7 +179,15 @@ class ProphylaxisCourse(SQLModel, table=True):
     """Infection-prevention pills: dose and times as the care team entered them.
 
     A course never ends by itself: only a care-team user sets ``stopped_on``.
+    Starting a plan proposes one course per prophylaxis entry of its regimen
+    (``regimen_entry`` names the entry, ``status`` "proposed", no dose): it sends
+    nothing until a user confirms it (``confirmed_by``) or declines it with a reason
+    (``declined_by``, ``decline_reason``). Statuses: ``reminders.core.prophylaxis.COURSE_STATUSES``.
     """
+
+    __table_args__ = (
+        UniqueConstraint("plan_id", "regimen_entry", name="uq_prophylaxiscourse_plan_entry"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -195,6 +203,13 @@ class ProphylaxisCourse(SQLModel, table=True):
     stopped_on: date | None = None
     stopped_by: int | None = Field(default=None, foreign_key="user.id")
     stop_note: str | None = Field(default=None, max_length=500)
+    #: The regimen's prophylaxis entry this course was proposed for (None: entered by hand).
+    regimen_entry: str | None = Field(default=None, max_length=64)
+    confirmed_at: datetime | None = utc_field(nullable=True)
+    confirmed_by: int | None = Field(default=None, foreign_key="user.id")
+    declined_at: datetime | None = utc_field(nullable=True)
+    declined_by: int | None = Field(default=None, foreign_key="user.id")
+    decline_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = utc_field()
 
 

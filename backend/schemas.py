@@ -363,26 +363,54 @@ class LabRecorded(BaseModel):
     alerts: list[AlertOut]
 
 
+def _valid_weekdays(value: list[int] | None) -> list[int] | None:
+    if value is None:
+        return None
+    if any(day < 0 or day > 6 for day in value) or len(set(value)) != len(value):
+        raise ValueError("weekdays are distinct numbers 0 (Monday) to 6 (Sunday)")
+    return sorted(value)
+
+
+#: Pill weekdays, 0 (Monday) to 6; None: every day.
+PillWeekdays = Annotated[
+    list[int] | None, Field(min_length=1, max_length=7), AfterValidator(_valid_weekdays)
+]
+#: The statuses of a course (``reminders.core.prophylaxis.COURSE_STATUSES``).
+CourseStatus = Literal["proposed", "active", "stopped", "declined"]
+
+
 class ProphylaxisIn(Strict):
     """An infection-prevention course, with the dose and times the care team prescribed."""
 
     drug: str = Field(min_length=1, max_length=60)
     dose_text: str = Field(min_length=1, max_length=200)
     times: list[HHMM] = Field(min_length=1, max_length=6)
-    weekdays: list[int] | None = Field(default=None, min_length=1, max_length=7)
+    weekdays: PillWeekdays = None
     start_date: date
     plan_id: RowId | None = None
     min_months_after_last_dose: int = Field(default=6, ge=0, le=36)
     cd4_rule: bool = True
 
-    @field_validator("weekdays")
-    @classmethod
-    def _weekdays(cls, value: list[int] | None) -> list[int] | None:
-        if value is None:
-            return None
-        if any(day < 0 or day > 6 for day in value) or len(set(value)) != len(value):
-            raise ValueError("weekdays are distinct numbers 0 (Monday) to 6 (Sunday)")
-        return sorted(value)
+
+class ProphylaxisConfirmIn(Strict):
+    """A care-team user confirms a proposed course, with the dose and times they prescribe.
+
+    The sources give no prophylaxis dose, so the proposal has none: ``dose_text`` is
+    required here. ``drug`` may be changed (valacyclovir for acyclovir); empty keeps
+    the proposed one. ``start_date`` empty keeps the proposed date (the plan's start).
+    """
+
+    drug: str | None = Field(default=None, min_length=1, max_length=60)
+    dose_text: str = Field(min_length=1, max_length=200)
+    times: list[HHMM] = Field(min_length=1, max_length=6)
+    weekdays: PillWeekdays = None
+    start_date: date | None = None
+
+
+class ProphylaxisDeclineIn(Strict):
+    """A care-team user declines a proposed course; the reason is kept (never silently)."""
+
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class ProphylaxisStopIn(Strict):
@@ -403,7 +431,12 @@ class StopEligibilityOut(BaseModel):
 
 
 class ProphylaxisOut(BaseModel):
-    """A prophylaxis course with its stop eligibility."""
+    """A prophylaxis course with its stop eligibility.
+
+    A "proposed" course came from the regimen when the plan started and sends nothing
+    until a care-team user confirms it (``POST /prophylaxis/<id>/confirm``) or declines
+    it with a reason (``POST /prophylaxis/<id>/decline``).
+    """
 
     id: int
     patient_id: int
@@ -415,9 +448,15 @@ class ProphylaxisOut(BaseModel):
     start_date: date
     min_months_after_last_dose: int
     cd4_rule: bool
-    status: str
+    status: CourseStatus
     stopped_on: date | None
     stop_note: str | None
+    regimen_entry: str | None = Field(
+        description="the regimen's prophylaxis entry this course was proposed for; null if entered by hand"
+    )
+    confirmed_at: datetime | None
+    declined_at: datetime | None
+    decline_reason: str | None
     stop_eligibility: StopEligibilityOut
 
 

@@ -60,6 +60,10 @@ def prophylaxis_out(course: ProphylaxisCourse, eligibility: StopEligibility) -> 
         status=course.status,
         stopped_on=course.stopped_on,
         stop_note=course.stop_note,
+        regimen_entry=course.regimen_entry,
+        confirmed_at=course.confirmed_at,
+        declined_at=course.declined_at,
+        decline_reason=course.decline_reason,
         stop_eligibility=StopEligibilityOut(
             eligible=eligibility.eligible,
             earliest_date=eligibility.earliest_date,

@@ -21,7 +21,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from reminders.jobs import decision_tasks_job, follow_ups_job, plan_messages_job
+from reminders.jobs import (
+    decision_tasks_job,
+    follow_ups_job,
+    plan_messages_job,
+    prophylaxis_check_job,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,13 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         600,
         540,
         "put due decision milestones (week-4 review) in the care-team queue",
+    ),
+    JobSpec(
+        "prophylaxis-check",
+        prophylaxis_check_job,
+        300,
+        240,
+        "alert on plans whose mandatory prophylaxis is not active a day after the start",
     ),
 )
 

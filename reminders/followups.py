@@ -1,4 +1,4 @@
-"""Follow-ups: unanswered check-ins and urgent alerts nobody acknowledged.
+"""Follow-ups: unanswered check-ins, urgent alerts nobody acknowledged, missing prophylaxis.
 
 Decide apart from deliver: pure "should we?" functions look at one row and the
 time; the jobs below save the state change and queue the message in the same
@@ -7,14 +7,19 @@ transaction; the dispatcher delivers it.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from backend.models import Alert, CheckIn, Patient, Team
+from backend.models import Alert, CheckIn, Patient, Plan, ProphylaxisCourse, Team
 from backend.services.alerts import raise_alert
+from backend.services.plans import OPEN_STATUSES, propose_regimen_courses
+from backend.services.prophylaxis import MISSING_ALERT_KIND, missing_alert_key
 from reminders.core.clinical_rules import AlertPolicy, clinical_rules
+from reminders.core.prophylaxis import missing_mandatory_prophylaxis
+from reminders.core.regimens import ProphylaxisDefault, Regimen, load_regimens
 from reminders.core.templates import render
 from reminders.outbox import enqueue_message, patient_context, render_for, sms_allowed
 
@@ -156,3 +161,101 @@ def raise_urgent_alert(session: Session, now: datetime, **fields: object) -> Ale
     if alert.oncall_notified_at is None:
         notify_on_call(session, alert, now)
     return alert
+
+
+def check_mandatory_prophylaxis(session: Session, now: datetime) -> int:
+    """Raise one high alert per open plan whose mandatory prophylaxis is still undecided.
+
+    A plan (active or on hold) of a regimen with mandatory prophylaxis is checked
+    ``prophylaxis_check.confirm_within_hours`` (24 h, a care-team setting from issue 11)
+    after the later of the local start of its start date and its creation
+    (:func:`reminders.core.prophylaxis.missing_mandatory_prophylaxis`). Each plan
+    alerts at most once (``dedupe_key``); a course confirmed or declined before the
+    check prevents it, and after it resolves the alert
+    (``backend.services.prophylaxis.confirm_course``). A stopped plan is not checked.
+
+    A plan started before proposals existed has none: they are proposed here (inert
+    until a user confirms them), so that the alert always has something to confirm.
+    Returns the number of alerts raised.
+    """
+    regimens = {r.id: r for r in load_regimens().values() if r.mandatory_prophylaxis}
+    if not regimens:
+        return 0
+    alerted = set(
+        session.exec(select(Alert.dedupe_key).where(Alert.kind == MISSING_ALERT_KIND)).all()
+    )
+    plans = [
+        plan
+        for plan in session.exec(
+            select(Plan).where(Plan.regimen_id.in_(regimens), Plan.status.in_(OPEN_STATUSES))
+        ).all()
+        if missing_alert_key(plan.id) not in alerted
+    ]
+    if not plans:
+        return 0
+    statuses: dict[int, dict[str, str]] = {}
+    for plan_id, entry, status in session.exec(
+        select(
+            ProphylaxisCourse.plan_id, ProphylaxisCourse.regimen_entry, ProphylaxisCourse.status
+        ).where(
+            ProphylaxisCourse.plan_id.in_([p.id for p in plans]),
+            ProphylaxisCourse.regimen_entry.is_not(None),
+        )
+    ).all():
+        statuses.setdefault(plan_id, {})[entry] = status
+    raised = 0
+    for plan in plans:
+        regimen = regimens[plan.regimen_id]
+        patient = session.get(Patient, plan.patient_id)
+        course_status = statuses.get(plan.id, {})
+        if any(entry.id not in course_status for entry in regimen.prophylaxis):
+            for course in propose_regimen_courses(session, plan, patient, now):
+                course_status[course.regimen_entry] = course.status
+        missing = missing_mandatory_prophylaxis(
+            entries=regimen.mandatory_prophylaxis,
+            course_status=course_status,
+            start_date=plan.start_date,
+            created_at=plan.created_at,
+            timezone=patient.timezone,
+            now=now,
+        )
+        if not missing:
+            continue
+        raise_alert(
+            session,
+            team_id=patient.team_id,
+            patient_id=patient.id,
+            severity="high",
+            kind=MISSING_ALERT_KIND,
+            reason=_missing_reason(regimen, missing),
+            details={"plan_id": plan.id, "missing": [entry.id for entry in missing]},
+            source=_missing_source(missing),
+            now=now,
+            dedupe_key=missing_alert_key(plan.id),
+        )
+        raised += 1
+    return raised
+
+
+def _missing_reason(regimen: Regimen, missing: tuple[ProphylaxisDefault, ...]) -> str:
+    """The alert's sentence: which drugs, since when, what to do, and the source."""
+    hours = clinical_rules().prophylaxis_check.confirm_within_hours
+    drugs = ", ".join(entry.drug for entry in missing)
+    reason = (
+        f"Mandatory prophylaxis not active {hours} h after the start of {regimen.name}: "
+        f"{drugs}. Confirm the proposed courses (dose, times) or decline them with a reason. "
+        f"Source: {_missing_source(missing)}"
+    )
+    return reason[:500]
+
+
+def _missing_source(missing: tuple[ProphylaxisDefault, ...]) -> str:
+    """The seed files that make the missing courses mandatory, and the deadline's source."""
+    files = dict.fromkeys(
+        name
+        for entry in missing
+        for name in re.findall(r"\d{3}_[0-9a-f]{16}\.txt", entry.mandatory_source or "")
+    )
+    seeds = "; ".join(f"{name}{' (Table 4)' if name.startswith('003_') else ''}" for name in files)
+    deadline = clinical_rules().prophylaxis_check.source
+    return f"{seeds}; {deadline}"[:200]

@@ -16,7 +16,11 @@ from sqlalchemy.engine import Engine
 from backend.db import session_scope
 from backend.services.tasks import raise_due_decision_tasks
 from reminders.dispatch import DispatchReport, dispatch_due_messages
-from reminders.followups import escalate_unacknowledged_alerts, follow_up_checkins
+from reminders.followups import (
+    check_mandatory_prophylaxis,
+    escalate_unacknowledged_alerts,
+    follow_up_checkins,
+)
 from reminders.gateways import SmsGateway
 from reminders.outbox import materialise_due_messages
 from reminders.planning_workers import default_planning_processes
@@ -53,6 +57,14 @@ def decision_tasks_job(engine: Engine, now: datetime) -> int:
     return created
 
 
+def prophylaxis_check_job(engine: Engine, now: datetime) -> int:
+    """Alert the care team to plans whose mandatory prophylaxis is still undecided."""
+    with session_scope(engine) as session:
+        raised = check_mandatory_prophylaxis(session, now)
+    logger.info("prophylaxis check: %d alerts raised", raised)
+    return raised
+
+
 def dispatch_job(
     engine: Engine, gateway: SmsGateway, clock: Callable[[], datetime], **options: Any
 ) -> DispatchReport:
@@ -65,9 +77,16 @@ def dispatch_job(
 def run_due(
     engine: Engine, gateway: SmsGateway, now: datetime, **dispatch_options: Any
 ) -> dict[str, Any]:
-    """One planning, follow-up and dispatch pass as of ``now`` (operations and tests)."""
+    """One planning, follow-up, prophylaxis-check and dispatch pass as of ``now``."""
     planned = plan_messages_job(engine, now)
     tasks = decision_tasks_job(engine, now)
     follow_ups = follow_ups_job(engine, now)
+    prophylaxis_alerts = prophylaxis_check_job(engine, now)
     report = dispatch_job(engine, gateway, lambda: now, **dispatch_options)
-    return {"planned": planned, "tasks": tasks, **follow_ups, **report.as_dict()}
+    return {
+        "planned": planned,
+        "tasks": tasks,
+        **follow_ups,
+        "prophylaxis_alerts": prophylaxis_alerts,
+        **report.as_dict(),
+    }

@@ -300,7 +300,10 @@ def planned_messages_for_patient(
         events = prophylaxis_events(
             build_prophylaxis_spec(course, patient.timezone), events_start, pill_end
         )
-        for message in _messages(events, prefs, max(since, course.created_at), until):
+        # From when the course became active: a proposal confirmed at 14:00 does not
+        # send (or count as missed) the 08:00 pill of a day it was not yet prescribed.
+        active_from = course.confirmed_at or course.created_at
+        for message in _messages(events, prefs, max(since, active_from), until):
             planned.append(PlannedMessage.of(context, message, course_id=course.id))
     return planned
 
@@ -605,6 +608,9 @@ def _load_chunk(
     session: Session, patients: Sequence[Any], teams: dict[int, Any], *, by_range: bool
 ) -> PatientChunk:
     """Read the plans, courses not ended, holds, dose records and teams of ``patients``.
+
+    Only active courses have pill reminders: a proposed course (from the regimen, no dose
+    yet), a declined or a stopped one sends nothing.
 
     ``by_range``: load them by patient id range (one statement shape for a whole
     pass) rather than by a list of ids. ``teams`` caches teams across chunks.

@@ -15,6 +15,8 @@ from backend.schemas import (
     PatientOut,
     PatientPage,
     PatientUpdate,
+    ProphylaxisConfirmIn,
+    ProphylaxisDeclineIn,
     ProphylaxisIn,
     ProphylaxisOut,
     ProphylaxisStopIn,
@@ -155,5 +157,43 @@ def stop_prophylaxis(course_id: int, json: ProphylaxisStopIn):
     now = request_now()
     course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
     prophylaxis_service.stop_course(session, course, patient, json, current_user().id, now)
+    session.commit()
+    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+
+
+@api.post("/prophylaxis/<int:course_id>/confirm")
+@spec.validate(
+    json=ProphylaxisConfirmIn,
+    resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
+    tags=TAGS,
+)
+def confirm_prophylaxis(course_id: int, json: ProphylaxisConfirmIn):
+    """Confirm a proposed course with the dose and times prescribed; its pill reminders start.
+
+    Refused (409) for a course that is not proposed.
+    """
+    session = get_session()
+    now = request_now()
+    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
+    prophylaxis_service.confirm_course(session, course, patient, json, current_user().id, now)
+    session.commit()
+    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+
+
+@api.post("/prophylaxis/<int:course_id>/decline")
+@spec.validate(
+    json=ProphylaxisDeclineIn,
+    resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
+    tags=TAGS,
+)
+def decline_prophylaxis(course_id: int, json: ProphylaxisDeclineIn):
+    """Decline a proposed course with the reason (an allergy, an alternative entered instead).
+
+    Refused (409) for a course that is not proposed.
+    """
+    session = get_session()
+    now = request_now()
+    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
+    prophylaxis_service.decline_course(session, course, patient, json, current_user().id, now)
     session.commit()
     return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))

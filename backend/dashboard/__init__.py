@@ -12,6 +12,8 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   with ``SMS_BACKEND=console``).
 * ``/patients/<id>/plans/new``, ``/plans/<id>`` and its hold, resume, extend,
   stop and dose forms.
+* ``POST /prophylaxis/<id>/confirm`` and ``/decline``: the forms of a proposed
+  course on the patient page.
 * ``/admin`` (members, roles, phone numbers) and ``/audit``: admins only.
 
 Security (details in :mod:`backend.security`): scrypt password hashes; a signed
@@ -43,6 +45,7 @@ def init_app(app: Flask) -> None:
         auth_views,
         patient_views,
         plan_views,
+        prophylaxis_views,
         queue_views,
     )
     from backend.dashboard.web import bp, register_filters

@@ -45,6 +45,7 @@ from backend.services import patients as patient_service
 from backend.services.patients import get_patient
 from reminders.conversations import find_patient_by_phone, handle_inbound_sms
 from reminders.core.clinical_rules import clinical_rules
+from reminders.core.regimens import ProphylaxisDefault, get_regimen
 from reminders.outbox import enqueue_message, sms_allowed
 
 logger = logging.getLogger(__name__)
@@ -183,15 +184,26 @@ def edit_patient(patient_id: int) -> Any:
 def patient(patient_id: int) -> Any:
     """The patient page: alerts, timeline, prophylaxis, labs, temperatures, SMS, adherence."""
     session = get_session()
-    now = request_now()
     record = get_patient(session, current_user().team_id, patient_id)
-    overview = patient_overview(session, record, now)
     audit("view_patient", record.id, f"patient:{record.id}")
     session.commit()
+    return patient_page(record)
+
+
+def patient_page(
+    record: Patient, forms: dict[str, FormState] | None = None, status: int = 200
+) -> Any:
+    """Render the patient page; ``forms`` holds the state of a form shown again after an error."""
+    session = get_session()
+    now = request_now()
+    overview = patient_overview(session, record, now)
     return render_page(
         "patient.html",
+        status,
         o=overview,
         p=record,
+        forms=forms or {},
+        entries=regimen_entries(overview),
         charts=patient_charts(overview, now),
         kind_label=kind_label,
         dose_kinds=DOSE_REMINDER_KINDS,
@@ -200,6 +212,24 @@ def patient(patient_id: int) -> Any:
         fever_c=clinical_rules().fever.threshold_c,
         cmv_act=clinical_rules().cmv.act_above_copies,
     )
+
+
+def regimen_entries(overview: PatientOverview) -> dict[int, ProphylaxisDefault]:
+    """The regimen prophylaxis entry each proposed course came from, by course id.
+
+    The page says why a proposal is there (mandatory for every patient on the regimen,
+    with its source) and which alternatives the regimen names.
+    """
+    regimens = {plan.id: get_regimen(plan.regimen_id) for plan, _ in overview.plans}
+    entries: dict[int, ProphylaxisDefault] = {}
+    for course, _ in overview.courses:
+        regimen = regimens.get(course.plan_id) if course.plan_id is not None else None
+        if regimen is None or course.regimen_entry is None:
+            continue
+        entry = next((e for e in regimen.prophylaxis if e.id == course.regimen_entry), None)
+        if entry is not None:
+            entries[course.id] = entry
+    return entries
 
 
 def patient_charts(overview: PatientOverview, now: datetime) -> dict[str, str]:

@@ -241,6 +241,8 @@ FIELD_LABELS = {
     "oncall_phone": "On-call number",
     "note": "Note",
     "body": "Message",
+    "dose_text": "Dose as prescribed",
+    "weekdays": "Days",
 }
 
 

@@ -6,12 +6,12 @@ from datetime import datetime, time, timedelta
 
 from sqlmodel import Session, select
 
-from backend.models import Team, User
-from backend.schemas import PatientIn, PlanIn, ProphylaxisIn
+from backend.models import ProphylaxisCourse, Team, User
+from backend.schemas import PatientIn, PlanIn, ProphylaxisConfirmIn
 from backend.services import local_today
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
-from backend.services.prophylaxis import add_course
+from backend.services.prophylaxis import confirm_course
 from backend.services.teams import create_user
 
 DEMO_EMAIL = "nurse@demo.example"
@@ -59,17 +59,18 @@ def ensure_demo_data(session: Session, now: datetime) -> str | None:
     plan = start_plan(
         session, patient, PlanIn(regimen_id="alemtuzumab_sc", start_date=start), user.id, now
     )
-    for drug in ("cotrimoxazole", "acyclovir"):
-        add_course(
+    # The demo nurse has confirmed the courses the plan proposed (both mandatory).
+    for course in session.exec(
+        select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
+    ).all():
+        confirm_course(
             session,
+            course,
             patient,
-            ProphylaxisIn(
-                drug=drug,
-                dose_text="dose as prescribed by your care team",
-                times=["08:00", "20:00"],
-                start_date=start,
-                plan_id=plan.id,
+            ProphylaxisConfirmIn(
+                dose_text="dose as prescribed by your care team", times=["08:00", "20:00"]
             ),
+            user.id,
             now,
         )
     return token

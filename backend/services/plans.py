@@ -121,8 +121,58 @@ def start_plan(
     _checked_doses(lambda: build_plan_spec(plan, patient, (), ()), "options")
     session.add(plan)
     session.flush()
+    propose_regimen_courses(session, plan, patient, now)
     resync_patient_messages(session, patient, now)
     return plan
+
+
+def propose_regimen_courses(
+    session: Session, plan: Plan, patient: Patient, now: datetime
+) -> list[ProphylaxisCourse]:
+    """Propose one course per prophylaxis entry of the plan's regimen; the new ones are returned.
+
+    Every alemtuzumab patient must receive cotrimoxazole and acyclovir (003, Patient
+    management issues and Table 4; 002), so the plan brings them to the care team
+    rather than relying on someone remembering. A proposal is what a nurse would
+    pre-fill and a prescriber sign: the drug named by the regimen, **no dose** (the
+    sources give none: ``dose_text`` stays empty until a user enters it), the
+    patient's pill times as default times, from the regimen's ``start_day`` (day 1 =
+    the plan's start date), with its stop rule (months after the last dose, CD4).
+    It is "proposed": no pill reminder is planned (the outbox plans active courses
+    only) until a user confirms it, or declines it with a reason.
+
+    Idempotent: an entry that already has a course on this plan (whatever its status)
+    is not proposed again, and ``(plan_id, regimen_entry)`` is unique in the table.
+    """
+    regimen = get_regimen(plan.regimen_id)
+    if not regimen.prophylaxis:
+        return []
+    existing = set(
+        session.exec(
+            select(ProphylaxisCourse.regimen_entry).where(ProphylaxisCourse.plan_id == plan.id)
+        ).all()
+    )
+    proposed = [
+        ProphylaxisCourse(
+            patient_id=patient.id,
+            plan_id=plan.id,
+            regimen_entry=entry.id,
+            drug=entry.drug,
+            dose_text="",
+            times=list(patient.pill_times),
+            weekdays=None,
+            start_date=plan.start_date + timedelta(days=entry.start_day - 1),
+            min_months_after_last_dose=entry.min_months_after_last_dose,
+            cd4_rule=entry.cd4_rule,
+            status="proposed",
+            created_at=now,
+        )
+        for entry in regimen.prophylaxis
+        if entry.id not in existing
+    ]
+    session.add_all(proposed)
+    session.flush()
+    return proposed
 
 
 def _require_open(plan: Plan) -> None:

@@ -1,8 +1,10 @@
-"""Prophylaxis courses: entered by the care team, stopped only by the care team.
+"""Prophylaxis courses: entered or confirmed by the care team, stopped only by the care team.
 
-The stop rule (:func:`reminders.core.prophylaxis.stop_eligibility`) says when a
-course *may* stop; a user confirms it. Stopping a course that is not eligible
-needs an explicit override reason, which is kept.
+Starting a plan proposes its regimen's courses (``plans.propose_regimen_courses``);
+a user confirms a proposal (with the dose and times they prescribe) or declines it
+with a reason. The stop rule (:func:`reminders.core.prophylaxis.stop_eligibility`)
+says when an active course *may* stop; a user confirms it. Stopping a course that is
+not eligible needs an explicit override reason, which is kept.
 """
 
 from __future__ import annotations
@@ -12,14 +14,29 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import LabResult, Patient, Plan, ProphylaxisCourse
-from backend.schemas import ProphylaxisIn, ProphylaxisStopIn
+from backend.models import Alert, LabResult, Patient, Plan, ProphylaxisCourse
+from backend.schemas import (
+    ProphylaxisConfirmIn,
+    ProphylaxisDeclineIn,
+    ProphylaxisIn,
+    ProphylaxisStopIn,
+)
 from backend.services import local_today
+from backend.services.alerts import resolve_alert
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from backend.services.plans import effective_status, spec_for
 from reminders.core.planner import plan_doses
-from reminders.core.prophylaxis import StopEligibility, stop_eligibility
+from reminders.core.prophylaxis import DECIDED_STATUSES, StopEligibility, stop_eligibility
+from reminders.core.regimens import get_regimen
+
+#: The alert raised when a plan's mandatory prophylaxis is not decided in time.
+MISSING_ALERT_KIND = "prophylaxis_missing"
+
+
+def missing_alert_key(plan_id: int) -> str:
+    """The dedupe key of a plan's missing-prophylaxis alert: one per plan, ever."""
+    return f"plan{plan_id}:{MISSING_ALERT_KIND}"
 
 
 def add_course(
@@ -62,7 +79,22 @@ def courses_of(session: Session, patient_id: int) -> list[ProphylaxisCourse]:
 def eligibility(
     session: Session, course: ProphylaxisCourse, patient: Patient, now: datetime
 ) -> StopEligibility:
-    """Evaluate the stop rule for ``course`` as of ``now``."""
+    """Evaluate the stop rule for ``course`` as of ``now``.
+
+    A proposed or declined course is not running: it can never be "eligible to stop".
+    """
+    if course.status in ("proposed", "declined"):
+        return StopEligibility(
+            eligible=False,
+            earliest_date=None,
+            missing=(
+                "the course is proposed: a care-team user confirms or declines it"
+                if course.status == "proposed"
+                else "the course was declined: it never ran",
+            ),
+            satisfied=(),
+            source="issue 11 (proposed prophylaxis)",
+        )
     plans = (
         [session.get(Plan, course.plan_id)]
         if course.plan_id is not None
@@ -100,8 +132,10 @@ def stop_course(
     now: datetime,
 ) -> ProphylaxisCourse:
     """Stop ``course`` on the care team's confirmation."""
+    if course.status == "proposed":
+        raise Conflict("course is proposed, not running: confirm or decline it")
     if course.status != "active":
-        raise Conflict("course is already stopped")
+        raise Conflict(f"course is already {course.status}")
     status = eligibility(session, course, patient, now)
     if not status.eligible and not data.override_reason:
         raise Conflict(
@@ -123,3 +157,101 @@ def stop_course(
     session.flush()
     resync_patient_messages(session, patient, now)
     return course
+
+
+def _require_proposed(course: ProphylaxisCourse) -> None:
+    if course.status != "proposed":
+        raise Conflict(
+            f"course is {course.status}: only a proposed course is confirmed or declined"
+        )
+
+
+def confirm_course(
+    session: Session,
+    course: ProphylaxisCourse,
+    patient: Patient,
+    data: ProphylaxisConfirmIn,
+    user_id: int,
+    now: datetime,
+) -> ProphylaxisCourse:
+    """Make a proposed course active with the dose, times and drug the user prescribes.
+
+    Its pill reminders are planned from now on (``confirmed_at``): none is sent for
+    times that passed while it waited. A start date before the plan's is refused.
+    """
+    _require_proposed(course)
+    start = data.start_date or course.start_date
+    plan = session.get(Plan, course.plan_id) if course.plan_id is not None else None
+    if plan is not None and start < plan.start_date:
+        raise InvalidInput("a course cannot start before its plan", field="start_date")
+    course.drug = data.drug or course.drug
+    course.dose_text = data.dose_text
+    course.times = list(data.times)
+    course.weekdays = data.weekdays
+    course.start_date = start
+    course.status = "active"
+    course.confirmed_at = now
+    course.confirmed_by = user_id
+    session.add(course)
+    session.flush()
+    _resolve_missing_alert(session, course, user_id, now)
+    resync_patient_messages(session, patient, now)
+    return course
+
+
+def decline_course(
+    session: Session,
+    course: ProphylaxisCourse,
+    patient: Patient,
+    data: ProphylaxisDeclineIn,
+    user_id: int,
+    now: datetime,
+) -> ProphylaxisCourse:
+    """Record that the care team will not give a proposed course, and why (never silently).
+
+    For example "allergic to cotrimoxazole: pentamidine inhalation, course 12". The
+    alternative, if any, is entered as a course of its own.
+    """
+    _require_proposed(course)
+    course.status = "declined"
+    course.declined_at = now
+    course.declined_by = user_id
+    course.decline_reason = data.reason
+    session.add(course)
+    session.flush()
+    _resolve_missing_alert(session, course, user_id, now)
+    return course
+
+
+def _resolve_missing_alert(
+    session: Session, course: ProphylaxisCourse, user_id: int, now: datetime
+) -> None:
+    """Resolve the plan's missing-prophylaxis alert once every mandatory course is decided.
+
+    The alert told the team to decide; once they have (confirmed or declined, by this
+    user), leaving it open would only hide the alerts that still need someone.
+    """
+    if course.plan_id is None or course.regimen_entry is None:
+        return
+    alert = session.exec(
+        select(Alert).where(Alert.dedupe_key == missing_alert_key(course.plan_id))
+    ).first()
+    if alert is None or alert.status == "resolved":
+        return
+    plan = session.get(Plan, course.plan_id)
+    statuses = dict(
+        session.exec(
+            select(ProphylaxisCourse.regimen_entry, ProphylaxisCourse.status).where(
+                ProphylaxisCourse.plan_id == plan.id
+            )
+        ).all()
+    )
+    mandatory = get_regimen(plan.regimen_id).mandatory_prophylaxis
+    if all(statuses.get(entry.id) in DECIDED_STATUSES for entry in mandatory):
+        resolve_alert(
+            session,
+            alert,
+            user_id,
+            "every mandatory prophylaxis course is now confirmed or declined",
+            now,
+        )

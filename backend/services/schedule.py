@@ -34,6 +34,8 @@ def events_between(
     """Every plan and prophylaxis event of ``patient`` in [start, end), by time then key."""
     events = plan_events_between(session, patient, start_utc, end_utc)
     for course in courses_of(session, patient.id):
+        if course.status not in ("active", "stopped"):
+            continue  # proposed or declined: never prescribed, no pill to plan
         spec = build_prophylaxis_spec(course, patient.timezone)
         events.extend(ScheduledEvent(None, e) for e in prophylaxis_events(spec, start_utc, end_utc))
     events.sort(key=lambda s: (s.event.at_utc, s.event.key))

@@ -1,6 +1,7 @@
 """Clinical thresholds and the urgent advice, loaded from data files with their sources.
 
-``clinical_rules.toml`` holds the numbers (fever, lab and alert thresholds) and
+``clinical_rules.toml`` holds the numbers (fever, lab and alert thresholds, the
+mandatory-prophylaxis deadline) and
 ``advice.toml`` the urgent advice sentences in each language. Both are read once
 and cached; callers get frozen dataclasses, never raw dictionaries.
 """
@@ -92,6 +93,18 @@ class DoseRule:
 
 
 @dataclass(frozen=True)
+class ProphylaxisCheck:
+    """How long mandatory prophylaxis may stay unconfirmed after a plan starts.
+
+    A care-team operating choice: the sources make the courses mandatory but give
+    no deadline for prescribing them.
+    """
+
+    confirm_within_hours: int
+    source: str
+
+
+@dataclass(frozen=True)
 class ClinicalRules:
     """All thresholds, each with its source."""
 
@@ -101,6 +114,7 @@ class ClinicalRules:
     anc: AncRule
     cd4: Cd4Rule
     doses: DoseRule
+    prophylaxis_check: ProphylaxisCheck
 
 
 def _load_toml(name: str) -> dict:
@@ -125,6 +139,7 @@ def clinical_rules() -> ClinicalRules:
         anc=AncRule(**labs["anc"]),
         cd4=Cd4Rule(**labs["cd4"]),
         doses=DoseRule(**data["doses"]),
+        prophylaxis_check=ProphylaxisCheck(**data["prophylaxis_check"]),
     )
 
 

@@ -542,17 +542,37 @@ class Milestone(_Model):
 
 
 class ProphylaxisDefault(_Model):
-    """An indicated prophylaxis; never a dose (the care team enters dose and frequency)."""
+    """An indicated prophylaxis; never a dose (the care team enters dose and frequency).
+
+    ``mandatory`` must be written in every entry (true or false, no default), so that
+    nobody adds a prophylaxis without deciding whether a plan may run without it; a
+    mandatory entry names the passage that makes it so in ``mandatory_source``.
+    Starting a plan proposes a course for every entry (the care team confirms or
+    declines it); a mandatory one still not active a day after the start raises an
+    alert (``reminders.core.prophylaxis.missing_mandatory_prophylaxis``).
+    """
 
     id: Identifier
-    drug: Text
+    drug: Annotated[str, Field(min_length=1, max_length=60)]  # the course's drug column: 60
     purpose: Text
     alternatives: tuple[Text, ...] = ()
     start_day: int = 1
     min_months_after_last_dose: PositiveInt
     cd4_rule: bool
+    mandatory: Annotated[bool, Field(strict=True)]
+    mandatory_source: Text | None = None
     note: str | None = None
     source: Text
+
+    @model_validator(mode="after")
+    def _mandatory_has_source(self) -> ProphylaxisDefault:
+        if self.mandatory and self.mandatory_source is None:
+            raise ValueError(
+                "a mandatory prophylaxis needs mandatory_source (the passage saying so)"
+            )
+        if not self.mandatory and self.mandatory_source is not None:
+            raise ValueError("mandatory_source is only for mandatory = true")
+        return self
 
 
 class Extension(_Model):
@@ -707,6 +727,11 @@ class Regimen(_Model):
             if phase.id == phase_label or (phase_label == "extension" and phase.extendable):
                 return phase.usual_max
         return None
+
+    @property
+    def mandatory_prophylaxis(self) -> tuple[ProphylaxisDefault, ...]:
+        """The prophylaxis entries every patient on this regimen must receive."""
+        return tuple(p for p in self.prophylaxis if p.mandatory)
 
     def resolve_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Check the care team's option values and fill in defaults.

@@ -59,6 +59,8 @@ VALID_BODIES = {
     "api.record_dose": {"status": "missed"},
     "api.resolve_alert": {"note": "x"},
     "api.stop_prophylaxis": {"override_reason": "team decision"},
+    "api.confirm_prophylaxis": {"dose_text": "960 mg", "times": ["08:00"]},
+    "api.decline_prophylaxis": {"reason": "allergic to cotrimoxazole: pentamidine inhalation"},
 }
 
 

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.db import get_engine
-from backend.models import OutboundMessage, Patient, Team
-from backend.schemas import ProphylaxisIn
-from backend.services.prophylaxis import add_course
+from backend.models import OutboundMessage, Patient, ProphylaxisCourse, Team
+from backend.schemas import ProphylaxisConfirmIn, ProphylaxisIn
+from backend.services.prophylaxis import add_course, confirm_course
 from reminders.gateways import ConsoleGateway
 from tests.twilio_fake import FakeTwilio
 
@@ -54,7 +54,7 @@ def console() -> ConsoleGateway:
 def treated_patient(
     session: Session, make_user, make_patient, make_plan, clock
 ) -> Callable[..., Patient]:
-    """A consenting patient on alemtuzumab s.c. from 2026-03-02 with two prophylaxis courses."""
+    """A consenting patient on alemtuzumab s.c. from 2026-03-02 with two active prophylaxis courses."""
 
     def factory(
         regimen_id: str = "alemtuzumab_sc", start: date = date(2026, 3, 2), **overrides: Any
@@ -66,7 +66,25 @@ def treated_patient(
         session.commit()
         patient = make_patient(user.team_id, **overrides)
         plan = make_plan(patient, regimen_id, start)
+        # The nurse confirms the courses the plan proposed (alemtuzumab: both mandatory);
+        # a regimen without prophylaxis gets the same two courses entered by hand.
+        proposed = session.exec(
+            select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
+        ).all()
         for drug in ("cotrimoxazole", "acyclovir"):
+            course = next((c for c in proposed if c.regimen_entry == drug), None)
+            if course is not None:
+                confirm_course(
+                    session,
+                    course,
+                    patient,
+                    ProphylaxisConfirmIn(
+                        drug=drug, dose_text="as prescribed", times=["08:00", "20:00"]
+                    ),
+                    user.id,
+                    clock.now,
+                )
+                continue
             add_course(
                 session,
                 patient,

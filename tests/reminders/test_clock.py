@@ -15,6 +15,7 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
             "plan-messages",
             "follow-ups",
             "decision-tasks",
+            "prophylaxis-check",
         }
     )
     for spec in CLOCK_JOBS:

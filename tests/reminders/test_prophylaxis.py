@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
-from reminders.core.prophylaxis import stop_eligibility
+import pytest
+
+from reminders.core.clinical_rules import clinical_rules
+from reminders.core.prophylaxis import (
+    missing_mandatory_prophylaxis,
+    prophylaxis_check_due_at,
+    stop_eligibility,
+)
+from reminders.core.regimens import get_regimen
 
 LAST = date(2026, 5, 22)
 
@@ -55,3 +63,80 @@ def test_month_arithmetic_clamps_to_month_end() -> None:
     result = rule(last_dose_given=date(2026, 8, 31), today=date(2027, 2, 28), cd4_rule=False)
     assert result.earliest_date == date(2027, 2, 28)
     assert result.eligible
+
+
+# --- missing mandatory prophylaxis (issue 11, item 6) -----------------------------------
+
+BRUSSELS = "Europe/Brussels"
+#: Monday 2 March 2026; local midnight in Brussels is 23:00 UTC the day before.
+START = date(2026, 3, 2)
+LOCAL_MIDNIGHT = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+
+
+def _missing(now: datetime, statuses: dict[str, str], **overrides: object) -> list[str]:
+    values: dict[str, object] = {
+        "entries": get_regimen("alemtuzumab_sc").prophylaxis,
+        "course_status": statuses,
+        "start_date": START,
+        "created_at": datetime(2026, 2, 25, 9, 0, tzinfo=UTC),  # entered a week ahead
+        "timezone": BRUSSELS,
+        "now": now,
+    }
+    values.update(overrides)
+    return [e.id for e in missing_mandatory_prophylaxis(**values)]  # type: ignore[arg-type]
+
+
+def test_the_deadline_is_a_care_team_setting_with_its_source() -> None:
+    check = clinical_rules().prophylaxis_check
+    assert check.confirm_within_hours == 24
+    assert check.source == "issue 11 (care-team operating policy)"
+
+
+def test_nothing_is_missing_before_24_hours_after_the_local_start_of_the_start_date() -> None:
+    proposed = {"cotrimoxazole": "proposed", "acyclovir": "proposed"}
+    due = LOCAL_MIDNIGHT + timedelta(hours=24)
+    assert _missing(due - timedelta(seconds=1), proposed) == []
+    assert _missing(due, proposed) == ["cotrimoxazole", "acyclovir"]
+
+
+def test_a_plan_entered_mid_treatment_is_checked_24_hours_after_it_was_entered() -> None:
+    entered = datetime(2026, 3, 20, 15, 30, tzinfo=UTC)
+    assert prophylaxis_check_due_at(START, entered, BRUSSELS, 24) == entered + timedelta(hours=24)
+    assert _missing(entered + timedelta(hours=23), {}, created_at=entered) == []
+    assert _missing(entered + timedelta(hours=24), {}, created_at=entered) == [
+        "cotrimoxazole",
+        "acyclovir",
+    ]
+
+
+def test_the_local_start_follows_the_patients_zone() -> None:
+    # Midnight in New York on 2 March is 05:00 UTC.
+    due = prophylaxis_check_due_at(START, datetime(2026, 2, 1, tzinfo=UTC), "America/New_York", 24)
+    assert due == datetime(2026, 3, 3, 5, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "missing"),
+    [
+        ({}, ["cotrimoxazole", "acyclovir"]),  # no course at all (a plan from before)
+        ({"cotrimoxazole": "active", "acyclovir": "proposed"}, ["acyclovir"]),
+        ({"cotrimoxazole": "active", "acyclovir": "active"}, []),
+        # declined (pentamidine instead) and stopped are recorded care-team decisions
+        ({"cotrimoxazole": "declined", "acyclovir": "stopped"}, []),
+    ],
+)
+def test_only_undecided_mandatory_courses_are_missing(
+    statuses: dict[str, str], missing: list[str]
+) -> None:
+    assert _missing(datetime(2026, 3, 10, tzinfo=UTC), statuses) == missing
+
+
+def test_a_regimen_without_mandatory_prophylaxis_never_misses_any() -> None:
+    assert (
+        _missing(
+            datetime(2026, 6, 1, tzinfo=UTC),
+            {},
+            entries=get_regimen("rituximab_cll_chemo").prophylaxis,
+        )
+        == []
+    )

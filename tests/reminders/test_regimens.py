@@ -63,7 +63,7 @@ def _sources(value: Any) -> list[str]:
     found: list[str] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            if key in ("source", "timing_source") and isinstance(item, str):
+            if key in ("source", "timing_source", "mandatory_source") and isinstance(item, str):
                 found.append(item)
             elif key == "sources":
                 found.extend(item)
@@ -129,6 +129,33 @@ def test_alemtuzumab_sc_encodes_the_belgian_recommendations() -> None:
     assert "pentamidine" in prophylaxis["cotrimoxazole"].alternatives[0]
     assert {"valacyclovir", "famciclovir"} <= set(prophylaxis["acyclovir"].alternatives)
     assert r.extra_symptoms == ("injection_site",)
+
+
+@pytest.mark.parametrize("regimen_id", ["alemtuzumab_sc", "alemtuzumab_iv"])
+def test_alemtuzumab_prophylaxis_is_mandatory_with_the_passages_that_say_so(
+    regimen_id: str,
+) -> None:
+    # 003 "Patient management issues": cotrimoxazole "should be prescribed during treatment",
+    # "All patients must receive acyclovir prophylaxis"; Table 4 repeats both; 002: guidelines
+    # "recommend mandatory use" of antibacterial and antiviral prophylaxis.
+    regimen = get_regimen(regimen_id)
+    mandatory = {p.id: p for p in regimen.mandatory_prophylaxis}
+    assert set(mandatory) == {"cotrimoxazole", "acyclovir"}
+    for item in mandatory.values():
+        assert item.mandatory is True
+        assert "003_a1949903592dbecf.txt" in item.mandatory_source
+        assert "Table 4" in item.mandatory_source
+        assert "002_56971d7eaf23c097.txt" in item.mandatory_source
+    assert "must receive acyclovir" in mandatory["acyclovir"].mandatory_source
+
+
+def test_other_regimens_list_no_mandatory_prophylaxis() -> None:
+    # Seeds 000, 001, 004 and the MabThera summary in 003 name no anti-infective
+    # prophylaxis for ofatumumab, rituximab or inotuzumab: nothing to propose or alert on.
+    for regimen_id, regimen in load_regimens().items():
+        if regimen.drug != "alemtuzumab":
+            assert regimen.prophylaxis == (), regimen_id
+            assert regimen.mandatory_prophylaxis == (), regimen_id
 
 
 def test_prophylaxis_never_carries_a_dose() -> None:
@@ -479,6 +506,33 @@ def test_unchanged_copy_loads(broken) -> None:
             'amount = 30\nsource = "003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg',
             'amount = 20\nsource = "003_a1949903592dbecf.txt, Table 2 (the dose is 30 mg',
             "alemtuzumab_sc.toml: phases[0].usual_max: 20 is below the phase's own dose 30",
+        ),
+        # every prophylaxis says whether it is mandatory, strictly true or false...
+        (
+            "mandatory = true  # every patient",
+            "# every patient",
+            "alemtuzumab_sc.toml: prophylaxis[0].mandatory: Field required",
+        ),
+        (
+            "mandatory = true  # every patient",
+            'mandatory = "yes"  # every patient',
+            "alemtuzumab_sc.toml: prophylaxis[0].mandatory: Input should be a valid boolean",
+        ),
+        # ...and a mandatory one names the passage that makes it so
+        (
+            'mandatory_source = "003_a1949903592dbecf.txt, Patient management issues (cotrimoxazole',
+            'mandatory_note = "003_a1949903592dbecf.txt, Patient management issues (cotrimoxazole',
+            "alemtuzumab_sc.toml: prophylaxis[0].mandatory_note: Extra inputs are not permitted",
+        ),
+        (
+            'mandatory_source = "003_a1949903592dbecf.txt, Patient management issues (cotrimoxazole',
+            '# mandatory_source = "003_a1949903592dbecf.txt, Patient management issues (cotrimoxazole',
+            "alemtuzumab_sc.toml: prophylaxis[0]: a mandatory prophylaxis needs mandatory_source",
+        ),
+        (
+            "mandatory = true  # every patient",
+            "mandatory = false  # every patient",
+            "alemtuzumab_sc.toml: prophylaxis[0]: mandatory_source is only for mandatory = true",
         ),
         # not TOML at all
         ('drug = "alemtuzumab"', "drug = alemtuzumab", "alemtuzumab_sc.toml: invalid TOML"),

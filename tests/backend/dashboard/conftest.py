@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from backend.models import Patient, Plan, Team, User
-from backend.schemas import ProphylaxisIn
-from backend.services.prophylaxis import add_course
+from backend.models import Patient, Plan, ProphylaxisCourse, Team, User
+from backend.schemas import ProphylaxisConfirmIn
+from backend.services.prophylaxis import confirm_course
 
 PASSWORD = "correct horse battery"
 #: Tuesday of the first treatment week: a dose tomorrow, so dose reminders are in the outbox.
@@ -70,7 +70,7 @@ def signed_in(client: FlaskClient, team_user) -> Callable[..., User]:
 def treated(
     session: Session, make_patient, make_plan, clock
 ) -> Callable[..., tuple[Patient, Plan]]:
-    """A consenting patient of a team on alemtuzumab s.c. with two prophylaxis courses."""
+    """A consenting patient of a team on alemtuzumab s.c. with two confirmed prophylaxis courses."""
 
     def factory(team_id: int, **overrides: Any) -> tuple[Patient, Plan]:
         team = session.get(Team, team_id)
@@ -79,17 +79,19 @@ def treated(
         session.commit()
         patient = make_patient(team_id, **overrides)
         plan = make_plan(patient, "alemtuzumab_sc", PLAN_START)
-        for drug in ("cotrimoxazole", "acyclovir"):
-            add_course(
+        # A member of the team confirms the two courses the plan proposed (both mandatory).
+        nurse = session.exec(select(User).where(User.team_id == team_id)).first()
+        for course in session.exec(
+            select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
+        ).all():
+            confirm_course(
                 session,
+                course,
                 patient,
-                ProphylaxisIn(
-                    drug=drug,
-                    dose_text="as prescribed",
-                    times=["08:00", "20:00"],
-                    start_date=PLAN_START,
-                    plan_id=plan.id,
+                ProphylaxisConfirmIn(
+                    drug=course.regimen_entry, dose_text="as prescribed", times=["08:00", "20:00"]
                 ),
+                nurse.id,
                 clock.now,
             )
         session.commit()

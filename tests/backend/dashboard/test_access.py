@@ -1,6 +1,6 @@
 """Team scoping, CSRF and roles for every dashboard route, enumerated from the URL map.
 
-A new route that takes a patient, plan, alert or user id is checked here
+A new route that takes a patient, plan, alert, user or course id is checked here
 without anyone having to remember to add it.
 """
 
@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from backend.models import Alert
+from backend.models import Alert, ProphylaxisCourse
 from tests.backend.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import reread
 
-ID_ARGUMENTS = ("patient_id", "plan_id", "alert_id", "user_id")
+ID_ARGUMENTS = ("patient_id", "plan_id", "alert_id", "user_id", "course_id")
 #: Form bodies that would succeed for the owning team, so only scoping can refuse them.
 VALID_FORMS = {
     "dashboard.edit_patient": {
@@ -38,6 +38,8 @@ VALID_FORMS = {
     "dashboard.acknowledge_alert": {},
     "dashboard.change_role": {"role": "physician"},
     "dashboard.set_active": {"active": "0"},
+    "dashboard.confirm_prophylaxis": {"dose_text": "400 mg twice a day", "times": "08:00, 20:00"},
+    "dashboard.decline_prophylaxis": {"reason": "allergic: pentamidine inhalation instead"},
 }
 
 
@@ -82,6 +84,9 @@ def team_a(client, team_user, treated, session, clock):
     assert response.status_code == 302, response.get_data(as_text=True)
     reread(session)
     alert = session.exec(select(Alert).where(Alert.patient_id == patient.id)).first()
+    course = session.exec(
+        select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
+    ).first()
     session.commit()  # end the read transaction: the next writer must not find it stale
     client.post("/logout", data={"csrf_token": token})
     ids = {
@@ -89,6 +94,7 @@ def team_a(client, team_user, treated, session, clock):
         "plan_id": plan.id,
         "alert_id": alert.id,
         "user_id": admin_a.id,
+        "course_id": course.id,
     }
     return ids
 
