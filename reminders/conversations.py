@@ -34,6 +34,7 @@ from backend.services.alerts import raise_alert
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.parser import Expecting, Intent, ParsedReply, parse_reply
 from reminders.core.planner import is_in_cmv_window, risk_windows_on, treatment_end
+from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import format_temperature
 from reminders.core.triage import (
@@ -320,15 +321,12 @@ def _current_plan(session: Session, patient_id: int) -> Plan | None:
 _UNSET: Any = object()
 
 
-#: Course statuses that no longer protect the patient (any other course is running
-#: or about to: the patient is still in the period of infection risk).
-_ENDED_COURSE_STATUSES = ("stopped", "declined")
 _ONGOING_PROPHYLAXIS = (
     select(ProphylaxisCourse.id)
     .where(
         ProphylaxisCourse.patient_id == bindparam("patient_id"),
         ProphylaxisCourse.stopped_on.is_(None),
-        ProphylaxisCourse.status.not_in(_ENDED_COURSE_STATUSES),
+        ProphylaxisCourse.status.not_in(sorted(ENDED_COURSE_STATUSES)),
     )
     .limit(1)
 )

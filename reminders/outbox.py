@@ -52,10 +52,11 @@ from reminders.core.planner import (
     plan_events,
     prophylaxis_events,
 )
+from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import render
 from reminders.planning_workers import PlanningWorkers, pack_rows, unpack_rows
-from reminders.specs import ENDED_COURSE_STATUSES, build_plan_spec, build_prophylaxis_spec
+from reminders.specs import build_plan_spec, build_prophylaxis_spec
 
 #: How far ahead a planning pass writes messages.
 PLANNING_HORIZON = timedelta(hours=24)

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from backend.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
 from reminders.core.planner import DoseOutcome, Hold, PlanSpec, ProphylaxisSpec
+from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.core.regimens import get_regimen
 
 
@@ -47,10 +48,6 @@ def build_plan_spec(
         stopped_on=plan.stopped_on,
         prophylaxis_ongoing=prophylaxis_ongoing(plan, courses, latest=latest),
     )
-
-
-#: Course statuses that end a course (another status, "active" or "proposed", runs).
-ENDED_COURSE_STATUSES = frozenset({"stopped", "declined"})
 
 
 def course_ongoing(course: ProphylaxisCourse) -> bool:

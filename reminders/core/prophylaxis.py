@@ -34,6 +34,9 @@ COURSE_STATUSES: tuple[str, ...] = ("proposed", "active", "stopped", "declined")
 #: Statuses that are a care-team decision on a mandatory course: confirmed, or stopped or
 #: declined by a user with a recorded reason. Only "proposed" (or no course) is missing.
 DECIDED_STATUSES: tuple[str, ...] = ("active", "stopped", "declined")
+#: Statuses that end a course; any other ("active", "proposed") still protects the patient,
+#: so check-ins and the fever triage treat the patient as on prophylaxis.
+ENDED_COURSE_STATUSES: frozenset[str] = frozenset({"stopped", "declined"})
 
 
 @dataclass(frozen=True)
