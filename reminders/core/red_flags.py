@@ -13,14 +13,14 @@ other drugs the sign still reaches the care team, as an ordinary symptom.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reminders.core.clinical_rules import LANGUAGES, clinical_rules
+from reminders.core.datafiles import load_validated
 
 __all__ = [
     "RedFlag",
@@ -111,15 +111,7 @@ def _default() -> RedFlags:
 
 
 def _load(path: Path) -> RedFlags:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-        flags = RedFlags.model_validate(data)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RedFlagError(f"{path.name}: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(_describe(err, data) for err in exc.errors())
-        raise RedFlagError(f"{path.name}: {problems}") from exc
+    flags = load_validated(path, RedFlags, RedFlagError, "flag")
     seen: set[str] = set()
     for f in flags.flag:
         if f.id in seen:
@@ -128,18 +120,6 @@ def _load(path: Path) -> RedFlags:
     if sum(f.fever_in_words for f in flags.flag) > 1:
         raise RedFlagError(f"{path.name}: only one flag may be the fever in words")
     return flags
-
-
-def _describe(err: Mapping, data: Mapping) -> str:
-    loc = list(err["loc"])
-    prefix = ".".join(str(p) for p in loc)
-    if len(loc) >= 2 and loc[0] == "flag" and isinstance(loc[1], int):
-        try:
-            flag_id = data["flag"][loc[1]].get("id", f"#{loc[1]}")
-        except (IndexError, AttributeError, KeyError):
-            flag_id = f"#{loc[1]}"
-        prefix = f"flag {flag_id!r}, " + ".".join(str(p) for p in loc[2:])
-    return f"{prefix}: {err['msg']}"
 
 
 def red_flags() -> tuple[RedFlag, ...]:

@@ -23,7 +23,6 @@ Decisions where the brief was silent:
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,9 +32,10 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reminders.core.clinical_rules import ClinicalRules, clinical_rules
+from reminders.core.datafiles import load_validated
 from reminders.core.parser import SYMPTOM_CODES
 from reminders.core.red_flags import RedFlag, RedFlags, applicable_flags, load_red_flags
 
@@ -264,30 +264,9 @@ def _default_rules() -> TriageRules:
 
 
 def _load(path: Path) -> TriageRules:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-        rules = TriageRules.model_validate(data)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise TriageRulesError(f"{path.name}: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(_describe(err, data) for err in exc.errors())
-        raise TriageRulesError(f"{path.name}: {problems}") from exc
+    rules = load_validated(path, TriageRules, TriageRulesError, "rule")
     _check(rules, path.name)
     return rules
-
-
-def _describe(err: dict, data: dict) -> str:
-    """Name the rule by its id rather than its index ("rule 'fever', severity: ...")."""
-    loc = list(err["loc"])
-    prefix = ".".join(str(p) for p in loc)
-    if len(loc) >= 2 and loc[0] == "rule" and isinstance(loc[1], int):
-        try:
-            rule_id = data["rule"][loc[1]].get("id", f"#{loc[1]}")
-        except (IndexError, AttributeError, KeyError):
-            rule_id = f"#{loc[1]}"
-        prefix = f"rule {rule_id!r}, " + ".".join(str(p) for p in loc[2:])
-    return f"{prefix}: {err['msg']}"
 
 
 # --------------------------------------------------------------------------- evaluation
