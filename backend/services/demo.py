@@ -54,7 +54,7 @@ def ensure_demo_data(session: Session, now: datetime) -> str | None:
         now,
         region="BE",
     )
-    # Started three weeks ago: inside the CMV risk window (weeks 3-8) of alemtuzumab.
+    # Started three weeks ago: inside the CMV risk window of alemtuzumab (days 14-58).
     start = local_today(patient.timezone, now) - timedelta(days=21)
     plan = start_plan(
         session, patient, PlanIn(regimen_id="alemtuzumab_sc", start_date=start), user.id, now
