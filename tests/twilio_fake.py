@@ -69,6 +69,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree
 
 from twilio.request_validator import RequestValidator
 
@@ -515,6 +516,28 @@ class FakeTwilio:
         except urllib.error.HTTPError as exc:
             return int(exc.code)
 
+    def answer_twiml(self, answer: str, inbound: Mapping[str, str]) -> list[str]:
+        """Act on a webhook's TwiML answer as Twilio does; return the sids of the messages made.
+
+        Each ``<Message>`` becomes a message from the number the SMS was sent to
+        (``inbound["To"]``) to its sender (``inbound["From"]``), unless it names ``to``
+        or ``from``. Its ``action`` URL (or the older ``statusCallback``) is where the
+        message's status callbacks go (:meth:`send_status_callback`), as for a message
+        created with ``StatusCallback`` through the API. No ``<Message>``: no message.
+        """
+        sids = []
+        for element in ElementTree.fromstring(answer.encode("utf-8")).iter("Message"):
+            resource = self._record(
+                to=element.get("to") or inbound["From"],
+                from_=element.get("from") or inbound["To"],
+                body=element.text or "",
+                service="",
+                status_callback=element.get("action") or element.get("statusCallback"),
+                direction="outbound-reply",
+            )
+            sids.append(resource["sid"])
+        return sids
+
     # --- request handling --------------------------------------------------------------
 
     @staticmethod
@@ -621,6 +644,63 @@ class FakeTwilio:
         handler.close_connection = True
         return True
 
+    def _record(
+        self,
+        *,
+        to: str,
+        from_: str,
+        body: str,
+        service: str,
+        status_callback: str | None,
+        direction: str,
+    ) -> dict[str, Any]:
+        """Record an accepted message and return its resource (as Twilio answers it)."""
+        sid = "SM" + uuid.uuid4().hex
+        now = self.clock()
+        stamp = _rfc2822(now)
+        # Through a messaging service without a From, Twilio answers "accepted": the
+        # sender is picked later from the service's pool.
+        status = "queued" if from_ else "accepted"
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
+        resource: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": stamp,
+            "date_sent": None,
+            "date_updated": stamp,
+            "direction": direction,
+            "error_code": None,
+            "error_message": None,
+            "from": from_ or None,
+            "messaging_service_sid": service or None,
+            "num_media": "0",
+            "num_segments": str(num_segments(body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": status,
+            "subresource_uris": {"media": f"{base}/Media.json"},
+            "to": to,
+            "uri": f"{base}.json",
+        }
+        record = {
+            "sid": sid,
+            "to": to,
+            "from": from_ or None,
+            "body": body,
+            "status_callback": status_callback,
+            "messaging_service_sid": service or None,
+            "status": status,
+            "received_at": now,
+        }
+        with self._lock:
+            self._messages.append(record)
+            self._by_sid[sid] = record
+            self._resources[sid] = resource
+            self._stats["accepted"] += 1
+        return resource
+
     def _create(self, handler: _Handler, raw: bytes) -> None:
         """Validate a message-create form like Twilio and record the message."""
         form = urllib.parse.parse_qs(raw.decode("utf-8"), keep_blank_values=True)
@@ -661,50 +741,14 @@ class FakeTwilio:
         if not _E164.match(to):
             return reject(21211, f"The 'To' number {to} is not a valid phone number.")
 
-        sid = "SM" + uuid.uuid4().hex
-        now = self.clock()
-        stamp = _rfc2822(now)
-        # Through a messaging service without a From, Twilio answers "accepted": the
-        # sender is picked later from the service's pool.
-        status = "queued" if from_ else "accepted"
-        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
-        resource: dict[str, Any] = {
-            "account_sid": self.account_sid,
-            "api_version": API_VERSION,
-            "body": body,
-            "date_created": stamp,
-            "date_sent": None,
-            "date_updated": stamp,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": from_ or None,
-            "messaging_service_sid": service or None,
-            "num_media": "0",
-            "num_segments": str(num_segments(body)),
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": status,
-            "subresource_uris": {"media": f"{base}/Media.json"},
-            "to": to,
-            "uri": f"{base}.json",
-        }
-        record = {
-            "sid": sid,
-            "to": to,
-            "from": from_ or None,
-            "body": body,
-            "status_callback": status_callback,
-            "messaging_service_sid": service or None,
-            "status": status,
-            "received_at": now,
-        }
-        with self._lock:
-            self._messages.append(record)
-            self._by_sid[sid] = record
-            self._resources[sid] = resource
-            self._stats["accepted"] += 1
+        resource = self._record(
+            to=to,
+            from_=from_,
+            body=body,
+            service=service,
+            status_callback=status_callback,
+            direction="outbound-api",
+        )
         handler.respond(201, resource)
         return None
 
