@@ -474,6 +474,22 @@ class AlertQuery(Strict):
     per_page: int = Field(default=50, ge=1, le=200)
 
 
+class PatientReplyOut(BaseModel):
+    """The SMS the patient was answered with (for a fever, the urgent advice) and its delivery.
+
+    ``status``: sent (handed to Twilio), delivered or undelivered; ``provider_status``
+    is Twilio's latest word ("twiml" until Twilio reports the message it made from the
+    answer to the patient's SMS).
+    """
+
+    kind: str
+    status: str
+    provider_status: str | None
+    error_code: str | None
+    sent_at: datetime | None
+    delivered_at: datetime | None
+
+
 class AlertOut(BaseModel):
     """An alert for the care team."""
 
@@ -491,6 +507,11 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     resolved_by: int | None
     resolution_note: str | None
+    reply_to_patient: PatientReplyOut | None = Field(
+        default=None,
+        description="for an alert raised by a patient's SMS: the answer sent to the patient "
+        "(the urgent advice for a fever) and whether it was delivered",
+    )
 
 
 class AlertPage(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from backend.models import Alert, LabResult, Patient, Plan, ProphylaxisCourse
+from backend.models import Alert, LabResult, OutboundMessage, Patient, Plan, ProphylaxisCourse
 from backend.schemas import (
     AlertOut,
     DoseOut,
@@ -13,6 +13,7 @@ from backend.schemas import (
     HoldOut,
     LabOut,
     PatientOut,
+    PatientReplyOut,
     PlanOut,
     ProphylaxisOut,
     RegimenSummary,
@@ -34,9 +35,12 @@ def patient_out(patient: Patient) -> PatientOut:
     return PatientOut.model_validate(patient, from_attributes=True)
 
 
-def alert_out(alert: Alert) -> AlertOut:
-    """An alert for the API."""
-    return AlertOut.model_validate(alert, from_attributes=True)
+def alert_out(alert: Alert, reply: OutboundMessage | None = None) -> AlertOut:
+    """An alert for the API, with the answer its patient got (``replies_to_patient``)."""
+    out = AlertOut.model_validate(alert, from_attributes=True)
+    if reply is not None:
+        out.reply_to_patient = PatientReplyOut.model_validate(reply, from_attributes=True)
+    return out
 
 
 def lab_out(lab: LabResult) -> LabOut:

@@ -2,25 +2,34 @@
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over
 ``PUBLIC_BASE_URL`` + the request path (and query) and the POST parameters;
-anything else is refused with 403 before the database is touched. A repeated
-``MessageSid`` is acknowledged and ignored. Incoming SMS are answered with TwiML.
+anything else is refused with 403 before the database is touched. Incoming SMS
+are answered with TwiML; a repeated ``MessageSid`` (Twilio retrying a webhook whose
+answer it never got) gets the same answer as the first delivery and changes nothing
+(``reminders.conversations.stored_answer``).
+
+The answer's ``<Message>`` carries an ``action`` URL, ``/twilio/status?reply=<the
+incoming MessageSid>``: Twilio sends the status callbacks of the message it makes from
+the answer there, the first one links Twilio's sid to the stored reply, and the reply
+(the urgent advice among them) is tracked like any outbound SMS.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
+from sqlalchemy import update
 from sqlmodel import select
 from twilio.request_validator import RequestValidator, add_port, compare, remove_port
 
 from backend.api import request_now
 from backend.db import get_session
 from backend.models import OutboundMessage, Patient
-from reminders.conversations import handle_inbound_sms
+from reminders.conversations import handle_inbound_sms, reply_key
 from reminders.dispatch import OPTED_OUT_CODE, UNREACHABLE_CODES
 from reminders.outbox import cancel_pending_for_patient
 
@@ -80,19 +89,40 @@ def signature_matches(token: str, url: str, params: dict[str, str], signature: s
 _TWIML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
-def twiml(message: str | None) -> Response:
-    """A TwiML answer, with one message or none.
+#: What ElementTree escapes in an attribute value beyond ``&``, ``<`` and ``>``.
+_ATTRIBUTE_ENTITIES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+
+
+def twiml(message: str | None, action: str | None = None) -> Response:
+    """A TwiML answer, with one message (reported to ``action`` when given) or none.
 
     Written by hand: twilio's ``MessagingResponse`` builds and serialises an
-    ElementTree for these two fixed shapes. The bytes are the same as its
+    ElementTree for these fixed shapes. The bytes are the same as its
     ``str()`` encoded in UTF-8: ElementTree escapes ``&``, ``<`` and ``>`` in text
-    (``escape``) and writes what UTF-8 cannot encode as character references.
+    (``escape``), also ``"`` and line breaks in attributes, and writes what UTF-8
+    cannot encode as character references.
     """
     if message:
-        xml = f"{_TWIML_DECLARATION}<Response><Message>{escape(message)}</Message></Response>"
+        attributes = f' action="{escape(action, _ATTRIBUTE_ENTITIES)}"' if action else ""
+        xml = (
+            f"{_TWIML_DECLARATION}<Response><Message{attributes}>{escape(message)}"
+            "</Message></Response>"
+        )
     else:
         xml = f"{_TWIML_DECLARATION}<Response />"
     return Response(xml.encode("utf-8", "xmlcharrefreplace"), mimetype="application/xml")
+
+
+def reply_status_url(provider_sid: str) -> str | None:
+    """Where Twilio reports the message it makes from our answer to ``provider_sid``.
+
+    The status webhook with the incoming MessageSid in its (signed) query; None without
+    a public base URL (Twilio could not reach us, and signatures could not be checked).
+    """
+    base = (current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    if not base:
+        return None
+    return f"{base}{webhooks.url_prefix}/status?{urlencode({'reply': provider_sid})}"
 
 
 def _required(name: str) -> str:
@@ -104,23 +134,28 @@ def _required(name: str) -> str:
 
 @webhooks.post("/sms")
 def incoming_sms() -> Response:
-    """An SMS from a patient: answer at once in TwiML."""
+    """An SMS from a patient: answer at once in TwiML (a repeated MessageSid: the same answer)."""
     verify_twilio_signature()
     session = get_session()
+    provider_sid = _required("MessageSid")[:64]
     result = handle_inbound_sms(
         session,
-        provider_sid=_required("MessageSid")[:64],
+        provider_sid=provider_sid,
         from_phone=_required("From")[:20],
         body=request.form.get("Body", ""),
         now=request_now(),
     )
     session.commit()
-    return twiml(result.reply)
+    return twiml(result.reply, reply_status_url(provider_sid))
 
 
 @webhooks.post("/status")
 def delivery_status() -> Any:
-    """A delivery status callback: record it on the outbound message (idempotent)."""
+    """A delivery status callback: record it on the outbound message (idempotent).
+
+    ``?reply=<incoming MessageSid>``: the callback of the message Twilio made from our
+    TwiML answer to that SMS; its first callback links Twilio's sid to the stored reply.
+    """
     verify_twilio_signature()
     sid = _required("MessageSid")[:64]
     status = _required("MessageStatus")[:20]
@@ -128,6 +163,8 @@ def delivery_status() -> Any:
     message = session.exec(
         select(OutboundMessage).where(OutboundMessage.provider_sid == sid)
     ).first()
+    if message is None:
+        message = _link_twiml_reply(session, request.args.get("reply", ""), sid)
     if message is None:
         return "", 204
     now = request_now()
@@ -143,6 +180,32 @@ def delivery_status() -> Any:
     session.add(message)
     session.commit()
     return "", 204
+
+
+#: The shape of a MessageSid (Twilio's are "SM" or "MM" and 32 hex digits).
+_MESSAGE_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
+
+
+def _link_twiml_reply(session: Any, reply_to: str, sid: str) -> OutboundMessage | None:
+    """The stored TwiML reply to the SMS ``reply_to``, now linked to Twilio's message ``sid``.
+
+    Only a reply not linked yet is linked, in one conditional UPDATE: should Twilio have
+    made two messages from one answer (a retried webhook whose first answer it did get),
+    the second's callbacks change nothing, and two callbacks at once cannot both link.
+    """
+    if not _MESSAGE_SID.match(reply_to):
+        return None
+    linked = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.dedupe_key == reply_key(reply_to),
+            OutboundMessage.provider_sid.is_(None),
+        )
+        .values(provider_sid=sid)
+    )
+    if linked.rowcount != 1:
+        return None
+    return session.exec(select(OutboundMessage).where(OutboundMessage.provider_sid == sid)).one()
 
 
 def _block_patient_if_unreachable(

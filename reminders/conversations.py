@@ -6,6 +6,12 @@ per Twilio ``MessageSid``, reads it with the pure parser in the context of the
 open conversation, applies the pure triage rules and returns the reply to send
 at once (in the webhook's TwiML answer). Urgent findings raise an alert and
 queue an SMS to the team's on-call number in the same transaction.
+
+The reply is stored with the message (an outbound row keyed :func:`reply_key`), so
+that a repeated delivery of the same MessageSid (Twilio retries a webhook whose
+answer it never got, e.g. when the web process died after the commit) is answered
+with the same text, not lost; and an alert the message raised names that reply
+(``details["reply_key"]``), so the care team sees whether the advice was delivered.
 """
 
 from __future__ import annotations
@@ -65,7 +71,11 @@ PILL_ROUND = timedelta(minutes=30)
 
 @dataclass(frozen=True)
 class InboundResult:
-    """What to answer (None: nothing), and whether the message had been seen before."""
+    """What to answer (None: nothing), and whether the message had been seen before.
+
+    For a repeated MessageSid, ``reply`` is the stored answer to the first delivery,
+    unless Twilio has reported a message made from it (then None: never twice).
+    """
 
     reply: str | None
     intent: str | None = None
@@ -168,6 +178,19 @@ _UPDATE_INBOUND_CHECKIN = (
     .where(_INBOUND_TABLE.c.id == bindparam("inbound_pk"))
     .values(checkin_id=bindparam("new_checkin_id"))
 )
+# What the first delivery of a MessageSid was answered: its stored intent and reply (the
+# outer join finds no reply for an opt-out, an unknown number or a message left unanswered).
+_STORED_ANSWER = (
+    select(
+        _INBOUND_TABLE.c.intent,
+        _INBOUND_TABLE.c.patient_id,
+        OutboundMessage.body,
+        OutboundMessage.provider_sid,
+    )
+    .select_from(_INBOUND_TABLE)
+    .outerjoin(OutboundMessage, OutboundMessage.dedupe_key == bindparam("reply_key"))
+    .where(_INBOUND_TABLE.c.provider_sid == bindparam("provider_sid"))
+)
 # Built once: ``insert().values(...)`` built a new statement and its cache key per reply.
 _INSERT_REPLY = insert(OutboundMessage.__table__)
 _INSERT_REPORT = insert(SymptomReport.__table__)
@@ -239,6 +262,33 @@ class StoredInbound:
             _UPDATE_INBOUND_CHECKIN, {"inbound_pk": self.id, "new_checkin_id": checkin_id}
         )
         self.checkin_id = checkin_id
+
+
+def reply_key(provider_sid: str) -> str:
+    """The ``dedupe_key`` of the stored reply to the incoming message ``provider_sid``."""
+    return f"reply:{provider_sid}"
+
+
+def stored_answer(session: Session, provider_sid: str) -> InboundResult:
+    """The answer to a MessageSid already stored (a repeated delivery of the webhook).
+
+    The same text as the first time, so that a reply committed but never received by
+    Twilio is not lost; but nothing once Twilio has reported a message made from that
+    answer (its status callback linked it, ``provider_sid``): it was received, and
+    answering again would send the advice twice.
+    """
+    found = session.execute(
+        _STORED_ANSWER, {"provider_sid": provider_sid, "reply_key": reply_key(provider_sid)}
+    ).first()
+    if found is None:  # only when the caller's insert saw a row this read cannot see
+        return InboundResult(reply=None, duplicate=True)
+    intent, patient_id, body, twilio_sid = found
+    return InboundResult(
+        reply=body if twilio_sid is None else None,
+        intent=intent,
+        duplicate=True,
+        patient_id=patient_id,
+    )
 
 
 def find_patient_by_phone(session: Session, phone: str) -> Patient | None:
@@ -428,7 +478,7 @@ def handle_inbound_sms(
     inserted = session.execute(_INSERT_INBOUND[session.get_bind().dialect.name], values)
     inbound_id = inserted.scalar()
     if inbound_id is None:  # this MessageSid is stored already: a repeated delivery
-        return InboundResult(reply=None, duplicate=True)
+        return stored_answer(session, provider_sid)
     inbound = StoredInbound(inbound_id, provider_sid, values["body"], values["checkin_id"])
     if patient is None or parsed is None:
         return InboundResult(reply=None, intent="unknown_sender")
@@ -583,7 +633,9 @@ def _check_in_step(
             "source": "sms",
         },
     ).inserted_primary_key[0]
-    _alert_for(session, patient, decision, report_id, temperature, report_symptoms, checkin, now)
+    _alert_for(
+        session, patient, decision, report_id, temperature, report_symptoms, checkin, inbound, now
+    )
     if parsed.has_free_text and decision.severity is not Severity.URGENT:
         # Words the parser could not read may matter ("36.8 but my leg is swollen").
         _forward_free_text(session, context, inbound, parsed, now)
@@ -666,6 +718,7 @@ def _alert_for(
     temperature: float | None,
     symptoms: list[str],
     checkin: OpenCheckIn,
+    inbound: StoredInbound,
     now: datetime,
 ) -> None:
     if not decision.alert_care_team:
@@ -683,6 +736,9 @@ def _alert_for(
             "reasons": list(decision.reasons),
             "red_flags": list(decision.red_flags),
             "cmv_test_advised": decision.cmv_test_advised,
+            # The answer this message gets (every report is answered): the alert shows
+            # whether the advice reached the patient.
+            "reply_key": reply_key(inbound.provider_sid),
         },
         "source": "; ".join(decision.sources)[:200],
         "dedupe_key": f"report:{report_id}",
@@ -719,7 +775,11 @@ def _forward_free_text(
         severity="high",
         kind="patient_message",
         reason=("Needs review, message from patient: " + inbound.body)[:500],
-        details={"inbound_id": inbound.id, "needs_review": True},
+        details={
+            "inbound_id": inbound.id,
+            "needs_review": True,
+            "reply_key": reply_key(inbound.provider_sid),
+        },
         source="patient SMS (a message the companion could not read is read by a person)",
         now=now,
         dedupe_key=f"message:{inbound.provider_sid}",
@@ -734,7 +794,13 @@ def _record_reply(
     reply: tuple[str, str],
     now: datetime,
 ) -> None:
-    """Keep the TwiML answer in the thread, as a sent outbound message."""
+    """Keep the TwiML answer in the thread, as a sent outbound message.
+
+    Stored as ``provider_status`` "twiml" without a ``provider_sid``: Twilio makes the
+    message from the answer and reports it to the ``<Message action>`` URL, whose
+    first status callback links its sid (``backend.webhooks``); from then on the row
+    is tracked like any outbound SMS.
+    """
     template, text = reply
     # A plain INSERT: nothing reads the row back in this request, and a model instance
     # through the unit of work cost a tenth of a reply's time (bench/bench_inbound.py).
@@ -746,7 +812,7 @@ def _record_reply(
             "recipient": "patient",
             "to_phone": context.patient.phone,
             "kind": template,
-            "dedupe_key": f"reply:{inbound.provider_sid}",
+            "dedupe_key": reply_key(inbound.provider_sid),
             "body": text,
             "urgent": True,
             "due_at": now,

@@ -19,8 +19,9 @@ def list_alerts(query: AlertQuery):
     ``kind=decision_task`` lists the care-team tasks (decision milestones such as the
     week-4 response review), with the decision and its source.
     """
+    session = get_session()
     rows, total = alert_service.list_alerts(
-        get_session(),
+        session,
         current_user().team_id,
         status=query.status,
         severity=query.severity,
@@ -29,8 +30,12 @@ def list_alerts(query: AlertQuery):
         page=query.page,
         per_page=query.per_page,
     )
+    replies = alert_service.replies_to_patient(session, rows)
     return AlertPage(
-        items=[alert_out(a) for a in rows], page=query.page, per_page=query.per_page, total=total
+        items=[alert_out(a, replies.get(a.id)) for a in rows],
+        page=query.page,
+        per_page=query.per_page,
+        total=total,
     )
 
 
@@ -42,7 +47,7 @@ def acknowledge_alert(alert_id: int):
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
     session.commit()
-    return alert_out(alert)
+    return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))
 
 
 @api.post("/alerts/<int:alert_id>/resolve")
@@ -55,4 +60,4 @@ def resolve_alert(alert_id: int, json: ResolveIn):
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     alert_service.resolve_alert(session, alert, current_user().id, json.note, request_now())
     session.commit()
-    return alert_out(alert)
+    return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))

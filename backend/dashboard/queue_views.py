@@ -35,13 +35,15 @@ def queue() -> Any:
 
 
 def _alert_page(alert: Alert, patient: Patient, form: FormState, status: int = 200) -> Any:
-    users = users_by_id(get_session(), [alert.acknowledged_by, alert.resolved_by])
+    session = get_session()
+    users = users_by_id(session, [alert.acknowledged_by, alert.resolved_by])
     return render_page(
         "alert.html",
         status,
         alert=alert,
         patient=patient,
         users=users,
+        reply=alert_service.replies_to_patient(session, [alert]).get(alert.id),
         form=form,
         waited=request_now() - alert.created_at,
     )

@@ -9,7 +9,7 @@ from sqlalchemy import case, func
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, NotFound
-from backend.models import Alert
+from backend.models import Alert, OutboundMessage
 
 SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
@@ -82,6 +82,32 @@ def list_alerts(
         query.order_by(*urgency_order()).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return list(rows), int(total)
+
+
+def replies_to_patient(session: Session, alerts: list[Alert]) -> dict[int, OutboundMessage]:
+    """The SMS each alert's patient was answered with, by alert id (one query).
+
+    An alert raised by a patient's message names the answer to it in
+    ``details["reply_key"]`` (``reminders.conversations``): for a fever, the urgent
+    advice. Its delivery status comes from Twilio's status callbacks. Alerts raised
+    otherwise (labs, tasks, follow-ups) have none.
+    """
+    keys: dict[str, list[int]] = {}
+    for alert in alerts:
+        key = (alert.details or {}).get("reply_key")
+        if isinstance(key, str) and alert.id is not None:
+            keys.setdefault(key, []).append(alert.id)
+    if not keys:
+        return {}
+    found: dict[int, OutboundMessage] = {}
+    team_of = {alert.id: alert.team_id for alert in alerts}
+    for message in session.exec(
+        select(OutboundMessage).where(OutboundMessage.dedupe_key.in_(sorted(keys)))
+    ).all():
+        for alert_id in keys[message.dedupe_key]:
+            if team_of[alert_id] == message.team_id:  # never another team's message
+                found[alert_id] = message
+    return found
 
 
 def get_alert(session: Session, team_id: int, alert_id: int) -> Alert:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from xml.etree import ElementTree
 
 import pytest
 from sqlmodel import select
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from backend.models import Alert, InboundMessage, OutboundMessage, Patient
+from backend.models import Alert, InboundMessage, OutboundMessage, Patient, Team
 from backend.webhooks import _FlatForm, signature_matches, twiml
 from reminders.core.clinical_rules import urgent_advice
-from tests.conftest import reread
+from tests.backend.dashboard.conftest import PASSWORD, sign_in
+from tests.conftest import bearer, reread
 from tests.twilio_fake import (
     FAKE_AUTH_TOKEN,
+    FakeTwilio,
     inbound_sms_params,
     signed_form_post,
     twilio_signature,
@@ -52,7 +56,7 @@ def test_a_signed_fever_sms_is_answered_in_twiml_and_alerts(
     response = post_sms(client, "38.6")
     assert response.status_code == 200
     assert response.mimetype == "application/xml"
-    assert "<Response><Message>" in response.text
+    assert "<Response><Message action=" in response.text
     assert urgent_advice("en") in response.text
     alert = session.exec(select(Alert)).one()
     assert alert.severity == "urgent" and alert.patient_id == patient.id
@@ -84,17 +88,6 @@ def test_without_an_auth_token_every_webhook_is_refused(app, client, patient) ->
     assert (
         signed_form_post(client, f"{BASE}/twilio/sms", params, FAKE_AUTH_TOKEN).status_code == 403
     )
-
-
-def test_a_repeated_message_sid_is_acknowledged_and_ignored(
-    twilio_app, client, session, patient
-) -> None:
-    first = post_sms(client, "39.0", sid="SM" + "a" * 32)
-    again = post_sms(client, "39.0", sid="SM" + "a" * 32)
-    assert first.status_code == again.status_code == 200
-    assert "<Message>" in first.text and "<Message>" not in again.text
-    assert len(session.exec(select(Alert)).all()) == 1
-    assert len(session.exec(select(InboundMessage)).all()) == 1
 
 
 def test_malformed_webhooks_get_a_4xx(twilio_app, client, patient) -> None:
@@ -168,6 +161,23 @@ def test_twiml_is_byte_for_byte_what_twilio_writes(app, message) -> None:
 
 
 @pytest.mark.parametrize(
+    "action",
+    [
+        f"{BASE}/twilio/status?reply=SM" + "a" * 32,
+        "https://companion.test/twilio/status?reply=SM1&other=<2>",
+        "https://companion.test/a\"quote's\ttab\nline\rend",
+    ],
+)
+def test_twiml_with_an_action_url_is_byte_for_byte_what_twilio_writes(app, action) -> None:
+    message = "Fièvre : appelez tout de suite votre équipe au +32 2 555 01 23 & <vite>."
+    expected = MessagingResponse()
+    expected.message(message, action=action)
+    with app.app_context():
+        response = twiml(message, action)
+    assert response.get_data() == str(expected).encode("utf-8", "xmlcharrefreplace")
+
+
+@pytest.mark.parametrize(
     "url",
     [
         f"{BASE}/twilio/sms",
@@ -197,5 +207,161 @@ def test_a_webhook_signed_over_the_url_with_its_port_is_accepted(
     response = client.post(
         "/twilio/sms", base_url=BASE, data=params, headers={"X-Twilio-Signature": signature}
     )
-    assert response.status_code == 200 and "<Message>" in response.text
+    assert response.status_code == 200 and "<Message action=" in response.text
     assert len(session.exec(select(InboundMessage)).all()) == 1
+
+
+# --- replies cannot be lost (issue 12, item 8) ---------------------------------------------
+
+#: A French patient's fever, in words and as a number with a decimal comma.
+FRENCH_FEVERS = ["j'ai de la fièvre et des frissons", "39,2"]
+LONG_FRENCH_NAME = "Marie-Françoise Van den Bossche-Lefèvre"
+
+
+@pytest.fixture
+def french_patient(session, make_user, make_patient, make_plan, clock) -> tuple[Patient, str, str]:
+    """A French-speaking patient on day 16 of alemtuzumab; the nurse's email and API token."""
+    clock.now = datetime(2026, 3, 17, 17, 5, tzinfo=UTC)
+    user, token = make_user(password=PASSWORD)
+    team = session.get(Team, user.team_id)
+    team.oncall_phone = "+32475000111"  # the team's on-call phone, told of urgent alerts
+    session.add(team)
+    session.commit()
+    patient = make_patient(
+        user.team_id, phone=PATIENT_PHONE, language="fr", display_name=LONG_FRENCH_NAME
+    )
+    make_plan(patient, "alemtuzumab_sc", date(2026, 3, 2))
+    return patient, user.email, token
+
+
+def message_texts(answer: str) -> list[str]:
+    """The text of each ``<Message>`` of a TwiML answer."""
+    return [m.text or "" for m in ElementTree.fromstring(answer.encode()).iter("Message")]
+
+
+def through(client) -> Callable[[str, dict[str, str], dict[str, str]], int]:
+    """A ``post`` for :meth:`FakeTwilio.send_status_callback` through the Flask test client."""
+
+    def post(url: str, params: dict[str, str], headers: dict[str, str]) -> int:
+        base, _, path = url.partition("/twilio/")
+        return client.post(
+            "/twilio/" + path, base_url=base, data=params, headers=headers
+        ).status_code
+
+    return post
+
+
+def patient_replies(session, sid: str) -> list[OutboundMessage]:
+    reread(session)
+    return list(
+        session.exec(select(OutboundMessage).where(OutboundMessage.dedupe_key == f"reply:{sid}"))
+    )
+
+
+@pytest.mark.parametrize("body", FRENCH_FEVERS)
+def test_a_reply_lost_after_its_commit_is_answered_again_to_twilios_retry(
+    twilio_app, client, session, french_patient, body
+) -> None:
+    """The web process dies after the commit: Twilio's retry gets the same answer, once stored."""
+    patient, _, _ = french_patient
+    sid = "SM" + "f" * 32
+    first = post_sms(client, body, sid=sid)  # committed, but this answer never reaches Twilio
+    again = post_sms(client, body, sid=sid)  # Twilio retries with the same MessageSid
+    assert first.status_code == again.status_code == 200
+    assert again.get_data() == first.get_data()
+    [text] = message_texts(again.text)
+    [stored] = patient_replies(session, sid)
+    assert stored.body == text and stored.patient_id == patient.id
+    assert stored.kind.startswith(("fever_words_urgent", "fever_urgent"))
+    assert "+32 2 555 01 23" in text  # the team's number, to call now
+    if body == "39,2":
+        assert urgent_advice("fr") in text
+    assert len(session.exec(select(InboundMessage)).all()) == 1
+    [alert] = session.exec(select(Alert)).all()
+    assert alert.severity == "urgent"
+    oncall = session.exec(select(OutboundMessage).where(OutboundMessage.recipient == "oncall"))
+    assert len(oncall.all()) == 1
+
+
+@pytest.mark.parametrize("body", FRENCH_FEVERS)
+def test_the_delivery_of_the_urgent_advice_shows_on_the_alert(
+    twilio_app, client, session, french_patient, body
+) -> None:
+    """Twilio reports on the TwiML reply through its ``action`` URL; the alert shows it."""
+    _, email, token = french_patient
+    params = inbound_sms_params(PATIENT_PHONE, body, OUR_NUMBER)
+    answer = signed_form_post(client, f"{BASE}/twilio/sms", params, FAKE_AUTH_TOKEN)
+    fake = FakeTwilio()  # acts on the answer as Twilio does; no HTTP server needed
+    [twilio_sid] = fake.answer_twiml(answer.text, params)
+    assert fake.message(twilio_sid)["to"] == PATIENT_PHONE
+    assert fake.send_status_callback(twilio_sid, "sent", post=through(client)) == 204
+    [alert] = client.get("/api/v1/alerts", headers=bearer(token)).json["items"]
+    assert alert["severity"] == "urgent"
+    assert alert["reply_to_patient"]["status"] == "sent"
+    assert alert["reply_to_patient"]["delivered_at"] is None
+
+    assert fake.send_status_callback(twilio_sid, "delivered", post=through(client)) == 204
+    [alert] = client.get("/api/v1/alerts", headers=bearer(token)).json["items"]
+    reply = alert["reply_to_patient"]
+    assert reply["status"] == "delivered" and reply["provider_status"] == "delivered"
+    assert reply["delivered_at"] is not None and reply["error_code"] is None
+    [stored] = patient_replies(session, params["MessageSid"])
+    assert stored.provider_sid == twilio_sid and stored.status == "delivered"
+
+    nurse = client.application.test_client()
+    sign_in(nurse, email)
+    page = nurse.get(f"/alerts/{alert['id']}").get_data(as_text=True)
+    assert "Advice to the patient" in page and "Delivered" in page
+
+
+def test_advice_twilio_could_not_deliver_shows_on_the_alert_and_is_not_sent_twice(
+    twilio_app, client, session, french_patient
+) -> None:
+    """Undelivered advice is plain on the alert; a webhook retry after Twilio made it sends none."""
+    _, email, token = french_patient
+    params = inbound_sms_params(PATIENT_PHONE, "39,2", OUR_NUMBER)
+    answer = signed_form_post(client, f"{BASE}/twilio/sms", params, FAKE_AUTH_TOKEN)
+    fake = FakeTwilio()
+    [twilio_sid] = fake.answer_twiml(answer.text, params)
+    assert (
+        fake.send_status_callback(twilio_sid, "undelivered", error_code=30003, post=through(client))
+        == 204
+    )
+    [alert] = client.get("/api/v1/alerts", headers=bearer(token)).json["items"]
+    assert alert["reply_to_patient"]["status"] == "undelivered"
+    assert alert["reply_to_patient"]["error_code"] == "30003"
+    nurse = client.application.test_client()
+    sign_in(nurse, email)
+    page = nurse.get(f"/alerts/{alert['id']}").get_data(as_text=True)
+    assert "Not delivered" in page and "30003" in page
+
+    # Twilio made a message from the first answer: a late re-delivery must not make another.
+    again = signed_form_post(client, f"{BASE}/twilio/sms", params, FAKE_AUTH_TOKEN)
+    assert again.status_code == 200 and message_texts(again.text) == []
+    assert len(patient_replies(session, params["MessageSid"])) == 1
+    assert len(session.exec(select(Alert)).all()) == 1
+
+
+def test_a_status_callback_cannot_claim_another_reply(
+    twilio_app, client, session, french_patient
+) -> None:
+    """The ``reply`` a callback names links only a reply not yet linked to a Twilio message."""
+    params = inbound_sms_params(PATIENT_PHONE, "39,2", OUR_NUMBER)
+    answer = signed_form_post(client, f"{BASE}/twilio/sms", params, FAKE_AUTH_TOKEN)
+    fake = FakeTwilio()
+    [first_sid] = fake.answer_twiml(answer.text, params)
+    [second_sid] = fake.answer_twiml(answer.text, params)  # a second message, same action URL
+    assert fake.send_status_callback(first_sid, "delivered", post=through(client)) == 204
+    assert (
+        fake.send_status_callback(second_sid, "undelivered", error_code=30005, post=through(client))
+        == 204
+    )
+    [stored] = patient_replies(session, params["MessageSid"])
+    assert stored.provider_sid == first_sid and stored.status == "delivered"
+    # An unknown reply, or a reply key that is not a MessageSid, changes nothing either.
+    for reply in ("SM" + "0" * 32, "x' OR 1=1"):
+        lost = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "delivered"}
+        url = f"{BASE}/twilio/status?reply={reply}"
+        assert signed_form_post(client, url, lost, FAKE_AUTH_TOKEN).status_code == 204
+    [stored] = patient_replies(session, params["MessageSid"])
+    assert stored.provider_sid == first_sid

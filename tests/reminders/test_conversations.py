@@ -181,15 +181,18 @@ def test_stop_stops_everything_and_alerts_start_resumes(
     assert start.reply and outbox(session, patient_id=patient.id, status="pending")
 
 
-def test_duplicate_message_sids_are_ignored(
+def test_a_duplicate_message_sid_is_answered_as_the_first_time_and_acted_on_once(
     engine, session, console, clock, treated_patient
 ) -> None:
+    """Twilio re-delivers a webhook whose answer it never got: it gets the same answer again."""
     start_checkin(engine, console, clock, treated_patient)
     first = reply(engine, "38.9", IN_CMV_WINDOW + timedelta(minutes=5), sid="SMdup")
     again = reply(engine, "38.9", IN_CMV_WINDOW + timedelta(minutes=6), sid="SMdup")
-    assert first.reply and again.duplicate and again.reply is None
+    assert urgent_advice("en") in first.reply
+    assert again.duplicate and again.reply == first.reply and again.intent == first.intent
     assert len(alerts(session, severity="urgent")) == 1
     assert len(session.exec(select(InboundMessage)).all()) == 1
+    assert len(outbox(session, dedupe_key="reply:SMdup")) == 1
 
 
 def test_free_text_goes_to_the_team_inbox_with_an_acknowledgement(
