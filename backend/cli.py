@@ -12,12 +12,14 @@ import click
 from alembic import command
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlmodel import select
 
 from backend.db import get_engine, session_scope, writer
 from backend.errors import ServiceError
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, the clock process.")
+patients_cli = AppGroup("patients", help="Patients across all teams (operator checks).")
 
 
 def _now() -> datetime:
@@ -169,6 +171,37 @@ def reminders_dispatch(once: bool, interval: float, threads: int) -> None:
     )
 
 
+@patients_cli.command("duplicate-phones")
+def patients_duplicate_phones() -> None:
+    """List the phone numbers more than one active patient has, for the teams to resolve.
+
+    Changes nothing (never deletes, merges or discharges). Works before and after
+    migration 0004, which refuses to run while any are listed. Numbers are shown by
+    their last three digits only; exits 1 when there are any.
+    """
+    from backend.models import Team
+    from backend.services.patients import duplicate_phones
+
+    with session_scope(get_engine(), write=False) as session:
+        shared = duplicate_phones(session)
+        teams = {team.id: team.name for team in session.exec(select(Team)).all()}
+    if not shared:
+        click.echo("No phone number is shared by active patients.")
+        return
+    click.echo(
+        f"{len(shared)} phone number(s) shared by active patients. For each, the teams decide "
+        "whose it is: the others correct their patient's number or discharge them."
+    )
+    for group in shared:
+        click.echo(f"number ending {group.phone[-3:]}:")
+        for patient_id, team_id, enrolled in group.patients:
+            day = str(enrolled)[:10]
+            click.echo(
+                f"  patient {patient_id}, team {teams.get(team_id, team_id)!r}, enrolled {day}"
+            )
+    raise SystemExit(1)
+
+
 def upgrade_database(app: Flask, revision: str = "head") -> None:
     """Run the Alembic migrations on the app's database."""
     from backend.migrations import alembic_config
@@ -185,3 +218,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(reminders_cli)
+    app.cli.add_command(patients_cli)

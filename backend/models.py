@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -103,8 +103,29 @@ class ApiToken(SQLModel, table=True):
 # --- patients and treatment -------------------------------------------------------------
 
 
+#: An active patient (not discharged): the only ones a phone number routes to.
+ACTIVE_PATIENT = text("discharged_at IS NULL")
+
+
 class Patient(SQLModel, table=True):
-    """A patient, their contact preferences and body measurements."""
+    """A patient, their contact preferences and body measurements.
+
+    A phone number belongs to at most one active patient in the whole installation
+    (``uq_patient_active_phone``, a partial unique index over the patients not
+    discharged): an incoming SMS reaches exactly one patient and their team. A
+    patient is active until their team discharges them (``discharged_at``), which
+    frees the number; a discharged patient gets no SMS and no reply reaches them.
+    """
+
+    __table_args__ = (
+        Index(
+            "uq_patient_active_phone",
+            "phone",
+            unique=True,
+            sqlite_where=ACTIVE_PATIENT,
+            postgresql_where=ACTIVE_PATIENT,
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id", index=True)
@@ -127,6 +148,10 @@ class Patient(SQLModel, table=True):
     weight_kg: float | None = None
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
+    #: Set when the team discharges the patient: no more SMS, and the number is free.
+    discharged_at: datetime | None = utc_field(nullable=True)
+    discharged_by: int | None = Field(default=None, foreign_key="user.id")
+    discharge_reason: str | None = Field(default=None, max_length=500)
 
 
 class Plan(SQLModel, table=True):

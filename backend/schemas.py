@@ -152,6 +152,14 @@ class PatientOut(BaseModel):
     weight_kg: float | None
     created_at: datetime
     updated_at: datetime
+    discharged_at: datetime | None = None
+    discharge_reason: str | None = None
+
+
+class DischargeIn(Strict):
+    """Discharge a patient (their plans and prophylaxis ended first): stops SMS, frees the number."""
+
+    reason: ShortText
 
 
 class PageQuery(Strict):

@@ -28,10 +28,9 @@ from twilio.request_validator import RequestValidator, add_port, compare, remove
 
 from backend.api import request_now
 from backend.db import get_session
-from backend.models import OutboundMessage, Patient
+from backend.models import OutboundMessage
 from reminders.conversations import handle_inbound_sms, reply_key
-from reminders.dispatch import OPTED_OUT_CODE, UNREACHABLE_CODES
-from reminders.outbox import cancel_pending_for_patient
+from reminders.optout import block_for_delivery_error
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +175,9 @@ def delivery_status() -> Any:
     elif status in ("undelivered", "failed"):
         code = request.form.get("ErrorCode", "")[:20] or None
         message.status, message.error_code = "undelivered", code
-        _block_patient_if_unreachable(session, message, code, now)
+        # An opt-out at the carrier or an unreachable number: the one opt-out policy
+        # (reminders.optout) blocks the patient and tells the care team.
+        block_for_delivery_error(session, message, code, now)
     session.add(message)
     session.commit()
     return "", 204
@@ -206,22 +207,6 @@ def _link_twiml_reply(session: Any, reply_to: str, sid: str) -> OutboundMessage 
     if linked.rowcount != 1:
         return None
     return session.exec(select(OutboundMessage).where(OutboundMessage.provider_sid == sid)).one()
-
-
-def _block_patient_if_unreachable(
-    session: Any, message: OutboundMessage, code: str | None, now: Any
-) -> None:
-    if message.recipient != "patient" or message.patient_id is None or code is None:
-        return
-    patient = session.get(Patient, message.patient_id)
-    if code == OPTED_OUT_CODE:
-        patient.opted_out, patient.opted_out_at = True, now
-    elif code in UNREACHABLE_CODES:
-        patient.sms_blocked_reason = f"{UNREACHABLE_CODES[code]} (Twilio {code})"
-    else:
-        return
-    session.add(patient)
-    cancel_pending_for_patient(session, patient.id, "patient unreachable or opted out")
 
 
 def init_app(app: Flask) -> None:

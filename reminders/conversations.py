@@ -51,9 +51,9 @@ from reminders.core.triage import (
     triage_report,
 )
 from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
+from reminders.optout import BlockCause, block_patient_sms, record_opt_in
 from reminders.outbox import (
     PatientContext,
-    cancel_pending_for_patient,
     drug_name,
     enqueue_message,
     render_for,
@@ -86,10 +86,12 @@ class InboundResult:
 # The look-ups every reply makes, built once: building a statement (operators, bind
 # parameters, its cache key) cost about as much as running it on SQLite.
 # With the patient comes their team (into the session), which every reply names.
+# Only an active (not discharged) patient: the database holds at most one per number
+# (``uq_patient_active_phone``), so a reply reaches exactly one team (issue 12, item 1).
 _PATIENT_BY_PHONE = (
     select(Patient, Team)
     .join(Team, Team.id == Patient.team_id)
-    .where(Patient.phone == bindparam("phone"))
+    .where(Patient.phone == bindparam("phone"), Patient.discharged_at.is_(None))
     .order_by(Patient.created_at.desc())
 )
 _OPEN_CHECKIN = (
@@ -144,7 +146,7 @@ _CONVERSATION_BY_PHONE = (
     .join(Team, Team.id == Patient.team_id)
     .outerjoin(Plan, Plan.id == _LATEST_PLAN_ID)
     .outerjoin(CheckIn, CheckIn.id == _OPEN_CHECKIN_ID)
-    .where(Patient.phone == bindparam("phone"))
+    .where(Patient.phone == bindparam("phone"), Patient.discharged_at.is_(None))
     .order_by(Patient.created_at.desc())
 )
 # The check-in's changes, written with one UPDATE of the columns that changed (the
@@ -292,7 +294,7 @@ def stored_answer(session: Session, provider_sid: str) -> InboundResult:
 
 
 def find_patient_by_phone(session: Session, phone: str) -> Patient | None:
-    """The patient with this E.164 number (the most recently enrolled one if several)."""
+    """The one active patient with this E.164 number (None: nobody, or only discharged ones)."""
     return _patient_and_team(session, phone)[0]
 
 
@@ -507,8 +509,7 @@ def _respond(
     if parsed.opts_out:
         return _opt_out(session, patient, inbound, now)
     if parsed.opts_in and intent is Intent.OPT_IN:
-        patient.opted_out, patient.opted_out_at = False, None
-        session.add(patient)
+        record_opt_in(session, patient)
         replan_patient(session, patient.id, now)
         return _text(context, "opted_in_confirmation")
     if intent is Intent.HELP:
@@ -533,20 +534,13 @@ def _text(context: PatientContext, template: str, **values: object) -> tuple[str
 
 
 def _opt_out(session: Session, patient: Patient, inbound: StoredInbound, now: datetime) -> None:
-    patient.opted_out, patient.opted_out_at = True, now
-    session.add(patient)
-    cancel_pending_for_patient(session, patient.id, "patient opted out")
-    raise_alert(
+    block_patient_sms(
         session,
-        team_id=patient.team_id,
-        patient_id=patient.id,
-        severity="high",
-        kind="opted_out",
-        reason="Patient replied STOP: all SMS reminders and check-ins have stopped. Call them.",
-        details={"inbound_id": inbound.id},
-        source="opt-out keywords (Twilio)",
+        patient,
+        BlockCause.STOP_KEYWORD,
         now=now,
         dedupe_key=f"optout:{inbound.provider_sid}",
+        details={"inbound_id": inbound.id},
     )
     # No reply: the carrier/Twilio confirms an opt-out, and anything we sent would be refused.
     return None

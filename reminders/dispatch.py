@@ -56,7 +56,7 @@ from backend.models import CheckIn, OutboundMessage, Patient, Team
 from backend.services.alerts import raise_alert
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
 from reminders.gateways import GatewayAuthError, PermanentSendError, SmsGateway, TransientSendError
-from reminders.outbox import cancel_pending_for_patient
+from reminders.optout import block_for_delivery_error
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +65,6 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=30)
 #: A row claimed longer ago than this by a dispatcher that never recorded it is reclaimed.
 DEFAULT_LEASE = timedelta(minutes=2)
-#: Twilio codes that mean the number itself is unusable (never retried).
-UNREACHABLE_CODES = {
-    "21211": "invalid phone number",
-    "21614": "number cannot receive SMS",
-    "21612": "number not reachable",
-}
-OPTED_OUT_CODE = "21610"
 #: After Twilio refuses our credentials, wait this long before trying again (an operator must act).
 AUTH_FAILURE_PAUSE = timedelta(minutes=5)
 
@@ -182,6 +175,8 @@ def _decide(
         )
     if patient is None:
         return "cancelled", "no patient"
+    if patient.discharged_at is not None:
+        return "cancelled", "patient discharged"
     if patient.opted_out:
         return "cancelled", "patient opted out"
     if patient.sms_blocked_reason:
@@ -257,6 +252,7 @@ _PATIENTS = select(
     _PATIENT.c.sms_consent,
     _PATIENT.c.opted_out,
     _PATIENT.c.sms_blocked_reason,
+    _PATIENT.c.discharged_at,
     _PATIENT.c.quiet_start,
     _PATIENT.c.quiet_end,
 ).where(_PATIENT.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -666,32 +662,9 @@ def _record_permanent(
         message.error_code, message.error_reason = error.code, error.reason[:300]
         session.add(message)
         report.add("failed")
-        patient = (
-            session.get(Patient, message.patient_id)
-            if message.recipient == "patient" and message.patient_id
-            else None
-        )
-        if patient is not None and error.code == OPTED_OUT_CODE:
-            patient.opted_out, patient.opted_out_at = True, now
-            session.add(patient)
-            cancel_pending_for_patient(session, patient.id, "patient opted out")
-            _alert_delivery_failure(
-                session,
-                message,
-                now,
-                "Patient has opted out of SMS at the carrier (Twilio 21610): call them",
-            )
-        elif patient is not None and error.code in UNREACHABLE_CODES:
-            patient.sms_blocked_reason = f"{UNREACHABLE_CODES[error.code]} (Twilio {error.code})"
-            session.add(patient)
-            cancel_pending_for_patient(session, patient.id, patient.sms_blocked_reason)
-            _alert_delivery_failure(
-                session,
-                message,
-                now,
-                f"SMS cannot reach this patient: {patient.sms_blocked_reason}; check the number",
-            )
-        else:
+        # STOP at the carrier (21610) or a number that cannot get SMS: the one opt-out
+        # policy blocks the patient and alerts the team; anything else is this message's.
+        if block_for_delivery_error(session, message, error.code, now) is None:
             _alert_delivery_failure(
                 session, message, now, f"SMS refused by the provider (code {error.code})"
             )

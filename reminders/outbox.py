@@ -106,8 +106,13 @@ class PatientContext:
 
 
 def sms_allowed(patient: Patient) -> bool:
-    """True when the patient agreed to SMS, did not opt out and has a reachable number."""
-    return patient.sms_consent and not patient.opted_out and patient.sms_blocked_reason is None
+    """True when the patient may get SMS: consent, no opt-out, a reachable number, in care."""
+    return (
+        patient.sms_consent
+        and not patient.opted_out
+        and patient.sms_blocked_reason is None
+        and patient.discharged_at is None
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -576,7 +581,12 @@ def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) ->
     c = Patient.__table__.c
     query = (
         select(*_read_only(Patient.__table__))
-        .where(c.sms_consent.is_(True), c.opted_out.is_(False), c.sms_blocked_reason.is_(None))
+        .where(
+            c.sms_consent.is_(True),
+            c.opted_out.is_(False),
+            c.sms_blocked_reason.is_(None),
+            c.discharged_at.is_(None),
+        )
         .order_by(c.id)
         .limit(PATIENT_CHUNK)
     )

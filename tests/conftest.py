@@ -209,12 +209,17 @@ def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]
 
 @pytest.fixture
 def make_patient(session: Session, clock: Clock) -> Callable[..., Patient]:
-    """Create a patient in a team (``team`` is a Team or its id)."""
+    """Create a patient in a team (``team`` is a Team or its id).
+
+    Without a ``phone``, the first patient of a test gets +32 470 12 34 56 and each next
+    one another number: a number belongs to one active patient (issue 12, item 1).
+    """
+    numbers = iter(range(100))
 
     def factory(team: Team | int, **overrides: Any) -> Patient:
         values: dict[str, Any] = {
             "display_name": "Anna Peeters",
-            "phone": "+32 470 12 34 56",
+            "phone": f"+32 470 {123456 + next(numbers):06d}",
             "timezone": "Europe/Brussels",
             "language": "en",
             "sms_consent": True,

@@ -7,6 +7,7 @@ from flask import current_app
 from backend.api import api, current_user, request_now, responses, spec
 from backend.db import get_session
 from backend.schemas import (
+    DischargeIn,
     LabIn,
     LabOut,
     LabRecorded,
@@ -24,6 +25,7 @@ from backend.schemas import (
     ScheduleQuery,
 )
 from backend.serializers import alert_out, lab_out, patient_out, prophylaxis_out, schedule_out
+from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
 from backend.services import patients as patient_service
 from backend.services import prophylaxis as prophylaxis_service
@@ -33,9 +35,14 @@ TAGS = ["patients"]
 
 
 @api.post("/patients")
-@spec.validate(json=PatientIn, resp=responses(HTTP_201=PatientOut, HTTP_422=None), tags=TAGS)
+@spec.validate(
+    json=PatientIn, resp=responses(HTTP_201=PatientOut, HTTP_409=None, HTTP_422=None), tags=TAGS
+)
 def create_patient(json: PatientIn):
-    """Enrol a patient in the caller's team; the phone number is stored as E.164."""
+    """Enrol a patient in the caller's team; the phone number is stored as E.164.
+
+    409 when an active patient (of any team) has the number; the answer names nobody.
+    """
     session = get_session()
     patient = patient_service.create_patient(
         session,
@@ -70,13 +77,36 @@ def get_patient(patient_id: int):
 
 
 @api.patch("/patients/<int:patient_id>")
-@spec.validate(json=PatientUpdate, resp=responses(HTTP_200=PatientOut, HTTP_422=None), tags=TAGS)
+@spec.validate(
+    json=PatientUpdate, resp=responses(HTTP_200=PatientOut, HTTP_409=None, HTTP_422=None), tags=TAGS
+)
 def update_patient(patient_id: int, json: PatientUpdate):
-    """Change contact preferences, language, quiet hours, time zone or measurements."""
+    """Change contact preferences, language, quiet hours, time zone or measurements.
+
+    409 when the new phone number belongs to another active patient.
+    """
     session = get_session()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     patient_service.update_patient(
         session, patient, json, request_now(), region=current_app.config["DEFAULT_REGION"]
+    )
+    session.commit()
+    return patient_out(patient)
+
+
+@api.post("/patients/<int:patient_id>/discharge")
+@spec.validate(
+    json=DischargeIn, resp=responses(HTTP_200=PatientOut, HTTP_409=None, HTTP_422=None), tags=TAGS
+)
+def discharge_patient(patient_id: int, json: DischargeIn):
+    """End the team's care: SMS stop and the phone number is free for another enrolment.
+
+    409 while a plan is open or a prophylaxis course is active or proposed.
+    """
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    discharge_service.discharge_patient(
+        session, patient, current_user().id, json.reason, request_now()
     )
     session.commit()
     return patient_out(patient)

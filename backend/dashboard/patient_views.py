@@ -39,7 +39,8 @@ from backend.dashboard.web import audit, bp, current_user, not_available, render
 from backend.db import get_session
 from backend.errors import ServiceError
 from backend.models import Patient
-from backend.schemas import LabIn, PatientIn, PatientUpdate
+from backend.schemas import DischargeIn, LabIn, PatientIn, PatientUpdate
+from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
 from backend.services import patients as patient_service
 from backend.services.patients import get_patient
@@ -178,6 +179,29 @@ def edit_patient(patient_id: int) -> Any:
     session.commit()
     flash("Contact preferences saved; upcoming reminders were re-planned.", "success")
     return redirect(url_for("dashboard.patient", patient_id=patient.id))
+
+
+@bp.post("/patients/<int:patient_id>/discharge")
+def discharge_patient(patient_id: int) -> Any:
+    """Discharge the patient: SMS stop and their number is free (409 while care goes on)."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    values = {"reason": request.form.get("reason", "")}
+    data, state = validate(DischargeIn, collect(request.form, {"reason": "text"}), values)
+    if data is None:
+        return patient_page(record, {"discharge": state}, 422)
+    try:
+        discharge_service.discharge_patient(
+            session, record, current_user().id, data.reason, request_now()
+        )
+    except ServiceError as error:
+        session.rollback()
+        state = service_error_state(error, values, {"reason"})
+        return patient_page(record, {"discharge": state}, error.status)
+    audit("discharge_patient", record.id, f"patient:{record.id}")
+    session.commit()
+    flash("Patient discharged: SMS have stopped and the phone number is free.", "success")
+    return redirect(url_for("dashboard.patient", patient_id=record.id))
 
 
 @bp.get("/patients/<int:patient_id>")
@@ -413,9 +437,14 @@ def phone_simulator(patient_id: int) -> Any:
         return _phone_page(record, FormState())
     values = {"body": request.form.get("body", "")}
     data, state = validate(SimulatedReplyIn, {"body": values["body"].strip()}, values)
-    if data is not None and find_patient_by_phone(session, record.phone).id != record.id:
-        # The webhook routes a number to the most recently enrolled patient who has it.
-        state.message = "Another, more recently enrolled patient has this phone number: a reply from it goes to them."
+    owner = find_patient_by_phone(session, record.phone)
+    if data is not None and (owner is None or owner.id != record.id):
+        # The webhook routes a number to the one active patient who has it.
+        state.message = (
+            "This patient is discharged: a reply from their number reaches no team."
+            if record.discharged_at is not None
+            else "Another patient has this phone number: a reply from it goes to them."
+        )
     if data is None or state.invalid:
         return _phone_page(record, state, 422)
     handle_inbound_sms(

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import phonenumbers
-from sqlalchemy import func
+from sqlalchemy import func, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from backend.errors import InvalidInput, NotFound
+from backend.errors import Conflict, InvalidInput, NotFound
 from backend.models import Patient
 from backend.schemas import PatientIn, PatientUpdate
 from backend.services.messaging import resync_patient_messages, send_welcome
+
+#: The answer to a number another active patient has. It names no team and no patient:
+#: the caller may be another team, and the number's owner is not theirs to know.
+PHONE_IN_USE = (
+    "this phone number is already in use by another patient: check it with the patient; "
+    "if they moved here from another team, that team must discharge them first"
+)
 
 
 def normalize_phone(raw: str, region: str, *, field: str = "phone") -> str:
@@ -33,15 +42,41 @@ def get_patient(session: Session, team_id: int, patient_id: int) -> Patient:
     return patient
 
 
+def phone_in_use(session: Session, phone: str, *, other_than: int | None = None) -> bool:
+    """True when an active patient (of any team) other than ``other_than`` has ``phone``."""
+    query = select(Patient.id).where(Patient.phone == phone, Patient.discharged_at.is_(None))
+    if other_than is not None:
+        query = query.where(Patient.id != other_than)
+    return session.exec(query.limit(1)).first() is not None
+
+
+def _flush_owning_phone(session: Session, patient: Patient) -> None:
+    """Write ``patient``; Conflict when another active patient took the number meanwhile.
+
+    :func:`phone_in_use` answers the usual case; the unique index
+    (``uq_patient_active_phone``) decides a race between two enrolments, and the
+    savepoint keeps the caller's transaction usable for the error page.
+    """
+    try:
+        with session.begin_nested():
+            session.add(patient)
+            session.flush()
+    except IntegrityError as exc:
+        if phone_in_use(session, patient.phone, other_than=patient.id):
+            raise Conflict(PHONE_IN_USE, field="phone") from exc
+        raise
+
+
 def create_patient(
     session: Session, team_id: int, data: PatientIn, now: datetime, *, region: str
 ) -> Patient:
-    """Enrol a patient in ``team_id``."""
+    """Enrol a patient in ``team_id``; Conflict (409) when an active patient has the number."""
     values = data.model_dump()
     values["phone"] = normalize_phone(data.phone, region)
+    if phone_in_use(session, values["phone"]):
+        raise Conflict(PHONE_IN_USE, field="phone")
     patient = Patient(team_id=team_id, created_at=now, updated_at=now, **values)
-    session.add(patient)
-    session.flush()
+    _flush_owning_phone(session, patient)
     send_welcome(session, patient, now)
     return patient
 
@@ -56,6 +91,10 @@ def update_patient(
             raise InvalidInput("may not be null", field=key)
     if changes.get("phone") is not None:
         changes["phone"] = normalize_phone(changes["phone"], region)
+        if patient.discharged_at is None and phone_in_use(
+            session, changes["phone"], other_than=patient.id
+        ):
+            raise Conflict(PHONE_IN_USE, field="phone")
         if changes["phone"] != patient.phone:
             # A new number may be reachable again: clear the delivery block.
             patient.sms_blocked_reason = None
@@ -70,11 +109,39 @@ def update_patient(
             raise InvalidInput("may not be null", field=key)
         setattr(patient, key, value)
     patient.updated_at = now
-    session.add(patient)
-    session.flush()
+    _flush_owning_phone(session, patient)
     send_welcome(session, patient, now)
     resync_patient_messages(session, patient, now)
     return patient
+
+
+@dataclass(frozen=True)
+class SharedPhone:
+    """Active patients (of any team) who share one phone number: (id, team id, enrolled at)."""
+
+    phone: str
+    patients: tuple[tuple[int, int, object], ...]
+
+
+def duplicate_phones(session: Session) -> list[SharedPhone]:
+    """Phone numbers held by more than one active patient, for the teams to resolve.
+
+    Works before and after migration 0004 (which refuses to run while there are any):
+    before it, every patient is active. Nothing is changed.
+    """
+    columns = {c["name"] for c in inspect(session.connection()).get_columns("patient")}
+    active = "discharged_at IS NULL" if "discharged_at" in columns else "1 = 1"
+    rows = session.execute(
+        text(
+            f"SELECT id, team_id, phone, created_at FROM patient WHERE {active} AND phone IN "
+            f"(SELECT phone FROM patient WHERE {active} GROUP BY phone HAVING COUNT(*) > 1) "
+            "ORDER BY phone, created_at, id"
+        )
+    ).all()
+    groups: dict[str, list[tuple[int, int, object]]] = {}
+    for row in rows:
+        groups.setdefault(row.phone, []).append((row.id, row.team_id, row.created_at))
+    return [SharedPhone(phone, tuple(members)) for phone, members in groups.items()]
 
 
 def list_patients(

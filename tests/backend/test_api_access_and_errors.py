@@ -61,6 +61,7 @@ VALID_BODIES = {
     "api.stop_prophylaxis": {"override_reason": "team decision"},
     "api.confirm_prophylaxis": {"dose_text": "960 mg", "times": ["08:00"]},
     "api.decline_prophylaxis": {"reason": "allergic to cotrimoxazole: pentamidine inhalation"},
+    "api.discharge_patient": {"reason": "follow-up moved to another team"},
 }
 
 

@@ -263,6 +263,9 @@ def test_one_look_up_finds_the_rows_of_the_separate_ones(
     other_team, _ = make_user("Team B")
     enrolled_first = make_patient(user.team_id, phone="+32 470 11 11 11")
     make_plan(enrolled_first, "alemtuzumab_sc", date(2026, 3, 2))
+    enrolled_first.discharged_at = clock.now  # their team discharged them: the number is free
+    session.add(enrolled_first)
+    session.commit()
     clock.now += timedelta(hours=1)
     # The same number, enrolled later in another team: the look-ups route it here.
     patient = make_patient(other_team.team_id, phone="+32 470 11 11 11", display_name="Bert Jansen")

@@ -183,7 +183,9 @@ def test_permanent_failures_are_not_retried_and_stop_further_sms(
     assert statuses(session) == Counter(failed=1, cancelled=2)
     stored = session.get(Patient, patient.id)
     assert bool(stored.sms_blocked_reason) is blocked and stored.opted_out is opted_out
-    assert session.exec(select(Alert)).one().kind == "sms_undeliverable"
+    # The one opt-out policy (reminders.optout): a carrier opt-out is an opt-out, like STOP.
+    expected_kind = "opted_out" if opted_out else "sms_undeliverable"
+    assert session.exec(select(Alert)).one().kind == expected_kind
     assert fake_twilio.messages == []
 
 
