@@ -7,6 +7,7 @@ and a dispatcher can share the file; PostgreSQL is reached through psycopg 3
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import time
@@ -43,8 +44,13 @@ class DatabaseIdConverter(IntegerConverter):
         return number
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for ``url``, with SQLite tuned for several processes."""
+def make_engine(url: str, *, connect_timeout: float | None = None, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``, with SQLite tuned for several processes.
+
+    ``connect_timeout`` (PostgreSQL, seconds) bounds a connection attempt to a server that
+    does not answer (packets dropped): without it a request waits for the kernel's TCP
+    timeout, minutes, and the web worker is killed instead of answering 503.
+    """
     # Statement parameters are patient data (phone numbers, SMS text, lab values):
     # keep them out of exception messages and logs.
     kwargs.setdefault("hide_parameters", True)
@@ -60,6 +66,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if connect_timeout is not None:
+        # libpq takes whole seconds (and treats 1 as 2).
+        connect_args = {"connect_timeout": max(math.ceil(connect_timeout), 2)}
+        kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
 
 
@@ -133,7 +143,10 @@ def init_app(app: Flask) -> None:
     Also bounds ``<int:...>`` URL ids to what the database holds (routes added later).
     """
     app.url_map.converters["int"] = DatabaseIdConverter
-    engine = make_engine(app.config["DATABASE_URL"])
+    engine = make_engine(
+        app.config["DATABASE_URL"],
+        connect_timeout=app.config.get("DATABASE_CONNECT_TIMEOUT_SECONDS"),
+    )
     app.extensions["db_engine"] = engine
     # Built once: every webhook is a write, and a new options engine per request is waste.
     app.extensions["db_writer_engine"] = writer(engine)

@@ -6,6 +6,8 @@ the target (the local PostgreSQL server) with two threads per connection. While 
 connection unexpectedly" on its next statement) and the listening socket is closed, so a
 new connection is refused (ECONNREFUSED), as when a database host goes down. ``restore``
 listens again on the same port, so the URL handed to the processes under test stays valid.
+While it *hangs*, connections are dropped too but new ones are accepted and never
+answered, as when a network drops every packet to the database host.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._stopped = False
+        self._hanging = False
         #: Connections accepted and relayed since the start (the test checks the proxy was used).
         self.connections = 0
 
@@ -64,9 +67,21 @@ class TcpProxy:
         for sock in sockets:
             _close(sock)
 
+    def hang(self) -> None:
+        """Drop every relayed connection; accept new ones but never answer them."""
+        with self._lock:
+            self._hanging = True
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            _close(sock)
+
     def restore(self) -> None:
         """Accept and relay connections again, on the same port."""
-        self.start()
+        with self._lock:
+            self._hanging = False
+            listening = self._listener is not None
+        if not listening:
+            self.start()
 
     def close(self) -> None:
         """Stop for good (cut, and never listen again)."""
@@ -98,6 +113,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # the listener was closed by cut()
+            with self._lock:
+                if self._hanging:  # hold it open, silent, until cut or restore
+                    self._open.add(client)
+                    continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -258,3 +259,52 @@ def test_cli_process_prints_one_line_on_stderr(outage: DatabaseOutage, tmp_path:
     assert len(lines) == 1 and lines[0].startswith("Error: the database is unreachable"), (
         done.stderr[-3000:]
     )
+
+
+@pytest.mark.postgresql_only
+def test_a_database_that_stops_answering_is_a_503_within_the_connect_timeout(
+    outage: DatabaseOutage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Packets dropped rather than refused: a request must not hang until the worker is killed."""
+    assert outage.proxy is not None
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": outage.url,
+            "DATABASE_CONNECT_TIMEOUT_SECONDS": 2,
+            "SECRET_KEY": "test-secret",
+            "PUBLIC_BASE_URL": BASE,
+        }
+    )
+    app.instance_path = str(tmp_path / "instance")
+    with Session(get_engine(app), expire_on_commit=False) as session:
+        _, token = create_user(
+            session, email="nurse@outage.example", team_name="Hématologie", role="nurse", now=NOW
+        )
+        session.commit()
+    client = app.test_client()
+    assert client.get("/api/v1/patients", headers=bearer(token)).status_code == 200
+
+    outage.proxy.hang()
+    try:
+        caplog.clear()
+        started = time.monotonic()
+        with caplog.at_level(logging.INFO):
+            answer = client.get("/api/v1/patients", headers=bearer(token))
+        waited = time.monotonic() - started
+    finally:
+        outage.restore()
+        get_engine(app).dispose()
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
+    assert waited < 8, waited
+    _assert_one_clean_line(_outage_records(caplog))
+
+
+def test_the_default_connect_timeout_is_bounded_below_the_web_workers_timeout() -> None:
+    """Gunicorn kills a worker silent for 30 s: the database gives up before that (a 503)."""
+    from backend.config import default_config, load_environment
+
+    assert 0 < default_config("/tmp")["DATABASE_CONNECT_TIMEOUT_SECONDS"] < 30
+    assert load_environment({"DATABASE_CONNECT_TIMEOUT_SECONDS": "5"}) == {
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": 5.0
+    }
