@@ -33,4 +33,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     webhooks.init_app(app)
     dashboard.init_app(app)
     infosite.init_app(app)
+    cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app

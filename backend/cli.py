@@ -1,12 +1,17 @@
 """Flask CLI commands: users, database migrations and demo data.
 
-Each command is a thin caller of a service function inside one transaction.
+Each command is a thin caller of a service function inside one transaction. Any command
+that meets an unreachable database prints one line and exits with status 1
+(:func:`guard_database_outages`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 from alembic import command
@@ -14,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlmodel import select
 
-from backend.db import get_engine, session_scope, writer
+from backend.db import database_unavailable, get_engine, outage_reason, session_scope, writer
 from backend.errors import ServiceError
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
@@ -210,6 +215,37 @@ def upgrade_database(app: Flask, revision: str = "head") -> None:
     with writer(get_engine(app)).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def guard_database_outages(group: click.Group) -> None:
+    """Make every command of ``group`` (and its subgroups) fail in one line on an outage.
+
+    Called once the app has registered all its commands: "the database is unreachable
+    (reason)" and exit status 1, instead of a traceback of about 150 lines. Any other
+    error is left as it is.
+    """
+    for member in group.commands.values():
+        if isinstance(member, click.Group):
+            guard_database_outages(member)
+        elif member.callback is not None and not getattr(member.callback, "_guarded", False):
+            member.callback = _fail_in_one_line(member.callback)
+
+
+def _fail_in_one_line(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # ``from None``: click prints only the message; the cause is the traceback.
+            raise click.ClickException(
+                f"the database is unreachable ({outage_reason(exc)}); try again once it is back"
+            ) from None
+
+    run._guarded = True  # type: ignore[attr-defined]  # commands are shared by every app
+    return run
 
 
 def init_app(app: Flask) -> None:

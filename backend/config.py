@@ -25,12 +25,18 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TWILIO_TIMEOUT_SECONDS": "timeout of every request to Twilio",
     "DISPATCH_LEASE_SECONDS": "a message claimed longer ago than this by a dispatcher that "
     "never recorded its outcome is checked with Twilio and retried (default 120)",
+    "DATABASE_CONNECT_TIMEOUT_SECONDS": "PostgreSQL: give up a connection attempt after this "
+    "long (an unreachable server is then a 503, not a hung request; default 10)",
     "SESSION_COOKIE_SECURE": "1 to send the session cookie over https only (default 1)",
     "DEMO_DATA": "1 to create a demo team, user and patient when the database is empty",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
-_FLOAT_KEYS = {"TWILIO_TIMEOUT_SECONDS", "DISPATCH_LEASE_SECONDS"}
+_FLOAT_KEYS = {
+    "TWILIO_TIMEOUT_SECONDS",
+    "DISPATCH_LEASE_SECONDS",
+    "DATABASE_CONNECT_TIMEOUT_SECONDS",
+}
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -48,6 +54,8 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "TWILIO_API_BASE_URL": None,
         "TWILIO_TIMEOUT_SECONDS": 10.0,
         "DISPATCH_LEASE_SECONDS": 120.0,
+        # Below gunicorn's 30 s worker timeout, above a busy server's slow accept.
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": 10.0,
         "SESSION_COOKIE_SECURE": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -7,16 +7,19 @@ and a dispatcher can share the file; PostgreSQL is reached through psycopg 3
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
@@ -41,8 +44,13 @@ class DatabaseIdConverter(IntegerConverter):
         return number
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for ``url``, with SQLite tuned for several processes."""
+def make_engine(url: str, *, connect_timeout: float | None = None, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``, with SQLite tuned for several processes.
+
+    ``connect_timeout`` (PostgreSQL, seconds) bounds a connection attempt to a server that
+    does not answer (packets dropped): without it a request waits for the kernel's TCP
+    timeout, minutes, and the web worker is killed instead of answering 503.
+    """
     # Statement parameters are patient data (phone numbers, SMS text, lab values):
     # keep them out of exception messages and logs.
     kwargs.setdefault("hide_parameters", True)
@@ -58,6 +66,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if connect_timeout is not None:
+        # libpq takes whole seconds (and treats 1 as 2).
+        connect_args = {"connect_timeout": max(math.ceil(connect_timeout), 2)}
+        kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
 
 
@@ -131,7 +143,10 @@ def init_app(app: Flask) -> None:
     Also bounds ``<int:...>`` URL ids to what the database holds (routes added later).
     """
     app.url_map.converters["int"] = DatabaseIdConverter
-    engine = make_engine(app.config["DATABASE_URL"])
+    engine = make_engine(
+        app.config["DATABASE_URL"],
+        connect_timeout=app.config.get("DATABASE_CONNECT_TIMEOUT_SECONDS"),
+    )
     app.extensions["db_engine"] = engine
     # Built once: every webhook is a write, and a new options engine per request is waste.
     app.extensions["db_writer_engine"] = writer(engine)
@@ -174,6 +189,94 @@ def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+#: What a client should wait before trying again while the database is unreachable
+#: (``Retry-After`` of the 503). An operating choice, not a clinical number: about as long
+#: as the processes' longest wait between attempts (:data:`RECONNECT`).
+RETRY_AFTER_SECONDS = 30
+
+#: PostgreSQL states that mean the server is going away or not taking connections yet:
+#: admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections. All of
+#: class 08 (connection_exception) counts too. Other states (a cancelled statement, a
+#: deadlock, a lock timeout) are errors of a working database, never an outage.
+_POSTGRES_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+#: SQLite primary result codes that mean the file cannot be used right now: busy or
+#: locked past the busy timeout, an I/O error, a file that cannot be opened. "no such
+#: table" (SQLITE_ERROR) and the like are bugs, not outages.
+_SQLITE_UNAVAILABLE_CODES = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
+)
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How long a long-running process waits before trying the database again.
+
+    ``first`` seconds after the first failure, doubling each time, at most ``longest``.
+    """
+
+    first: float = 1.0
+    longest: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failed attempts in a row (1 or more)."""
+        return min(self.first * 2 ** max(failures - 1, 0), self.longest)
+
+
+#: The dispatcher's and the clock's waits while the database is unreachable: an
+#: operating choice (no clinical source): back within half a minute of its return,
+#: without hammering a server that is starting up.
+RECONNECT = Reconnect()
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when ``error`` (or the error it was raised from) means the database is unreachable.
+
+    SQLAlchemy marks a connection lost in the middle of a statement
+    (``connection_invalidated``); a refused or failed connection is an
+    ``OperationalError`` whose driver error names no SQL state (psycopg) or a connection
+    state, or on SQLite a file that cannot be opened or stays locked. Everything else,
+    including other ``OperationalError`` s, is not an outage.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and _unreachable(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _unreachable(error: DBAPIError) -> bool:
+    if error.connection_invalidated or isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    driver_error = error.orig
+    if isinstance(driver_error, sqlite3.Error):
+        code = getattr(driver_error, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE_CODES
+    # psycopg 3 (``sqlstate``) or psycopg 2 (``pgcode``): None for a client-side failure
+    # (refused, reset, timed out), which is exactly a lost or unreachable server.
+    state = getattr(driver_error, "sqlstate", getattr(driver_error, "pgcode", None))
+    return state is None or state.startswith("08") or state in _POSTGRES_UNAVAILABLE_STATES
+
+
+def outage_reason(error: BaseException) -> str:
+    """One short line on why the database is unreachable, for logs and the CLI.
+
+    The first line of the driver's message (a refused connection, a closed socket, a file
+    that cannot be opened): these name a host and port, never statement parameters.
+    """
+    current: BaseException | None = error
+    while current is not None and not isinstance(current, DBAPIError):
+        current = current.__cause__ or current.__context__
+    driver_error = current.orig if isinstance(current, DBAPIError) else error
+    lines = str(driver_error).strip().splitlines()
+    first = lines[0].strip() if lines else type(driver_error).__name__
+    return first[:160]
 
 
 def is_sqlite(engine: Engine) -> bool:

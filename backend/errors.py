@@ -1,8 +1,9 @@
 """Errors raised by service functions, and their JSON rendering for the API.
 
 Service functions raise :class:`ServiceError` subclasses; the API turns them into
-a 4xx JSON body ``{"error": code, "message": ..., "field": ...}``. Unexpected
-exceptions become a generic 500 without details (and without patient data).
+a 4xx JSON body ``{"error": code, "message": ..., "field": ...}``. An unreachable
+database is a 503 with ``Retry-After`` and one log line; other unexpected exceptions
+become a generic 500 without details (and without patient data).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
+
+from backend.db import RETRY_AFTER_SECONDS, database_unavailable, outage_reason
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,12 @@ def init_app(app: Flask) -> None:
         logger.warning("integrity error on %s %s", request.method, request.path)
         return jsonify({"error": "conflict", "message": "conflicts with existing data"}), 409
 
+    @app.errorhandler(DBAPIError)
+    def handle_database_error(error: DBAPIError) -> Response | tuple[Response, int]:
+        if not database_unavailable(error):
+            return handle_unexpected(error)
+        return database_unreachable(error)
+
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException) -> Response | tuple[Response, int]:
         if not wants_json():
@@ -103,7 +112,28 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response | tuple[Response, int]:
+        if database_unavailable(error):  # raised from an outage by code in between
+            return database_unreachable(error)
         logger.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return jsonify({"error": "internal", "message": "internal error"}), 500
         return Response("Internal error", status=500, mimetype="text/plain")
+
+
+def database_unreachable(error: BaseException) -> Response:
+    """The answer while the database is unreachable: 503 with ``Retry-After``, one log line.
+
+    No traceback (a few hundred lines per request during an outage would bury every other
+    line of the log) and no statement: only the method, the path and the driver's reason.
+    """
+    logger.warning(
+        "database unreachable on %s %s: %s", request.method, request.path, outage_reason(error)
+    )
+    message = "The service is briefly unavailable; please try again in a minute."
+    if wants_json():
+        response = jsonify({"error": "unavailable", "message": message})
+    else:
+        response = Response(message, mimetype="text/plain")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -5,6 +5,10 @@ Jobs are declared as data with fixed ids and registered with
 instance at a time. The jobs keep no state in APScheduler: the outbox table is
 the state, so a restart loses nothing and the in-memory job store suffices.
 Dispatching runs in separate dispatcher processes (``reminders dispatch``).
+
+While the database is unreachable, a job that fails logs one line (no traceback) and
+is tried again sooner than its interval, after a growing wait (:class:`JobRunner`);
+the clock itself never stops for it.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
+from backend.db import RECONNECT, Reconnect, database_unavailable, outage_reason
 from reminders.jobs import (
     decision_tasks_job,
     follow_ups_job,
@@ -74,28 +79,88 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
 )
 
 
-def _run(spec: JobSpec, engine: Engine) -> None:
-    try:
-        spec.func(engine, datetime.now(UTC))
-    except Exception:  # a failed pass must not stop the clock; the next pass retries
-        logger.exception("job %s failed", spec.id)
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def build_scheduler(engine: Engine, jobs: tuple[JobSpec, ...] = CLOCK_JOBS) -> BlockingScheduler:
-    """A scheduler with every job of ``jobs`` registered (not started)."""
+class JobRunner:
+    """Runs one job for the scheduler; after an outage, has it tried again with backoff.
+
+    A failure because the database is unreachable logs one line and moves the job's
+    next run to ``reconnect``'s wait (growing with each failure in a row, never longer
+    than the job's own interval); the first success after it logs that the database is
+    back. Any other failure is logged with its traceback and waits for the next regular
+    run, as before: a bug does not get retried every second.
+    """
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        engine: Engine,
+        clock: Callable[[], datetime] = _utc_now,
+        reconnect: Reconnect = RECONNECT,
+    ) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.clock = clock
+        self.reconnect = reconnect
+        self.scheduler: BlockingScheduler | None = None
+        self.failures = 0
+
+    def __call__(self) -> None:
+        """One run of the job as of ``clock()``."""
+        now = self.clock()
+        try:
+            self.spec.func(self.engine, now)
+        except Exception as exc:  # a failed pass must not stop the clock
+            if not database_unavailable(exc):
+                logger.exception("job %s failed", self.spec.id)
+                return
+            self.failures += 1
+            delay = min(self.reconnect.delay(self.failures), float(self.spec.every_seconds))
+            logger.warning(
+                "job %s: database unreachable (%s); retrying in %g s",
+                self.spec.id,
+                outage_reason(exc),
+                delay,
+            )
+            if self.scheduler is not None:
+                self.scheduler.modify_job(
+                    self.spec.id, next_run_time=now + timedelta(seconds=delay)
+                )
+            return
+        if self.failures:
+            logger.info(
+                "job %s: database reachable again after %d failed runs", self.spec.id, self.failures
+            )
+            self.failures = 0
+
+
+def build_scheduler(
+    engine: Engine,
+    jobs: tuple[JobSpec, ...] = CLOCK_JOBS,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    reconnect: Reconnect = RECONNECT,
+) -> BlockingScheduler:
+    """A scheduler with every job of ``jobs`` registered (not started).
+
+    ``clock`` is the time each run is made as (and the first run's time).
+    """
     scheduler = BlockingScheduler(timezone=UTC)
     for spec in jobs:
+        runner = JobRunner(spec, engine, clock, reconnect)
+        runner.scheduler = scheduler
         scheduler.add_job(
-            _run,
+            runner,
             IntervalTrigger(seconds=spec.every_seconds, timezone=UTC),
-            args=(spec, engine),
             id=spec.id,
             name=spec.description,
             replace_existing=True,
             coalesce=True,
             max_instances=1,
             misfire_grace_time=spec.misfire_grace_seconds,
-            next_run_time=datetime.now(UTC),  # run once at start: catch up after downtime
+            next_run_time=clock(),  # run once at start: catch up after downtime
         )
     return scheduler
 

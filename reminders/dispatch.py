@@ -51,7 +51,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 from sqlmodel import Session, select
 
-from backend.db import session_scope, writer
+from backend.db import (
+    RECONNECT,
+    Reconnect,
+    database_unavailable,
+    outage_reason,
+    session_scope,
+    writer,
+)
 from backend.models import CheckIn, OutboundMessage, Patient, Team
 from backend.services.alerts import raise_alert
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
@@ -913,31 +920,61 @@ def run_dispatcher(
     threads: int = 8,
     status_callback: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
+    stop: Event | None = None,
+    clock: Clock | None = None,
+    reconnect: Reconnect = RECONNECT,
 ) -> None:
-    """Dispatch in a loop until SIGTERM/SIGINT (or once); a stop never interrupts a send."""
-    stop = Event()
+    """Dispatch in a loop until SIGTERM/SIGINT (or once); a stop never interrupts a send.
 
-    def _stop(*_: object) -> None:
-        stop.set()
+    While the database is unreachable, each failed pass logs one line and the next is
+    tried after ``reconnect``'s growing wait, until the database is back: a dispatcher
+    never exits because of an outage. A pass cut short leaves its claimed rows
+    ``sending``; once their lease has expired, a later pass asks the gateway whether
+    they went out before sending them again. With ``once`` an outage is raised (the
+    CLI reports it in one line). ``stop`` replaces the signal handlers (a dispatcher
+    run in a thread); ``clock`` defaults to the current UTC time.
+    """
+    if stop is None:
+        stop = Event()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+        def _stop(*_: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    clock = clock or (lambda: datetime.now(UTC))
     # Everything loaded so far (the whole app, its modules and configuration) lives as
     # long as the process: leave it out of the garbage collector's full passes, which
     # sending creates garbage enough to trigger every few hundred messages. Scanning
     # it cost a dispatcher process a sixth of its rate (bench/bench_dispatch.py).
     gc.freeze()
     worker = worker_name()
+    failures = 0
     while not stop.is_set():
-        report = dispatch_due_messages(
-            engine,
-            gateway,
-            lambda: datetime.now(UTC),
-            worker=worker,
-            threads=threads,
-            status_callback=status_callback,
-            lease=lease,
-        )
+        try:
+            report = dispatch_due_messages(
+                engine,
+                gateway,
+                clock,
+                worker=worker,
+                threads=threads,
+                status_callback=status_callback,
+                lease=lease,
+            )
+        except Exception as exc:
+            if once or not database_unavailable(exc):
+                raise
+            failures += 1
+            delay = reconnect.delay(failures)
+            # One line, no traceback: an outage of minutes must not bury the log.
+            logger.warning(
+                "dispatch: database unreachable (%s); retrying in %g s", outage_reason(exc), delay
+            )
+            stop.wait(delay)
+            continue
+        if failures:
+            logger.info("dispatch: database reachable again after %d failed passes", failures)
+            failures = 0
         if any(report.as_dict().values()):
             logger.info("dispatch: %s", report.as_dict())
         if once:
