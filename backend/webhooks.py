@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator, add_port, compare, remove
 from backend.api import request_now
 from backend.db import get_session
 from backend.models import OutboundMessage, Patient
+from backend.schemas import CONTROL_CHARACTERS
 from reminders.conversations import handle_inbound_sms
 from reminders.dispatch import OPTED_OUT_CODE, UNREACHABLE_CODES
 from reminders.outbox import cancel_pending_for_patient
@@ -95,8 +96,17 @@ def twiml(message: str | None) -> Response:
     return Response(xml.encode("utf-8", "xmlcharrefreplace"), mimetype="application/xml")
 
 
+def form_value(name: str) -> str:
+    """A webhook parameter with its control characters removed (after the signature check).
+
+    A patient's "38,9" followed by a NUL is still "38,9": the message is cleaned and
+    handled, never refused nor lost (a refusal would make Twilio retry, then drop it).
+    """
+    return CONTROL_CHARACTERS.sub("", request.form.get(name, ""))
+
+
 def _required(name: str) -> str:
-    value = request.form.get(name, "").strip()
+    value = form_value(name).strip()
     if not value:
         abort(400, description=f"missing {name}")
     return value
@@ -111,7 +121,7 @@ def incoming_sms() -> Response:
         session,
         provider_sid=_required("MessageSid")[:64],
         from_phone=_required("From")[:20],
-        body=request.form.get("Body", ""),
+        body=form_value("Body"),
         now=request_now(),
     )
     session.commit()
@@ -137,7 +147,7 @@ def delivery_status() -> Any:
         message.delivered_at = now
         message.status = "delivered"
     elif status in ("undelivered", "failed"):
-        code = request.form.get("ErrorCode", "")[:20] or None
+        code = form_value("ErrorCode")[:20] or None
         message.status, message.error_code = "undelivered", code
         _block_patient_if_unreachable(session, message, code, now)
     session.add(message)
