@@ -49,7 +49,9 @@ def create_user(
     except ValueError as exc:
         raise InvalidInput(str(exc), field="email") from exc
     if has_control_character(name) or len(name) > 120:
-        raise InvalidInput("a name of at most 120 characters, without control characters", field="name")
+        raise InvalidInput(
+            "a name of at most 120 characters, without control characters", field="name"
+        )
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if session.exec(select(User).where(User.email == email)).first() is not None:
