@@ -16,7 +16,7 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create and configure the app: defaults, then environment, then ``test_config``."""
-    from backend import api, cli, dashboard, db, errors, infosite, webhooks
+    from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
     from backend.config import default_config, load_environment
 
     app = Flask(__name__, instance_relative_config=True)
@@ -28,6 +28,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     errors.init_app(app)
+    hardening.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     webhooks.init_app(app)

@@ -29,6 +29,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "long (an unreachable server is then a 503, not a hung request; default 10)",
     "SESSION_COOKIE_SECURE": "1 to send the session cookie over https only (default 1)",
     "DEMO_DATA": "1 to create a demo team, user and patient when the database is empty",
+    "MAX_CONTENT_LENGTH": "largest request body in bytes; larger ones get 413 (default 1048576)",
+    "MAX_JSON_DEPTH": "deepest nesting of a JSON body; deeper ones get 400 (default 32)",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -37,6 +39,7 @@ _FLOAT_KEYS = {
     "DISPATCH_LEASE_SECONDS",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
 }
+_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_JSON_DEPTH"}
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -62,6 +65,11 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "DEMO_DATA": False,
         "API_PAGE_SIZE_MAX": 200,
         "JSON_SORT_KEYS": False,
+        # Software limits (operating choices, not clinical numbers): the largest legitimate
+        # request is a care-team form or a 1,600-character SMS; nothing nests deeper than a
+        # plan's options. See backend.hardening.
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "MAX_JSON_DEPTH": 32,
     }
 
 
@@ -76,6 +84,8 @@ def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             values[key] = raw.strip().lower() in {"1", "true", "yes", "on"}
         elif key in _FLOAT_KEYS:
             values[key] = float(raw)
+        elif key in _INT_KEYS:
+            values[key] = int(raw)
         else:
             values[key] = raw
     return values

@@ -12,7 +12,16 @@ from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
 
 Language = Literal["en", "fr", "nl"]
 Role = Literal["nurse", "physician", "admin"]
@@ -51,6 +60,61 @@ def _wall_clock(value: time) -> time:
     return value
 
 
+#: Characters no text field may hold: C0 controls but tab, line feed and carriage return
+#: (a note may have lines), DEL, C1 controls, and lone surrogates (which no database
+#: stores: PostgreSQL refuses NUL and invalid UTF-8 with a 500 otherwise).
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The same, with line breaks and tabs: never in a header, a redirect or a one-line value.
+LINE_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+#: Dates any field accepts. A software plausibility bound (issue 12), not a clinical
+#: number: year 1 or 9999 is a typing error, and overflows date arithmetic and drivers.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2100, 12, 31)
+
+
+def has_control_character(value: Any) -> bool:
+    """True when ``value`` (a string, or a list or dict holding strings) has a control character."""
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_control_character(k) or has_control_character(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return any(has_control_character(item) for item in value)
+    return False
+
+
+def _plausible_date(value: date) -> date:
+    day = value.date() if isinstance(value, datetime) else value
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise ValueError(
+            f"the date must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}"
+        )
+    return value
+
+
+def valid_email(value: str) -> str:
+    """``value`` as a normalised, lower-case email address; ValueError when it is not one.
+
+    The syntax check is the maintained ``email-validator`` package's (no DNS look-up), so
+    markup, double dots and domains without a dot are refused.
+    """
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from exc
+    return checked.normalized.lower()
+
+
+#: A calendar date between :data:`EARLIEST_DATE` and :data:`LATEST_DATE`.
+PlausibleDate = Annotated[date, AfterValidator(_plausible_date)]
+#: An instant whose (local) date is between :data:`EARLIEST_DATE` and :data:`LATEST_DATE`.
+PlausibleDateTime = Annotated[datetime, AfterValidator(_plausible_date)]
+#: An email address, checked and normalised by ``email-validator``.
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(valid_email)]
+#: A JSON integer: "2", 2.0 and true are refused (the forms convert their strings first).
+StrictInt = Annotated[int, Field(strict=True)]
+
 TimeZoneName = Annotated[str, AfterValidator(_valid_timezone)]
 HHMM = Annotated[str, AfterValidator(_valid_hhmm)]
 #: A wall-clock time in the patient's time zone ("22:00" in, "22:00:00" out). JSON Schema's
@@ -74,9 +138,20 @@ RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
-    """Base for inputs: unknown fields are refused, strings are stripped."""
+    """Base for inputs: unknown fields are refused, strings are stripped, no control characters.
+
+    Every field of every input (a string, or strings in a list or dictionary) is refused
+    with its name when it holds a control character (:data:`CONTROL_CHARACTERS`).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if has_control_character(value):
+            raise ValueError("contains a control character (such as NUL); remove it")
+        return value
 
 
 # --- patients ---------------------------------------------------------------------------
@@ -92,8 +167,8 @@ class PatientIn(Strict):
     hospital_ref: str | None = Field(default=None, max_length=40)
     timezone: TimeZoneName = "Europe/Brussels"
     language: Language = "en"
-    sms_consent: bool = False
-    discreet: bool = False
+    sms_consent: StrictBool = False
+    discreet: StrictBool = False
     quiet_start: LocalTime = time(22, 0)
     quiet_end: LocalTime = time(7, 0)
     dose_time: LocalTime = time(9, 0)
@@ -118,8 +193,8 @@ class PatientUpdate(Strict):
     hospital_ref: str | None = Field(default=None, max_length=40)
     timezone: TimeZoneName | None = None
     language: Language | None = None
-    sms_consent: bool | None = None
-    discreet: bool | None = None
+    sms_consent: StrictBool | None = None
+    discreet: StrictBool | None = None
     quiet_start: LocalTime | None = None
     quiet_end: LocalTime | None = None
     dose_time: LocalTime | None = None
@@ -185,7 +260,7 @@ class PlanIn(Strict):
     """Start a regimen for a patient."""
 
     regimen_id: str = Field(min_length=1, max_length=64)
-    start_date: date
+    start_date: PlausibleDate
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -193,38 +268,38 @@ class HoldIn(Strict):
     """Put a plan on hold (from today unless a start date is given)."""
 
     reason: ShortText
-    start_date: date | None = None
+    start_date: PlausibleDate | None = None
 
 
 class ResumeIn(Strict):
     """Resume a held plan (today unless a date is given)."""
 
-    resume_date: date | None = None
+    resume_date: PlausibleDate | None = None
 
 
 class ExtendIn(Strict):
     """Extend a plan by whole weeks (within the regimen's limit)."""
 
-    weeks: int = Field(ge=1, le=52)
+    weeks: StrictInt = Field(ge=1, le=52)
 
 
 class StopIn(Strict):
     """Stop a plan early."""
 
     reason: ShortText
-    stopped_on: date | None = None
+    stopped_on: PlausibleDate | None = None
 
 
 class DoseRecordIn(Strict):
     """Record a dose as given (with the amount the care team confirmed) or missed."""
 
     status: Literal["given", "missed"]
-    on_date: date | None = None
+    on_date: PlausibleDate | None = None
     dose_mg: float | None = Field(default=None, gt=0, le=5000)
     note: str | None = Field(default=None, max_length=500)
     #: The team confirms the dose despite its warnings (body surface area above the
     #: limit, dose above the usual maximum); without it such a dose gets a 409 naming them.
-    confirm: bool = False
+    confirm: StrictBool = False
 
 
 class DoseWarningOut(BaseModel):
@@ -300,8 +375,8 @@ class PlanOut(BaseModel):
 class ScheduleQuery(Strict):
     """A window of the schedule, in the patient's local dates (``to`` inclusive)."""
 
-    from_: date | None = Field(default=None, alias="from")
-    to: date | None = None
+    from_: PlausibleDate | None = Field(default=None, alias="from")
+    to: PlausibleDate | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -341,7 +416,7 @@ class LabIn(Strict):
 
     kind: LabKindName
     value: float = Field(ge=0)
-    taken_at: datetime
+    taken_at: PlausibleDateTime
     note: str | None = Field(default=None, max_length=500)
 
     @field_validator("taken_at")
@@ -381,7 +456,7 @@ def _valid_weekdays(value: list[int] | None) -> list[int] | None:
 
 #: Pill weekdays, 0 (Monday) to 6; None: every day.
 PillWeekdays = Annotated[
-    list[int] | None, Field(min_length=1, max_length=7), AfterValidator(_valid_weekdays)
+    list[StrictInt] | None, Field(min_length=1, max_length=7), AfterValidator(_valid_weekdays)
 ]
 #: The statuses of a course (``reminders.core.prophylaxis.COURSE_STATUSES``).
 CourseStatus = Literal["proposed", "active", "stopped", "declined"]
@@ -394,10 +469,10 @@ class ProphylaxisIn(Strict):
     dose_text: str = Field(min_length=1, max_length=200)
     times: list[HHMM] = Field(min_length=1, max_length=6)
     weekdays: PillWeekdays = None
-    start_date: date
-    plan_id: RowId | None = None
-    min_months_after_last_dose: int = Field(default=6, ge=0, le=36)
-    cd4_rule: bool = True
+    start_date: PlausibleDate
+    plan_id: Annotated[RowId, Field(strict=True)] | None = None
+    min_months_after_last_dose: StrictInt = Field(default=6, ge=0, le=36)
+    cd4_rule: StrictBool = True
 
 
 class ProphylaxisConfirmIn(Strict):
@@ -412,7 +487,7 @@ class ProphylaxisConfirmIn(Strict):
     dose_text: str = Field(min_length=1, max_length=200)
     times: list[HHMM] = Field(min_length=1, max_length=6)
     weekdays: PillWeekdays = None
-    start_date: date | None = None
+    start_date: PlausibleDate | None = None
 
 
 class ProphylaxisDeclineIn(Strict):

@@ -29,6 +29,7 @@ from twilio.request_validator import RequestValidator, add_port, compare, remove
 from backend.api import request_now
 from backend.db import get_session
 from backend.models import OutboundMessage
+from backend.schemas import CONTROL_CHARACTERS
 from reminders.conversations import handle_inbound_sms, reply_key
 from reminders.optout import block_for_delivery_error
 
@@ -124,8 +125,17 @@ def reply_status_url(provider_sid: str) -> str | None:
     return f"{base}{webhooks.url_prefix}/status?{urlencode({'reply': provider_sid})}"
 
 
+def form_value(name: str) -> str:
+    """A webhook parameter with its control characters removed (after the signature check).
+
+    A patient's "38,9" followed by a NUL is still "38,9": the message is cleaned and
+    handled, never refused nor lost (a refusal would make Twilio retry, then drop it).
+    """
+    return CONTROL_CHARACTERS.sub("", request.form.get(name, ""))
+
+
 def _required(name: str) -> str:
-    value = request.form.get(name, "").strip()
+    value = form_value(name).strip()
     if not value:
         abort(400, description=f"missing {name}")
     return value
@@ -141,7 +151,7 @@ def incoming_sms() -> Response:
         session,
         provider_sid=provider_sid,
         from_phone=_required("From")[:20],
-        body=request.form.get("Body", ""),
+        body=form_value("Body"),
         now=request_now(),
     )
     session.commit()
@@ -173,7 +183,7 @@ def delivery_status() -> Any:
         message.delivered_at = now
         message.status = "delivered"
     elif status in ("undelivered", "failed"):
-        code = request.form.get("ErrorCode", "")[:20] or None
+        code = form_value("ErrorCode")[:20] or None
         message.status, message.error_code = "undelivered", code
         # An opt-out at the carrier or an unreachable number: the one opt-out policy
         # (reminders.optout) blocks the patient and tells the care team.

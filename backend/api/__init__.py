@@ -17,6 +17,7 @@ from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from werkzeug.exceptions import HTTPException
 
 from backend.db import get_session
+from backend.hardening import JSONTooDeep, json_depth
 from backend.models import User
 from backend.schemas import ErrorOut
 
@@ -95,22 +96,44 @@ def current_user() -> User:
 
 @api.before_request
 def _authenticate() -> Any:
+    """Check the bearer token first, then (only for a known user) read and check the body.
+
+    A request without valid credentials gets 401 before its body is read or parsed, so
+    a stranger cannot make the app decode megabytes or a hostile JSON document.
+    """
     from backend.auth import user_for_bearer
 
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
-        if not request.is_json:
-            return jsonify(
-                {"error": "unsupported_media_type", "message": "send application/json"}
-            ), 415
-        if request.get_json(silent=True) is None:
-            return jsonify({"error": "bad_json", "message": "body is not valid JSON"}), 400
     user = user_for_bearer(get_session(), request.headers.get("Authorization"), request_now())
     if user is None:
         response = jsonify({"error": "unauthorized", "message": "a valid bearer token is required"})
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
         return response, 401
     g.api_user = user
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+        if not request.is_json:
+            return jsonify(
+                {"error": "unsupported_media_type", "message": "send application/json"}
+            ), 415
+        # Parsed once here (the result is cached for spectree); the loader refuses a
+        # document nested deeper than MAX_JSON_DEPTH before decoding it.
+        if request.get_json(silent=True) is None:
+            limit = current_app.config.get("MAX_JSON_DEPTH")
+            if limit is not None and json_depth(request.get_data(cache=True)) > limit:
+                return jsonify({"error": "too_deep", "message": str(JSONTooDeep(limit))}), 400
+            return jsonify({"error": "bad_json", "message": "body is not valid JSON"}), 400
     return None
+
+
+#: Answers with patient data are private: never stored by a cache, never content-sniffed.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+@api.after_request
+def _private_headers(response: Any) -> Any:
+    """``no-store`` and ``nosniff`` on every API answer, errors included."""
+    for name, value in API_HEADERS.items():
+        response.headers[name] = value
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -128,13 +151,14 @@ def openapi_document() -> Any:
 
 #: Answers :func:`_authenticate` gives before validation to a request with a body.
 BODY_ERRORS = {
-    "400": "Bad Request: the body is not valid JSON",
+    "400": "Bad Request: the body is not valid JSON, or nests deeper than MAX_JSON_DEPTH",
+    "413": "Payload Too Large: the body is larger than MAX_CONTENT_LENGTH",
     "415": "Unsupported Media Type: the body must be application/json",
 }
 
 
 def _with_body_errors(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with the 400 and 415 answers documented on every operation with a body."""
+    """``document`` with the 400, 413 and 415 answers documented on every operation with a body."""
     document = copy.deepcopy(document)
     for operations in document.get("paths", {}).values():
         for operation in operations.values():

@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from werkzeug.datastructures import MultiDict
 
 from backend.errors import ServiceError
-from backend.schemas import Role, Strict
+from backend.schemas import Email, Role, Strict, has_control_character
 
 M = TypeVar("M", bound=BaseModel)
 FieldKind = Literal["text", "optional", "bool", "number", "times", "date", "int"]
@@ -32,6 +32,7 @@ _MESSAGES = {
     "float_type": "Enter a number, for example 70.5.",
     "int_parsing": "Enter a whole number.",
     "int_from_float": "Enter a whole number.",
+    "int_type": "Enter a whole number.",  # strict integers: the text was not a whole number
     "time_parsing": "Enter a time as HH:MM, for example 08:00.",
     "time_type": "Enter a time as HH:MM, for example 08:00.",
     "date_parsing": "Enter a date as YYYY-MM-DD.",
@@ -41,6 +42,7 @@ _MESSAGES = {
     "datetime_from_date_parsing": "Enter a date and time.",
     "literal_error": "Choose one of the options.",
     "bool_parsing": "Choose yes or no.",
+    "bool_type": "Choose yes or no.",
     "extra_forbidden": "This field is not expected here.",
 }
 
@@ -68,6 +70,18 @@ class FormState:
         return bool(self.errors or self.message)
 
 
+_FORM_INTEGER = re.compile(r"^[+-]?\d{1,12}$")
+
+
+def form_integer(raw: str) -> int | str:
+    """A form's whole number as an int (the API's integers are strict); other text unchanged.
+
+    Text that is not a whole number is passed on, so the schema refuses it by name.
+    """
+    raw = raw.strip()
+    return int(raw) if _FORM_INTEGER.match(raw) else raw
+
+
 def collect(form: MultiDict[str, str], spec: Mapping[str, FieldKind]) -> dict[str, Any]:
     """The fields of ``spec`` from a posted form, converted for pydantic.
 
@@ -89,6 +103,8 @@ def collect(form: MultiDict[str, str], spec: Mapping[str, FieldKind]) -> dict[st
             continue
         elif kind == "number":
             data[name] = raw.replace(",", ".")
+        elif kind == "int":
+            data[name] = form_integer(raw)
         else:
             data[name] = raw
     return data
@@ -159,10 +175,17 @@ def local_datetime(raw: str, timezone: str) -> datetime | None:
 
 
 class LoginIn(BaseModel):
-    """The sign-in form."""
+    """The sign-in form (not :class:`Strict`: a password keeps its spaces)."""
 
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=200)
+
+    @field_validator("email", "password")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        if has_control_character(value):
+            raise ValueError("contains a control character (such as NUL); remove it")
+        return value
 
 
 class OneOffSmsIn(Strict):
@@ -186,7 +209,7 @@ class DoseIndexIn(Strict):
 class UserCreateIn(Strict):
     """A new member of the admin's team."""
 
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: Email
     name: str = Field(default="", max_length=120)
     role: Role
     password: str = Field(min_length=10, max_length=200)

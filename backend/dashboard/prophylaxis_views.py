@@ -12,7 +12,13 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 
 from backend.api import request_now
-from backend.dashboard.forms import FieldKind, collect, service_error_state, validate
+from backend.dashboard.forms import (
+    FieldKind,
+    collect,
+    form_integer,
+    service_error_state,
+    validate,
+)
 from backend.dashboard.patient_views import patient_page
 from backend.dashboard.web import audit, bp, current_user
 from backend.db import get_session
@@ -39,7 +45,7 @@ def confirm_prophylaxis(course_id: int) -> Any:
     values["weekdays"] = request.form.getlist("weekdays")
     data = collect(request.form, CONFIRM_FIELDS)
     if values["weekdays"]:  # no day ticked: every day
-        data["weekdays"] = values["weekdays"]
+        data["weekdays"] = [form_integer(day) for day in values["weekdays"]]
     confirm, state = validate(ProphylaxisConfirmIn, data, values)
     if confirm is None:
         return patient_page(patient, {form_name: state}, 422)

@@ -33,6 +33,7 @@ from backend.dashboard.queries import open_alert_count
 from backend.db import get_session
 from backend.errors import NotFound, ServiceError
 from backend.models import User
+from backend.schemas import CONTROL_CHARACTERS, LINE_CONTROL_CHARACTERS
 from backend.security import csrf_token, csrf_valid, session_user
 from backend.services.audit import record_audit
 from reminders.core.bsa import dose_places
@@ -74,6 +75,8 @@ def safe_next(target: str | None) -> str | None:
     """``target`` if it is a path on this site (no open redirect), else None."""
     if not target or not target.startswith("/") or target.startswith("//"):
         return None
+    if LINE_CONTROL_CHARACTERS.search(target):
+        return None  # CR/LF would split the Location header
     parts = urlsplit(target)
     return None if parts.scheme or parts.netloc or "\\" in target else target
 
@@ -101,6 +104,44 @@ def _gate() -> Any:
             "The page was open for too long or came from elsewhere. Go back, reload the page "
             "and send the form again.",
         )
+    hostile = hostile_field()
+    if hostile is not None:
+        logger.warning("refused a control character in a field on %s", request.endpoint)
+        return render_error(
+            400,
+            "A character is not allowed",
+            f"The field “{field_label(hostile)}” ({hostile}) contains a control character "
+            "(such as NUL or a line break where none may be). Remove it and send again.",
+        )
+    return None
+
+
+#: Fields whose value must stay on one line (a redirect target becomes a header).
+ONE_LINE_FIELDS = {"next"}
+
+
+def hostile_field() -> str | None:
+    """The name of the first query or form field holding a control character, or None.
+
+    Checked for every page after the session and the CSRF token (so a stranger's body is
+    never read here), before any view uses a value: NUL reaching PostgreSQL is a 500, and
+    CR/LF in ``next`` would split the redirect's header. Line breaks stay allowed in form
+    values (a note has lines), never in names nor in :data:`ONE_LINE_FIELDS`.
+    """
+    sources = [request.args]
+    if request.method == "POST":
+        sources.append(request.form)
+    for fields in sources:
+        for name, value in fields.items(multi=True):
+            if LINE_CONTROL_CHARACTERS.search(name):
+                return "form"
+            pattern = (
+                LINE_CONTROL_CHARACTERS
+                if name in ONE_LINE_FIELDS or fields is request.args
+                else CONTROL_CHARACTERS
+            )
+            if pattern.search(value):
+                return name
     return None
 
 

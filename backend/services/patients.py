@@ -29,6 +29,12 @@ def normalize_phone(raw: str, region: str, *, field: str = "phone") -> str:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidInput("not a phone number", field=field) from exc
+    if number.extension:
+        # An SMS cannot reach an extension: refuse it rather than drop it silently.
+        raise InvalidInput(
+            "a phone number with an extension cannot receive SMS; give a mobile number",
+            field=field,
+        )
     if not phonenumbers.is_valid_number(number):
         raise InvalidInput("not a valid phone number for its country", field=field)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 from backend.auth import hash_password, issue_token
 from backend.errors import Conflict, InvalidInput
 from backend.models import Team, User
+from backend.schemas import has_control_character, valid_email
 from backend.services.patients import normalize_phone
 
 ROLES = ("nurse", "physician", "admin")
@@ -43,9 +44,14 @@ def create_user(
     region: str = "BE",
 ) -> tuple[User, str]:
     """Create a care-team user (and their team if new); return the user and an API token."""
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise InvalidInput("not an email address", field="email")
+    try:
+        email = valid_email(email)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="email") from exc
+    if has_control_character(name) or len(name) > 120:
+        raise InvalidInput(
+            "a name of at most 120 characters, without control characters", field="name"
+        )
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if session.exec(select(User).where(User.email == email)).first() is not None:
