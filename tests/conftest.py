@@ -9,6 +9,8 @@ instead, so they can never be skipped silently there.
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -185,6 +187,12 @@ def session(app: Flask) -> Iterator[Session]:
 # --- factories --------------------------------------------------------------------------
 
 
+def _domain(team: str) -> str:
+    """A DNS-safe label from a team name ("Hématologie — Saint-Luc" -> "hematologiesaintluc")."""
+    ascii_name = unicodedata.normalize("NFKD", team).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "", ascii_name.lower())[:60] or "team"
+
+
 @pytest.fixture
 def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]:
     """Create a user (and team); returns the user and an API token."""
@@ -193,7 +201,8 @@ def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]
     def factory(team: str = "Team A", role: str = "nurse", **overrides: Any) -> tuple[User, str]:
         n = next(counter)
         values = {
-            "email": f"user{n}@{team.replace(' ', '').lower()}.example",
+            # The team's name may have accents and dashes: the address needs a plain domain.
+            "email": f"user{n}@{_domain(team)}.example",
             "team_name": team,
             "role": role,
             "now": clock.now,

@@ -240,7 +240,7 @@ def test_a_patients_sms_with_control_characters_is_cleaned_and_still_triggers_th
     params = inbound_sms_params("+32470123456", "38,9\x00", "+32460000000")
     response = twilio_post(live_server, "/twilio/sms", params)
     assert response.status_code == 200, response.text
-    assert "<Message>" in response.text  # an answer, not the empty acknowledgement
+    assert "<Message " in response.text  # an answer, not the empty acknowledgement
     reread(session)
     stored = session.exec(
         select(InboundMessage).where(InboundMessage.provider_sid == params["MessageSid"])
