@@ -25,10 +25,13 @@ Rules the brief left open, decided here (the tests pin each one):
   answer or a re-ask: temperature > symptoms > implausible temperature >
   no symptoms / taken / yes / no > unknown. Several temperatures in one reply:
   the highest plausible one wins (fever is an emergency until proven otherwise).
-* **Negation.** "no cough", "geen hoest", "pas de toux", "sans fievre" negate the
-  symptom that follows directly. Any other phrasing ("not coughing", "je ne
-  tousse pas") is read as a report of the symptom: over-triage is safe,
-  under-triage is not. Negated symptoms are listed in ``negated_symptoms``.
+* **Negation.** A negating word and at most a few filler words before a symptom
+  or a red flag negate it ("no cough", "not coughing", "pas de toux", "I don't
+  have a fever", "geen koorts meer"); a red flag in the past ("fever gone",
+  "koorts is weg") is negated too. Any other phrasing ("je ne tousse pas", "not
+  sure if I have a fever") is read as a report: over-triage is safe, under-triage
+  is not. Negated symptoms and flags are listed in ``negated_symptoms`` and
+  ``negated_red_flags``.
 * **Short answers** ("no", "none", "taken", "yes") count only when the message
   holds nothing else we cannot read; "no but my arm is swollen" is ``unknown``.
 * ``has_free_text`` is True when words (or emoji) remain that we did not
@@ -342,12 +345,6 @@ _NONE_PHRASES = (
     "gaat goed",
 )
 
-# Negation that directly precedes a symptom ("no cough", "pas de toux").
-_NEGATION_BEFORE = re.compile(
-    r"(?:^|[^\w'])(?:no|geen|without|zonder|sans|pas de|pas d'|aucune?|never|nooit|jamais de)"
-    r"\s*$"
-)
-
 _TOKEN_CATEGORIES: dict[str, frozenset[str]] = {
     "yes": frozenset(_words("yes y yeah yea yep yup ya oui ouais ja jawel jep")),
     "no": frozenset(_words("no n nope nah non nee neen nop")),
@@ -458,37 +455,34 @@ _SPLIT_DECIMAL_RE = re.compile(r"(?<![\d.,])(?:3[4-9]|4[0-3]) \d(?![\d.,])")
 
 _MASK = "\x00"  # replaces consumed text; never matches a word or a space
 
-# Red flags (reminders/core/red_flags.toml). Their negation is broader than a symptom's:
-# a few filler words may stand between ("I don't have a fever", "n'ai pas de fievre",
-# "geen koorts meer"), and the past may follow ("fever gone", "koorts is weg").
+# Negation before a symptom or a red flag: a negating word, then at most a few filler
+# words ("no cough", "pas de toux", "I don't have a fever", "n'ai pas de fievre",
+# "geen koorts meer"). A red flag may also be in the past ("fever gone", "koorts is weg").
 # Anything else ("not sure if I have a fever") is read as a report: err towards urgent.
-_FLAG_NEGATION_WORDS = (
+_NEGATION_WORDS = (
     "no|not|never|without|no longer|no more|don'?t|didn'?t|doesn'?t|haven'?t|hasn'?t|"
     "isn'?t|wasn'?t|aren'?t|geen|niet|nooit|zonder|sans|pas|plus|aucune?|jamais|ni"
 )
-_FLAG_NEGATION_FILLER = (
+_NEGATION_FILLER = (
     "i|have|had|has|got|get|any|a|an|feel|feeling|felt|been|being|having|sign|signs|of|"
     "more|longer|de|d|du|la|le|les|un|une|het|een|meer|enige|enig|last|van|ik|heb|voel|"
     "me|je|ai|sens|suis|plus|ever|really|at|all"
 )
-_FLAG_NEGATION_BEFORE = re.compile(
-    rf"(?:^|[^\w'])(?:{_FLAG_NEGATION_WORDS})(?:[\s']+(?:{_FLAG_NEGATION_FILLER})){{0,4}}[\s']*$"
+_NEGATION_BEFORE = re.compile(
+    rf"(?:^|[^\w'])(?:{_NEGATION_WORDS})(?:[\s']+(?:{_NEGATION_FILLER})){{0,4}}[\s']*$"
 )
 _FLAG_PAST_AFTER = re.compile(
     r"(?:[\s,]+(?:is|has|have|was|had|est|s'est|zijn|ben|are))?"
     r"(?:[\s,]+(?:now|all|completely|since|maintenant|nu|helemaal|inmiddels|al|alweer|bien))?"
     r"[\s,]+(?:gone|over|passed|went away|gone away|gone down|disappeared|resolved|finished|"
     r"partie?s?|passee?s?|disparue?s?|tombee?s?|terminee?s?|finie?s?|weg|voorbij|"
-    r"verdwenen|gezakt|gedaald|over)(?![^\W_])"
+    r"verdwenen|gezakt|gedaald)(?![^\W_])"
 )
 
 
 def _negation_before(masked: str, start: int) -> re.Match[str] | None:
     """The negation ("no", "I don't have a", "pas de", "geen") just before ``start``."""
-    window = max(0, start - _LOOKBACK)
-    return _NEGATION_BEFORE.search(masked, window, start) or _FLAG_NEGATION_BEFORE.search(
-        masked, window, start
-    )
+    return _NEGATION_BEFORE.search(masked, max(0, start - _LOOKBACK), start)
 
 
 @cache
