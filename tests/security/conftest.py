@@ -135,15 +135,18 @@ def csrf_of(html: str) -> str:
 
 def signed_in(live_server: LiveServer, ward: Ward) -> tuple[requests.Session, str]:
     """A browser signed in as the ward's admin through the real sign-in form, and its CSRF token."""
+    return browser_signed_in(live_server, ward.admin.email)
+
+
+def browser_signed_in(
+    live_server: LiveServer, email: str, password: str = PASSWORD
+) -> tuple[requests.Session, str]:
+    """A browser signed in as ``email`` through the real sign-in form, and its CSRF token."""
     browser = requests.Session()
     page = browser.get(live_server("/login"), timeout=30)
     response = browser.post(
         live_server("/login"),
-        data={
-            "email": ward.admin.email,
-            "password": PASSWORD,
-            "csrf_token": csrf_of(page.text),
-        },
+        data={"email": email, "password": password, "csrf_token": csrf_of(page.text)},
         allow_redirects=False,
         timeout=30,
     )
