@@ -7,6 +7,11 @@ and short answers in English, French and Dutch, and the carrier keywords
 number that cannot be a body temperature is reported as implausible so the
 caller can ask again politely.
 
+The words are data, one file per language (``reminders/core/vocabulary/{en,fr,nl}.toml``,
+validated by ``reminders.core.parser_vocabulary``; the red flags are in
+``red_flags.toml``). This module holds the grammar: how the words become patterns,
+the order things are read in and what negates what.
+
 Rules the brief left open, decided here (the tests pin each one):
 
 * **Keywords.** A carrier keyword counts only when it is the whole message,
@@ -48,9 +53,16 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from reminders.core.clinical_rules import clinical_rules
+from reminders.core.parser_vocabulary import (
+    ANSWER_WORDS,
+    VocabularyError,
+    load_vocabulary,
+    normalise,
+)
 from reminders.core.red_flags import load_red_flags
 
 __all__ = [
@@ -150,267 +162,15 @@ class ParsedReply:
         return self.keyword in OPT_IN_KEYWORDS
 
 
-# --------------------------------------------------------------------------- lexicon
-def _words(text: str) -> list[str]:
-    """Split a whitespace-separated word list (keeps long lists readable)."""
-    return text.split()
-
-
-# Everything below is matched on normalised text: NFKC, case-folded, accents
-# removed ("essoufflé" -> "essouffle"), so each entry is written without accents.
-# Entries are regular-expression fragments; a space matches any run of spaces or
-# hyphens ("short-of-breath").
-
-_SYMPTOM_WORDS: dict[str, tuple[str, ...]] = {
-    "chills": (
-        "chills?",
-        "chilly",
-        "shiver(s|ing|y)?",
-        "shaking",
-        "shakes",
-        "rigou?rs?",
-        "frissons?",
-        "frissonne",
-        "grelott(e|er|ant)",
-        "tremblements?",
-        "(koude )?rillingen",
-        "rilling",
-        "rillerig",
-        "bibber(en)?",
-        "klappertand(en)?",
-    ),
-    "breathing": (
-        "coughs?",
-        "coughing",
-        "coughed",
-        "short of breath",
-        "shortness of breath",
-        "breathless(ness)?",
-        "out of breath",
-        "(can'?t|cannot|can not) breathe?",
-        "(difficulty|difficult|trouble|hard|struggling|struggle) (to )?breath(e|ing)",
-        "breathing (is )?(difficult|hard|problems?)",
-        "wheez(e|y|ing)",
-        "toux",
-        "tousse(r|s)?",
-        "toussote",
-        "essouffle(e|ment)?",
-        "souffle court",
-        "(du )?mal a respirer",
-        "difficultes? a respirer",
-        "respire mal",
-        "manque (de souffle|d'air)",
-        "hoest(en|te)?",
-        "kortademig(heid)?",
-        "benauwd(heid)?",
-        "ademnood",
-        "moeilijk (ademen|adem halen)",
-        "moeite met ademen",
-        "adem tekort",
-        "buiten adem",
-    ),
-    "tired": (
-        "tired",
-        "exhausted",
-        "exhaustion",
-        "fatigued?",
-        "fatiguee",
-        "worn out",
-        "no energy",
-        "weak(ness)?",
-        "letharg(ic|y)",
-        "drained",
-        "epuise(e|ment)?",
-        "crevee?",
-        "sans energie",
-        "faible(sse)?",
-        "moe",
-        "doodmoe",
-        "vermoeid(heid)?",
-        "uitgeput",
-        "futloos",
-        "lusteloos",
-        "geen energie",
-        "zwak",
-    ),
-    "bleeding": (
-        "bleed(ing|s)?",
-        "bled",
-        "blood",
-        "bloody",
-        "bruis(e|es|ed|ing)",
-        "nose ?bleeds?",
-        "ha?emorrhag(e|ing)",
-        "petechiae",
-        "saignements?",
-        "saigne(nt|r)?",
-        "sang",
-        "hematomes?",
-        "(un|des) bleus?",
-        "ecchymoses?",
-        "hemorragie",
-        "bloed(ing|ingen|t|en|de)?",
-        "blauwe plek(ken)?",
-        "neusbloeding",
-        "bloedneus",
-        "bloeduitstorting(en)?",
-    ),
-    "rash": (
-        "rash(es)?",
-        "skin rash",
-        "(red )?spots",
-        "hives",
-        "itch(y|ing)",
-        "blotch(es|y)",
-        "eruptions?( cutanee)?",
-        "boutons",
-        "plaques rouges",
-        "rougeurs?",
-        "urticaire",
-        "demangeaisons?",
-        "(huid)?uitslag",
-        "rode vlekken",
-        "jeuk(t)?",
-        "netelroos",
-        "bultjes",
-    ),
-    "diarrhoea": (
-        r"di+a+r+h?o?e+a*h?s?",
-        "the runs",
-        "(loose|watery|runny) stools?",
-        "selles liquides",
-        "dunne ontlasting",
-        "(water)?dunne stoelgang",
-        "buikloop",
-    ),
-    "injection_site": (
-        "injection (site|spot|area|point|place)",
-        "(site|spot|area|place) of (the )?injection",
-        "where (i had )?the injection( was)?",
-        "(at|around) (the )?injection",
-        "(point|site|endroit) (d'|de l')injection",
-        "endroit de la piqure",
-        "(au|a l'endroit de la) piqure",
-        "prikplaats",
-        "injectieplaats",
-        "plaats van de (injectie|prik)",
-        "rond de prik",
-        "waar (ik )?geprikt",
-    ),
-    "jaundice": (
-        "jaundiced?",
-        "yellow( skin| eyes)?",
-        "skin is yellow",
-        "eyes are yellow",
-        "jaunisse",
-        "jaunes?",
-        "ictere",
-        "geelzucht",
-        "geel",
-        "gele (ogen|huid)",
-    ),
-}
-
-# Words that say "this number is a temperature".
-_TEMP_WORDS = ("temp", "temperature", "temperatuur", r"t\s?°", "thermometer")
-
-# Phrases that contain a symptom word but are not a symptom ("blood test").
-# They are masked before symptom matching and reported as free text.
-_NOT_SYMPTOMS = (
-    "blood (test|work|result|pressure|count|sample|draw|sugar)s?",
-    "bloodwork",
-    "prises? de sang",
-    "analyses? de sang",
-    "bloed(afname|test|onderzoek|waarden|druk|prik|staal|name|suiker)",
-    "bloed (laten )?(prikken|afnemen|trekken)",
-)
-
-# Multi-word ways of saying "nothing wrong".
-_NONE_PHRASES = (
-    "all (good|fine|ok|okay|well)",
-    "(i'?m|i am|feeling|feel|doing) (fine|good|well|ok|okay)",
-    "nothing to report",
-    "no (symptoms?|problems?|complaints?|issues?)",
-    "rien a signaler",
-    "ras",
-    "tout va bien",
-    "ca va( bien)?",
-    "je vais bien",
-    "pas de (symptomes?|probleme?s?)",
-    "aucun (symptome|probleme)s?",
-    "geen (klachten|symptomen|problemen)",
-    "alles (goed|ok|oke|prima)",
-    "(niks|niets) aan de hand",
-    "het gaat goed",
-    "gaat goed",
-)
-
-_TOKEN_CATEGORIES: dict[str, frozenset[str]] = {
-    "yes": frozenset(_words("yes y yeah yea yep yup ya oui ouais ja jawel jep")),
-    "no": frozenset(_words("no n nope nah non nee neen nop")),
-    "none": frozenset(_words("none nothing nil nada rien aucun aucune geen niets niks")),
-    "taken": frozenset(
-        _words("taken took done pris prise prises fait genomen ingenomen gedaan geslikt")
-    ),
-    "neg": frozenset(
-        _words(
-            "not don't dont didn't didnt haven't havent forgot forget forgotten missed"
-            " pas oublie oubliee niet vergeten vergat"
-        )
-    ),
-}
-
-# Words that carry no meaning on their own: connectors, pronouns, politeness,
-# times of day, "symptoms". They neither add nor block an answer.
-_FILLER = frozenset(
-    _words(
-        """
-    and & + also too with or but then so just still yet more already
-    en et aussi avec ou mais puis encore deja ook met of maar dan nog al
-    i i'm im i've ive me my it it's its is was am are be been have has had got get
-    a an the this that these some any of for to in on at my
-    je j j'ai ai suis moi mon ma mes il elle c'est est etait l l'ai le la les un une des du d de
-    ce cette ces au aux
-    ik heb had ben mijn het is was een de deze dit die van voor aan op in
-    today now this morning evening tonight afternoon night yesterday
-    aujourd'hui maintenant matin soir soiree nuit hier
-    vandaag nu vanochtend vanmorgen vanavond ochtend avond middag nacht gisteren vannacht
-    thanks thank you thx ty merci bedankt dank dankje dankjewel u please pls plz svp
-    hi hello hey hallo bonjour bonsoir dag goedemorgen goedenavond ok okay oke
-    ah oh um uh hmm well
-    bit little slightly very really quite beetje erg heel tres peu un peu
-    symptom symptoms symptome symptomes symptomen klachten klacht
-    reading measured mesure gemeten measure number nummer numero
-    it them ze het hem tablet tablets pill pills comprime comprimes pil pillen
-    feel feeling felt voel voelt sens sent meer more anymore longer plus
-    n'ai n'est n ne je n'en
-    """
-    )
-)
-
-# A number followed by one of these is a duration, a count or a dose, not an answer.
-_DURATION_UNITS = tuple(
-    _words(
-        """
-    days? hours? hrs? mins? minutes? weeks? times? years? x % percent tablets? pills?
-    mg g mcg ml kg cm mmol
-    jours? heures? semaines? ans fois comprimes?
-    dagen dag uren uur minuten weken week jaar keer maal tabletten pillen
-    """
-    )
-)
-_TIME_PREPOSITIONS = tuple(
-    _words(
-        """
-    at around since until till by before after about
-    om rond sinds tot voor na
-    a vers depuis jusqu'a avant apres
-    """
-    )
-)
+# --------------------------------------------------------------------------- grammar
+# The words are data: reminders/core/vocabulary/{en,fr,nl}.toml (their header says how
+# entries are written). Everything is matched on normalised text (``normalise``: NFKC,
+# case-folded, accents removed), so the entries are written that way too. What follows
+# is the grammar: how the entries become patterns and in which order they are read.
 
 
 def _alternation(fragments: tuple[str, ...]) -> str:
+    """Phrase fragments as one alternation; a space matches any run of spaces or hyphens."""
     # Longest first so "short of breath" wins over shorter overlapping entries.
     parts = sorted(
         (f.replace(" ?", r"[\s-]*").replace(" ", r"[\s-]+") for f in fragments),
@@ -420,69 +180,115 @@ def _alternation(fragments: tuple[str, ...]) -> str:
     return "|".join(f"(?:{p})" for p in parts)
 
 
+def _in_order(fragments: tuple[str, ...]) -> str:
+    """[negation]/[past] fragments as one alternation tried in the order written, spaces as is."""
+    return "|".join(f"(?:{f})" for f in fragments)
+
+
 def _phrase_re(fragments: tuple[str, ...]) -> re.Pattern[str]:
     # Word-ish boundaries that also work next to apostrophes and digits.
     return re.compile(rf"(?<![^\W_])(?:{_alternation(fragments)})(?![^\W_])")
 
 
-_SYMPTOM_RES = {code: _phrase_re(words) for code, words in _SYMPTOM_WORDS.items()}
-_TEMP_WORD_RE = _phrase_re(_TEMP_WORDS)
-_NOT_SYMPTOM_RE = _phrase_re(_NOT_SYMPTOMS)
-_NONE_PHRASE_RE = _phrase_re(_NONE_PHRASES)
-
 # A run of digits, possibly with single "." or "," separators ("37,8", "2,3,5").
 _NUMBER_RE = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)*(?!\d)")
-# What may follow a number to mark it as a temperature.
-_UNIT_RE = re.compile(
-    r"\s*(?P<deg>°)?\s*(?:(?P<word>degrees?|degres?|deg|graden|graad|gr)\s*)?"
-    r"(?P<unit>celsius|fahrenheit|c|f)?(?![^\W\d_])"
-)
-# "8:30", "8h30", "8pm", "20u": times of day are never answers.
+# An hour of the day; "8:30" and "8h30" are times in every language.
 _HOUR = r"(?<![\d.,])(?:[01]?\d|2[0-4])"
-_TIME_RE = re.compile(
-    rf"{_HOUR}(?:\s*[:h]\s*[0-5]\d|\s*(?:am|pm|a\.m\.|p\.m\.|u|h|uur)(?![^\W\d_]))(?!\d)"
-)
-_DURATION_AFTER_RE = re.compile(rf"\s*(?:{_alternation(_DURATION_UNITS)})(?![^\W\d_])")
-_TIME_PREP_BEFORE_RE = re.compile(rf"(?:^|[^\w'])(?:{_alternation(_TIME_PREPOSITIONS)})\s+$")
 _TOKEN_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*|\d+")
-# "temp 380", "temperature is 380": the number is meant as a temperature.
-_TEMP_WORD_BEFORE_RE = re.compile(
-    r"(?:temp|temperature|temperatuur|t ?°|thermometer)[\s:=\x00]*"
-    r"(?:(?:is|was|of|est|etait|de|van|:)\s*)?$"
-)
 # "37 8" (a space typed for the decimal point), only read when a temperature is expected.
 _SPLIT_DECIMAL_RE = re.compile(r"(?<![\d.,])(?:3[4-9]|4[0-3]) \d(?![\d.,])")
 
 _MASK = "\x00"  # replaces consumed text; never matches a word or a space
 
-# Negation before a symptom or a red flag: a negating word, then at most a few filler
-# words ("no cough", "pas de toux", "I don't have a fever", "n'ai pas de fievre",
-# "geen koorts meer"). A red flag may also be in the past ("fever gone", "koorts is weg").
-# Anything else ("not sure if I have a fever") is read as a report: err towards urgent.
-_NEGATION_WORDS = (
-    "no|not|never|without|no longer|no more|don'?t|didn'?t|doesn'?t|haven'?t|hasn'?t|"
-    "isn'?t|wasn'?t|aren'?t|geen|niet|nooit|zonder|sans|pas|plus|aucune?|jamais|ni"
-)
-_NEGATION_FILLER = (
-    "i|have|had|has|got|get|any|a|an|feel|feeling|felt|been|being|having|sign|signs|of|"
-    "more|longer|de|d|du|la|le|les|un|une|het|een|meer|enige|enig|last|van|ik|heb|voel|"
-    "me|je|ai|sens|suis|plus|ever|really|at|all"
-)
-_NEGATION_BEFORE = re.compile(
-    rf"(?:^|[^\w'])(?:{_NEGATION_WORDS})(?:[\s']+(?:{_NEGATION_FILLER})){{0,4}}[\s']*$"
-)
-_FLAG_PAST_AFTER = re.compile(
-    r"(?:[\s,]+(?:is|has|have|was|had|est|s'est|zijn|ben|are))?"
-    r"(?:[\s,]+(?:now|all|completely|since|maintenant|nu|helemaal|inmiddels|al|alweer|bien))?"
-    r"[\s,]+(?:gone|over|passed|went away|gone away|gone down|disappeared|resolved|finished|"
-    r"partie?s?|passee?s?|disparue?s?|tombee?s?|terminee?s?|finie?s?|weg|voorbij|"
-    r"verdwenen|gezakt|gedaald)(?![^\W_])"
-)
+
+@dataclass(frozen=True, slots=True)
+class _Grammar:
+    """The vocabulary compiled into the patterns ``_parse`` reads with."""
+
+    symptoms: tuple[tuple[str, re.Pattern[str]], ...]  # in menu order: each masks its words
+    temp_word: re.Pattern[str]
+    not_symptom: re.Pattern[str]
+    none_phrase: re.Pattern[str]
+    unit: re.Pattern[str]  # what may follow a number to mark it as a temperature
+    time: re.Pattern[str]  # "8:30", "8h30", "8pm", "20u": times of day are never answers
+    duration_after: re.Pattern[str]
+    time_prep_before: re.Pattern[str]
+    temp_word_before: re.Pattern[str]
+    negation_before: re.Pattern[str]
+    flag_past_after: re.Pattern[str]
+    answers: tuple[tuple[str, frozenset[str]], ...]  # the first answer a word is wins
+    filler: frozenset[str]
 
 
-def _negation_before(masked: str, start: int) -> re.Match[str] | None:
+@cache
+def _grammar(directory: Path | None = None) -> _Grammar:
+    """Compile the vocabulary (default: ``reminders/core/vocabulary``) on first use."""
+    vocabulary = load_vocabulary(directory)
+    codes = set(vocabulary.symptom_codes())
+    if codes != SYMPTOM_CODES:
+        # Every file has the same keys (the loader checks), so the first file speaks for all.
+        raise VocabularyError(
+            f"{vocabulary.languages[0][0]}.toml: symptoms: the keys must be the menu codes"
+            f" ({', '.join(SYMPTOM_MENU.values())}); missing {sorted(SYMPTOM_CODES - codes)},"
+            f" unknown {sorted(codes - SYMPTOM_CODES)}"
+        )
+
+    def phrases(key: str) -> tuple[str, ...]:
+        return vocabulary.entries("phrases", key)
+
+    def in_order(section: str, key: str) -> str:
+        return _in_order(vocabulary.entries(section, key))
+
+    temp_words = _alternation(phrases("temperature_words"))
+    return _Grammar(
+        symptoms=tuple(
+            (code, _phrase_re(vocabulary.entries("symptoms", code)))
+            for code in SYMPTOM_MENU.values()
+        ),
+        temp_word=_phrase_re(phrases("temperature_words")),
+        # Phrases that contain a symptom word but are not a symptom ("blood test").
+        not_symptom=_phrase_re(phrases("not_symptoms")),
+        none_phrase=_phrase_re(phrases("nothing_wrong")),
+        unit=re.compile(
+            rf"\s*(?P<deg>°)?\s*(?:(?P<word>{_alternation(phrases('degree_words'))})\s*)?"
+            r"(?P<unit>celsius|fahrenheit|c|f)?(?![^\W\d_])"  # the same in every language
+        ),
+        time=re.compile(
+            rf"{_HOUR}(?:\s*[:h]\s*[0-5]\d"
+            rf"|\s*(?:{_alternation(phrases('time_of_day'))})(?![^\W\d_]))(?!\d)"
+        ),
+        # A number followed by a unit ("3 days", "40 mg") is a duration, a count or a dose.
+        duration_after=re.compile(rf"\s*(?:{_alternation(phrases('duration_units'))})(?![^\W\d_])"),
+        time_prep_before=re.compile(
+            rf"(?:^|[^\w'])(?:{_alternation(phrases('time_prepositions'))})\s+$"
+        ),
+        # "temp 380", "temperature is 380": the number is meant as a temperature.
+        temp_word_before=re.compile(
+            rf"(?:{temp_words})[\s:=\x00]*"
+            rf"(?:(?:{_alternation(phrases('temperature_joiners'))}|:)\s*)?$"
+        ),
+        # Negation before a symptom or a red flag: a negating word, then at most four
+        # filler words ("no cough", "pas de toux", "I don't have a fever", "n'ai pas de
+        # fievre", "geen koorts meer"). Anything else ("not sure if I have a fever") is
+        # read as a report: err towards urgent.
+        negation_before=re.compile(
+            rf"(?:^|[^\w'])(?:{in_order('negation', 'words')})"
+            rf"(?:[\s']+(?:{in_order('negation', 'filler')})){{0,4}}[\s']*$"
+        ),
+        # A red flag in the past ("fever gone", "koorts is weg") is negated too.
+        flag_past_after=re.compile(
+            rf"(?:[\s,]+(?:{in_order('past', 'auxiliaries')}))?"
+            rf"(?:[\s,]+(?:{in_order('past', 'adverbs')}))?"
+            rf"[\s,]+(?:{in_order('past', 'gone')})(?![^\W_])"
+        ),
+        answers=tuple((key, vocabulary.words(key)) for key in ANSWER_WORDS),
+        filler=vocabulary.words("filler"),
+    )
+
+
+def _negation_before(grammar: _Grammar, masked: str, start: int) -> re.Match[str] | None:
     """The negation ("no", "I don't have a", "pas de", "geen") just before ``start``."""
-    return _NEGATION_BEFORE.search(masked, max(0, start - _LOOKBACK), start)
+    return grammar.negation_before.search(masked, max(0, start - _LOOKBACK), start)
 
 
 @cache
@@ -491,15 +297,17 @@ def _red_flag_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple((f.id, _phrase_re(f.all_phrases())) for f in load_red_flags().flags)
 
 
-def _red_flags_in(masked: str) -> tuple[set[str], set[str], list[tuple[int, int]]]:
+def _red_flags_in(
+    grammar: _Grammar, masked: str
+) -> tuple[set[str], set[str], list[tuple[int, int]]]:
     """(red flags reported, red flags negated, spans to mask) in the masked text."""
     found: set[str] = set()
     negated: set[str] = set()
     spans: list[tuple[int, int]] = []
     for flag_id, pattern in _red_flag_patterns():
         for m in pattern.finditer(masked):
-            before = _negation_before(masked, m.start())
-            after = _FLAG_PAST_AFTER.match(masked, m.end())
+            before = _negation_before(grammar, masked, m.start())
+            after = grammar.flag_past_after.match(masked, m.end())
             if before or after:
                 negated.add(flag_id)
                 spans.append(
@@ -534,25 +342,6 @@ class _Temperature:
 
 
 # --------------------------------------------------------------------------- helpers
-def _normalise(text: str) -> str:
-    """Fold the text so that "37,8 °C", "３７，８℃" and "Essoufflé" compare simply."""
-    # NFKC turns the masculine ordinal into "o", so map look-alike degree signs first.
-    text = text.replace("º", "°").replace("˚", "°").replace("\u066b", ".")
-    text = unicodedata.normalize("NFKC", text)
-    chars = []
-    for ch in text:
-        if ch.isdecimal() and not ch.isascii():
-            chars.append(str(unicodedata.decimal(ch)))  # Arabic-Indic, Devanagari... digits
-        elif unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp", "Zs"}:
-            chars.append(" ")  # control characters, zero-width joiners, NBSP
-        else:
-            chars.append(ch)
-    text = "".join(chars).casefold()
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
     """Blank out consumed text in one pass (linear even for very long messages)."""
     if not spans:
@@ -590,25 +379,27 @@ def _to_celsius(value: Decimal, unit: str | None) -> tuple[Decimal | None, str |
     return None, None, False
 
 
-def _is_time_or_count(masked: str, start: int, end: int, value: str) -> re.Match[str] | bool:
+def _is_time_or_count(
+    grammar: _Grammar, masked: str, start: int, end: int, value: str
+) -> re.Match[str] | bool:
     """A match for "3 days"/"100%"/"40 mg", True for "at 8": numbers that are not answers."""
-    after = _DURATION_AFTER_RE.match(masked, end)
+    after = grammar.duration_after.match(masked, end)
     if after:
         return after
     # Only small integers can be hours; "temp at 38.2" must stay a temperature.
     return (
         value.isdigit()
         and int(value) <= 24
-        and bool(_TIME_PREP_BEFORE_RE.search(masked, max(0, start - _LOOKBACK), start))
+        and bool(grammar.time_prep_before.search(masked, max(0, start - _LOOKBACK), start))
     )
 
 
-def _read_number(masked: str, match: re.Match[str]) -> _Temperature | None:
+def _read_number(grammar: _Grammar, masked: str, match: re.Match[str]) -> _Temperature | None:
     """Read a number as a temperature reading, or None when it is a list ("2,3,5")."""
     raw = match.group()
     if len(re.findall(r"[.,]", raw)) > 1 or len(raw) > 12:
         return None
-    unit_match = _UNIT_RE.match(masked, match.end())
+    unit_match = grammar.unit.match(masked, match.end())
     unit_raw = unit_match.group("unit") if unit_match else None
     unit = None if unit_raw is None else ("F" if unit_raw.startswith("f") else "C")
     marked = bool(unit_match and (unit_match.group("deg") or unit_match.group("word") or unit))
@@ -616,7 +407,7 @@ def _read_number(masked: str, match: re.Match[str]) -> _Temperature | None:
     celsius, resolved_unit, inferred = _to_celsius(value, unit)
     end = unit_match.end() if unit_match and marked else match.end()
     temp_word_before = bool(
-        _TEMP_WORD_BEFORE_RE.search(masked, max(0, match.start() - _LOOKBACK), match.start())
+        grammar.temp_word_before.search(masked, max(0, match.start() - _LOOKBACK), match.start())
     )
     return _Temperature(
         raw=masked[match.start() : end].strip(),
@@ -639,23 +430,32 @@ def _keyword(normalised: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- public
-def parse_reply(text: str, expecting: Expecting | None = None) -> ParsedReply:
-    """Read one SMS reply. Never raises; see the module docstring for the rules.
+def parse_reply(
+    text: str, expecting: Expecting | None = None, *, vocabulary: Path | str | None = None
+) -> ParsedReply:
+    """Read one SMS reply. Never raises for any text; see the module docstring for the rules.
 
     ``expecting`` is what our last message asked for; it decides how bare
     numbers are read ("2 3" is a menu answer only when SYMPTOMS is expected,
     "12" is an implausible temperature only when TEMPERATURE is expected) and
     what YES means. Pass None when no question is outstanding.
+
+    ``vocabulary`` is a directory of ``<language>.toml`` word files to read with
+    instead of ``reminders/core/vocabulary`` (a translator trying new words). A broken
+    word file raises ``VocabularyError`` naming the file and the key: outside the
+    safety net below, because reading every reply as "unknown" would hide the mistake
+    and every fever with it.
     """
+    grammar = _grammar(None if vocabulary is None else Path(vocabulary))
     try:
-        return _parse(text if isinstance(text, str) else str(text), expecting)
+        return _parse(text if isinstance(text, str) else str(text), expecting, grammar)
     except Exception:  # pragma: no cover - an inbound SMS must never crash the webhook
         # The hypothesis test calls _parse directly, so this net cannot hide bugs.
         return ParsedReply(intent=Intent.UNKNOWN, has_free_text=True)
 
 
 def _numbers(
-    masked: str, expecting: Expecting | None
+    grammar: _Grammar, masked: str, expecting: Expecting | None
 ) -> tuple[list[_Temperature], list[_Temperature], list[int], bool, bool, list[tuple[int, int]]]:
     """Sort every number into: plausible / implausible temperature, menu choice, other.
 
@@ -668,11 +468,11 @@ def _numbers(
     spans: list[tuple[int, int]] = []
     for m in _NUMBER_RE.finditer(masked):
         raw = m.group()
-        skip = _is_time_or_count(masked, m.start(), m.end(), raw)
+        skip = _is_time_or_count(grammar, masked, m.start(), m.end(), raw)
         if skip:
             spans.append((m.start(), skip.end() if isinstance(skip, re.Match) else m.end()))
             continue
-        reading = _read_number(masked, m)
+        reading = _read_number(grammar, masked, m)
         if reading is not None and reading.celsius is not None:
             # A bare Fahrenheit-range integer ("100") is a temperature only when we asked
             # for one; anywhere else it is too often something else ("100 steps").
@@ -703,7 +503,7 @@ def _numbers(
     if expecting == Expecting.TEMPERATURE:
         # "37 8" when we asked for a temperature: 37.0 or 37.8? Never guess: ask again.
         split = _SPLIT_DECIMAL_RE.search(masked)
-        if split and not _DURATION_AFTER_RE.match(masked, split.end()):
+        if split and not grammar.duration_after.match(masked, split.end()):
             implausible.insert(
                 0,
                 _Temperature(
@@ -721,8 +521,9 @@ def _numbers(
     return plausible, implausible, menu, zero, leftover, spans
 
 
-def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
-    normalised = _normalise(text)
+def _parse(text: str, expecting: Expecting | None, grammar: _Grammar | None = None) -> ParsedReply:
+    grammar = grammar or _grammar()
+    normalised = normalise(text)
     if not normalised:
         return ParsedReply(intent=Intent.EMPTY)
 
@@ -738,20 +539,20 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
     #    ("no fever") or in the past ("fever gone"): read first, on the whole text, so
     #    that nothing masked below ("blood pressure" is no bleeding) can hide one; their
     #    words are masked only after the symptom words ("short of breath" is both).
-    red_flags, negated_flags, flag_spans = _red_flags_in(masked)
+    red_flags, negated_flags, flag_spans = _red_flags_in(grammar, masked)
     if negated_flags:
         categories.add("none")
 
     # 1. Phrases that look like symptoms but are not ("blood test"): the team sees them.
-    spans = [m.span() for m in _NOT_SYMPTOM_RE.finditer(masked)]
+    spans = [m.span() for m in grammar.not_symptom.finditer(masked)]
     free_text = bool(spans)
     masked = _mask_spans(masked, spans)
 
     # 2. Times of day ("8:30", "8pm") are neither temperatures nor menu numbers.
-    masked = _mask_spans(masked, [m.span() for m in _TIME_RE.finditer(masked)])
+    masked = _mask_spans(masked, [m.span() for m in grammar.time.finditer(masked)])
 
     # 3. Numbers.
-    plausible, implausible, menu, zero, leftover, spans = _numbers(masked, expecting)
+    plausible, implausible, menu, zero, leftover, spans = _numbers(grammar, masked, expecting)
     masked = _mask_spans(masked, spans)
     if zero:
         categories.add("none")
@@ -759,7 +560,7 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
         free_text = True
 
     # 4. "Nothing wrong" phrases, before symptoms so that "no symptoms" is not a negation.
-    spans = [m.span() for m in _NONE_PHRASE_RE.finditer(masked)]
+    spans = [m.span() for m in grammar.none_phrase.finditer(masked)]
     if spans:
         categories.add("none")
     masked = _mask_spans(masked, spans)
@@ -767,10 +568,10 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
     # 5. Symptom words, each possibly negated by the words just before it.
     symptoms: set[str] = set()
     negated: set[str] = set()
-    for code, pattern in _SYMPTOM_RES.items():
+    for code, pattern in grammar.symptoms:
         spans = []
         for m in pattern.finditer(masked):
-            neg = _negation_before(masked, m.start())
+            neg = _negation_before(grammar, masked, m.start())
             if neg:
                 negated.add(code)
                 spans.append((neg.start(), m.end()))
@@ -783,14 +584,14 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
     if negated:
         categories.add("none")
     masked = _mask_spans(masked, flag_spans)
-    masked = _mask_spans(masked, [m.span() for m in _TEMP_WORD_RE.finditer(masked)])
+    masked = _mask_spans(masked, [m.span() for m in grammar.temp_word.finditer(masked)])
 
     # 6. What is left: short answers, filler, or words we do not understand.
     for token in _TOKEN_RE.findall(masked):
-        category = next((n for n, words in _TOKEN_CATEGORIES.items() if token in words), None)
+        category = next((n for n, words in grammar.answers if token in words), None)
         if category:
             categories.add(category)
-        elif token not in _FILLER:
+        elif token not in grammar.filler:
             free_text = True
     if any(unicodedata.category(c)[0] == "S" and c not in _DECORATIVE | {"°"} for c in masked):
         free_text = True  # emoji and other symbols may mean something: show them
@@ -837,12 +638,12 @@ def _parse(text: str, expecting: Expecting | None) -> ParsedReply:
 def _short_answer(categories: set[str], expecting: Expecting | None) -> Intent:
     """Read a reply made only of yes / no / none / taken words (and filler)."""
     if "taken" in categories:
-        if "neg" in categories:
+        if "negative" in categories:
             return Intent.NO  # "not taken", "pas encore pris", "nog niet genomen"
         return Intent.TAKEN if categories <= {"taken", "yes"} else Intent.UNKNOWN
     if categories and categories <= {"yes"}:
         return Intent.TAKEN if expecting == Expecting.CONFIRMATION else Intent.YES
-    if categories and categories <= {"no", "neg"}:
+    if categories and categories <= {"no", "negative"}:
         # The brief: "no" to the symptom menu means no symptoms.
         return Intent.NO_SYMPTOMS if expecting == Expecting.SYMPTOMS else Intent.NO
     if categories and categories <= {"none", "no"}:
