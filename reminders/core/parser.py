@@ -442,11 +442,12 @@ def parse_reply(
 
     ``vocabulary`` is a directory of ``<language>.toml`` word files to read with
     instead of ``reminders/core/vocabulary`` (a translator trying new words). A broken
-    word file raises ``VocabularyError`` naming the file and the key: outside the
+    word file or red-flag file raises, naming the file and the key: outside the
     safety net below, because reading every reply as "unknown" would hide the mistake
     and every fever with it.
     """
     grammar = _grammar(None if vocabulary is None else Path(vocabulary))
+    _red_flag_patterns()  # a broken red_flags.toml raises here too, not as "unknown"
     try:
         return _parse(text if isinstance(text, str) else str(text), expecting, grammar)
     except Exception:  # pragma: no cover - an inbound SMS must never crash the webhook

@@ -58,3 +58,22 @@ def test_a_broken_file_names_the_file_the_flag_and_the_field(
     with pytest.raises(RedFlagError) as info:
         load_red_flags(broken)
     assert str(info.value).startswith("red_flags.toml: ") and message in str(info.value)
+
+
+def test_a_broken_red_flag_file_stops_the_parser_instead_of_reading_every_reply_as_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reminders.core import parser
+
+    broken = tmp_path / "red_flags.toml"
+    text = FILE.read_text(encoding="utf-8")
+    broken.write_text(text.replace('id = "seizure"', 'id = "chest_pain"', 1), encoding="utf-8")
+    monkeypatch.setattr(parser, "load_red_flags", lambda: load_red_flags(broken))
+    parser._red_flag_patterns.cache_clear()
+    try:
+        with pytest.raises(RedFlagError):
+            parser.parse_reply("j'ai de la fièvre")
+    finally:
+        monkeypatch.undo()
+        parser._red_flag_patterns.cache_clear()
+    assert "fever" in parser.parse_reply("j'ai de la fièvre").red_flags
