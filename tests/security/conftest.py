@@ -133,14 +133,20 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def signed_in(live_server: LiveServer, ward: Ward) -> tuple[requests.Session, str]:
-    """A browser signed in as the ward's admin through the real sign-in form, and its CSRF token."""
+def signed_in(
+    live_server: LiveServer, ward: Ward, email: str | None = None
+) -> tuple[requests.Session, str]:
+    """A browser signed in through the real sign-in form, and its CSRF token.
+
+    As the ward's admin unless ``email`` names another user (whose password is
+    :data:`PASSWORD`).
+    """
     browser = requests.Session()
     page = browser.get(live_server("/login"), timeout=30)
     response = browser.post(
         live_server("/login"),
         data={
-            "email": ward.admin.email,
+            "email": email or ward.admin.email,
             "password": PASSWORD,
             "csrf_token": csrf_of(page.text),
         },
