@@ -110,6 +110,8 @@ class SessionEnd(StrEnum):
     USER_DEACTIVATED = "user_deactivated"
     IDLE = "idle"
     EXPIRED = "expired"
+    #: The same browser signed in again (as anyone) without signing out first.
+    REPLACED = "replaced"
 
 
 class UserSession(SQLModel, table=True):

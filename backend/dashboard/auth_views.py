@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, g, redirect, request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState, LoginIn, validate
@@ -56,7 +56,13 @@ def login() -> Any:
         state.message = GENERIC_LOGIN_ERROR
         return render_page("login.html", 401, form=state, next=target)
     record_audit(db, outcome.user, "login", None, now)
-    session_id = start_user_session(db, outcome.user, now, request.headers.get("User-Agent"))
+    session_id = start_user_session(
+        db,
+        outcome.user,
+        now,
+        request.headers.get("User-Agent"),
+        replaces=g.get("dashboard_session"),
+    )
     db.commit()
     start_session(session_id)
     logger.info("user %s signed in", outcome.user.id)

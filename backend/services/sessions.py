@@ -90,9 +90,21 @@ def device_label(user_agent: str | None) -> str:
 
 
 def start_user_session(
-    session: Session, user: User, now: datetime, user_agent: str | None = None
+    session: Session,
+    user: User,
+    now: datetime,
+    user_agent: str | None = None,
+    *,
+    replaces: UserSession | None = None,
 ) -> str:
-    """Open a session for ``user``; returns the session id for the cookie (stored as a digest)."""
+    """Open a session for ``user``; returns the session id for the cookie (stored as a digest).
+
+    ``replaces`` is the session the same browser still had (a sign-in without signing
+    out first, perhaps as someone else on a shared computer): it ends now, rather than
+    staying open, out of the browser but valid for any copy of its cookie.
+    """
+    if replaces is not None:
+        end_user_session(session, replaces, now, SessionEnd.REPLACED)
     session_id = secrets.token_urlsafe(32)
     session.add(
         UserSession(

@@ -471,3 +471,24 @@ def test_the_login_form_still_works_in_a_tab_whose_session_was_refused(
     )
     assert response.status_code == 302
     assert client.get("/queue").status_code == 200
+
+
+def test_signing_in_again_in_the_same_browser_ends_the_previous_session(
+    app, team_user, session
+) -> None:
+    first = team_user(name=LONG_NAME)
+    second = team_user()
+    client = browser(app, first)
+    with client.session_transaction() as cookie:
+        copied = dict(cookie)
+    # Someone else signs in on the same shared computer without signing out first.
+    assert sign_in(client, second.email).status_code == 302
+    (old,) = rows_of(session, first)
+    assert old.ended_reason == "replaced"
+    assert [row.ended_reason for row in rows_of(session, second)] == [None]
+    replay = app.test_client()
+    with replay.session_transaction() as cookie:
+        cookie.update(copied)
+    assert replay.get("/queue").status_code == 302
+    page = client.get("/account").get_data(as_text=True)
+    assert LONG_NAME not in page and page.count("(this session)") == 1
