@@ -1,4 +1,4 @@
-"""The SQLModel tables: teams, users, patients, plans, prophylaxis, labs, alerts and messages.
+"""The SQLModel tables: teams, users, sessions, patients, plans, courses, labs, alerts, messages.
 
 Every datetime column is :class:`UTCDateTime`: stored as UTC and returned
 timezone-aware on SQLite and PostgreSQL alike. Dates without a time (a plan's
@@ -10,6 +10,7 @@ schemas, so that a new value needs no database migration.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
@@ -98,6 +99,41 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = utc_field()
     last_used_at: datetime | None = utc_field(nullable=True)
     revoked_at: datetime | None = utc_field(nullable=True)
+
+
+class SessionEnd(StrEnum):
+    """Why a care-team session (:class:`UserSession`) ended."""
+
+    SIGNED_OUT = "signed_out"
+    SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
+    ENDED_BY_ADMIN = "ended_by_admin"
+    USER_DEACTIVATED = "user_deactivated"
+    IDLE = "idle"
+    EXPIRED = "expired"
+    #: The same browser signed in again (as anyone) without signing out first.
+    REPLACED = "replaced"
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in dashboard session, checked on every request (``backend.services.sessions``).
+
+    The browser's cookie holds a random session id; only its SHA-256 digest is stored, so
+    a copy of this table opens no session. A session is open while ``ended_at`` is None,
+    ``expires_at`` (the absolute limit) is ahead and ``last_seen_at`` is recent enough.
+    ``device`` is a short label made from the User-Agent ("Firefox on Windows"), never the
+    header itself; no address is kept.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    id_hash: str = Field(max_length=64, unique=True)
+    device: str = Field(default="", max_length=80)
+    created_at: datetime = utc_field()
+    last_seen_at: datetime = utc_field()
+    expires_at: datetime = utc_field()
+    ended_at: datetime | None = utc_field(nullable=True)
+    #: A :class:`SessionEnd` value once ended.
+    ended_reason: str | None = Field(default=None, max_length=30)
 
 
 # --- patients and treatment -------------------------------------------------------------

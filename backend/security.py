@@ -10,18 +10,22 @@ Design (see docs in :mod:`backend.dashboard`):
   while locked even the right password is refused. A per-IP throttle
   (:class:`LoginThrottle`, in memory, per process) slows down guessing across
   many accounts.
-* **Session**: Flask's signed cookie, with ``Secure``/``HttpOnly``/``SameSite``
-  from the config. It is cleared on sign-in (no session fixation) and holds
-  only the user id, two instants and the CSRF token. It ends after
-  :data:`IDLE_TIMEOUT` without a request and at most :data:`ABSOLUTE_TIMEOUT`
-  after sign-in (``PERMANENT_SESSION_LIFETIME``, also the cookie's expiry).
-  Both are measured with the app's injectable clock. The user is re-read on
-  every request, so deactivating a user or changing a role takes effect at once.
+* **Session**: kept on the server, one :class:`backend.models.UserSession` row per
+  sign-in (:mod:`backend.services.sessions`). The cookie (Flask's signed cookie, with
+  ``Secure``/``HttpOnly``/``SameSite`` from the config) carries only a random session id
+  and the CSRF token; the table stores the id's SHA-256 digest, never the id. The cookie
+  is cleared on sign-in (no session fixation). Every request looks the row up: a session
+  signed out (here or "everywhere"), ended by an admin, of a deactivated user, unused
+  for :data:`IDLE_TIMEOUT` or older than :data:`ABSOLUTE_TIMEOUT` is refused at once,
+  so a copied cookie is worth nothing after sign-out. The limits are measured with the
+  app's injectable clock against the row, never against the cookie. The user is
+  re-read on every request, so deactivating a user or changing a role takes effect at
+  once.
 * **CSRF**: a random per-session token (synchronizer-token pattern) that every
   form carries in a hidden ``csrf_token`` field; a POST without the matching
   token is refused with 400. ``SameSite=Lax`` is a second line of defence.
 
-Nothing here logs an email, a password or any patient data: only user ids.
+Nothing here logs an email, a password, a session id or any patient data: only user ids.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ LOCKOUT = timedelta(minutes=15)
 IDLE_TIMEOUT = timedelta(minutes=30)
 #: A session ends this long after sign-in whatever happens (one long shift).
 ABSOLUTE_TIMEOUT = timedelta(hours=12)
+#: A session's ``last_seen_at`` is written again only once it is this old. Writing it on
+#: every request would turn every page view into a database write (and on SQLite a wait
+#: for the one write lock, shared with the dispatcher and the webhooks); the price is an
+#: idle limit precise to within this step: a session may end up to a minute early.
+LAST_SEEN_STEP = timedelta(minutes=1)
+#: Ended and expired session rows are kept this long (who was signed in when), then pruned.
+SESSION_RETENTION = timedelta(days=30)
 #: Failed sign-ins from one address within :data:`IP_WINDOW` before it is throttled.
 IP_MAX_FAILURES = 20
 IP_WINDOW = timedelta(minutes=15)
@@ -145,49 +156,39 @@ class LoginThrottle:
                 self._failures.pop(oldest, None)
 
 
-# --- the session ------------------------------------------------------------------------
+# --- the session cookie -----------------------------------------------------------------
+
+#: The cookie's key for the session id (the row is found by the id's digest).
+SESSION_ID_KEY = "sid"
 
 
-def start_session(user: User, now: datetime) -> None:
-    """Sign ``user`` in: a brand-new session (no fixation) with a fresh CSRF token."""
+def start_session(session_id: str) -> None:
+    """Give the browser a brand-new session (no fixation): ``session_id`` and a fresh CSRF token.
+
+    ``session_id`` comes from :func:`backend.services.sessions.start_user_session`.
+    """
     session.clear()
     session.permanent = True  # the cookie expires with PERMANENT_SESSION_LIFETIME
-    session["uid"] = user.id
-    session["auth_at"] = now.timestamp()
-    session["seen_at"] = now.timestamp()
+    session[SESSION_ID_KEY] = session_id
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
-def end_session() -> None:
-    """Sign out: forget everything in the session."""
-    session.clear()
+def cookie_session_id() -> str | None:
+    """The session id the browser sent, or None (the row decides whether it is still valid)."""
+    value = session.get(SESSION_ID_KEY)
+    return value if isinstance(value, str) and value else None
 
 
-def session_user(db: Session, now: datetime) -> User | None:
-    """The signed-in, active user of this request, or None (and the session is ended).
+def end_session(*, keep_csrf: bool = False) -> None:
+    """Forget the session in the browser (the caller ends its row).
 
-    Refreshes the idle timer when the session is still valid.
+    ``keep_csrf`` keeps the CSRF token, so a sign-in form already open in the same tab
+    still works after a session was refused.
     """
-    uid = session.get("uid")
-    if uid is None:
-        return None
-    auth_at = session.get("auth_at", 0.0)
-    seen_at = session.get("seen_at", 0.0)
-    stamp = now.timestamp()
-    expired = (
-        stamp - seen_at > IDLE_TIMEOUT.total_seconds()
-        or stamp - auth_at > ABSOLUTE_TIMEOUT.total_seconds()
-        or stamp < auth_at  # a clock moved back, or a forged instant: do not trust it
-    )
-    user = None if expired else db.get(User, uid)
-    if user is None or not user.is_active:
-        csrf = session.get(CSRF_FIELD)
-        session.clear()
-        if csrf:  # keep the sign-in form usable in the same tab
-            session[CSRF_FIELD] = csrf
-        return None
-    session["seen_at"] = stamp
-    return user
+    csrf = session.get(CSRF_FIELD)
+    session.clear()
+    if keep_csrf and csrf:
+        session[CSRF_FIELD] = csrf
 
 
 # --- CSRF -------------------------------------------------------------------------------

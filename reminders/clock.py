@@ -31,6 +31,7 @@ from reminders.jobs import (
     follow_ups_job,
     plan_messages_job,
     prophylaxis_check_job,
+    prune_sessions_job,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,13 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         300,
         240,
         "alert on plans whose mandatory prophylaxis is not active a day after the start",
+    ),
+    JobSpec(
+        "prune-sessions",
+        prune_sessions_job,
+        3600,
+        3000,
+        "delete dashboard session rows ended or expired over 30 days ago",
     ),
 )
 

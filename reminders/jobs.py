@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from backend.db import session_scope
+from backend.services.sessions import prune_user_sessions
 from backend.services.tasks import raise_due_decision_tasks
 from reminders.dispatch import DispatchReport, dispatch_due_messages
 from reminders.followups import (
@@ -63,6 +64,14 @@ def prophylaxis_check_job(engine: Engine, now: datetime) -> int:
         raised = check_mandatory_prophylaxis(session, now)
     logger.info("prophylaxis check: %d alerts raised", raised)
     return raised
+
+
+def prune_sessions_job(engine: Engine, now: datetime) -> int:
+    """Delete the rows of dashboard sessions that ended or expired over 30 days ago."""
+    with session_scope(engine) as session:
+        pruned = prune_user_sessions(session, now)
+    logger.info("session rows pruned: %d", pruned)
+    return pruned
 
 
 def dispatch_job(

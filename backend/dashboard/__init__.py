@@ -3,6 +3,7 @@
 Pages (all but ``/login`` need a signed-in care-team user, scoped to their team):
 
 * ``/login``, ``POST /logout``: sign-in and sign-out.
+* ``/account``: the user's open sessions and ``POST /account/sign-out-everywhere``.
 * ``/queue``: open alerts, most urgent and oldest first; ``/alerts/<id>`` with
   acknowledge and resolve (with a note).
 * ``/patients``, ``/patients/new``, ``/patients/<id>`` (timeline, prophylaxis,
@@ -14,14 +15,18 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   stop and dose forms.
 * ``POST /prophylaxis/<id>/confirm`` and ``/decline``: the forms of a proposed
   course on the patient page.
-* ``/admin`` (members, roles, phone numbers) and ``/audit``: admins only.
+* ``/admin`` (members, roles, open sessions, phone numbers; ``POST
+  /admin/users/<id>/sessions/end`` signs a member out everywhere) and ``/audit``:
+  admins only.
 
-Security (details in :mod:`backend.security`): scrypt password hashes; a signed
-session cookie (Secure, HttpOnly, SameSite=Lax from the config) cleared at
-sign-in; 30 minutes idle and 12 hours absolute session timeouts; lockout for 15
-minutes after 5 failed sign-ins plus a per-address throttle; a CSRF token on
-every form; CSP, no-store and frame-denial headers on every page; an audit row
-for every patient view and change.
+Security (details in :mod:`backend.security`): scrypt password hashes; sessions kept
+on the server (a row per sign-in, checked on every request; the signed cookie,
+Secure, HttpOnly, SameSite=Lax from the config, carries only a random id and the
+CSRF token and is cleared at sign-in); 30 minutes idle and 12 hours absolute session
+timeouts; sign-out, "sign out everywhere" and deactivation end sessions at once;
+lockout for 15 minutes after 5 failed sign-ins plus a per-address throttle; a CSRF
+token on every form; CSP, no-store and frame-denial headers on every page; an audit
+row for every patient view and change.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ _FLASK_DEFAULT_LIFETIME = timedelta(days=31)
 def init_app(app: Flask) -> None:
     """Register the dashboard blueprint, its template filters and session settings."""
     from backend.dashboard import (  # noqa: F401  (routes register on import)
+        account_views,
         admin_views,
         auth_views,
         patient_views,

@@ -22,6 +22,7 @@ from backend.db import get_session
 from backend.errors import ServiceError
 from backend.models import Team
 from backend.services.audit import list_audit
+from backend.services.sessions import open_session_counts
 
 AUDIT_PAGE_SIZE = 100
 
@@ -40,6 +41,7 @@ def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) ->
         status,
         team=team,
         users=team_admin.team_users(session, team.id),
+        open_sessions=open_session_counts(session, team.id, request_now()),
         forms=forms,
         now=request_now(),
     )
@@ -111,7 +113,7 @@ def set_active(user_id: int) -> Any:
     member = team_admin.get_team_user(session, current_user().team_id, user_id)
     active = request.form.get("active") == "1"
     try:
-        team_admin.set_active(session, member, active, current_user())
+        team_admin.set_active(session, member, active, current_user(), request_now())
     except ServiceError as error:
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
@@ -119,6 +121,19 @@ def set_active(user_id: int) -> Any:
     audit("activate_user" if active else "deactivate_user", None, f"user:{member.id}")
     session.commit()
     flash(f"{member.email} {'reactivated' if active else 'deactivated'}.", "success")
+    return redirect(url_for("dashboard.admin"))
+
+
+@bp.post("/admin/users/<int:user_id>/sessions/end")
+@admin_required
+def end_member_sessions(user_id: int) -> Any:
+    """Sign a member of the admin's team out everywhere (a lost phone, a shared login)."""
+    session = get_session()
+    member = team_admin.get_team_user(session, current_user().team_id, user_id)
+    ended = team_admin.end_member_sessions(session, member, request_now())
+    audit("end_user_sessions", None, f"user:{member.id}")
+    session.commit()
+    flash(f"{member.email} is signed out everywhere ({ended} open session(s) ended).", "success")
     return redirect(url_for("dashboard.admin"))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, g, redirect, request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState, LoginIn, validate
-from backend.dashboard.web import bp, current_user, render_page, safe_next
+from backend.dashboard.web import bp, current_session, current_user, render_page, safe_next
 from backend.db import get_session
+from backend.models import SessionEnd
 from backend.security import (
     GENERIC_LOGIN_ERROR,
     LoginThrottle,
@@ -19,6 +20,7 @@ from backend.security import (
     start_session,
 )
 from backend.services.audit import record_audit
+from backend.services.sessions import end_user_session, start_user_session
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +56,29 @@ def login() -> Any:
         state.message = GENERIC_LOGIN_ERROR
         return render_page("login.html", 401, form=state, next=target)
     record_audit(db, outcome.user, "login", None, now)
+    session_id = start_user_session(
+        db,
+        outcome.user,
+        now,
+        request.headers.get("User-Agent"),
+        replaces=g.get("dashboard_session"),
+    )
     db.commit()
-    start_session(outcome.user, now)
+    start_session(session_id)
     logger.info("user %s signed in", outcome.user.id)
     return redirect(target or url_for("dashboard.queue"))
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    """Sign out (a POST with the CSRF token, so no other site can sign a user out)."""
+    """Sign out (a POST with the CSRF token, so no other site can sign a user out).
+
+    The session's row ends at once: a copy of the cookie opens nothing afterwards.
+    """
     db = get_session()
-    record_audit(db, current_user(), "logout", None, request_now())
+    now = request_now()
+    end_user_session(db, current_session(), now, SessionEnd.SIGNED_OUT)
+    record_audit(db, current_user(), "logout", None, now)
     db.commit()
     end_session()
     flash("You are signed out.", "info")

@@ -12,8 +12,9 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, NotFound
-from backend.models import Team, User
+from backend.models import SessionEnd, Team, User
 from backend.services.patients import normalize_phone
+from backend.services.sessions import end_user_sessions
 from backend.services.teams import create_user
 
 
@@ -73,8 +74,11 @@ def change_role(session: Session, member: User, role: str, acting: User) -> User
     return member
 
 
-def set_active(session: Session, member: User, active: bool, acting: User) -> User:
-    """Deactivate (signs them out at their next request) or reactivate a member."""
+def set_active(session: Session, member: User, active: bool, acting: User, now: datetime) -> User:
+    """Deactivate a member (every session of theirs ends in the same transaction) or reactivate.
+
+    A reactivated member signs in again: their old sessions stay ended.
+    """
     if not active and member.id == acting.id:
         raise Conflict("you cannot deactivate yourself")
     if not active and member.role == "admin" and _active_admins(session, member.team_id) <= 1:
@@ -83,8 +87,15 @@ def set_active(session: Session, member: User, active: bool, acting: User) -> Us
     if active:
         member.failed_logins = 0
         member.locked_until = None
+    else:
+        end_user_sessions(session, member.id, now, SessionEnd.USER_DEACTIVATED)
     session.add(member)
     return member
+
+
+def end_member_sessions(session: Session, member: User, now: datetime) -> int:
+    """An admin signs ``member`` (of their own team: see :func:`get_team_user`) out everywhere."""
+    return end_user_sessions(session, member.id, now, SessionEnd.ENDED_BY_ADMIN)
 
 
 def set_team_phones(

@@ -1,8 +1,10 @@
 """The dashboard blueprint and what every page shares: the signed-in user, CSRF, headers, errors.
 
 Every route except the sign-in page and the static files needs a signed-in
-user (a ``before_request`` gate, so a new route cannot forget it); every POST
-needs the session's CSRF token. Views take ``now`` from :func:`backend.api.request_now`.
+user (a ``before_request`` gate, so a new route cannot forget it); the gate checks the
+browser's session against its row in the database (:func:`signed_in_user`) on every
+request. Every POST needs the session's CSRF token. Views take ``now`` from
+:func:`backend.api.request_now`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from werkzeug.exceptions import HTTPException
@@ -32,9 +33,10 @@ from backend.api import request_now
 from backend.dashboard.queries import open_alert_count
 from backend.db import get_session
 from backend.errors import NotFound, ServiceError
-from backend.models import User
+from backend.models import User, UserSession
 from backend.schemas import CONTROL_CHARACTERS, LINE_CONTROL_CHARACTERS
-from backend.security import csrf_token, csrf_valid, session_user
+from backend.security import cookie_session_id, csrf_token, csrf_valid, end_session
+from backend.services import sessions
 from backend.services.audit import record_audit
 from reminders.core.bsa import dose_places
 
@@ -71,6 +73,43 @@ def current_user() -> User:
     return cast(User, g.dashboard_user)
 
 
+def current_session() -> UserSession:
+    """The session row of this request (the gate guarantees one on private routes)."""
+    return cast(UserSession, g.dashboard_session)
+
+
+def signed_in_user(now: datetime) -> User | None:
+    """The user of the browser's session if its row is still valid at ``now``, else None.
+
+    A refused session is forgotten by the browser (its CSRF token kept for the sign-in
+    form) and its row ended with the reason (idle, expired, user deactivated). A valid
+    session's ``last_seen_at`` is written at most once per ``LAST_SEEN_STEP``. Each write
+    runs in a transaction of its own, started after the read one is committed: on SQLite
+    a read transaction that then writes fails at once if another process wrote in between
+    (no waiting for the lock), and the view's own changes must not ride on it.
+    """
+    g.dashboard_session = None
+    session_id = cookie_session_id()
+    if session_id is None:
+        return None
+    db = get_session()
+    check = sessions.check_user_session(db, session_id, now)
+    if check.user is None:
+        if check.row is not None and check.end is not None:
+            db.commit()
+            sessions.end_user_session(db, check.row, now, check.end)
+            db.commit()
+            logger.info("session of user %s ended: %s", check.row.user_id, check.end.value)
+        end_session(keep_csrf=True)
+        return None
+    if sessions.needs_refresh(check.row, now):
+        db.commit()
+        sessions.touch_user_session(db, check.row, now)
+        db.commit()
+    g.dashboard_session = check.row
+    return check.user
+
+
 def safe_next(target: str | None) -> str | None:
     """``target`` if it is a path on this site (no open redirect), else None."""
     if not target or not target.startswith("/") or target.startswith("//"):
@@ -86,8 +125,8 @@ def _gate() -> Any:
     if request.endpoint == "dashboard.static":
         return None  # a stylesheet needs no user, and must not refresh the idle timer
     now = request_now()
-    had_session = "uid" in session
-    user = session_user(get_session(), now)
+    had_session = cookie_session_id() is not None
+    user = signed_in_user(now)
     g.dashboard_user = user
     if request.endpoint in PUBLIC_ENDPOINTS:
         pass

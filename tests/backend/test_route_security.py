@@ -33,7 +33,8 @@ from sqlmodel import Session, SQLModel, select
 from werkzeug.routing import Rule
 
 from backend.models import ApiToken, Team, User
-from backend.security import CSRF_FIELD
+from backend.security import CSRF_FIELD, SESSION_ID_KEY
+from backend.services.sessions import start_user_session
 from tests.conftest import Clock, bearer
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, twilio_signature
 
@@ -133,13 +134,20 @@ def team_a(
     }
 
 
-def sign_in(client: FlaskClient, user: User, clock: Clock, csrf: str = "the-csrf-token") -> str:
+def sign_in(
+    client: FlaskClient,
+    session: Session,
+    user: User,
+    clock: Clock,
+    csrf: str = "the-csrf-token",
+) -> str:
     """Give ``client`` a signed-in session of ``user`` (as the sign-in form would) and its CSRF token."""
+    session_id = start_user_session(session, user, clock.now, "pytest")
+    session.commit()
     with client.session_transaction() as browser:
         browser.clear()
         browser.permanent = True
-        browser["uid"] = user.id
-        browser["auth_at"] = browser["seen_at"] = clock.now.timestamp()
+        browser[SESSION_ID_KEY] = session_id
         browser[CSRF_FIELD] = csrf
     return csrf
 
@@ -235,7 +243,7 @@ def test_every_api_route_refuses_every_kind_of_bad_credentials(
 def test_a_signed_in_dashboard_session_does_not_authenticate_the_api(
     app: Flask, client: FlaskClient, session: Session, team_a: dict[str, Any], clock: Clock
 ) -> None:
-    csrf = sign_in(client, team_a["admin"], clock)
+    csrf = sign_in(client, session, team_a["admin"], clock)
     before = snapshot(session)
     for rule in routes(app, "api"):
         url = fill(rule, team_a["ids"])
@@ -259,7 +267,7 @@ def _webhook_params(rule: Rule) -> dict[str, str]:
 def test_every_webhook_refuses_missing_forged_and_tampered_signatures(
     app: Flask, client: FlaskClient, session: Session, team_a: dict[str, Any], clock: Clock
 ) -> None:
-    sign_in(client, team_a["admin"], clock)  # a session cookie must not help either
+    sign_in(client, session, team_a["admin"], clock)  # a session cookie must not help either
     before = snapshot(session)
     hooks = routes(app, "webhook")
     for rule in hooks:
@@ -372,7 +380,7 @@ def test_no_form_post_succeeds_without_the_sessions_csrf_token(
     posts = form_posts(app)
     if not posts:
         pytest.skip("no HTML form routes in this app yet")
-    token = sign_in(client, team_a["admin"], clock)
+    token = sign_in(client, session, team_a["admin"], clock)
     # The session is really signed in: a page opens, not the sign-in form.
     pages = [r for r in routes(app, "session") if "GET" in methods(r) and not r.arguments]
     if pages:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from sqlmodel import select
+
+from backend.models import UserSession
+from backend.services.sessions import start_user_session
 from reminders.clock import CLOCK_JOBS, build_scheduler
+from reminders.jobs import prune_sessions_job
+from tests.conftest import reread
 
 
 def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
@@ -16,6 +24,7 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
             "follow-ups",
             "decision-tasks",
             "prophylaxis-check",
+            "prune-sessions",
         }
     )
     for spec in CLOCK_JOBS:
@@ -24,3 +33,17 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
         assert job.max_instances == 1
         assert job.misfire_grace_time == spec.misfire_grace_seconds
         assert job.trigger.interval.total_seconds() == spec.every_seconds
+
+
+def test_the_prune_job_deletes_session_rows_over_thirty_days_old(
+    engine, session, make_user, clock
+) -> None:
+    user, _ = make_user()
+    start_user_session(session, user, clock.now - timedelta(days=31))  # expired 30.5 days ago
+    start_user_session(session, user, clock.now - timedelta(days=29))
+    start_user_session(session, user, clock.now)
+    session.commit()
+    assert prune_sessions_job(engine, clock.now) == 1
+    reread(session)
+    kept = session.exec(select(UserSession.created_at).order_by(UserSession.created_at)).all()
+    assert kept == [clock.now - timedelta(days=29), clock.now]

@@ -133,9 +133,15 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def signed_in(live_server: LiveServer, ward: Ward) -> tuple[requests.Session, str]:
-    """A browser signed in as the ward's admin through the real sign-in form, and its CSRF token."""
-    return browser_signed_in(live_server, ward.admin.email)
+def signed_in(
+    live_server: LiveServer, ward: Ward, email: str | None = None
+) -> tuple[requests.Session, str]:
+    """A browser signed in through the real sign-in form, and its CSRF token.
+
+    As the ward's admin unless ``email`` names another user (whose password is
+    :data:`PASSWORD`).
+    """
+    return browser_signed_in(live_server, email or ward.admin.email)
 
 
 def browser_signed_in(

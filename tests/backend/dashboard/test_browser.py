@@ -297,6 +297,7 @@ PAGES = [
     ("phone", "/patients/{p}/phone"),
     ("start-regimen", "/patients/{p}/plans/new?regimen_id=rituximab_cll_chemo"),
     ("admin", "/admin"),
+    ("account", "/account"),
     ("audit", "/audit"),
     ("not-found", "/patients/999999"),
 ]

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from backend.models import AuditEvent, User
-from backend.security import LOCKOUT, MAX_FAILED_LOGINS, LoginThrottle
+from backend.models import AuditEvent, User, UserSession
+from backend.security import LOCKOUT, MAX_FAILED_LOGINS, SESSION_ID_KEY, LoginThrottle
+from backend.services.sessions import session_digest
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, post_form, sign_in
 from tests.conftest import reread
 
@@ -90,19 +91,26 @@ def test_the_address_throttle_slows_guessing_across_accounts(client, team_user, 
     assert "Too many failed sign-ins" in response.get_data(as_text=True)
 
 
-def test_sign_in_starts_a_new_session(client, team_user) -> None:
+def test_sign_in_starts_a_new_session(client, team_user, session) -> None:
     user = team_user()
     with client.session_transaction() as planted:
-        planted["uid"] = 999_999  # an attacker's fixed session content
+        planted[SESSION_ID_KEY] = "an-attackers-fixed-session-id"  # session fixation
         planted["planted"] = "yes"
         planted["csrf_token"] = "known-token"
     token = csrf_of(client)
     assert token == "known-token"
     client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
     with client.session_transaction() as current:
-        assert current["uid"] == user.id
+        session_id = current[SESSION_ID_KEY]
+        assert session_id != "an-attackers-fixed-session-id" and len(session_id) >= 43
         assert "planted" not in current
         assert current["csrf_token"] != "known-token"
+        # Nothing else in the cookie (Flask adds its own "_permanent" flag).
+        assert set(current) - {"_permanent"} == {SESSION_ID_KEY, "csrf_token"}
+    # The row holds the id's digest, never the id itself.
+    reread(session)
+    row = session.exec(select(UserSession).where(UserSession.user_id == user.id)).one()
+    assert row.id_hash == session_digest(session_id) and session_id not in row.id_hash
 
 
 def test_idle_timeout_after_thirty_minutes(client, signed_in, clock) -> None:
