@@ -31,6 +31,7 @@ from reminders.jobs import (
     follow_ups_job,
     plan_messages_job,
     prophylaxis_check_job,
+    prune_login_throttle_job,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,13 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         300,
         240,
         "alert on plans whose mandatory prophylaxis is not active a day after the start",
+    ),
+    JobSpec(
+        "prune-login-throttle",
+        prune_login_throttle_job,
+        3600,
+        3000,
+        "forget sign-in throttling counters idle for 30 days",
     ),
 )
 

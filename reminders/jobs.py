@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from backend.db import session_scope
+from backend.services.signin import prune_login_throttle
 from backend.services.tasks import raise_due_decision_tasks
 from reminders.dispatch import DispatchReport, dispatch_due_messages
 from reminders.followups import (
@@ -63,6 +64,14 @@ def prophylaxis_check_job(engine: Engine, now: datetime) -> int:
         raised = check_mandatory_prophylaxis(session, now)
     logger.info("prophylaxis check: %d alerts raised", raised)
     return raised
+
+
+def prune_login_throttle_job(engine: Engine, now: datetime) -> int:
+    """Forget sign-in throttling counters with no failure and no success for 30 days."""
+    with session_scope(engine) as session:
+        pruned = prune_login_throttle(session, now)
+    logger.info("sign-in throttle: %d idle counters pruned", pruned)
+    return pruned
 
 
 def dispatch_job(

@@ -41,7 +41,6 @@ def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) ->
         team=team,
         users=team_admin.team_users(session, team.id),
         forms=forms,
-        now=request_now(),
     )
 
 

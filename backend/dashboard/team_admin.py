@@ -80,9 +80,6 @@ def set_active(session: Session, member: User, active: bool, acting: User) -> Us
     if not active and member.role == "admin" and _active_admins(session, member.team_id) <= 1:
         raise Conflict("the team needs at least one active admin")
     member.is_active = active
-    if active:
-        member.failed_logins = 0
-        member.locked_until = None
     session.add(member)
     return member
 

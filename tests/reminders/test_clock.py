@@ -16,6 +16,7 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
             "follow-ups",
             "decision-tasks",
             "prophylaxis-check",
+            "prune-login-throttle",
         }
     )
     for spec in CLOCK_JOBS:
