@@ -338,8 +338,9 @@ def record_failure(
 ) -> int:
     """Count one failure of the pair and one of the address; returns the pair's failures.
 
-    Both counts are single statements the database applies atomically (an increment, an
-    upsert), so failures from several workers at once are never lost.
+    Each count is one atomic upsert, so failures from several workers at once are never
+    lost. The pair's ``retry_after`` follows from its new count in the same transaction
+    (the upsert holds the row's lock until commit).
     """
     failures = session.execute(
         _insert(session)
@@ -449,8 +450,8 @@ def attempt_sign_in(
 
     ``secret`` keys the stored HMACs and signs the device cookie (the app's
     ``SECRET_KEY``); ``device_cookie`` is the browser's ``known_device`` cookie, if any.
-    A refused attempt checks no password and writes nothing. The caller commits, also
-    after a failure (the counts must be kept) and after a refusal.
+    A refused attempt checks no password and counts nothing. The caller commits a checked
+    attempt, also a failed one (its counts must be kept).
     """
     account = account_key(secret, email)
     address_id = address_key(secret, address)

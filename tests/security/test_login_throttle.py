@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from backend import create_app
+from backend.config import default_config, load_environment
+from backend.db import get_engine
 from backend.services.signin import DEVICE_COOKIE
 from tests.security.conftest import PASSWORD, LiveServer, csrf_of, serving
 
@@ -180,3 +185,25 @@ def test_spraying_from_the_ward_is_braked_but_not_for_the_nurse_who_works_there(
     # The brake ends with its 15-minute window.
     clock.advance(minutes=15)
     assert fresh.sign_in(colleague, colleague_password).status_code == 302
+
+
+def test_trusted_proxies_come_from_the_environment_and_default_to_none(
+    tmp_path, monkeypatch
+) -> None:
+    assert default_config(str(tmp_path))["TRUSTED_PROXY_COUNT"] == 0
+    assert load_environment({"TRUSTED_PROXY_COUNT": "2"}) == {"TRUSTED_PROXY_COUNT": 2}
+    assert "TRUSTED_PROXY_COUNT=" in (Path(__file__).parents[2] / ".env.example").read_text(
+        encoding="utf-8"
+    )
+    url = f"sqlite:///{tmp_path / 'proxy.sqlite3'}"
+    monkeypatch.setenv("TRUSTED_PROXY_COUNT", "1")
+    behind = create_app({"DATABASE_URL": url})
+    assert isinstance(behind.wsgi_app, ProxyFix)
+    assert (behind.wsgi_app.x_for, behind.wsgi_app.x_proto) == (1, 1)
+    monkeypatch.delenv("TRUSTED_PROXY_COUNT")
+    direct = create_app({"DATABASE_URL": url})
+    assert not isinstance(direct.wsgi_app, ProxyFix)
+    with pytest.raises(ValueError, match="TRUSTED_PROXY_COUNT"):
+        create_app({"DATABASE_URL": url, "TRUSTED_PROXY_COUNT": -1})
+    for app in (behind, direct):
+        get_engine(app).dispose()
