@@ -18,9 +18,9 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
 
 Security (details in :mod:`backend.security`): scrypt password hashes; a signed
 session cookie (Secure, HttpOnly, SameSite=Lax from the config) cleared at
-sign-in; 30 minutes idle and 12 hours absolute session timeouts; lockout for 15
-minutes after 5 failed sign-ins plus a per-address throttle; a CSRF token on
-every form; CSP, no-store and frame-denial headers on every page; an audit row
+sign-in; 30 minutes idle and 12 hours absolute session timeouts; failed sign-ins
+throttled per account and client with growing delays, never a lockout
+(:mod:`backend.services.signin`); a CSRF token on every form; CSP, no-store and frame-denial headers on every page; an audit row
 for every patient view and change.
 """
 
