@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -25,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
+    _trust_proxies(app)
 
     db.init_app(app)
     errors.init_app(app)
@@ -36,3 +38,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     infosite.init_app(app)
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXY_COUNT`` reverse proxies, take the client's address and scheme
+    from that many ``X-Forwarded-For``/``-Proto`` hops (werkzeug's ``ProxyFix``).
+
+    With 0 (the default) the headers are ignored: otherwise anyone could choose the
+    address that sign-in throttling counts failures against.
+    """
+    proxies = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    if proxies < 0:
+        raise ValueError("TRUSTED_PROXY_COUNT must be 0 or a positive number of proxies")
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]

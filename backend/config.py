@@ -31,6 +31,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "DEMO_DATA": "1 to create a demo team, user and patient when the database is empty",
     "MAX_CONTENT_LENGTH": "largest request body in bytes; larger ones get 413 (default 1048576)",
     "MAX_JSON_DEPTH": "deepest nesting of a JSON body; deeper ones get 400 (default 32)",
+    "TRUSTED_PROXY_COUNT": "reverse proxies in front of the app whose X-Forwarded-For and "
+    "X-Forwarded-Proto are trusted (default 0: the headers are ignored)",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -39,7 +41,7 @@ _FLOAT_KEYS = {
     "DISPATCH_LEASE_SECONDS",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
 }
-_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_JSON_DEPTH"}
+_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_JSON_DEPTH", "TRUSTED_PROXY_COUNT"}
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -70,6 +72,9 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # plan's options. See backend.hardening.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MAX_JSON_DEPTH": 32,
+        # The client address (sign-in throttling) is the socket's peer unless the operator
+        # says how many proxies stand in front: a header anyone can send is not trusted.
+        "TRUSTED_PROXY_COUNT": 0,
     }
 
 

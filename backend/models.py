@@ -1,4 +1,4 @@
-"""The SQLModel tables: teams, users, sessions, patients, plans, courses, labs, alerts, messages.
+"""The SQLModel tables: teams, users, sessions, sign-in counters, patients, plans, labs, alerts, SMS.
 
 Every datetime column is :class:`UTCDateTime`: stored as UTC and returned
 timezone-aware on SQLite and PostgreSQL alike. Dates without a time (a plan's
@@ -82,11 +82,34 @@ class User(SQLModel, table=True):
     name: str = Field(default="", max_length=120)
     role: str = Field(default="nurse", max_length=20)
     password_hash: str | None = Field(default=None, max_length=255)
-    failed_logins: int = 0
-    locked_until: datetime | None = utc_field(nullable=True)
     last_login_at: datetime | None = utc_field(nullable=True)
     is_active: bool = True
     created_at: datetime = utc_field()
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins of one account from one client: how long it must wait (issue 12).
+
+    One row per pair of HMAC-SHA256 keys (the app's ``SECRET_KEY``): ``account_key`` of
+    the normalised email as typed (known or not) and ``address_key`` of the client's
+    network or of a known device, so neither emails typed by strangers nor addresses are
+    stored in clear. The row whose ``account_key`` is ``*`` counts every failure from one
+    address (the password-spraying brake; ``first_failure_at`` starts its window). The
+    policy is :mod:`backend.services.signin`; rows unused for 30 days are pruned.
+    """
+
+    __table_args__ = (UniqueConstraint("account_key", "address_key", name="uq_loginthrottle_pair"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_key: str = Field(max_length=64)
+    address_key: str = Field(max_length=64)
+    #: Failures in a row since the last success (for the ``*`` row: in the current window).
+    failures: int = 0
+    first_failure_at: datetime | None = utc_field(nullable=True)
+    last_failure_at: datetime | None = utc_field(nullable=True)
+    #: The pair waits until this instant (sign-in is refused unchecked before it).
+    retry_after: datetime | None = utc_field(nullable=True)
+    last_success_at: datetime | None = utc_field(nullable=True)
 
 
 class ApiToken(SQLModel, table=True):

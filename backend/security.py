@@ -2,14 +2,18 @@
 
 Design (see docs in :mod:`backend.dashboard`):
 
-* **Passwords** are scrypt hashes (:func:`backend.auth.hash_password`). A wrong
-  email and a wrong password get the same message and take about the same time:
-  an unknown email is checked against a dummy hash.
-* **Lockout**: after :data:`MAX_FAILED_LOGINS` failures in a row an account is
-  locked for :data:`LOCKOUT` (``User.failed_logins`` / ``User.locked_until``);
-  while locked even the right password is refused. A per-IP throttle
-  (:class:`LoginThrottle`, in memory, per process) slows down guessing across
-  many accounts.
+* **Passwords** are scrypt hashes (:func:`backend.auth.hash_password`), checked by
+  :func:`backend.auth.authenticate`. A wrong email and a wrong password get the same
+  message and take about the same time: an unknown email is checked against a dummy hash.
+* **No lockout; throttling** (issue 12, item 4): failed sign-ins never lock an
+  account, so a stranger who knows a nurse's email cannot keep her out. Attempts are
+  throttled per account *and* client, with growing delays, plus a brake on password
+  spraying from one address; the counters live in the database and every worker shares
+  them. While a pair must wait, an attempt is answered 429 with ``Retry-After`` and
+  :func:`throttled_message`, before any password is checked. The policy and its state
+  are :mod:`backend.services.signin`; the client address is ``request.remote_addr``,
+  rewritten by ``ProxyFix`` only when ``TRUSTED_PROXY_COUNT`` is above 0 (see
+  :func:`backend.create_app`), so a forged ``X-Forwarded-For`` changes nothing.
 * **Session**: kept on the server, one :class:`backend.models.UserSession` row per
   sign-in (:mod:`backend.services.sessions`). The cookie (Flask's signed cookie, with
   ``Secure``/``HttpOnly``/``SameSite`` from the config) carries only a random session id
@@ -25,7 +29,8 @@ Design (see docs in :mod:`backend.dashboard`):
   form carries in a hidden ``csrf_token`` field; a POST without the matching
   token is refused with 400. ``SameSite=Lax`` is a second line of defence.
 
-Nothing here logs an email, a password, a session id or any patient data: only user ids.
+Nothing here logs an email, a password, an address, a session id or any patient data:
+only user ids.
 """
 
 from __future__ import annotations
@@ -33,24 +38,12 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import threading
-from collections import deque
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import request, session
-from sqlmodel import Session, select
-from werkzeug.security import check_password_hash, generate_password_hash
-
-from backend.auth import password_matches
-from backend.models import User
 
 logger = logging.getLogger(__name__)
 
-#: Failures in a row that lock an account.
-MAX_FAILED_LOGINS = 5
-#: How long a locked account stays locked.
-LOCKOUT = timedelta(minutes=15)
 #: A session unused for this long has ended (a phone left on a ward trolley).
 IDLE_TIMEOUT = timedelta(minutes=30)
 #: A session ends this long after sign-in whatever happens (one long shift).
@@ -62,98 +55,27 @@ ABSOLUTE_TIMEOUT = timedelta(hours=12)
 LAST_SEEN_STEP = timedelta(minutes=1)
 #: Ended and expired session rows are kept this long (who was signed in when), then pruned.
 SESSION_RETENTION = timedelta(days=30)
-#: Failed sign-ins from one address within :data:`IP_WINDOW` before it is throttled.
-IP_MAX_FAILURES = 20
-IP_WINDOW = timedelta(minutes=15)
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 GENERIC_LOGIN_ERROR = (
-    "Sign-in failed: the email or password is not right, or sign-in is paused for "
-    "15 minutes after 5 failed attempts. Ask your team's admin if you are stuck."
+    "Sign-in failed: the email or password is not right. Check them and try again; "
+    "after a few failed attempts you will be asked to wait a little before the next one. "
+    "Ask your team's admin if you are stuck."
 )
 
-_dummy_hash_lock = threading.Lock()
-_dummy_hash: str | None = None
 
-
-def _dummy_password_hash() -> str:
-    """A real hash of a random password, so an unknown email costs as much as a known one."""
-    global _dummy_hash
-    with _dummy_hash_lock:
-        if _dummy_hash is None:
-            _dummy_hash = generate_password_hash(secrets.token_urlsafe(16))
-        return _dummy_hash
-
-
-@dataclass(frozen=True)
-class LoginOutcome:
-    """The result of a sign-in attempt: the user on success; ``locked`` when refused by lockout."""
-
-    user: User | None
-    locked: bool = False
-
-
-def authenticate(db: Session, email: str, password: str, now: datetime) -> LoginOutcome:
-    """Check ``email``/``password``, counting failures and locking the account after 5.
-
-    The caller commits (the failure counter must be saved even when sign-in fails).
-    """
-    user = db.exec(select(User).where(User.email == email.strip().lower())).first()
-    if user is None or not user.is_active or not user.password_hash:
-        check_password_hash(_dummy_password_hash(), password)
-        return LoginOutcome(None)
-    if user.locked_until is not None and user.locked_until > now:
-        # Still spend the time of a check so a locked account does not answer faster.
-        check_password_hash(_dummy_password_hash(), password)
-        return LoginOutcome(None, locked=True)
-    if password_matches(user.password_hash, password):
-        user.failed_logins = 0
-        user.locked_until = None
-        user.last_login_at = now
-        db.add(user)
-        return LoginOutcome(user)
-    user.failed_logins += 1
-    locked = user.failed_logins >= MAX_FAILED_LOGINS
-    if locked:
-        user.locked_until = now + LOCKOUT
-        user.failed_logins = 0
-        logger.warning("user %s locked after repeated failed sign-ins", user.id)
-    db.add(user)
-    return LoginOutcome(None, locked=locked)
-
-
-class LoginThrottle:
-    """Failed sign-ins per client address in a sliding window (in memory, per process).
-
-    It is a brake on password spraying across many accounts, not an exact limit:
-    each web worker counts its own failures.
-    """
-
-    def __init__(self, limit: int = IP_MAX_FAILURES, window: timedelta = IP_WINDOW) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, deque[datetime]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, address: str, now: datetime) -> deque[datetime]:
-        failures = self._failures.setdefault(address, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
-
-    def blocked(self, address: str, now: datetime) -> bool:
-        """True when ``address`` failed too often recently."""
-        with self._lock:
-            return len(self._recent(address, now)) >= self.limit
-
-    def failed(self, address: str, now: datetime) -> None:
-        """Count one failure from ``address``."""
-        with self._lock:
-            self._recent(address, now).append(now)
-            if len(self._failures) > 10_000:  # bounded memory under a flood of addresses
-                oldest = next(iter(self._failures))
-                self._failures.pop(oldest, None)
+def throttled_message(wait_seconds: int) -> str:
+    """The polite answer to an attempt that must wait (it says nothing about the account)."""
+    if wait_seconds < 90:
+        wait = f"{wait_seconds} second{'s' if wait_seconds != 1 else ''}"
+    else:
+        minutes = -(-wait_seconds // 60)
+        wait = f"{minutes} minutes"
+    return (
+        "Too many sign-in attempts. To keep accounts safe, please wait "
+        f"{wait} before trying again (a short pause, not a lock)."
+    )
 
 
 # --- the session cookie -----------------------------------------------------------------

@@ -31,6 +31,7 @@ from reminders.jobs import (
     follow_ups_job,
     plan_messages_job,
     prophylaxis_check_job,
+    prune_login_throttle_job,
     prune_sessions_job,
 )
 
@@ -83,6 +84,13 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         3600,
         3000,
         "delete dashboard session rows ended or expired over 30 days ago",
+    ),
+    JobSpec(
+        "prune-login-throttle",
+        prune_login_throttle_job,
+        3600,
+        3000,
+        "forget sign-in throttling counters idle for 30 days",
     ),
 )
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from backend.db import session_scope
 from backend.services.sessions import prune_user_sessions
+from backend.services.signin import prune_login_throttle
 from backend.services.tasks import raise_due_decision_tasks
 from reminders.dispatch import DispatchReport, dispatch_due_messages
 from reminders.followups import (
@@ -71,6 +72,14 @@ def prune_sessions_job(engine: Engine, now: datetime) -> int:
     with session_scope(engine) as session:
         pruned = prune_user_sessions(session, now)
     logger.info("session rows pruned: %d", pruned)
+    return pruned
+
+
+def prune_login_throttle_job(engine: Engine, now: datetime) -> int:
+    """Forget sign-in throttling counters with no failure and no success for 30 days."""
+    with session_scope(engine) as session:
+        pruned = prune_login_throttle(session, now)
+    logger.info("sign-in throttle: %d idle counters pruned", pruned)
     return pruned
 
 

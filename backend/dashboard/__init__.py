@@ -24,9 +24,9 @@ on the server (a row per sign-in, checked on every request; the signed cookie,
 Secure, HttpOnly, SameSite=Lax from the config, carries only a random id and the
 CSRF token and is cleared at sign-in); 30 minutes idle and 12 hours absolute session
 timeouts; sign-out, "sign out everywhere" and deactivation end sessions at once;
-lockout for 15 minutes after 5 failed sign-ins plus a per-address throttle; a CSRF
-token on every form; CSP, no-store and frame-denial headers on every page; an audit
-row for every patient view and change.
+failed sign-ins throttled per account and client with growing delays, never a lockout
+(:mod:`backend.services.signin`); a CSRF token on every form; CSP, no-store and
+frame-denial headers on every page; an audit row for every patient view and change.
 """
 
 from __future__ import annotations

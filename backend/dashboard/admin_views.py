@@ -43,7 +43,6 @@ def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) ->
         users=team_admin.team_users(session, team.id),
         open_sessions=open_session_counts(session, team.id, request_now()),
         forms=forms,
-        now=request_now(),
     )
 
 

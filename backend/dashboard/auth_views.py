@@ -5,28 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, flash, g, redirect, request, url_for
+from flask import Response, current_app, flash, g, redirect, request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState, LoginIn, validate
 from backend.dashboard.web import bp, current_session, current_user, render_page, safe_next
 from backend.db import get_session
 from backend.models import SessionEnd
-from backend.security import (
-    GENERIC_LOGIN_ERROR,
-    LoginThrottle,
-    authenticate,
-    end_session,
-    start_session,
-)
+from backend.security import GENERIC_LOGIN_ERROR, end_session, start_session, throttled_message
 from backend.services.audit import record_audit
 from backend.services.sessions import end_user_session, start_user_session
+from backend.services.signin import DEVICE_COOKIE, POLICY, attempt_sign_in
 
 logger = logging.getLogger(__name__)
-
-
-def _throttle() -> LoginThrottle:
-    return current_app.extensions.setdefault("dashboard_login_throttle", LoginThrottle())
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -41,32 +32,53 @@ def login() -> Any:
     data, state = validate(LoginIn, form, {"email": form["email"]})
     if data is None:
         return render_page("login.html", 422, form=state, next=target)
-    now = request_now()
-    address = request.remote_addr or "unknown"
-    if _throttle().blocked(address, now):
-        state.message = (
-            "Too many failed sign-ins from this device. Wait 15 minutes, then try again."
-        )
-        return render_page("login.html", 429, form=state, next=target)
     db = get_session()
-    outcome = authenticate(db, data.email, data.password, now)
-    if outcome.user is None:
-        db.commit()  # the failure counter and any lock are kept
-        _throttle().failed(address, now)
+    now = request_now()
+    attempt = attempt_sign_in(
+        db,
+        data.email,
+        data.password,
+        request.remote_addr or "unknown",
+        now,
+        secret=current_app.secret_key,
+        device_cookie=request.cookies.get(DEVICE_COOKIE),
+    )
+    if attempt.wait_seconds:
+        logger.info("sign-in refused unchecked (%s brake)", attempt.decision.brake)
+        state.message = throttled_message(attempt.wait_seconds)
+        page, status = render_page("login.html", 429, form=state, next=target)
+        return page, status, {"Retry-After": str(attempt.wait_seconds)}
+    if attempt.user is None:
+        db.commit()  # the failure counts are kept
         state.message = GENERIC_LOGIN_ERROR
         return render_page("login.html", 401, form=state, next=target)
-    record_audit(db, outcome.user, "login", None, now)
+    record_audit(db, attempt.user, "login", None, now)
     session_id = start_user_session(
         db,
-        outcome.user,
+        attempt.user,
         now,
         request.headers.get("User-Agent"),
         replaces=g.get("dashboard_session"),
     )
     db.commit()
     start_session(session_id)
-    logger.info("user %s signed in", outcome.user.id)
-    return redirect(target or url_for("dashboard.queue"))
+    logger.info("user %s signed in", attempt.user.id)
+    return _remember_device(redirect(target or url_for("dashboard.queue")), attempt.device_cookie)
+
+
+def _remember_device(response: Response, device_cookie: str | None) -> Response:
+    """Set the ``known_device`` cookie (sent back to the sign-in form only) on ``response``."""
+    if device_cookie:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            device_cookie,
+            max_age=int(POLICY.remember.total_seconds()),
+            path=url_for("dashboard.login"),
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
 
 
 @bp.post("/logout")

@@ -84,10 +84,7 @@ def set_active(session: Session, member: User, active: bool, acting: User, now: 
     if not active and member.role == "admin" and _active_admins(session, member.team_id) <= 1:
         raise Conflict("the team needs at least one active admin")
     member.is_active = active
-    if active:
-        member.failed_logins = 0
-        member.locked_until = None
-    else:
+    if not active:
         end_user_sessions(session, member.id, now, SessionEnd.USER_DEACTIVATED)
     session.add(member)
     return member

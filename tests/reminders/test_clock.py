@@ -25,6 +25,7 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
             "decision-tasks",
             "prophylaxis-check",
             "prune-sessions",
+            "prune-login-throttle",
         }
     )
     for spec in CLOCK_JOBS:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,6 +23,8 @@ from sqlmodel import Session
 from werkzeug.routing import Rule
 from werkzeug.serving import make_server
 
+from backend import create_app
+from backend.db import get_engine
 from backend.models import Team, User
 from tests.conftest import bearer
 from tests.twilio_fake import FAKE_AUTH_TOKEN, twilio_signature
@@ -45,9 +48,9 @@ class LiveServer:
         return self.url + path
 
 
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[LiveServer]:
-    """The real app on 127.0.0.1 and a free port, in a thread, for the length of one test."""
+@contextmanager
+def serving(app: Flask) -> Iterator[LiveServer]:
+    """Serve ``app`` on 127.0.0.1 and a free port, in a thread, until the block ends."""
     app.config["TWILIO_AUTH_TOKEN"] = FAKE_AUTH_TOKEN
     app.config["PUBLIC_BASE_URL"] = PUBLIC_BASE
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -59,6 +62,36 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    """The real app on 127.0.0.1 and a free port, in a thread, for the length of one test."""
+    with serving(app) as server:
+        yield server
+
+
+@pytest.fixture
+def worker_app(app: Flask) -> Iterator[Callable[..., Flask]]:
+    """Another app instance (a second web worker) on ``app``'s database, clock and secret.
+
+    Keyword arguments override its configuration (e.g. ``TRUSTED_PROXY_COUNT=1``).
+    """
+    made: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        keys = (
+            "TESTING", "DATABASE_URL", "SECRET_KEY", "SESSION_COOKIE_SECURE",
+            "PUBLIC_BASE_URL", "DEFAULT_REGION", "CLOCK",
+        )  # fmt: skip
+        worker = create_app({**{key: app.config[key] for key in keys}, **overrides})
+        worker.instance_path = app.instance_path
+        made.append(worker)
+        return worker
+
+    yield factory
+    for worker in made:
+        get_engine(worker).dispose()
 
 
 @dataclass
