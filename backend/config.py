@@ -31,6 +31,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "DEMO_DATA": "1 to create a demo team, user and patient when the database is empty",
     "MAX_CONTENT_LENGTH": "largest request body in bytes; larger ones get 413 (default 1048576)",
     "MAX_JSON_DEPTH": "deepest nesting of a JSON body; deeper ones get 400 (default 32)",
+    "API_TOKEN_LIFETIME_DAYS": "days a new API token works unless its creator picks another "
+    "lifetime (default 90, at most 365)",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -39,7 +41,11 @@ _FLOAT_KEYS = {
     "DISPATCH_LEASE_SECONDS",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
 }
-_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_JSON_DEPTH"}
+_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_JSON_DEPTH", "API_TOKEN_LIFETIME_DAYS"}
+
+#: The longest lifetime an API token may have, in days (a leaked token stops working
+#: within a year at most; ``API_TOKEN_LIFETIME_DAYS`` and every creator's choice are capped).
+MAX_API_TOKEN_LIFETIME_DAYS = 365
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -70,6 +76,9 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # plan's options. See backend.hardening.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MAX_JSON_DEPTH": 32,
+        # A quarter: long enough for an integration, short enough that a forgotten or
+        # leaked token stops working on its own (see backend.services.tokens).
+        "API_TOKEN_LIFETIME_DAYS": 90,
     }
 
 
@@ -89,3 +98,20 @@ def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             values[key] = raw
     return values
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Refuse settings the app cannot run with, naming the variable (at start-up, not later).
+
+    Raises ValueError.
+    """
+    days = config.get("API_TOKEN_LIFETIME_DAYS")
+    if (
+        not isinstance(days, int)
+        or isinstance(days, bool)
+        or not (1 <= days <= MAX_API_TOKEN_LIFETIME_DAYS)
+    ):
+        raise ValueError(
+            f"API_TOKEN_LIFETIME_DAYS must be a whole number of days from 1 to "
+            f"{MAX_API_TOKEN_LIFETIME_DAYS}, got {days!r}"
+        )

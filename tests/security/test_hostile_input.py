@@ -392,7 +392,7 @@ def test_an_invalid_email_is_refused_by_the_admin_form_and_the_service(
 def test_a_valid_accented_email_is_accepted_and_normalised(
     session: Session, clock: Clock, app: Flask
 ) -> None:
-    user, _ = create_user(
+    user = create_user(
         session,
         email="  Marie-Françoise.Lefèvre@Hôpital-Erasme.example ",
         team_name="Hématologie",
