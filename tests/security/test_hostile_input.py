@@ -128,6 +128,7 @@ FORM_VALUES = {
     "next": "/queue",
     "q": "Lefèvre",
     "page": "2",
+    "days": "30",
 }
 DATE_FIELDS = {"taken_at", "start_date", "resume_date", "stopped_on", "on_date"}
 
