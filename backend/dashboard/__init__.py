@@ -14,7 +14,9 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   stop and dose forms.
 * ``POST /prophylaxis/<id>/confirm`` and ``/decline``: the forms of a proposed
   course on the patient page.
-* ``/admin`` (members, roles, phone numbers) and ``/audit``: admins only.
+* ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
+* ``/admin`` (members, roles, phone numbers), ``/admin/tokens`` (the team's API
+  tokens, revoke) and ``/audit``: admins only.
 
 Security (details in :mod:`backend.security`): scrypt password hashes; a signed
 session cookie (Secure, HttpOnly, SameSite=Lax from the config) cleared at
@@ -47,6 +49,7 @@ def init_app(app: Flask) -> None:
         plan_views,
         prophylaxis_views,
         queue_views,
+        token_views,
     )
     from backend.dashboard.web import bp, register_filters
 
