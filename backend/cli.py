@@ -40,11 +40,12 @@ def _now() -> datetime:
 
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
-    """A service refusal as one line ("field: message") and exit status 1."""
+    """A service refusal as one line ("field: message", or the message) and exit status 1."""
     try:
         yield
     except ServiceError as exc:
-        raise click.ClickException(f"{exc.field or 'error'}: {exc.message}") from exc
+        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        raise click.ClickException(message) from exc
 
 
 def _log_to_stderr() -> None:
