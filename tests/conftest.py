@@ -196,7 +196,11 @@ def _domain(team: str) -> str:
 
 @pytest.fixture
 def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]:
-    """Create a user (and team); returns the user and an API token named "tests" (90 days)."""
+    """Create a user (and team); returns the user and an API token named "tests".
+
+    The token works the longest lifetime (365 days), so that tests that move the clock
+    by months keep their credentials; tests about expiry create their own tokens.
+    """
     counter = iter(range(1, 10_000))
 
     def factory(team: str = "Team A", role: str = "nurse", **overrides: Any) -> tuple[User, str]:
@@ -271,11 +275,11 @@ def make_plan(session: Session, clock: Clock) -> Callable[..., Plan]:
 
 
 def issue_test_token(session: Session, user: User, now: datetime, name: str = "tests") -> str:
-    """A named API token for ``user``, working 90 days from ``now`` (the caller commits).
+    """A named API token for ``user``, working 365 days from ``now`` (the caller commits).
 
     An app without a ``CLOCK`` checks tokens against the real time: pass the real now then.
     """
-    return create_token(session, user, name=name, now=now, days=90, actor=None).secret
+    return create_token(session, user, name=name, now=now, days=365, actor=None).secret
 
 
 def bearer(token: str) -> dict[str, str]:
