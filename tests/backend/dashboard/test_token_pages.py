@@ -81,7 +81,8 @@ def test_the_list_shows_name_prefix_dates_and_status_never_a_token(
 
 @pytest.mark.parametrize(
     ("name", "days", "field"),
-    [("", "30", "name"), ("x" * 81, "30", "name"), ("ok", "0", "days"), ("ok", "366", "days"),
+    [("", "30", "name"), ("x" * 81, "30", "name"), ("two\nlines", "30", "name"),
+     ("ok", "0", "days"), ("ok", "366", "days"),
      ("ok", "thirty", "days"), ("ok", "", "days"), ("ok", "2.5", "days")],
 )  # fmt: skip
 def test_a_bad_form_is_a_422_next_to_the_field_and_writes_nothing(
