@@ -18,13 +18,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create and configure the app: defaults, then environment, then ``test_config``."""
     from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
-    from backend.config import default_config, load_environment
+    from backend.config import check_config, default_config, load_environment
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(default_config(app.instance_path))
     app.config.from_mapping(load_environment(os.environ))
     if test_config is not None:
         app.config.from_mapping(test_config)
+    check_config(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     _trust_proxies(app)
 

@@ -1,7 +1,11 @@
 """Credentials: API bearer tokens, password hashing and the password check of sign-in.
 
 Tokens are random and shown once; only their SHA-256 digest is stored, so a
-database leak does not leak working tokens.
+database leak does not leak working tokens. A token is ``mabc_`` and 43 random
+URL-safe characters (256 bits); the first :data:`PUBLIC_PREFIX_LENGTH` of those
+are stored in clear as its public prefix, so that people can tell their tokens
+apart in a list (the remaining 35 characters, about 208 bits, stay secret).
+Creating, listing and revoking tokens: :mod:`backend.services.tokens`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, select
@@ -17,6 +22,27 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from backend.models import ApiToken, User
 
 TOKEN_PREFIX = "mabc_"
+#: Characters of a token's random part shown in lists (see the module docstring).
+PUBLIC_PREFIX_LENGTH = 8
+
+#: Why a bearer token was refused, as the 401 body says it. An expired or revoked token
+#: is named as such (its holder had it, so nothing leaks, and they learn what to do);
+#: everything else (unknown, malformed, a deactivated user's) gets the generic message.
+REFUSAL_MESSAGES = {
+    "missing": "a valid bearer token is required",
+    "expired": "token expired",
+    "revoked": "token revoked",
+}
+
+
+def new_token() -> str:
+    """A new random bearer token (to be shown once, then stored as its digest)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def public_prefix(token: str) -> str:
+    """The public prefix of ``token``: the first characters of its random part."""
+    return token.removeprefix(TOKEN_PREFIX)[:PUBLIC_PREFIX_LENGTH]
 
 
 def hash_token(token: str) -> str:
@@ -24,33 +50,50 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_token(session: Session, user: User, now: datetime, label: str = "cli") -> str:
-    """Create a new API token for ``user`` and return it (the only time it is visible)."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiToken(user_id=user.id, token_hash=hash_token(token), label=label, created_at=now)
-    )
-    return token
+@dataclass(frozen=True)
+class BearerCheck:
+    """The outcome of checking an ``Authorization`` header.
+
+    ``user`` and ``token`` are set when the token is valid (``refusal`` None); otherwise
+    ``refusal`` is a key of :data:`REFUSAL_MESSAGES`.
+    """
+
+    user: User | None = None
+    token: ApiToken | None = None
+    refusal: str | None = "missing"
+
+    @property
+    def message(self) -> str:
+        """What the 401 answer says."""
+        return REFUSAL_MESSAGES[self.refusal or "missing"]
 
 
-def user_for_bearer(session: Session, authorization: str | None, now: datetime) -> User | None:
-    """The active user behind an ``Authorization: Bearer ...`` header, or None."""
+def check_bearer(session: Session, authorization: str | None, now: datetime) -> BearerCheck:
+    """Check an ``Authorization: Bearer ...`` header: the active user behind a live token.
+
+    A token works from creation until ``expires_at`` (excluded), unless revoked, and
+    only while its user is active.
+    """
     if not authorization:
-        return None
+        return BearerCheck()
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return None
+        return BearerCheck()
     row = session.exec(
         select(ApiToken, User)
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == hash_token(token.strip()))
     ).first()
     if row is None:
-        return None
+        return BearerCheck()
     api_token, user = row
-    if api_token.revoked_at is not None or not user.is_active:
-        return None
-    return user
+    if not user.is_active:
+        return BearerCheck()
+    if api_token.revoked_at is not None:
+        return BearerCheck(refusal="revoked")
+    if now >= api_token.expires_at:
+        return BearerCheck(refusal="expired")
+    return BearerCheck(user=user, token=api_token, refusal=None)
 
 
 def hash_password(password: str) -> str:

@@ -1,4 +1,4 @@
-"""Flask CLI commands: users, database migrations and demo data.
+"""Flask CLI commands: users, API tokens, database migrations and demo data.
 
 Each command is a thin caller of a service function inside one transaction. Any command
 that meets an unreachable database prints one line and exits with status 1
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -21,14 +22,30 @@ from sqlmodel import select
 
 from backend.db import database_unavailable, get_engine, outage_reason, session_scope, writer
 from backend.errors import ServiceError
+from backend.models import ApiToken, User
+from backend.schemas import MAX_ID
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, the clock process.")
 patients_cli = AppGroup("patients", help="Patients across all teams (operator checks).")
+tokens_cli = AppGroup("tokens", help="API tokens: create (shown once), list, revoke.")
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """The app's clock (``CLOCK`` in tests), else the real time."""
+    from backend.api import request_now
+
+    return request_now()
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A service refusal as one line ("field: message", or the message) and exit status 1."""
+    try:
+        yield
+    except ServiceError as exc:
+        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        raise click.ClickException(message) from exc
 
 
 def _log_to_stderr() -> None:
@@ -53,26 +70,100 @@ def _log_to_stderr() -> None:
 def create_user_command(
     email: str, team_name: str, role: str, password: str | None, name: str, team_phone: str | None
 ) -> None:
-    """Create a care-team user; the API token is the last line of output."""
+    """Create a care-team user; their API token (named "cli") is the last line of output."""
     from backend.services.teams import create_user
+    from backend.services.tokens import create_token
 
-    try:
-        with session_scope(get_engine()) as session:
-            user, token = create_user(
-                session,
-                email=email,
-                team_name=team_name,
-                role=role,
-                now=_now(),
-                password=password,
-                name=name,
-                care_phone=team_phone,
-                region=current_app.config["DEFAULT_REGION"],
-            )
-            click.echo(f"Created {user.role} {user.email} in team {team_name!r}.")
-    except ServiceError as exc:
-        raise click.ClickException(f"{exc.field or 'error'}: {exc.message}") from exc
-    click.echo(token)
+    now = _now()
+    with _one_line_errors(), session_scope(get_engine()) as session:
+        user = create_user(
+            session,
+            email=email,
+            team_name=team_name,
+            role=role,
+            now=now,
+            password=password,
+            name=name,
+            care_phone=team_phone,
+            region=current_app.config["DEFAULT_REGION"],
+        )
+        days = current_app.config["API_TOKEN_LIFETIME_DAYS"]
+        issued = create_token(session, user, name="cli", now=now, days=days, actor=None)
+        click.echo(f"Created {user.role} {user.email} in team {team_name!r}.")
+    click.echo(f"API token (shown once, works {days} days; revoke it with `tokens revoke`):")
+    click.echo(issued.secret)
+
+
+@tokens_cli.command("create")
+@click.option("--email", required=True, help="The user the token acts as.")
+@click.option("--name", required=True, help="What the token is for (1-80 characters).")
+@click.option(
+    "--days",
+    type=int,
+    default=None,
+    help="Lifetime (default API_TOKEN_LIFETIME_DAYS, at most 365).",
+)
+def tokens_create(email: str, name: str, days: int | None) -> None:
+    """Create an API token for a user; the token is the last line of output (shown once)."""
+    from backend.services.tokens import create_token, user_by_email
+
+    lifetime = current_app.config["API_TOKEN_LIFETIME_DAYS"] if days is None else days
+    with _one_line_errors(), session_scope(get_engine()) as session:
+        owner = user_by_email(session, email)
+        issued = create_token(session, owner, name=name, now=_now(), days=lifetime, actor=None)
+        expires = issued.row.expires_at
+    click.echo(
+        f"Created token {issued.row.id} {name.strip()!r} for {owner.email}, "
+        f"expires {expires:%Y-%m-%d %H:%M} UTC. Shown once:"
+    )
+    click.echo(issued.secret)
+
+
+@tokens_cli.command("list")
+@click.option("--email", default=None, help="Only this user's tokens.")
+@click.option("--team", "team_name", default=None, help="Only the tokens of this team's members.")
+def tokens_list(email: str | None, team_name: str | None) -> None:
+    """List API tokens (never the tokens themselves: their public prefix), newest first."""
+    from backend.services.tokens import list_tokens, team_by_name, user_by_email
+
+    if email and team_name:
+        raise click.UsageError("give --email or --team, not both")
+    with _one_line_errors(), session_scope(get_engine(), write=False) as session:
+        user_id = user_by_email(session, email).id if email else None
+        team_id = team_by_name(session, team_name).id if team_name else None
+        now = _now()
+        lines = [
+            _token_line(t, u, now)
+            for t, u in list_tokens(session, user_id=user_id, team_id=team_id)
+        ]
+    for line in lines or ["No API tokens."]:
+        click.echo(line)
+
+
+def _token_line(token: ApiToken, owner: User, now: datetime) -> str:
+    """One token for `tokens list`: id, status, owner, name, prefix, dates (UTC); no secret."""
+    from backend.services.tokens import shown_prefix, token_status
+
+    def day(value: datetime | None) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else "never"
+
+    return (
+        f"{token.id}  {token_status(token, now):<7}  {owner.email}  {token.name!r}  "
+        f"{shown_prefix(token) or '(no prefix)'}  created {day(token.created_at)}  "
+        f"expires {day(token.expires_at)}  last used {day(token.last_used_at)}"
+    )
+
+
+@tokens_cli.command("revoke")
+@click.argument("token_id", type=click.IntRange(1, MAX_ID))
+def tokens_revoke(token_id: int) -> None:
+    """Revoke API token TOKEN_ID (the id `tokens list` shows): it stops working at once."""
+    from backend.services.tokens import get_token, revoke_token
+
+    with _one_line_errors(), session_scope(get_engine()) as session:
+        token = revoke_token(session, get_token(session, token_id), _now(), actor=None)
+        name = token.name
+    click.echo(f"Revoked token {token_id} {name!r}.")
 
 
 @db_cli.command("upgrade")
@@ -104,7 +195,9 @@ def demo_command() -> None:
     from backend.services.demo import DEMO_EMAIL, DEMO_PASSWORD, ensure_demo_data
 
     with session_scope(get_engine()) as session:
-        token = ensure_demo_data(session, _now())
+        token = ensure_demo_data(
+            session, _now(), token_days=current_app.config["API_TOKEN_LIFETIME_DAYS"]
+        )
     if token:
         click.echo(f"Demo care team created. Sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}")
         click.echo(f"Demo API token: {token}")
@@ -255,3 +348,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(reminders_cli)
     app.cli.add_command(patients_cli)
+    app.cli.add_command(tokens_cli)

@@ -33,6 +33,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "MAX_JSON_DEPTH": "deepest nesting of a JSON body; deeper ones get 400 (default 32)",
     "TRUSTED_PROXY_COUNT": "reverse proxies in front of the app whose X-Forwarded-For and "
     "X-Forwarded-Proto are trusted (default 0: the headers are ignored)",
+    "API_TOKEN_LIFETIME_DAYS": "days a new API token works unless its creator picks another "
+    "lifetime (default 90, at most 365)",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -41,7 +43,16 @@ _FLOAT_KEYS = {
     "DISPATCH_LEASE_SECONDS",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
 }
-_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_JSON_DEPTH", "TRUSTED_PROXY_COUNT"}
+_INT_KEYS = {
+    "MAX_CONTENT_LENGTH",
+    "MAX_JSON_DEPTH",
+    "TRUSTED_PROXY_COUNT",
+    "API_TOKEN_LIFETIME_DAYS",
+}
+
+#: The longest lifetime an API token may have, in days (a leaked token stops working
+#: within a year at most; ``API_TOKEN_LIFETIME_DAYS`` and every creator's choice are capped).
+MAX_API_TOKEN_LIFETIME_DAYS = 365
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -75,6 +86,9 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # The client address (sign-in throttling) is the socket's peer unless the operator
         # says how many proxies stand in front: a header anyone can send is not trusted.
         "TRUSTED_PROXY_COUNT": 0,
+        # A quarter: long enough for an integration, short enough that a forgotten or
+        # leaked token stops working on its own (see backend.services.tokens).
+        "API_TOKEN_LIFETIME_DAYS": 90,
     }
 
 
@@ -94,3 +108,20 @@ def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             values[key] = raw
     return values
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Refuse settings the app cannot run with, naming the variable (at start-up, not later).
+
+    Raises ValueError.
+    """
+    days = config.get("API_TOKEN_LIFETIME_DAYS")
+    if (
+        not isinstance(days, int)
+        or isinstance(days, bool)
+        or not (1 <= days <= MAX_API_TOKEN_LIFETIME_DAYS)
+    ):
+        raise ValueError(
+            f"API_TOKEN_LIFETIME_DAYS must be a whole number of days from 1 to "
+            f"{MAX_API_TOKEN_LIFETIME_DAYS}, got {days!r}"
+        )

@@ -113,13 +113,24 @@ class LoginThrottle(SQLModel, table=True):
 
 
 class ApiToken(SQLModel, table=True):
-    """A bearer token for the JSON API; only its SHA-256 digest is stored."""
+    """A named bearer token for the JSON API: shown once, expiring, revocable.
+
+    Only the SHA-256 digest of the token is stored, so a database leak does not leak
+    working tokens; ``prefix`` (the first characters of its random part) lets people
+    recognise a token in a list without being able to use it. Tokens issued before
+    migration 0007 have no prefix. ``created_by_user_id`` is the user who created it
+    (the owner, or an admin); None when an operator created it from the command line.
+    Statuses (active, expired, revoked) are derived: ``backend.services.tokens``.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     token_hash: str = Field(max_length=64, unique=True)
-    label: str = Field(default="cli", max_length=80)
+    name: str = Field(max_length=80)
+    prefix: str | None = Field(default=None, max_length=8)
     created_at: datetime = utc_field()
+    created_by_user_id: int | None = Field(default=None, foreign_key="user.id")
+    expires_at: datetime = utc_field()
     last_used_at: datetime | None = utc_field(nullable=True)
     revoked_at: datetime | None = utc_field(nullable=True)
 

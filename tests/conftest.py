@@ -32,6 +32,7 @@ from backend.schemas import PatientIn, PlanIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.teams import create_user
+from backend.services.tokens import create_token
 
 pytest_plugins = ("tests.browser",)
 
@@ -195,7 +196,11 @@ def _domain(team: str) -> str:
 
 @pytest.fixture
 def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]:
-    """Create a user (and team); returns the user and an API token."""
+    """Create a user (and team); returns the user and an API token named "tests".
+
+    The token works the longest lifetime (365 days), so that tests that move the clock
+    by months keep their credentials; tests about expiry create their own tokens.
+    """
     counter = iter(range(1, 10_000))
 
     def factory(team: str = "Team A", role: str = "nurse", **overrides: Any) -> tuple[User, str]:
@@ -209,7 +214,8 @@ def make_user(session: Session, clock: Clock) -> Callable[..., tuple[User, str]]
             "care_phone": "+32 2 555 01 23",
         }
         values.update(overrides)
-        user, token = create_user(session, **values)
+        user = create_user(session, **values)
+        token = issue_test_token(session, user, clock.now)
         session.commit()
         return user, token
 
@@ -266,6 +272,14 @@ def make_plan(session: Session, clock: Clock) -> Callable[..., Plan]:
         return plan
 
     return factory
+
+
+def issue_test_token(session: Session, user: User, now: datetime, name: str = "tests") -> str:
+    """A named API token for ``user``, working 365 days from ``now`` (the caller commits).
+
+    An app without a ``CLOCK`` checks tokens against the real time: pass the real now then.
+    """
+    return create_token(session, user, name=name, now=now, days=365, actor=None).secret
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from werkzeug.exceptions import HTTPException
 
-from backend.db import get_session
+from backend.auth import BearerCheck
+from backend.db import get_engine, get_session
 from backend.hardening import JSONTooDeep, json_depth
 from backend.models import User
 from backend.schemas import ErrorOut
@@ -99,16 +100,16 @@ def _authenticate() -> Any:
     """Check the bearer token first, then (only for a known user) read and check the body.
 
     A request without valid credentials gets 401 before its body is read or parsed, so
-    a stranger cannot make the app decode megabytes or a hostile JSON document.
+    a stranger cannot make the app decode megabytes or a hostile JSON document. The
+    token's ``last_used_at`` is written at most once per
+    :data:`backend.services.tokens.LAST_USED_GRANULARITY`.
     """
-    from backend.auth import user_for_bearer
+    from backend.services.tokens import authenticate
 
-    user = user_for_bearer(get_session(), request.headers.get("Authorization"), request_now())
-    if user is None:
-        response = jsonify({"error": "unauthorized", "message": "a valid bearer token is required"})
-        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
-        return response, 401
-    g.api_user = user
+    check = authenticate(get_engine(), request.headers.get("Authorization"), request_now())
+    if check.user is None:
+        return _unauthorized(check)
+    g.api_user = get_session().merge(check.user, load=False)
     if request.method in ("POST", "PUT", "PATCH") and request.content_length:
         if not request.is_json:
             return jsonify(
@@ -122,6 +123,17 @@ def _authenticate() -> Any:
                 return jsonify({"error": "too_deep", "message": str(JSONTooDeep(limit))}), 400
             return jsonify({"error": "bad_json", "message": "body is not valid JSON"}), 400
     return None
+
+
+def _unauthorized(check: BearerCheck) -> tuple[Any, int]:
+    """The 401 answer: "token expired" / "token revoked" for a token that was once good
+    (its holder learns what to do, nothing leaks), the generic message otherwise."""
+    response = jsonify({"error": "unauthorized", "message": check.message})
+    challenge = 'Bearer realm="api"'
+    if check.refusal in ("expired", "revoked"):  # RFC 6750's code for a dead token
+        challenge += f', error="invalid_token", error_description="{check.message}"'
+    response.headers["WWW-Authenticate"] = challenge
+    return response, 401
 
 
 #: Answers with patient data are private: never stored by a cache, never content-sniffed.

@@ -15,9 +15,10 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   stop and dose forms.
 * ``POST /prophylaxis/<id>/confirm`` and ``/decline``: the forms of a proposed
   course on the patient page.
+* ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
-  /admin/users/<id>/sessions/end`` signs a member out everywhere) and ``/audit``:
-  admins only.
+  /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``
+  (the team's API tokens, revoke) and ``/audit``: admins only.
 
 Security (details in :mod:`backend.security`): scrypt password hashes; sessions kept
 on the server (a row per sign-in, checked on every request; the signed cookie,
@@ -53,6 +54,7 @@ def init_app(app: Flask) -> None:
         plan_views,
         prophylaxis_views,
         queue_views,
+        token_views,
     )
     from backend.dashboard.web import bp, register_filters
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from werkzeug.datastructures import MultiDict
 
+from backend.config import MAX_API_TOKEN_LIFETIME_DAYS
 from backend.errors import ServiceError
 from backend.schemas import Email, Role, Strict, has_control_character
 
@@ -226,3 +227,10 @@ class TeamPhonesIn(Strict):
 
     care_phone: str | None = Field(default=None, min_length=3, max_length=32)
     oncall_phone: str | None = Field(default=None, min_length=3, max_length=32)
+
+
+class TokenCreateIn(Strict):
+    """A new API token: its name and how many days it works."""
+
+    name: str = Field(min_length=1, max_length=80)
+    days: int = Field(ge=1, le=MAX_API_TOKEN_LIFETIME_DAYS)

@@ -47,11 +47,10 @@ def add_member(
     password: str,
     now: datetime,
 ) -> User:
-    """Create a member of ``team`` who can sign in with ``password``."""
-    user, _token = create_user(
+    """Create a member of ``team`` who can sign in with ``password`` (no API token)."""
+    return create_user(
         session, email=email, team_name=team.name, role=role, now=now, password=password, name=name
     )
-    return user
 
 
 def _active_admins(session: Session, team_id: int) -> int:

@@ -13,17 +13,21 @@ from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import confirm_course
 from backend.services.teams import create_user
+from backend.services.tokens import create_token
 
 DEMO_EMAIL = "nurse@demo.example"
 DEMO_PASSWORD = "demo-password-123"
 DEMO_TEAM = "Demo haematology"
 
 
-def ensure_demo_data(session: Session, now: datetime) -> str | None:
-    """Create the demo team, user and patient once; return the demo API token when created."""
+def ensure_demo_data(session: Session, now: datetime, *, token_days: int) -> str | None:
+    """Create the demo team, user and patient once; return the demo API token when created.
+
+    The token is named "demo" and works ``token_days`` days (it is shown once, by the caller).
+    """
     if session.exec(select(User).where(User.email == DEMO_EMAIL)).first() is not None:
         return None
-    user, token = create_user(
+    user = create_user(
         session,
         email=DEMO_EMAIL,
         team_name=DEMO_TEAM,
@@ -73,4 +77,4 @@ def ensure_demo_data(session: Session, now: datetime) -> str | None:
             user.id,
             now,
         )
-    return token
+    return create_token(session, user, name="demo", now=now, days=token_days, actor=None).secret

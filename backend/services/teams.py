@@ -1,4 +1,4 @@
-"""Teams and users: creating them and issuing API tokens."""
+"""Teams and users: creating them (API tokens are issued separately: backend.services.tokens)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from backend.auth import hash_password, issue_token
+from backend.auth import hash_password
 from backend.errors import Conflict, InvalidInput
 from backend.models import Team, User
 from backend.schemas import has_control_character, valid_email
@@ -42,8 +42,12 @@ def create_user(
     name: str = "",
     care_phone: str | None = None,
     region: str = "BE",
-) -> tuple[User, str]:
-    """Create a care-team user (and their team if new); return the user and an API token."""
+) -> User:
+    """Create a care-team user (and their team if new).
+
+    No API token comes with it: a user who needs one creates it on the "API tokens"
+    page, where it is shown once (``backend.services.tokens.create_token``).
+    """
     try:
         email = valid_email(email)
     except ValueError as exc:
@@ -69,5 +73,4 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    token = issue_token(session, user, now)
-    return user, token
+    return user

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.conftest import bearer
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from backend.models import ApiToken, AuditEvent
+from tests.conftest import bearer, reread
 
 
 def test_create_user_prints_a_token_that_works(app, client) -> None:
@@ -41,3 +47,102 @@ def test_demo_data_is_created_once(app, client) -> None:
     patients = client.get("/api/v1/patients", headers=bearer(token)).json
     assert patients["total"] == 1
     assert "already" in runner.invoke(args=["demo"]).output
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+def _nurse(app) -> None:
+    result = app.test_cli_runner().invoke(
+        args=["create-user", "Marie-Francoise@Hopital.example", "--team", "Hématologie"]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_create_user_names_its_token_cli_and_it_expires_with_the_setting(
+    app, client, session, clock
+) -> None:
+    app.config["API_TOKEN_LIFETIME_DAYS"] = 30
+    _nurse(app)
+    row = session.exec(select(ApiToken)).one()
+    assert (row.name, row.created_by_user_id) == ("cli", None)
+    assert row.expires_at == clock.now + timedelta(days=30)
+
+
+def test_tokens_create_prints_the_token_once_last_and_it_works(app, client, session, clock):
+    _nurse(app)
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=["tokens", "create", "--email", "marie-francoise@hopital.example",
+              "--name", "Lab import — Saint-Luc", "--days", "7"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    token = lines[-1]
+    assert token.startswith("mabc_") and result.output.count(token) == 1
+    assert "Lab import — Saint-Luc" in lines[0] and "2026-03-09 10:00 UTC" in lines[0]
+    assert client.get("/api/v1/patients", headers=bearer(token)).status_code == 200
+    row = reread(session).exec(select(ApiToken).where(ApiToken.name != "cli")).one()
+    assert row.expires_at == clock.now + timedelta(days=7)
+    event = session.exec(select(AuditEvent).where(AuditEvent.target == f"token:{row.id}")).one()
+    assert (event.action, event.user_id) == ("create_api_token", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "nobody@hopital.example", "--name", "x"], "email: no user"),
+        (["--email", "not an email", "--name", "x"], "email: not a valid email"),
+        (["--email", "marie-francoise@hopital.example", "--name", " "], "name: give the token"),
+        (["--email", "marie-francoise@hopital.example", "--name", "x", "--days", "366"], "days:"),
+        (["--email", "marie-francoise@hopital.example", "--name", "cli"], "already a live token"),
+    ],
+)
+def test_tokens_create_fails_in_one_line_and_writes_nothing(app, session, args, message) -> None:
+    _nurse(app)
+    result = app.test_cli_runner().invoke(args=["tokens", "create", *args])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert "mabc_" not in result.output
+    assert len(reread(session).exec(select(ApiToken)).all()) == 1  # create-user's only
+
+
+def test_tokens_list_shows_prefixes_never_tokens_and_filters(app, session, make_user) -> None:
+    _nurse(app)
+    runner = app.test_cli_runner()
+    _, other_token = make_user(team="Team B")
+    everything = runner.invoke(args=["tokens", "list"])
+    assert everything.exit_code == 0, everything.output
+    assert len(everything.output.strip().splitlines()) == 2
+    assert "mabc_" in everything.output and other_token not in everything.output
+    assert other_token[5:13] in everything.output  # the public prefix
+    mine = runner.invoke(args=["tokens", "list", "--email", "Marie-Francoise@hopital.example"])
+    assert mine.output.count("\n") == 1 and "'cli'" in mine.output and "active" in mine.output
+    team_b = runner.invoke(args=["tokens", "list", "--team", "Team B"])
+    assert team_b.output.count("\n") == 1 and "'tests'" in team_b.output
+    both = runner.invoke(args=["tokens", "list", "--team", "Team B", "--email", "a@b.example"])
+    assert both.exit_code == 2 and "not both" in both.output
+    unknown = runner.invoke(args=["tokens", "list", "--team", "Nowhere"])
+    assert unknown.exit_code == 1 and "team: no team" in unknown.output
+    empty = runner.invoke(args=["tokens", "list", "--team", "Hématologie"])
+    assert empty.exit_code == 0 and "'cli'" in empty.output
+
+
+def test_tokens_revoke_stops_a_token_at_once_and_only_once(app, client, session) -> None:
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["create-user", "n@hopital.example", "--team", "Hématologie"])
+    token = created.output.strip().splitlines()[-1]
+    row = session.exec(select(ApiToken)).one()
+    revoked = runner.invoke(args=["tokens", "revoke", str(row.id)])
+    assert revoked.exit_code == 0 and f"Revoked token {row.id} 'cli'" in revoked.output
+    answer = client.get("/api/v1/patients", headers=bearer(token))
+    assert answer.status_code == 401 and answer.json["message"] == "token revoked"
+    again = runner.invoke(args=["tokens", "revoke", str(row.id)])
+    assert again.exit_code == 1 and "already revoked" in again.output
+    gone = runner.invoke(args=["tokens", "revoke", "9999"])
+    assert gone.exit_code == 1 and gone.output.strip() == "Error: no token 9999"
+    huge = runner.invoke(args=["tokens", "revoke", "99999999999999"])  # larger than any id
+    assert huge.exit_code == 2 and "not in the range" in huge.output
+    events = reread(session).exec(select(AuditEvent.action, AuditEvent.target)).all()
+    assert ("revoke_api_token", f"token:{row.id}") in events
+    assert len([e for e in events if e[0] == "revoke_api_token"]) == 1

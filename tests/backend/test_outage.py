@@ -30,7 +30,7 @@ from backend.schemas import PatientIn, PlanIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.teams import create_user
-from tests.conftest import bearer
+from tests.conftest import bearer, issue_test_token
 from tests.db_proxy import DatabaseOutage, database_outage
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, signed_form_post
 
@@ -71,7 +71,7 @@ def outage_app(outage: DatabaseOutage, tmp_path: Path) -> Iterator[Flask]:
 def team(outage_app: Flask) -> tuple[User, str, Patient]:
     """A nurse (with a password and an API token) and her patient on alemtuzumab s.c."""
     with Session(get_engine(outage_app), expire_on_commit=False) as session:
-        user, token = create_user(
+        user = create_user(
             session,
             email="nurse@outage.example",
             team_name="Hématologie Saint-Luc",
@@ -80,6 +80,8 @@ def team(outage_app: Flask) -> tuple[User, str, Patient]:
             password=PASSWORD,
             care_phone="+32 2 764 11 11",
         )
+        # This app has no CLOCK: its requests are checked against the real time.
+        token = issue_test_token(session, user, datetime.now(UTC))
         patient = create_patient(
             session,
             user.team_id,
@@ -278,9 +280,10 @@ def test_a_database_that_stops_answering_is_a_503_within_the_connect_timeout(
     )
     app.instance_path = str(tmp_path / "instance")
     with Session(get_engine(app), expire_on_commit=False) as session:
-        _, token = create_user(
+        user = create_user(
             session, email="nurse@outage.example", team_name="Hématologie", role="nurse", now=NOW
         )
+        token = issue_test_token(session, user, datetime.now(UTC))  # this app has no CLOCK
         session.commit()
     client = app.test_client()
     assert client.get("/api/v1/patients", headers=bearer(token)).status_code == 200

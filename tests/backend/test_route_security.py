@@ -35,7 +35,7 @@ from werkzeug.routing import Rule
 from backend.models import ApiToken, Team, User
 from backend.security import CSRF_FIELD, SESSION_ID_KEY
 from backend.services.sessions import start_user_session
-from tests.conftest import Clock, bearer
+from tests.conftest import Clock, bearer, issue_test_token
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, twilio_signature
 
 BASE = "https://companion.test"
@@ -206,9 +206,10 @@ def _extra_token(
 ) -> tuple[User, str]:
     from backend.services.teams import create_user
 
-    user, token = create_user(
+    user = create_user(
         session, email=f"{kind}@teama.example", team_name="Team A", role="nurse", now=clock.now
     )
+    token = issue_test_token(session, user, clock.now)
     session.commit()
     if kind == "revoked":
         row = session.exec(select(ApiToken).where(ApiToken.user_id == user.id)).one()

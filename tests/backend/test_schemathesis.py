@@ -35,7 +35,7 @@ from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import add_course
 from backend.services.teams import create_user
-from tests.conftest import Clock, bearer
+from tests.conftest import Clock, bearer, issue_test_token
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +78,10 @@ def seeded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededApi]:
     engine = get_engine(app)
     SQLModel.metadata.create_all(engine)
     with Session(engine, expire_on_commit=False) as session:
-        user, token = create_user(
+        user = create_user(
             session, email="nurse@a.example", team_name="Team A", role="nurse", now=NOW
         )
+        token = issue_test_token(session, user, NOW)
         team = session.get(Team, user.team_id)
         team.oncall_phone = "+32470999999"
         patient = create_patient(

@@ -185,7 +185,7 @@ def crash_database(db_engine_name: str, tmp_path: Path) -> Iterator[str]:
 def seed_patients(engine: Engine, due: datetime) -> tuple[int, list[int]]:
     """A team and :data:`PATIENTS` consenting patients without quiet hours; their ids."""
     with Session(engine, expire_on_commit=False) as session:
-        user, _ = create_user(
+        user = create_user(
             session, email="nurse@crash.example", team_name="Crash", role="nurse", now=due
         )
         patients = []

@@ -60,7 +60,7 @@ def engine(outage: DatabaseOutage) -> Iterator[Engine]:
 def patient(engine: Engine) -> Patient:
     """A consenting patient on alemtuzumab s.c. from today, never in quiet hours."""
     with Session(engine, expire_on_commit=False) as session:
-        user, _ = create_user(
+        user = create_user(
             session,
             email="nurse@outage.example",
             team_name="Hématologie Saint-Luc",

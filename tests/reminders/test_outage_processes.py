@@ -45,7 +45,7 @@ from backend.services.plans import start_plan
 from backend.services.teams import create_user
 from reminders.core.templates import render
 from reminders.outbox import insert_ignoring_duplicates
-from tests.conftest import bearer
+from tests.conftest import bearer, issue_test_token
 from tests.db_proxy import DatabaseOutage, database_outage
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio, wait_until
 
@@ -74,7 +74,7 @@ def seed(engine: Engine, now: datetime) -> tuple[int, list[int], str]:
     """A team with an on-call number, three consenting patients on alemtuzumab s.c. and
     never in quiet hours, and a nurse's API token: (team id, patient ids, token)."""
     with Session(engine, expire_on_commit=False) as session:
-        user, token = create_user(
+        user = create_user(
             session,
             email="nurse@outage.example",
             team_name="Hématologie Saint-Luc",
@@ -82,6 +82,7 @@ def seed(engine: Engine, now: datetime) -> tuple[int, list[int], str]:
             now=now,
             care_phone="+32 2 764 11 11",
         )
+        token = issue_test_token(session, user, now)
         team = session.get(Team, user.team_id)
         team.oncall_phone = "+32 470 99 99 99"
         session.add(team)

@@ -128,6 +128,7 @@ FORM_VALUES = {
     "next": "/queue",
     "q": "Lefèvre",
     "page": "2",
+    "days": "30",
 }
 DATE_FIELDS = {"taken_at", "start_date", "resume_date", "stopped_on", "on_date"}
 
@@ -392,7 +393,7 @@ def test_an_invalid_email_is_refused_by_the_admin_form_and_the_service(
 def test_a_valid_accented_email_is_accepted_and_normalised(
     session: Session, clock: Clock, app: Flask
 ) -> None:
-    user, _ = create_user(
+    user = create_user(
         session,
         email="  Marie-Françoise.Lefèvre@Hôpital-Erasme.example ",
         team_name="Hématologie",

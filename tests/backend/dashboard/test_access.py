@@ -1,6 +1,6 @@
 """Team scoping, CSRF and roles for every dashboard route, enumerated from the URL map.
 
-A new route that takes a patient, plan, alert, user or course id is checked here
+A new route that takes a patient, plan, alert, user, course or API token id is checked here
 without anyone having to remember to add it.
 """
 
@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from backend.models import Alert, ProphylaxisCourse
+from backend.models import Alert, ApiToken, ProphylaxisCourse
 from tests.backend.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import reread
 
-ID_ARGUMENTS = ("patient_id", "plan_id", "alert_id", "user_id", "course_id")
+ID_ARGUMENTS = ("patient_id", "plan_id", "alert_id", "user_id", "course_id", "token_id")
 #: Form bodies that would succeed for the owning team, so only scoping can refuse them.
 VALID_FORMS = {
     "dashboard.edit_patient": {
@@ -40,6 +40,9 @@ VALID_FORMS = {
     "dashboard.set_active": {"active": "0"},
     "dashboard.confirm_prophylaxis": {"dose_text": "400 mg twice a day", "times": "08:00, 20:00"},
     "dashboard.decline_prophylaxis": {"reason": "allergic: pentamidine inhalation instead"},
+    "dashboard.create_account_token": {"name": "Lab import", "days": "30"},
+    "dashboard.revoke_account_token": {},
+    "dashboard.revoke_team_token": {},
 }
 
 
@@ -87,6 +90,7 @@ def team_a(client, team_user, treated, session, clock):
     course = session.exec(
         select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
     ).first()
+    api_token = session.exec(select(ApiToken).where(ApiToken.user_id == admin_a.id)).first()
     session.commit()  # end the read transaction: the next writer must not find it stale
     client.post("/logout", data={"csrf_token": token})
     ids = {
@@ -95,6 +99,7 @@ def team_a(client, team_user, treated, session, clock):
         "alert_id": alert.id,
         "user_id": admin_a.id,
         "course_id": course.id,
+        "token_id": api_token.id,
     }
     return ids
 

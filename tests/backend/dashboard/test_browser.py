@@ -73,7 +73,7 @@ class LiveApp:
 
 
 def _seed(session: Session, now) -> tuple[Patient, Plan]:
-    nurse, _ = create_user(
+    nurse = create_user(
         session,
         email=NURSE,
         team_name="Ward 5",
@@ -115,7 +115,7 @@ def _seed(session: Session, now) -> tuple[Patient, Plan]:
             now,
         )
     # A patient of another team, who must never show up.
-    other, _ = create_user(
+    other = create_user(
         session, email="other@elsewhere.example", team_name="Other", role="nurse", now=now
     )
     create_patient(
