@@ -40,7 +40,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("account_key", "address_key", name="uq_loginthrottle_pair"),
     )
-    with op.batch_alter_table("user", schema=None) as batch_op:
+    # ALTER TABLE ... DROP COLUMN in place (SQLite 3.35+), never a rebuild of ``user``:
+    # SQLite's rebuild (copy, DROP, rename) of a table that tokens, sessions and audit rows
+    # point at fails at COMMIT with foreign keys on, because the DROP's orphaned children
+    # stay counted as violations even once the copy takes the table's name.
+    with op.batch_alter_table("user", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("locked_until")
         batch_op.drop_column("failed_logins")
 
