@@ -30,6 +30,7 @@ from typing import Any, TypeVar, cast, get_type_hints
 
 from flask import Flask, g, request
 
+from backend.api import current_user, request_now
 from backend.db import get_session
 from backend.errors import NotFound
 from backend.models import AuditAction, AuditChannel
@@ -80,8 +81,6 @@ def audited(action: AuditAction) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @wraps(view)
         def run(*args: Any, **kwargs: Any) -> Any:
-            from backend.api import current_user, request_now
-
             session = get_session()
             set_channel(session, AuditChannel.API)  # services' own rows say "api" too
             transaction = session.get_transaction() or session.begin()
