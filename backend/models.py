@@ -1,10 +1,13 @@
-"""The SQLModel tables: teams, users, sessions, sign-in counters, patients, plans, labs, alerts, SMS.
+"""The SQLModel tables: teams, users, sessions, sign-in counters, patients, plans, labs, alerts, SMS,
+audit.
 
 Every datetime column is :class:`UTCDateTime`: stored as UTC and returned
 timezone-aware on SQLite and PostgreSQL alike. Dates without a time (a plan's
 start, a hold's resume date) are the patient's local calendar dates.
 Vocabularies (roles, statuses, kinds) are plain strings validated by the API
-schemas, so that a new value needs no database migration.
+schemas, so that a new value needs no database migration; the audit trail's actions
+and channels are the enums :class:`AuditAction` and :class:`AuditChannel` beside
+:class:`AuditEvent`, whose rows are append-only (ORM guard and database triggers).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import DDL, JSON, Column, DateTime, Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -478,8 +482,85 @@ class PillConfirmation(SQLModel, table=True):
     confirmed_at: datetime = utc_field()
 
 
+# --- the audit trail ---------------------------------------------------------------------
+
+
+class AuditAction(StrEnum):
+    """What an audit row records: one vocabulary for the API, the care-team pages and the CLI.
+
+    The same operation has the same name whichever way it was done (viewing a patient
+    through ``GET /api/v1/patients/<id>`` or the patient page is ``view_patient``), so
+    the audit page reads the same for both channels. ``backend.services.audit.record_audit``
+    refuses a name that is not here.
+    """
+
+    # Patients.
+    LIST_PATIENTS = "list_patients"
+    ENROL_PATIENT = "enrol_patient"
+    VIEW_PATIENT = "view_patient"
+    UPDATE_PATIENT = "update_patient"
+    DISCHARGE_PATIENT = "discharge_patient"
+    EXPORT_PATIENT = "export_patient"
+    VIEW_SCHEDULE = "view_schedule"
+    # Labs.
+    RECORD_LAB = "record_lab"
+    VIEW_LABS = "view_labs"
+    # Plans and doses.
+    START_PLAN = "start_plan"
+    VIEW_PLAN = "view_plan"
+    HOLD_PLAN = "hold_plan"
+    RESUME_PLAN = "resume_plan"
+    EXTEND_PLAN = "extend_plan"
+    STOP_PLAN = "stop_plan"
+    RECORD_DOSE = "record_dose"
+    CONFIRM_DOSE_WARNING = "confirm_dose_warning"
+    # Prophylaxis courses.
+    ADD_PROPHYLAXIS = "add_prophylaxis"
+    VIEW_PROPHYLAXIS = "view_prophylaxis"
+    CONFIRM_PROPHYLAXIS = "confirm_prophylaxis"
+    DECLINE_PROPHYLAXIS = "decline_prophylaxis"
+    STOP_PROPHYLAXIS = "stop_prophylaxis"
+    # Alerts.
+    LIST_ALERTS = "list_alerts"
+    VIEW_ALERT = "view_alert"
+    ACKNOWLEDGE_ALERT = "acknowledge_alert"
+    RESOLVE_ALERT = "resolve_alert"
+    # SMS.
+    SEND_SMS = "send_sms"
+    VIEW_PHONE_SIMULATOR = "view_phone_simulator"
+    SIMULATED_REPLY = "simulated_reply"
+    # A user asked for another team's patient (answered 404); kept in that patient's team.
+    REFUSED_OTHER_TEAM = "refused_other_team"
+    # Accounts and the team (no patient).
+    LOGIN = "login"
+    LOGOUT = "logout"
+    CREATE_USER = "create_user"
+    CHANGE_ROLE = "change_role"
+    ACTIVATE_USER = "activate_user"
+    DEACTIVATE_USER = "deactivate_user"
+    UPDATE_TEAM_PHONES = "update_team_phones"
+    CREATE_API_TOKEN = "create_api_token"
+    REVOKE_API_TOKEN = "revoke_api_token"
+    SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
+    END_USER_SESSIONS = "end_user_sessions"
+
+
+class AuditChannel(StrEnum):
+    """How the action reached the companion."""
+
+    API = "api"
+    DASHBOARD = "dashboard"
+    CLI = "cli"
+
+
 class AuditEvent(SQLModel, table=True):
-    """Who viewed or changed which patient, and when (no health data, no SMS text)."""
+    """Who viewed or changed which patient, when and through which channel.
+
+    No health data, no SMS text: ids, an :class:`AuditAction` and a short target such as
+    ``plan:12``. Rows are append-only: :func:`_refuse_audit_change` stops the ORM from
+    changing or deleting one, and database triggers (:data:`AUDIT_TRIGGERS`, also installed
+    by migration 0008) refuse ``UPDATE`` and ``DELETE`` from any client.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = utc_field(index=True)
@@ -488,3 +569,64 @@ class AuditEvent(SQLModel, table=True):
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
     action: str = Field(max_length=60)
     target: str | None = Field(default=None, max_length=120)
+    # No default: a row that does not say its channel is refused by the database (NOT NULL).
+    channel: str = Field(max_length=16)
+
+
+class AuditRowImmutable(RuntimeError):
+    """An audit row was about to be changed or deleted: the trail is append-only."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"audit rows are append-only: {operation} refused")
+
+
+#: The message the database triggers raise (migration 0008 uses the same words).
+AUDIT_TRIGGER_MESSAGE = "audit rows are append-only: UPDATE and DELETE are refused"
+
+#: The triggers that make ``auditevent`` append-only, by dialect. ``TRUNCATE`` (which row
+#: triggers do not see) stays possible for the table's owner: the tests empty PostgreSQL
+#: with it. A migration that rebuilds the table on SQLite (``batch_alter_table`` copies it)
+#: drops its triggers and must create them again.
+AUDIT_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION auditevent_refuse_change() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        f"RAISE EXCEPTION '{AUDIT_TRIGGER_MESSAGE}'; "
+        "END $$",
+        "CREATE TRIGGER auditevent_append_only BEFORE UPDATE OR DELETE ON auditevent "
+        "FOR EACH ROW EXECUTE FUNCTION auditevent_refuse_change()",
+    ),
+    "sqlite": (
+        "CREATE TRIGGER auditevent_no_update BEFORE UPDATE ON auditevent "
+        f"BEGIN SELECT RAISE(ABORT, '{AUDIT_TRIGGER_MESSAGE}'); END",
+        "CREATE TRIGGER auditevent_no_delete BEFORE DELETE ON auditevent "
+        f"BEGIN SELECT RAISE(ABORT, '{AUDIT_TRIGGER_MESSAGE}'); END",
+    ),
+}
+
+for _dialect, _statements in AUDIT_TRIGGERS.items():
+    for _statement in _statements:
+        # ``create_all`` (tests, a new installation) installs them with the table.
+        event.listen(
+            AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect)
+        )
+
+
+@event.listens_for(AuditEvent, "before_update")
+def _refuse_audit_update(mapper: Any, connection: Any, target: AuditEvent) -> None:
+    raise AuditRowImmutable("UPDATE")
+
+
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_audit_delete(mapper: Any, connection: Any, target: AuditEvent) -> None:
+    raise AuditRowImmutable("DELETE")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_audit_change(state: ORMExecuteState) -> None:
+    """Refuse ORM bulk ``update(AuditEvent)`` / ``delete(AuditEvent)`` before they reach the database."""
+    if not (state.is_update or state.is_delete):
+        return
+    # An ORM statement's table is an annotated copy of the Table: compare names.
+    if getattr(getattr(state.statement, "table", None), "name", None) == "auditevent":
+        raise AuditRowImmutable("UPDATE" if state.is_update else "DELETE")

@@ -2,7 +2,10 @@
 
 spectree validates requests and responses against the pydantic schemas and
 generates the OpenAPI document from them. Every route authenticates the bearer
-token in ``before_request`` and scopes every look-up to the user's team.
+token in ``before_request`` and scopes every look-up to the user's team. Every route
+that reads or changes patient data declares its audit action with
+``backend.api.auditing.audited`` (checked when the app starts) and is committed by it,
+with its audit row.
 """
 
 from __future__ import annotations
@@ -149,11 +152,13 @@ def _private_headers(response: Any) -> Any:
 
 
 def init_app(app: Flask) -> None:
-    """Register the API blueprint and its OpenAPI document."""
+    """Register the API blueprint and its OpenAPI document; every route declares its audit action."""
     from backend.api import alerts, patients, plans, regimens  # noqa: F401  (routes register on import)
+    from backend.api.auditing import check_audit_declarations
 
     app.register_blueprint(api)
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi_document", openapi_document)
+    check_audit_declarations(app, API_PREFIX)
 
 
 def openapi_document() -> Any:

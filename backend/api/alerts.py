@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from backend.api import api, current_user, request_now, responses, spec
+from backend.api.auditing import audit, audited
 from backend.db import get_session
+from backend.models import AuditAction
 from backend.schemas import AlertOut, AlertPage, AlertQuery, ResolveIn
 from backend.serializers import alert_out
 from backend.services import alerts as alert_service
@@ -13,6 +15,7 @@ TAGS = ["alerts"]
 
 @api.get("/alerts")
 @spec.validate(query=AlertQuery, resp=responses(HTTP_200=AlertPage, HTTP_422=None), tags=TAGS)
+@audited(AuditAction.LIST_ALERTS)
 def list_alerts(query: AlertQuery):
     """Open and acknowledged alerts (or ``status=``), most urgent and oldest first.
 
@@ -31,6 +34,7 @@ def list_alerts(query: AlertQuery):
         per_page=query.per_page,
     )
     replies = alert_service.replies_to_patient(session, rows)
+    audit(None, "alerts:list")
     return AlertPage(
         items=[alert_out(a, replies.get(a.id)) for a in rows],
         page=query.page,
@@ -41,12 +45,13 @@ def list_alerts(query: AlertQuery):
 
 @api.post("/alerts/<int:alert_id>/acknowledge")
 @spec.validate(resp=responses(HTTP_200=AlertOut, HTTP_409=None), tags=TAGS)
+@audited(AuditAction.ACKNOWLEDGE_ALERT)
 def acknowledge_alert(alert_id: int):
     """Mark an alert as seen: it is no longer re-sent to the on-call number."""
     session = get_session()
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
-    session.commit()
+    audit(alert.patient_id, f"alert:{alert.id}")
     return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))
 
 
@@ -54,10 +59,11 @@ def acknowledge_alert(alert_id: int):
 @spec.validate(
     json=ResolveIn, resp=responses(HTTP_200=AlertOut, HTTP_409=None, HTTP_422=None), tags=TAGS
 )
+@audited(AuditAction.RESOLVE_ALERT)
 def resolve_alert(alert_id: int, json: ResolveIn):
     """Close an alert with a note (who and when are kept)."""
     session = get_session()
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     alert_service.resolve_alert(session, alert, current_user().id, json.note, request_now())
-    session.commit()
+    audit(alert.patient_id, f"alert:{alert.id}")
     return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))

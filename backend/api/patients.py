@@ -1,11 +1,17 @@
-"""Patient routes: enrol, read, update, list; labs, prophylaxis, schedule."""
+"""Patient routes: enrol, read, update, list; labs, prophylaxis, schedule.
+
+Each route declares its audit action (``@audited``), names what it touched (``audit``)
+and leaves the commit to the decorator, which writes the row in the same transaction.
+"""
 
 from __future__ import annotations
 
 from flask import current_app
 
 from backend.api import api, current_user, request_now, responses, spec
+from backend.api.auditing import audit, audited
 from backend.db import get_session
+from backend.models import AuditAction
 from backend.schemas import (
     DischargeIn,
     LabIn,
@@ -38,30 +44,32 @@ TAGS = ["patients"]
 @spec.validate(
     json=PatientIn, resp=responses(HTTP_201=PatientOut, HTTP_409=None, HTTP_422=None), tags=TAGS
 )
+@audited(AuditAction.ENROL_PATIENT)
 def create_patient(json: PatientIn):
     """Enrol a patient in the caller's team; the phone number is stored as E.164.
 
     409 when an active patient (of any team) has the number; the answer names nobody.
     """
-    session = get_session()
     patient = patient_service.create_patient(
-        session,
+        get_session(),
         current_user().team_id,
         json,
         request_now(),
         region=current_app.config["DEFAULT_REGION"],
     )
-    session.commit()
+    audit(patient.id, f"patient:{patient.id}")
     return patient_out(patient), 201
 
 
 @api.get("/patients")
 @spec.validate(query=PageQuery, resp=responses(HTTP_200=PatientPage), tags=TAGS)
+@audited(AuditAction.LIST_PATIENTS)
 def list_patients(query: PageQuery):
     """The caller's team's patients, by name, one page at a time."""
     rows, total = patient_service.list_patients(
         get_session(), current_user().team_id, page=query.page, per_page=query.per_page
     )
+    audit(None, "patients:list")
     return PatientPage(
         items=[patient_out(p) for p in rows], page=query.page, per_page=query.per_page, total=total
     )
@@ -69,17 +77,19 @@ def list_patients(query: PageQuery):
 
 @api.get("/patients/<int:patient_id>")
 @spec.validate(resp=responses(HTTP_200=PatientOut), tags=TAGS)
+@audited(AuditAction.VIEW_PATIENT)
 def get_patient(patient_id: int):
     """One patient of the caller's team."""
-    return patient_out(
-        patient_service.get_patient(get_session(), current_user().team_id, patient_id)
-    )
+    patient = patient_service.get_patient(get_session(), current_user().team_id, patient_id)
+    audit(patient.id, f"patient:{patient.id}")
+    return patient_out(patient)
 
 
 @api.patch("/patients/<int:patient_id>")
 @spec.validate(
     json=PatientUpdate, resp=responses(HTTP_200=PatientOut, HTTP_409=None, HTTP_422=None), tags=TAGS
 )
+@audited(AuditAction.UPDATE_PATIENT)
 def update_patient(patient_id: int, json: PatientUpdate):
     """Change contact preferences, language, quiet hours, time zone or measurements.
 
@@ -90,7 +100,7 @@ def update_patient(patient_id: int, json: PatientUpdate):
     patient_service.update_patient(
         session, patient, json, request_now(), region=current_app.config["DEFAULT_REGION"]
     )
-    session.commit()
+    audit(patient.id, f"patient:{patient.id}")
     return patient_out(patient)
 
 
@@ -98,6 +108,7 @@ def update_patient(patient_id: int, json: PatientUpdate):
 @spec.validate(
     json=DischargeIn, resp=responses(HTTP_200=PatientOut, HTTP_409=None, HTTP_422=None), tags=TAGS
 )
+@audited(AuditAction.DISCHARGE_PATIENT)
 def discharge_patient(patient_id: int, json: DischargeIn):
     """End the team's care: SMS stop and the phone number is free for another enrolment.
 
@@ -108,53 +119,60 @@ def discharge_patient(patient_id: int, json: DischargeIn):
     discharge_service.discharge_patient(
         session, patient, current_user().id, json.reason, request_now()
     )
-    session.commit()
+    audit(patient.id, f"patient:{patient.id}")
     return patient_out(patient)
 
 
 @api.get("/patients/<int:patient_id>/schedule")
 @spec.validate(query=ScheduleQuery, resp=responses(HTTP_200=ScheduleOut, HTTP_422=None), tags=TAGS)
+@audited(AuditAction.VIEW_SCHEDULE)
 def get_schedule(patient_id: int, query: ScheduleQuery):
     """Every dated event (doses, premedication, pills, labs, check-ins, milestones) in a window."""
     session = get_session()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     window = schedule_between(session, patient, query.from_, query.to, request_now())
+    audit(patient.id, f"patient:{patient.id}")
     return schedule_out(patient, window)
 
 
 @api.post("/patients/<int:patient_id>/labs")
 @spec.validate(json=LabIn, resp=responses(HTTP_201=LabRecorded, HTTP_422=None), tags=TAGS)
+@audited(AuditAction.RECORD_LAB)
 def record_lab(patient_id: int, json: LabIn):
     """Record a CMV PCR, CD4 or ANC result; the lab rules may raise alerts."""
     session = get_session()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     lab, alerts = lab_service.record_lab(session, patient, json, current_user().id, request_now())
-    session.commit()
+    audit(patient.id, f"lab:{lab.id}")
     return LabRecorded(lab=lab_out(lab), alerts=[alert_out(a) for a in alerts]), 201
 
 
 @api.get("/patients/<int:patient_id>/labs")
 @spec.validate(resp=responses(HTTP_200=list[LabOut]), tags=TAGS)
+@audited(AuditAction.VIEW_LABS)
 def list_labs(patient_id: int):
     """The patient's lab results, oldest first."""
     session = get_session()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    return [
+    labs = [
         lab_out(lab).model_dump(mode="json") for lab in lab_service.labs_of(session, patient.id)
     ]
+    audit(patient.id, f"patient:{patient.id}")
+    return labs
 
 
 @api.post("/patients/<int:patient_id>/prophylaxis")
 @spec.validate(
     json=ProphylaxisIn, resp=responses(HTTP_201=ProphylaxisOut, HTTP_422=None), tags=TAGS
 )
+@audited(AuditAction.ADD_PROPHYLAXIS)
 def add_prophylaxis(patient_id: int, json: ProphylaxisIn):
     """Start an infection-prevention course with the dose and times the care team prescribed."""
     session = get_session()
     now = request_now()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     course = prophylaxis_service.add_course(session, patient, json, now)
-    session.commit()
+    audit(patient.id, f"course:{course.id}")
     return prophylaxis_out(
         course, prophylaxis_service.eligibility(session, course, patient, now)
     ), 201
@@ -162,17 +180,20 @@ def add_prophylaxis(patient_id: int, json: ProphylaxisIn):
 
 @api.get("/patients/<int:patient_id>/prophylaxis")
 @spec.validate(resp=responses(HTTP_200=list[ProphylaxisOut]), tags=TAGS)
+@audited(AuditAction.VIEW_PROPHYLAXIS)
 def list_prophylaxis(patient_id: int):
     """The patient's prophylaxis courses with their stop eligibility."""
     session = get_session()
     now = request_now()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    return [
+    courses = [
         prophylaxis_out(c, prophylaxis_service.eligibility(session, c, patient, now)).model_dump(
             mode="json"
         )
         for c in prophylaxis_service.courses_of(session, patient.id)
     ]
+    audit(patient.id, f"patient:{patient.id}")
+    return courses
 
 
 @api.post("/prophylaxis/<int:course_id>/stop")
@@ -181,13 +202,14 @@ def list_prophylaxis(patient_id: int):
     resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
     tags=TAGS,
 )
+@audited(AuditAction.STOP_PROPHYLAXIS)
 def stop_prophylaxis(course_id: int, json: ProphylaxisStopIn):
     """Confirm the stop of a course; refused (409) while not eligible unless an override reason is given."""
     session = get_session()
     now = request_now()
     course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
     prophylaxis_service.stop_course(session, course, patient, json, current_user().id, now)
-    session.commit()
+    audit(patient.id, f"course:{course.id}")
     return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
 
 
@@ -197,6 +219,7 @@ def stop_prophylaxis(course_id: int, json: ProphylaxisStopIn):
     resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
     tags=TAGS,
 )
+@audited(AuditAction.CONFIRM_PROPHYLAXIS)
 def confirm_prophylaxis(course_id: int, json: ProphylaxisConfirmIn):
     """Confirm a proposed course with the dose and times prescribed; its pill reminders start.
 
@@ -206,7 +229,7 @@ def confirm_prophylaxis(course_id: int, json: ProphylaxisConfirmIn):
     now = request_now()
     course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
     prophylaxis_service.confirm_course(session, course, patient, json, current_user().id, now)
-    session.commit()
+    audit(patient.id, f"course:{course.id}")
     return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
 
 
@@ -216,6 +239,7 @@ def confirm_prophylaxis(course_id: int, json: ProphylaxisConfirmIn):
     resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
     tags=TAGS,
 )
+@audited(AuditAction.DECLINE_PROPHYLAXIS)
 def decline_prophylaxis(course_id: int, json: ProphylaxisDeclineIn):
     """Decline a proposed course with the reason (an allergy, an alternative entered instead).
 
@@ -225,5 +249,5 @@ def decline_prophylaxis(course_id: int, json: ProphylaxisDeclineIn):
     now = request_now()
     course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
     prophylaxis_service.decline_course(session, course, patient, json, current_user().id, now)
-    session.commit()
+    audit(patient.id, f"course:{course.id}")
     return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))

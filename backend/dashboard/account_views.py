@@ -10,7 +10,7 @@ from flask import flash, redirect, url_for
 from backend.api import request_now
 from backend.dashboard.web import audit, bp, current_session, current_user, render_page
 from backend.db import get_session
-from backend.models import SessionEnd
+from backend.models import AuditAction, SessionEnd
 from backend.security import end_session
 from backend.services.sessions import end_user_sessions, open_user_sessions
 
@@ -34,7 +34,7 @@ def sign_out_everywhere() -> Any:
     db = get_session()
     user = current_user()
     ended = end_user_sessions(db, user.id, request_now(), SessionEnd.SIGNED_OUT_EVERYWHERE)
-    audit("sign_out_everywhere", None, f"user:{user.id}")
+    audit(AuditAction.SIGN_OUT_EVERYWHERE, None, f"user:{user.id}")
     db.commit()
     end_session()
     logger.info("user %s signed out everywhere (%d sessions)", user.id, ended)

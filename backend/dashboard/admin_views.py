@@ -20,7 +20,7 @@ from backend.dashboard.forms import (
 from backend.dashboard.web import admin_required, audit, bp, current_user, render_page
 from backend.db import get_session
 from backend.errors import ServiceError
-from backend.models import Team
+from backend.models import AuditAction, Team
 from backend.services.audit import list_audit
 from backend.services.sessions import open_session_counts
 
@@ -76,7 +76,7 @@ def create_member() -> Any:
     except ServiceError as error:
         session.rollback()
         return _admin_page({"user": service_error_state(error, values, set(fields))}, error.status)
-    audit("create_user", None, f"user:{user.id}")
+    audit(AuditAction.CREATE_USER, None, f"user:{user.id}")
     session.commit()
     flash(f"{user.email} can now sign in as {user.role}.", "success")
     return redirect(url_for("dashboard.admin"))
@@ -98,7 +98,7 @@ def change_role(user_id: int) -> Any:
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
         return _admin_page(status=error.status)
-    audit("change_role", None, f"user:{member.id}")
+    audit(AuditAction.CHANGE_ROLE, None, f"user:{member.id}")
     session.commit()
     flash(f"{member.email} is now {member.role}.", "success")
     return redirect(url_for("dashboard.admin"))
@@ -117,7 +117,7 @@ def set_active(user_id: int) -> Any:
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
         return _admin_page(status=error.status)
-    audit("activate_user" if active else "deactivate_user", None, f"user:{member.id}")
+    audit(AuditAction.ACTIVATE_USER if active else AuditAction.DEACTIVATE_USER, None, f"user:{member.id}")
     session.commit()
     flash(f"{member.email} {'reactivated' if active else 'deactivated'}.", "success")
     return redirect(url_for("dashboard.admin"))
@@ -130,7 +130,7 @@ def end_member_sessions(user_id: int) -> Any:
     session = get_session()
     member = team_admin.get_team_user(session, current_user().team_id, user_id)
     ended = team_admin.end_member_sessions(session, member, request_now())
-    audit("end_user_sessions", None, f"user:{member.id}")
+    audit(AuditAction.END_USER_SESSIONS, None, f"user:{member.id}")
     session.commit()
     flash(f"{member.email} is signed out everywhere ({ended} open session(s) ended).", "success")
     return redirect(url_for("dashboard.admin"))
@@ -157,7 +157,7 @@ def team_phones() -> Any:
     except ServiceError as error:
         session.rollback()
         return _admin_page({"phones": service_error_state(error, values, set(fields))}, 422)
-    audit("update_team_phones", None, f"team:{current_user().team_id}")
+    audit(AuditAction.UPDATE_TEAM_PHONES, None, f"team:{current_user().team_id}")
     session.commit()
     flash("Team phone numbers saved.", "success")
     return redirect(url_for("dashboard.admin"))

@@ -11,7 +11,7 @@ from backend.api import request_now
 from backend.dashboard.forms import FormState, LoginIn, validate
 from backend.dashboard.web import bp, current_session, current_user, render_page, safe_next
 from backend.db import get_session
-from backend.models import SessionEnd
+from backend.models import AuditAction, SessionEnd
 from backend.security import GENERIC_LOGIN_ERROR, end_session, start_session, throttled_message
 from backend.services.audit import record_audit
 from backend.services.sessions import end_user_session, start_user_session
@@ -52,7 +52,7 @@ def login() -> Any:
         db.commit()  # the failure counts are kept
         state.message = GENERIC_LOGIN_ERROR
         return render_page("login.html", 401, form=state, next=target)
-    record_audit(db, attempt.user, "login", None, now)
+    record_audit(db, attempt.user, AuditAction.LOGIN, None, now)
     session_id = start_user_session(
         db,
         attempt.user,
@@ -90,7 +90,7 @@ def logout() -> Any:
     db = get_session()
     now = request_now()
     end_user_session(db, current_session(), now, SessionEnd.SIGNED_OUT)
-    record_audit(db, current_user(), "logout", None, now)
+    record_audit(db, current_user(), AuditAction.LOGOUT, None, now)
     db.commit()
     end_session()
     flash("You are signed out.", "info")

@@ -38,7 +38,7 @@ from backend.dashboard.queries import (
 from backend.dashboard.web import audit, bp, current_user, not_available, render_page
 from backend.db import get_session
 from backend.errors import ServiceError
-from backend.models import Patient
+from backend.models import AuditAction, Patient
 from backend.schemas import DischargeIn, LabIn, PatientIn, PatientUpdate
 from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
@@ -106,6 +106,9 @@ def patients() -> Any:
     session = get_session()
     query = request.args.get("q", "").strip()[:80]
     rows = patient_search(session, current_user().team_id, query)
+    # The same row as GET /api/v1/patients; the search words (maybe a name) are not kept.
+    audit(AuditAction.LIST_PATIENTS, None, "patients:list")
+    session.commit()
     return render_page(
         "patients.html",
         patients=rows,
@@ -144,7 +147,7 @@ def new_patient() -> Any:
     except ServiceError as error:
         session.rollback()
         return _patient_form(service_error_state(error, values, set(PATIENT_FIELDS)), error.status)
-    audit("enrol_patient", patient.id, f"patient:{patient.id}")
+    audit(AuditAction.ENROL_PATIENT, patient.id, f"patient:{patient.id}")
     session.commit()
     flash("Patient enrolled. Next: start their regimen.", "success")
     return redirect(url_for("dashboard.new_plan", patient_id=patient.id))
@@ -175,7 +178,7 @@ def edit_patient(patient_id: int) -> Any:
         session.rollback()
         state = service_error_state(error, values, set(PATIENT_FIELDS))
         return _patient_form(state, error.status, patient)
-    audit("update_patient", patient.id, f"patient:{patient.id}")
+    audit(AuditAction.UPDATE_PATIENT, patient.id, f"patient:{patient.id}")
     session.commit()
     flash("Contact preferences saved; upcoming reminders were re-planned.", "success")
     return redirect(url_for("dashboard.patient", patient_id=patient.id))
@@ -198,7 +201,7 @@ def discharge_patient(patient_id: int) -> Any:
         session.rollback()
         state = service_error_state(error, values, {"reason"})
         return patient_page(record, {"discharge": state}, error.status)
-    audit("discharge_patient", record.id, f"patient:{record.id}")
+    audit(AuditAction.DISCHARGE_PATIENT, record.id, f"patient:{record.id}")
     session.commit()
     flash("Patient discharged: SMS have stopped and the phone number is free.", "success")
     return redirect(url_for("dashboard.patient", patient_id=record.id))
@@ -209,7 +212,7 @@ def patient(patient_id: int) -> Any:
     """The patient page: alerts, timeline, prophylaxis, labs, temperatures, SMS, adherence."""
     session = get_session()
     record = get_patient(session, current_user().team_id, patient_id)
-    audit("view_patient", record.id, f"patient:{record.id}")
+    audit(AuditAction.VIEW_PATIENT, record.id, f"patient:{record.id}")
     session.commit()
     return patient_page(record)
 
@@ -340,7 +343,7 @@ def new_lab(patient_id: int) -> Any:
         session.rollback()
         state = service_error_state(error, values, {"kind", "value", "taken_at", "note"})
         return render_page("lab_form.html", error.status, form=state, p=record, kinds=LAB_KINDS)
-    audit("record_lab", record.id, f"lab:{row.id}")
+    audit(AuditAction.RECORD_LAB, record.id, f"lab:{row.id}")
     session.commit()
     flash(
         "Lab result recorded."
@@ -378,7 +381,7 @@ def new_sms(patient_id: int) -> Any:
         now=now,
         urgent=True,  # typed by a person now: it is not held back by quiet hours
     )
-    audit("send_sms", record.id, f"patient:{record.id}")
+    audit(AuditAction.SEND_SMS, record.id, f"patient:{record.id}")
     session.commit()
     flash("SMS queued: it is sent within a minute.", "success")
     return redirect(url_for("dashboard.patient", patient_id=record.id, _anchor="messages"))
@@ -400,7 +403,7 @@ def export_patient(patient_id: int) -> Response:
     writer.writerow(EXPORT_COLUMNS)
     for row in export_rows(session, record):
         writer.writerow([_csv_cell(row[column]) for column in EXPORT_COLUMNS])
-    audit("export_patient", record.id, f"patient:{record.id}")
+    audit(AuditAction.EXPORT_PATIENT, record.id, f"patient:{record.id}")
     session.commit()
     filename = f"patient-{record.id}-reports-and-messages-{request_now():%Y%m%d}.csv"
     return Response(
@@ -432,7 +435,7 @@ def phone_simulator(patient_id: int) -> Any:
     session = get_session()
     record = get_patient(session, current_user().team_id, patient_id)
     if request.method == "GET":
-        audit("view_phone_simulator", record.id, f"patient:{record.id}")
+        audit(AuditAction.VIEW_PHONE_SIMULATOR, record.id, f"patient:{record.id}")
         session.commit()
         return _phone_page(record, FormState())
     values = {"body": request.form.get("body", "")}
@@ -454,7 +457,7 @@ def phone_simulator(patient_id: int) -> Any:
         body=data.body,
         now=request_now(),
     )
-    audit("simulated_reply", record.id, f"patient:{record.id}")
+    audit(AuditAction.SIMULATED_REPLY, record.id, f"patient:{record.id}")
     session.commit()
     return redirect(url_for("dashboard.phone_simulator", patient_id=record.id, _anchor="latest"))
 

@@ -23,7 +23,7 @@ from backend.dashboard.queries import regimen_name
 from backend.dashboard.web import audit, bp, current_user, render_page
 from backend.db import get_session
 from backend.errors import ServiceError
-from backend.models import Patient, Plan
+from backend.models import AuditAction, Patient, Plan
 from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
 from backend.serializers import body_surface_area, plan_out
 from backend.services import local_today
@@ -191,7 +191,7 @@ def new_plan(patient_id: int) -> Any:
         session.rollback()
         state = service_error_state(error, values, {"regimen_id", "start_date", "options"})
         return _plan_form(patient, regimen, state, error.status)
-    audit("start_plan", patient.id, f"plan:{plan.id}")
+    audit(AuditAction.START_PLAN, patient.id, f"plan:{plan.id}")
     session.commit()
     flash(f"{regimen.name} started on {data.start_date:%d %b %Y}.", "success")
     return redirect(url_for("dashboard.plan", plan_id=plan.id))
@@ -242,7 +242,7 @@ def plan(plan_id: int) -> Any:
     """A plan: every dose with its date and BSA calculation, holds, and the plan actions."""
     session = get_session()
     record, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    audit("view_plan", patient.id, f"plan:{record.id}")
+    audit(AuditAction.VIEW_PLAN, patient.id, f"plan:{record.id}")
     session.commit()
     return _plan_page(record, patient)
 
@@ -250,6 +250,7 @@ def plan(plan_id: int) -> Any:
 def _plan_action(
     plan_id: int,
     form_name: str,
+    audit_action: AuditAction,
     model: type[BaseModel],
     fields: dict[str, FieldKind],
     action: Callable[[Any, Plan, Patient, Any], object],
@@ -268,11 +269,7 @@ def _plan_action(
         session.rollback()
         state = service_error_state(error, values, set(fields))
         return _plan_page(record, patient, {form_name: state}, error.status)
-    audit(
-        f"{form_name}_plan" if form_name != "dose" else "record_dose",
-        patient.id,
-        f"plan:{record.id}",
-    )
+    audit(audit_action, patient.id, f"plan:{record.id}")
     session.commit()
     flash(done, "success")
     return redirect(url_for("dashboard.patient", patient_id=patient.id))
@@ -285,6 +282,7 @@ def hold_plan(plan_id: int) -> Any:
     return _plan_action(
         plan_id,
         "hold",
+        AuditAction.HOLD_PLAN,
         HoldIn,
         {"reason": "text", "start_date": "date"},
         lambda s, plan, patient, data: plan_service.hold_plan(s, plan, patient, data, user_id, now),
@@ -299,6 +297,7 @@ def resume_plan(plan_id: int) -> Any:
     return _plan_action(
         plan_id,
         "resume",
+        AuditAction.RESUME_PLAN,
         ResumeIn,
         {"resume_date": "date"},
         lambda s, plan, patient, data: plan_service.resume_plan(
@@ -315,6 +314,7 @@ def extend_plan(plan_id: int) -> Any:
     return _plan_action(
         plan_id,
         "extend",
+        AuditAction.EXTEND_PLAN,
         ExtendIn,
         {"weeks": "int"},
         lambda s, plan, patient, data: plan_service.extend_plan(s, plan, patient, data.weeks, now),
@@ -329,6 +329,7 @@ def stop_plan(plan_id: int) -> Any:
     return _plan_action(
         plan_id,
         "stop",
+        AuditAction.STOP_PLAN,
         StopIn,
         {"reason": "text", "stopped_on": "date"},
         lambda s, plan, patient, data: plan_service.stop_plan(s, plan, patient, data, now),
@@ -350,6 +351,7 @@ def record_dose(plan_id: int) -> Any:
     return _plan_action(
         plan_id,
         "dose",
+        AuditAction.RECORD_DOSE,
         DoseRecordIn,
         {
             "status": "text",

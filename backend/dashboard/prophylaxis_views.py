@@ -23,6 +23,7 @@ from backend.dashboard.patient_views import patient_page
 from backend.dashboard.web import audit, bp, current_user
 from backend.db import get_session
 from backend.errors import ServiceError
+from backend.models import AuditAction
 from backend.schemas import ProphylaxisConfirmIn, ProphylaxisDeclineIn
 from backend.services import prophylaxis as prophylaxis_service
 
@@ -57,7 +58,7 @@ def confirm_prophylaxis(course_id: int) -> Any:
         session.rollback()
         state = service_error_state(error, values, set(CONFIRM_FIELDS) | {"weekdays"})
         return patient_page(patient, {form_name: state}, error.status)
-    audit("confirm_prophylaxis", patient.id, f"course:{course.id}")
+    audit(AuditAction.CONFIRM_PROPHYLAXIS, patient.id, f"course:{course.id}")
     session.commit()
     flash(f"{course.drug} confirmed: pill reminders are planned.", "success")
     return redirect(url_for("dashboard.patient", patient_id=patient.id, _anchor="prophylaxis"))
@@ -81,7 +82,7 @@ def decline_prophylaxis(course_id: int) -> Any:
         session.rollback()
         state = service_error_state(error, values, set(DECLINE_FIELDS))
         return patient_page(patient, {form_name: state}, error.status)
-    audit("decline_prophylaxis", patient.id, f"course:{course.id}")
+    audit(AuditAction.DECLINE_PROPHYLAXIS, patient.id, f"course:{course.id}")
     session.commit()
     flash(f"{course.drug} declined; the reason is kept.", "success")
     return redirect(url_for("dashboard.patient", patient_id=patient.id, _anchor="prophylaxis"))

@@ -13,7 +13,7 @@ from backend.dashboard.queries import alert_queue, users_by_id
 from backend.dashboard.web import audit, bp, current_user, render_page, safe_next
 from backend.db import get_session
 from backend.errors import ServiceError
-from backend.models import Alert, Patient
+from backend.models import Alert, AuditAction, Patient
 from backend.schemas import ResolveIn
 from backend.services import alerts as alert_service
 from backend.services.patients import get_patient
@@ -28,7 +28,10 @@ def overdue_after() -> timedelta:
 @bp.get("/queue")
 def queue() -> Any:
     """Open and acknowledged alerts of the team, most urgent and oldest first."""
-    items = alert_queue(get_session(), current_user().team_id, request_now(), overdue_after())
+    session = get_session()
+    items = alert_queue(session, current_user().team_id, request_now(), overdue_after())
+    audit(AuditAction.LIST_ALERTS, None, "alerts:list")  # the same row as GET /api/v1/alerts
+    session.commit()
     return render_page(
         "queue.html", items=items, overdue_minutes=int(overdue_after().total_seconds() // 60)
     )
@@ -55,7 +58,7 @@ def alert_detail(alert_id: int) -> Any:
     session = get_session()
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     patient = get_patient(session, current_user().team_id, alert.patient_id)
-    audit("view_alert", patient.id, f"alert:{alert.id}")
+    audit(AuditAction.VIEW_ALERT, patient.id, f"alert:{alert.id}")
     session.commit()
     return _alert_page(alert, patient, FormState())
 
@@ -66,7 +69,7 @@ def acknowledge_alert(alert_id: int) -> Any:
     session = get_session()
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
-    audit("acknowledge_alert", alert.patient_id, f"alert:{alert.id}")
+    audit(AuditAction.ACKNOWLEDGE_ALERT, alert.patient_id, f"alert:{alert.id}")
     session.commit()
     flash("Alert acknowledged.", "success")
     return redirect(safe_next(request.form.get("next")) or url_for("dashboard.queue"))
@@ -89,7 +92,7 @@ def resolve_alert(alert_id: int) -> Any:
         return _alert_page(
             alert, patient, service_error_state(error, values, {"note"}), error.status
         )
-    audit("resolve_alert", alert.patient_id, f"alert:{alert.id}")
+    audit(AuditAction.RESOLVE_ALERT, alert.patient_id, f"alert:{alert.id}")
     session.commit()
     flash("Alert resolved.", "success")
     return redirect(safe_next(request.form.get("next")) or url_for("dashboard.queue"))

@@ -33,11 +33,11 @@ from backend.api import request_now
 from backend.dashboard.queries import open_alert_count
 from backend.db import get_session
 from backend.errors import NotFound, ServiceError
-from backend.models import User, UserSession
+from backend.models import AuditAction, AuditChannel, User, UserSession
 from backend.schemas import CONTROL_CHARACTERS, LINE_CONTROL_CHARACTERS
 from backend.security import cookie_session_id, csrf_token, csrf_valid, end_session
 from backend.services import sessions
-from backend.services.audit import record_audit
+from backend.services.audit import record_audit, record_refused_access, set_channel
 from reminders.core.bsa import dose_places
 
 logger = logging.getLogger(__name__)
@@ -215,14 +215,47 @@ def render_error(status: int, title: str, message: str) -> tuple[str, int]:
     return render_page("error.html", status, title=title, message=message)
 
 
-def audit(action: str, patient_id: int | None, target: str | None = None) -> None:
-    """Add an audit row for the signed-in user (committed with the request's change)."""
-    record_audit(get_session(), current_user(), action, patient_id, request_now(), target=target)
+def audit(action: AuditAction, patient_id: int | None, target: str | None = None) -> None:
+    """Add an audit row for the signed-in user (committed with the request's change).
+
+    The same :class:`AuditAction` as the API's route for the same operation, so the
+    audit page reads the same whichever way the team worked. On a page that only reads
+    (GET) the read transaction ends first: on SQLite an old read snapshot cannot take the
+    write lock once another process has written, a fresh transaction waits for it.
+    """
+    session = get_session()
+    if request.method == "GET":
+        session.commit()
+    record_audit(
+        session,
+        current_user(),
+        action,
+        patient_id,
+        request_now(),
+        target=target,
+        channel=AuditChannel.DASHBOARD,
+    )
+
+
+@bp.before_request
+def _audit_channel() -> None:
+    # Rows written by services (a confirmed dose warning) and by sign-in say "dashboard".
+    if request.endpoint != "dashboard.static":
+        set_channel(get_session(), AuditChannel.DASHBOARD)
 
 
 @bp.errorhandler(NotFound)
 def _not_found(error: NotFound) -> tuple[str, int]:
-    # Another team's patient and a patient that does not exist look the same.
+    # Another team's patient and a patient that does not exist look the same; only the
+    # trail of the patient's team keeps the attempt (backend.services.audit).
+    user = g.get("dashboard_user")
+    if user is not None and request.view_args:
+        session = get_session()
+        session.rollback()
+        if record_refused_access(
+            session, user, request.view_args, request_now(), AuditChannel.DASHBOARD
+        ):
+            session.commit()
     return render_error(404, "Not found", "There is nothing here, or it is not in your team.")
 
 
@@ -333,6 +366,19 @@ def field_label(name: str) -> str:
     return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
+#: How the audit page names a channel.
+CHANNEL_LABELS: dict[str, str] = {
+    AuditChannel.API: "API",
+    AuditChannel.DASHBOARD: "care-team pages",
+    AuditChannel.CLI: "command line",
+}
+
+
+def channel_label(value: str) -> str:
+    """The audit page's name for a channel ("api" -> "API")."""
+    return CHANNEL_LABELS.get(value, value)  # str enum members hash as their value
+
+
 def register_filters(app: Any) -> None:
     """Jinja filters the dashboard templates use."""
     app.add_template_filter(format_local, "local")
@@ -340,6 +386,7 @@ def register_filters(app: Any) -> None:
     app.add_template_filter(format_waited, "waited")
     app.add_template_filter(format_number, "num")
     app.add_template_filter(format_dose, "dose")
+    app.add_template_filter(channel_label, "channel")
     # A global (not only a context variable) so imported form macros can call it.
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["field_label"] = field_label

@@ -15,9 +15,18 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import AuditEvent, DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
+from backend.models import (
+    AuditAction,
+    DoseRecord,
+    Patient,
+    Plan,
+    PlanHold,
+    ProphylaxisCourse,
+    User,
+)
 from backend.schemas import DoseRecordIn, HoldIn, PlanIn, ResumeIn, StopIn
 from backend.services import local_today
+from backend.services.audit import record_audit
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from reminders.core.bsa import DoseWarning, dose_warnings, mosteller
@@ -306,15 +315,14 @@ def record_dose(
     session.add(record)
     if warnings:
         # Who confirmed which warning, and when: codes only, no amounts (audit rule).
-        session.add(
-            AuditEvent(
-                at=now,
-                user_id=user_id,
-                team_id=patient.team_id,
-                patient_id=patient.id,
-                action="confirm_dose_warning",
-                target=f"plan:{plan.id}:dose:{index}:{','.join(w.code for w in warnings)}"[:120],
-            )
+        record_audit(
+            session,
+            session.get(User, user_id) if user_id is not None else None,
+            AuditAction.CONFIRM_DOSE_WARNING,
+            patient.id,
+            now,
+            target=f"plan:{plan.id}:dose:{index}:{','.join(w.code for w in warnings)}",
+            team_id=patient.team_id,
         )
     session.flush()
     resync_patient_messages(session, patient, now)

@@ -27,7 +27,7 @@ from backend.auth import (
 from backend.config import MAX_API_TOKEN_LIFETIME_DAYS
 from backend.db import session_scope
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import ApiToken, Team, User
+from backend.models import ApiToken, AuditAction, Team, User
 from backend.schemas import LINE_CONTROL_CHARACTERS, valid_email
 from backend.services.audit import record_audit
 
@@ -41,8 +41,8 @@ NAME_MAX_LENGTH = 80
 #: five minutes is precise enough for that.
 LAST_USED_GRANULARITY = timedelta(minutes=5)
 
-CREATE_ACTION = "create_api_token"
-REVOKE_ACTION = "revoke_api_token"
+CREATE_ACTION = AuditAction.CREATE_API_TOKEN
+REVOKE_ACTION = AuditAction.REVOKE_API_TOKEN
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from tests.conftest import bearer
+from backend.models import AuditEvent
+from tests.conftest import bearer, reread
 
 BAD_BODIES: list[object] = [
     b"{not json",
@@ -116,6 +117,7 @@ def two_teams(client, make_user, make_patient, make_plan, session):
     )
     assert course.status_code == 201, course.json
     ids = {
+        "team_id": user_a.team_id,  # not a URL argument: for the audit checks
         "patient_id": patient.id,
         "plan_id": plan.id,
         "alert_id": lab.json["alerts"][0]["id"],
@@ -133,15 +135,24 @@ def test_another_teams_token_never_reaches_a_patient(app, client, two_teams, ses
         if not any(k in rule.arguments for k in ("patient_id", "plan_id", "alert_id", "course_id")):
             continue
         url = fill(rule.rule, ids)
-        before = row_counts(session)
+        before = row_counts(reread(session))
+        tries = 0
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             body = valid_body(rule.endpoint, method)
             response = client.open(url, method=method, json=body, headers=bearer(token_b))
             assert response.status_code == 404, (method, url, response.status_code, response.json)
             checked += 1
-        session.expire_all()
-        assert row_counts(session) == before, f"{url} changed data for another team"
+            tries += 1
+        after = row_counts(reread(session))
+        # Nothing changed but team A's audit trail, which keeps each attempt on its patient.
+        refused = after.pop("auditevent") - before.pop("auditevent")
+        assert after == before, f"{url} changed data for another team"
+        assert refused == tries, url
     assert checked >= 15
+    rows = session.exec(select(AuditEvent).where(AuditEvent.action == "refused_other_team")).all()
+    assert {(r.team_id, r.patient_id, r.channel) for r in rows} == {
+        (ids["team_id"], ids["patient_id"], "api")
+    }
     # The alert list of team B is empty; team A sees its alert.
     assert client.get("/api/v1/alerts", headers=bearer(token_b)).json["total"] == 0
     assert client.get("/api/v1/alerts", headers=bearer(token_a)).json["total"] == 1

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from backend.models import Alert, ApiToken, ProphylaxisCourse
+from backend.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse
 from tests.backend.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import reread
 
@@ -100,6 +100,7 @@ def team_a(client, team_user, treated, session, clock):
         "user_id": admin_a.id,
         "course_id": course.id,
         "token_id": api_token.id,
+        "team_id": admin_a.team_id,  # not a URL argument: for the audit checks
     }
     return ids
 
@@ -107,7 +108,7 @@ def team_a(client, team_user, treated, session, clock):
 def test_another_team_never_reaches_a_patient_plan_alert_or_user(
     app, client, team_a, signed_in, session
 ) -> None:
-    signed_in("Team B", "admin")  # an admin of B: the most powerful outsider
+    outsider = signed_in("Team B", "admin")  # an admin of B: the most powerful outsider
     token = csrf_of(client, "/queue")
     checked = 0
     for rule in dashboard_rules(app):
@@ -115,15 +116,27 @@ def test_another_team_never_reaches_a_patient_plan_alert_or_user(
             continue
         url = fill(rule.rule, team_a)
         before = row_counts(session)
+        tries = 0
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             data = {**VALID_FORMS.get(rule.endpoint, {}), "csrf_token": token}
             response = client.open(url, method=method, data=data if method == "POST" else None)
             assert response.status_code == 404, (method, url, response.status_code)
             assert "Anna Peeters" not in response.get_data(as_text=True)
             checked += 1
+            tries += 1
         after = row_counts(session)
+        # Nothing changed but the trail of team A, which keeps each attempt on its patient.
+        refused = after.pop("auditevent") - before.pop("auditevent")
         assert after == before, f"{url} changed data for another team"
+        assert refused == (0 if "user_id" in rule.arguments else tries), url
     assert checked >= 20
+    rows = reread(session).exec(select(AuditEvent).where(AuditEvent.user_id == outsider.id)).all()
+    refused = [r for r in rows if r.action == "refused_other_team"]
+    assert refused and all(
+        (r.team_id, r.patient_id, r.channel)
+        == (team_a["team_id"], team_a["patient_id"], "dashboard")
+        for r in refused
+    )
     # Nor do lists show them.
     for page in ("/queue", "/patients", "/audit"):
         assert "Anna Peeters" not in client.get(page).get_data(as_text=True)
