@@ -1,14 +1,16 @@
 """The care-team backend: a Flask application factory in the style of Flask's tutorial.
 
-``create_app`` applies the embedded defaults, then the environment, then the
-test dict, and registers every subsystem through its ``init_app``. Importing
-this package reads no environment variable and opens no database.
+``create_app`` applies the embedded defaults, then the environment (over the ``.env``
+file of the current directory), then the test dict, and registers every subsystem
+through its ``init_app``. Importing this package reads no environment variable and
+opens no database.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -16,13 +18,26 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Create and configure the app: defaults, then environment, then ``test_config``."""
+    """Create and configure the app: defaults, then environment, then ``test_config``.
+
+    Without ``test_config`` the environment is the process's laid over ``./.env``; with
+    it (tests), ``.env`` is not read, so a developer's local settings (their database)
+    never reach a test.
+    """
     from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
-    from backend.config import check_config, default_config, load_environment
+    from backend.config import (
+        check_config,
+        default_config,
+        environment_with_env_file,
+        load_environment,
+    )
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(default_config(app.instance_path))
-    app.config.from_mapping(load_environment(os.environ))
+    environ = (
+        os.environ if test_config is not None else environment_with_env_file(os.environ, Path.cwd())
+    )
+    app.config.from_mapping(load_environment(environ))
     if test_config is not None:
         app.config.from_mapping(test_config)
     check_config(app.config)

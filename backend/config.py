@@ -1,13 +1,16 @@
 """Configuration: defaults, then the environment, then the test dict (Flask tutorial order).
 
-Only :func:`load_environment` reads ``os.environ``, and only when the app is created.
-Every variable is listed in ``.env.example``.
+Only :func:`load_environment` picks the app's variables, and only when the app is created,
+out of the process environment laid over the ``.env`` file (:func:`environment_with_env_file`,
+the one reader of ``.env`` for every entry point). Every variable is listed in ``.env.example``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 #: Environment variables the app reads, with a short description (``.env.example`` mirrors it).
@@ -108,6 +111,57 @@ def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             values[key] = raw
     return values
+
+
+#: The file of local settings, in the directory the process starts in (the repository root
+#: for scripts/run, the Procfile's processes and gunicorn).
+ENV_FILE_NAME = ".env"
+
+# KEY=VALUE with an optional "export " (shell-compatible files), the key a shell name.
+_ENV_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``KEY=VALUE`` lines of a ``.env`` file; ``{}`` when there is no such file.
+
+    Blank lines and lines starting with ``#`` are skipped, and so is a comment after an
+    unquoted value (whitespace then ``#``); a value wrapped in matching single or double
+    quotes loses them and is kept whole; nothing is expanded. Raises ValueError naming the
+    file and the number of a line that is not an assignment (never its text: it may be a
+    secret).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ENV_LINE.match(stripped)
+        if match is None:
+            raise ValueError(f"{path}, line {number}: expected KEY=VALUE")
+        key, value = match.group(1), match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            # "KEY=value  # why" as in shell files; a "#" inside a value (a secret) stays.
+            value = re.split(r"\s+#", value, maxsplit=1)[0]
+        values[key] = value
+    return values
+
+
+def environment_with_env_file(environ: Mapping[str, str], directory: Path) -> dict[str, str]:
+    """``environ`` laid over the ``.env`` file of ``directory``: a variable set in the process
+    environment wins, so an operator's or a platform's setting is never silently replaced.
+
+    The only reader of ``.env``: :func:`backend.create_app` calls it for the web app, every
+    ``flask`` command (the clock and the dispatchers too) and gunicorn. Flask's own loader
+    is switched off (``FLASK_SKIP_DOTENV=1``), and so is honcho's (``--env /dev/null``), so
+    that no process reads the file another way.
+    """
+    return {**read_env_file(directory / ENV_FILE_NAME), **environ}
 
 
 def check_config(config: Mapping[str, Any]) -> None:
