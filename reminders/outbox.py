@@ -25,7 +25,7 @@ from typing import Any
 
 import phonenumbers
 from sqlalchemy import JSON, String, TypeDecorator, bindparam, delete, type_coerce
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
 from backend.models import (
@@ -363,52 +363,82 @@ def _insert_postgresql(connection: Any, columns: frozenset[str], rows: list[dict
 
 
 def _insert_sqlite(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
-    """The SQLite insert: one ``executemany``, values bound by the driver.
+    """The SQLite insert: one ``executemany`` of plain tuples through the driver.
 
-    SQLAlchemy's batched insert runs every value through its column type's bind
-    processor (seven datetimes a row) and reads RETURNING rows back: a third of a
-    pass's insert time. Here each distinct value is processed once per call with the
-    columns' own processors (a pass repeats a few hundred instants), so the stored
-    values are exactly SQLAlchemy's, and the driver's row count gives the new rows
-    (a row skipped by ON CONFLICT DO NOTHING changes nothing).
+    Each distinct value is converted once per call with its column type's public bind
+    processor (a pass repeats a few hundred instants across thousands of rows), so the
+    stored values are exactly those an ORM insert stores, without converting every
+    datetime of every row again. The driver's row count gives the new rows: a row
+    skipped by ON CONFLICT DO NOTHING changes nothing.
     """
-    sql, names, processors, defaults = _sqlite_insert_statement(connection.dialect, columns)
-    processed = [
-        (position, processor, {}) for position, processor in enumerate(processors) if processor
+    insert = _sqlite_insert(connection.dialect, columns)
+    converters = [
+        (position, processor, {})
+        for position, processor in enumerate(insert.processors)
+        if processor is not None
     ]
     values = []
     for row in rows:
-        bound = [row[name] if name in columns else defaults[name] for name in names]
-        for position, processor, memo in processed:
+        bound = [row[name] if name in columns else insert.defaults[name] for name in insert.names]
+        for position, processor, seen in converters:
             value = bound[position]
             if value is not None:
                 try:
-                    bound[position] = memo[value]
+                    bound[position] = seen[value]
                 except KeyError:
-                    bound[position] = memo[value] = processor(value)
+                    bound[position] = seen[value] = processor(value)
         values.append(tuple(bound))
-    return connection.exec_driver_sql(sql, values).rowcount
+    return connection.exec_driver_sql(insert.sql, values).rowcount
+
+
+@dataclass(frozen=True)
+class _DriverInsert:
+    """An INSERT ... ON CONFLICT DO NOTHING run straight through the DBAPI driver.
+
+    ``names``: the columns in the order of the statement's ``?`` placeholders;
+    ``processors``: their types' bind processors (None: the driver takes the value as it
+    is); ``defaults``: the scalar defaults of the columns a row leaves out.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Any, ...]
+    defaults: Mapping[str, Any]
 
 
 @lru_cache(maxsize=32)
-def _sqlite_insert_statement(
-    dialect: Any, columns: frozenset[str]
-) -> tuple[str, tuple[str, ...], tuple[Any, ...], dict[str, Any]]:
-    """The INSERT ... ON CONFLICT DO NOTHING for ``columns``: its text, its parameters in
-    order, their bind processors and the scalar defaults of columns a row leaves out."""
+def _sqlite_insert(dialect: Any, columns: frozenset[str]) -> _DriverInsert:
+    """The driver-level outbox insert for rows that give ``columns``.
+
+    The statement names its columns itself, in the table's order, so the tuple
+    positions are known without reading them back out of a compiled statement.
+    """
     table = OutboundMessage.__table__
-    statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    compiled = statement.compile(dialect=dialect, column_keys=sorted(columns))
-    names = tuple(compiled.positiontup)
+    unknown = columns - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"not outbox columns: {', '.join(sorted(unknown))}")
+    names = []
     defaults = {}
-    for name in names:
-        if name not in columns:
-            default = table.c[name].default
-            if default is None or not default.is_scalar:
-                raise ValueError(f"outbox rows must give {name}: it has no scalar default")
-            defaults[name] = default.arg
-    processors = tuple(table.c[name].type._cached_bind_processor(dialect) for name in names)
-    return str(compiled), names, processors, defaults
+    for column in table.c:
+        if column.name in columns:
+            names.append(column.name)
+        elif column.default is not None:
+            # A column left out takes its model default, as an ORM insert would.
+            if not column.default.is_scalar:
+                raise ValueError(f"outbox rows must give {column.name}: it has no scalar default")
+            names.append(column.name)
+            defaults[column.name] = column.default.arg
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(name) for name in names)}) "
+        f"VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING"
+    )
+    processors = tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    return _DriverInsert(sql, tuple(names), processors, MappingProxyType(defaults))
 
 
 def _grouped(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:

@@ -269,6 +269,59 @@ def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
         insert_ignoring_duplicates(s, [row("e", due_at=datetime(2026, 3, 3, 9, 30))])
 
 
+def test_the_bulk_insert_stores_exactly_what_an_orm_insert_stores(
+    engine, session, treated_patient, clock
+) -> None:
+    """Column by column, as the driver hands them back: text, flags, UTC instants, NULLs."""
+    clock.now = MONDAY_6AM_BRUSSELS
+    patient = treated_patient()
+    new_york = ZoneInfo("America/New_York")
+    due = datetime(2026, 3, 7, 21, 45, 30, 123456, tzinfo=new_york)  # a Saturday evening there
+
+    def row(key: str, **extra) -> dict:
+        return {
+            "team_id": patient.team_id,
+            "patient_id": patient.id,
+            "kind": "milestone",
+            "dedupe_key": key,
+            "body": "Marie-Françoise Van den Bossche-Lefèvre, 3/6 : ça avance, à lundi !",
+            "due_at": due,
+            "next_attempt_at": due,
+            "created_at": MONDAY_6AM_BRUSSELS,
+            **extra,
+        }
+
+    variants = {
+        "full": {"urgent": True, "not_after": due + timedelta(hours=3), "expects": "taken"},
+        "defaults": {},
+        "missed": {"status": "missed", "error_reason": "moment passed while the system was down"},
+    }
+    with session_scope(engine) as s:
+        s.exec(delete(OutboundMessage))
+        assert insert_ignoring_duplicates(
+            s, [row(f"bulk:{name}", **extra) for name, extra in variants.items()]
+        ) == len(variants)
+        s.add_all(
+            OutboundMessage(**row(f"orm:{name}", **extra)) for name, extra in variants.items()
+        )
+    session.commit()
+    session.expire_all()
+    columns = [c.name for c in OutboundMessage.__table__.c if c.name not in ("id", "dedupe_key")]
+    with engine.connect() as connection:
+        raw = {
+            key: values
+            for key, *values in connection.exec_driver_sql(
+                f"SELECT dedupe_key, {', '.join(columns)} FROM outboundmessage"
+            )
+        }
+    for name in variants:
+        assert raw[f"bulk:{name}"] == raw[f"orm:{name}"], name
+    stored = {m.dedupe_key: m for m in outbox(session)}
+    assert stored["bulk:full"].due_at == due.astimezone(UTC)
+    assert stored["bulk:full"].due_at.tzinfo is not None
+    assert stored["bulk:defaults"].status == "pending" and stored["bulk:defaults"].urgent is False
+
+
 def test_checkins_go_on_after_the_taper_until_every_course_is_stopped(
     engine, session, treated_patient, clock, make_user
 ) -> None:
