@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 from sqlmodel import delete, select
 
+import reminders.outbox as outbox_module
 from backend.db import session_scope
 from backend.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
 from backend.schemas import HoldIn, ProphylaxisStopIn
@@ -228,8 +229,20 @@ def test_old_planning_passes_are_pruned(engine, session, treated_patient, clock)
     assert len(kept) == 8
 
 
+@pytest.fixture(params=["few rows", "many rows"])
+def insert_path(request, monkeypatch) -> str:
+    """Both PostgreSQL insert paths: a batched INSERT for a few rows, COPY for many.
+
+    "many rows" lowers the COPY threshold to one row, so that a test's handful of rows
+    takes the path a planning pass takes (SQLite has one path for both).
+    """
+    if request.param == "many rows":
+        monkeypatch.setattr(outbox_module, "COPY_MIN_ROWS", 1)
+    return request.param
+
+
 def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
-    engine, session, treated_patient, clock
+    engine, session, treated_patient, clock, insert_path
 ) -> None:
     clock.now = MONDAY_6AM_BRUSSELS
     patient = treated_patient()
@@ -270,7 +283,7 @@ def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
 
 
 def test_the_bulk_insert_stores_exactly_what_an_orm_insert_stores(
-    engine, session, treated_patient, clock
+    engine, session, treated_patient, clock, insert_path
 ) -> None:
     """Column by column, as the driver hands them back: text, flags, UTC instants, NULLs."""
     clock.now = MONDAY_6AM_BRUSSELS
@@ -320,6 +333,9 @@ def test_the_bulk_insert_stores_exactly_what_an_orm_insert_stores(
     assert stored["bulk:full"].due_at == due.astimezone(UTC)
     assert stored["bulk:full"].due_at.tzinfo is not None
     assert stored["bulk:defaults"].status == "pending" and stored["bulk:defaults"].urgent is False
+    # Ids follow the rows' order, as with one INSERT per row.
+    bulk_ids = [stored[f"bulk:{name}"].id for name in variants]
+    assert bulk_ids == sorted(bulk_ids)
 
 
 def test_checkins_go_on_after_the_taper_until_every_course_is_stopped(
