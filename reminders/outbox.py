@@ -577,15 +577,18 @@ def materialise_due_messages(
             if workers is None:
                 waiting += _new_rows(session, chunk, now, horizon, since)
             else:
+                # The workers' rows are not looked up first: they are rendered already,
+                # and the insert skips a stored key with the same probe of the unique
+                # index that a look-up would make.
                 for part in _split_chunk(chunk, processes):
                     for rows in workers.submit(_pack_chunk(part)):
-                        waiting += _unstored(session, rows)
+                        waiting += rows
             ready = len(waiting) - len(waiting) % INSERT_CHUNK
             if ready:
                 created += insert_ignoring_duplicates(session, waiting[:ready])
                 del waiting[:ready]
         for rows in workers.drain() if workers is not None else ():
-            waiting += _unstored(session, rows)
+            waiting += rows
     finally:
         if workers is not None:
             workers.cancel()
@@ -827,12 +830,6 @@ def rows_of_packed_chunk(
     patients, plans, courses, holds, records, teams = (unpack_rows(p) for p in packed)
     chunk = PatientChunk(patients, plans, courses, holds, records, {t.id: t for t in teams})
     return [planned.row(now) for planned in plan_chunk(chunk, now, horizon, since)]
-
-
-def _unstored(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` without those whose key the outbox already holds."""
-    stored = _stored_keys(session, [row["dedupe_key"] for row in rows])
-    return [row for row in rows if row["dedupe_key"] not in stored]
 
 
 def _of_plans(model: Any, owned: Any) -> Any:
