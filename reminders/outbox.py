@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -400,7 +401,7 @@ def _insert_postgresql_copy(
         driver_connection.cursor() as cursor,
         cursor.copy(f"COPY {_STAGING} (ordinal, {listed}) FROM STDIN") as copy,
     ):
-        for ordinal, values in enumerate(_bound_values(insert, columns, rows)):
+        for ordinal, values in enumerate(_bound_values(insert, rows)):
             copy.write_row((ordinal, *values))
     created = connection.exec_driver_sql(
         f"INSERT INTO {outbox} ({listed}) SELECT {listed} FROM {_STAGING} "
@@ -430,26 +431,20 @@ def _insert_sqlite(connection: Any, columns: frozenset[str], rows: list[dict[str
         f"VALUES ({', '.join('?' * len(insert.names))}) "
         f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING"
     )
-    return connection.exec_driver_sql(sql, list(_bound_values(insert, columns, rows))).rowcount
+    return connection.exec_driver_sql(sql, _bound_values(insert, rows)).rowcount
 
 
-def _bound_values(
-    insert: _DriverInsert, columns: frozenset[str], rows: list[dict[str, Any]]
-) -> Iterator[tuple[Any, ...]]:
+def _bound_values(insert: _DriverInsert, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """Each row's values in ``insert.names`` order, converted as SQLAlchemy binds them.
 
     Each distinct value is converted once per call with its column type's bind
-    processor: a pass repeats a few hundred instants across thousands of rows, and
-    converting every datetime of every row again is most of what a driver-level
-    insert saves.
+    processor: a pass repeats a few hundred instants across thousands of rows.
     """
-    converters = [
-        (position, processor, {})
-        for position, processor in enumerate(insert.processors)
-        if processor is not None
-    ]
+    converters = [(position, processor, {}) for position, processor in insert.converters]
+    defaults = insert.defaults
+    values = []
     for row in rows:
-        bound = [row[name] if name in columns else insert.defaults[name] for name in insert.names]
+        bound = list(insert.given(row))
         for position, processor, seen in converters:
             value = bound[position]
             if value is not None:
@@ -457,48 +452,62 @@ def _bound_values(
                     bound[position] = seen[value]
                 except KeyError:
                     bound[position] = seen[value] = processor(value)
-        yield tuple(bound)
+        values.append((*bound, *defaults))
+    return values
 
 
 @dataclass(frozen=True)
 class _DriverInsert:
     """The columns of an outbox insert run through the DBAPI driver, in statement order.
 
-    ``processors``: their types' bind processors (None: the driver takes the value as
-    it is); ``defaults``: the scalar defaults of the columns a row leaves out.
+    ``names``: the columns the rows give (table order), then those they leave out that
+    have a default. ``given``: a row's values of the first ones; ``converters``: their
+    positions and types' bind processors, for those the driver cannot take as they
+    are; ``defaults``: the converted defaults of the others.
     """
 
     names: tuple[str, ...]
-    processors: tuple[Any, ...]
-    defaults: Mapping[str, Any]
+    given: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    defaults: tuple[Any, ...]
 
 
 @lru_cache(maxsize=32)
 def _driver_insert(dialect: Any, columns: frozenset[str]) -> _DriverInsert:
-    """The columns, processors and defaults of a driver-level insert of ``columns``.
+    """The columns, value getter, converters and defaults of a driver-level insert.
 
-    The statements name their columns themselves, in the table's order, so the
-    value positions are known without reading them back out of a compiled statement.
+    The statements name their columns themselves, so the value positions are known
+    without reading them back out of a compiled statement.
     """
     table = OutboundMessage.__table__
     unknown = columns - set(table.c.keys())
     if unknown:
         raise ValueError(f"not outbox columns: {', '.join(sorted(unknown))}")
-    names = []
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    given = [column.name for column in table.c if column.name in columns]
     defaults = {}
     for column in table.c:
-        if column.name in columns:
-            names.append(column.name)
-        elif column.default is not None:
+        if column.name not in columns and column.default is not None:
             # A column left out takes its model default, as an ORM insert would.
             if not column.default.is_scalar:
                 raise ValueError(f"outbox rows must give {column.name}: it has no scalar default")
-            names.append(column.name)
-            defaults[column.name] = column.default.arg
-    processors = tuple(
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+            convert = processor(column.name)
+            value = column.default.arg
+            defaults[column.name] = convert(value) if convert and value is not None else value
+    getter = itemgetter(*given)
+    return _DriverInsert(
+        names=(*given, *defaults),
+        given=getter if len(given) > 1 else lambda row: (getter(row),),
+        converters=tuple(
+            (position, convert)
+            for position, name in enumerate(given)
+            if (convert := processor(name)) is not None
+        ),
+        defaults=tuple(defaults.values()),
     )
-    return _DriverInsert(tuple(names), processors, MappingProxyType(defaults))
 
 
 def _grouped(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
