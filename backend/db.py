@@ -108,7 +108,7 @@ def _begin_immediate(connection: Any) -> None:
     SQLite's own busy handler sleeps 1, 2, 5, 10, ... then 100 ms between attempts,
     and a waiter that wakes up after the lock was taken again sleeps longer: with a
     few writers queued (web threads, a dispatcher), one could sleep through dozens of
-    commits, and webhook latency reached seconds (bench/bench_inbound.py). Polling
+    commits, and webhook latency would reach seconds. Polling
     about every millisecond hands the lock on soon after its release. The wait is
     bounded by the same busy timeout; the last attempt is made through SQLAlchemy so
     a timeout raises the usual ``OperationalError``.

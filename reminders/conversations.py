@@ -94,20 +94,12 @@ _PATIENT_BY_PHONE = (
     .where(Patient.phone == bindparam("phone"), Patient.discharged_at.is_(None))
     .order_by(Patient.created_at.desc())
 )
-_OPEN_CHECKIN = (
-    select(CheckIn)
-    .where(
-        CheckIn.patient_id == bindparam("patient_id"),
-        CheckIn.state.in_(OPEN_CHECKIN_STATES),
-        CheckIn.opened_at >= bindparam("since"),
-    )
-    .order_by(CheckIn.opened_at.desc(), CheckIn.id.desc())
-)
 # What a reply is read and answered in, in one statement: the patient with their team,
-# their current (latest) plan and the columns of their open check-in, each the row the
-# separate look-ups find (``_PATIENT_BY_PHONE``, ``patient_context``'s latest plan and
-# ``open_checkin``: the same conditions and order). The two states are compared with
-# OR rather than IN: an IN list is expanded into the SQL text on every execution.
+# their current (latest) plan and the columns of their most recent check-in still
+# waiting for an answer, each the row a look-up of its own would find
+# (``_PATIENT_BY_PHONE``, ``patient_context``'s latest plan; tests/reminders/
+# test_conversations.py compares them). The two states are compared with OR rather
+# than IN: an IN list is expanded into the SQL text on every execution.
 _LATEST_PLAN_ID = (
     select(Plan.id)
     .where(Plan.patient_id == Patient.id)
@@ -166,8 +158,7 @@ _RECENT_PILL_REMINDERS = (
 # re-delivers a webhook it got no answer to): RETURNING gives the new id, or no row for
 # a duplicate. A concurrent delivery of the same MessageSid waits for the first
 # transaction (SQLite: the write lock; PostgreSQL: the unique index), then inserts
-# nothing: it loses here, before anything else is written, as it did at the savepoint
-# around an ORM insert that this replaces.
+# nothing: it loses here, before anything else is written.
 _INBOUND_TABLE = InboundMessage.__table__
 _INSERT_INBOUND = {
     name: dialect.insert(_INBOUND_TABLE)
@@ -193,7 +184,7 @@ _STORED_ANSWER = (
     .outerjoin(OutboundMessage, OutboundMessage.dedupe_key == bindparam("reply_key"))
     .where(_INBOUND_TABLE.c.provider_sid == bindparam("provider_sid"))
 )
-# Built once: ``insert().values(...)`` built a new statement and its cache key per reply.
+# Built once: ``insert().values(...)`` would build a statement and its cache key per reply.
 _INSERT_REPLY = insert(OutboundMessage.__table__)
 _INSERT_REPORT = insert(SymptomReport.__table__)
 _CURRENT_PLAN = (
@@ -310,8 +301,8 @@ def conversation(
 ) -> tuple[Patient | None, Team | None, Plan | None, OpenCheckIn | None]:
     """The patient with this number, their team, current plan and open check-in.
 
-    The rows :func:`find_patient_by_phone`, ``patient_context`` and :func:`open_checkin`
-    find, read with one statement instead of three; the check-in as an
+    The rows :func:`find_patient_by_phone`, ``patient_context`` and a look-up of the
+    most recent open check-in would find, read with one statement; the check-in as an
     :class:`OpenCheckIn` (its columns, no model instance to track and flush).
     """
     found = session.exec(
@@ -323,13 +314,6 @@ def conversation(
     if found[3] is not None:
         checkin = OpenCheckIn(dict(zip(_CHECKIN_FIELDS, found[3:], strict=True)))
     return found[0], found[1], found[2], checkin
-
-
-def open_checkin(session: Session, patient_id: int, now: datetime) -> CheckIn | None:
-    """The patient's most recent check-in still waiting for an answer."""
-    return session.exec(
-        _OPEN_CHECKIN, params={"patient_id": patient_id, "since": now - CHECKIN_CONTEXT}
-    ).first()
 
 
 def last_pill_reminder(session: Session, patient_id: int, now: datetime) -> OutboundMessage | None:
@@ -796,8 +780,8 @@ def _record_reply(
     is tracked like any outbound SMS.
     """
     template, text = reply
-    # A plain INSERT: nothing reads the row back in this request, and a model instance
-    # through the unit of work cost a tenth of a reply's time (bench/bench_inbound.py).
+    # A plain INSERT: nothing reads the row back in this request, so a model instance
+    # through the unit of work would only add to every reply's time.
     session.execute(
         _INSERT_REPLY,
         {

@@ -76,13 +76,13 @@ DEFAULT_LEASE = timedelta(minutes=2)
 AUTH_FAILURE_PAUSE = timedelta(minutes=5)
 
 #: Claim sizes when ``batch_size`` is not fixed (see :func:`_batch_size`). Every claim
-#: sorts all due rows (urgent first, then oldest), so on a backlog of 20,000 a claim
-#: of 50 cost the dispatcher and the database more CPU than recording its sends
-#: (bench/bench_dispatch.py). Once a pass has claimed ``GROW_AFTER`` rows (a large
-#: backlog: dispatchers started side by side have all joined in by then), each claim
-#: takes ``CLAIM_AHEAD_SECONDS`` of sending at the measured rate, up to
-#: ``BATCH_MAX``; a small backlog is still claimed ``BATCH_MIN`` rows at a time, so
-#: several dispatchers share it, and no claim waits long for a sender thread.
+#: sorts all due rows (urgent first, then oldest), so on a large backlog a small claim
+#: costs the dispatcher and the database more than recording its sends. Once a pass
+#: has claimed ``GROW_AFTER`` rows (a large backlog: dispatchers started side by side
+#: have all joined in by then), each claim takes ``CLAIM_AHEAD_SECONDS`` of sending at
+#: the measured rate, up to ``BATCH_MAX``; a small backlog is still claimed
+#: ``BATCH_MIN`` rows at a time, so several dispatchers share it, and no claim waits
+#: long for a sender thread.
 BATCH_MIN = 50
 BATCH_MAX = 250
 GROW_AFTER = 1_000
@@ -239,9 +239,8 @@ _DUE_COLUMNS = (
     _OUTBOX.c.dedupe_key,
     _OUTBOX.c.checkin_id,
 )
-# The claim's statements are built once, here, rather than per batch: building and
-# cache-keying them again on every claim was a visible part of its cost
-# (bench/bench_dispatch.py), as for reminders/conversations.py's statements.
+# The claim's statements are built once, here: a dispatcher claims thousands of times,
+# and building and cache-keying a statement costs about as much as running it.
 _DUE = (
     select(*_DUE_COLUMNS)
     .where(_OUTBOX.c.status == "pending", _OUTBOX.c.next_attempt_at <= bindparam("b_now"))
@@ -288,7 +287,7 @@ def claim_batch(
     Rows are read and written with Core statements on a plain connection, not ORM
     instances or a session: the claim runs on the dispatcher's main thread while the
     sender threads wait for the GIL, and building, tracking and flushing a model
-    instance per row was most of its cost.
+    instance per row would cost more than the claim's statements.
     """
     claims: list[Claim] = []
     claimed: list[dict[str, object]] = []
@@ -549,12 +548,11 @@ class SentRecorder:
         while not finished:
             group: list[tuple[Claim, str, datetime]] = []
             item = self._queue.get()
-            # Gather for a moment: draining only what is already queued made groups of
-            # one or two, and a transaction per pair cost more than the pair's sends.
-            # The writer sleeps through the moment and then takes what has arrived,
-            # rather than waiting on the queue for each item: a wake-up (and a turn at
-            # the GIL, taken from the senders) per accepted send cost more CPU than the
-            # record itself (bench/bench_dispatch.py). The wait is as long as before.
+            # Gather for a moment: what is already queued is one or two outcomes, and
+            # a transaction per pair costs more than the pair's sends. The writer
+            # sleeps through the moment and then takes what has arrived, rather than
+            # waiting on the queue for each item: a wake-up (and a turn at the GIL,
+            # taken from the senders) per accepted send costs more than the record.
             if item is not None:
                 self._closing.wait(RECORD_LINGER_SECONDS)
             while True:
@@ -791,8 +789,7 @@ class _InFlight:
     Cheaper than ``concurrent.futures.wait`` on the set of futures, which installs a
     waiter on every one of them each time a send finishes. A finished send wakes the
     waiting dispatcher only when the count it waits for is reached (or on a failure),
-    not on every send: those wake-ups were a GIL hand-over per message taken from the
-    sender threads (bench/bench_dispatch.py).
+    not on every send: each wake-up is a GIL hand-over taken from the sender threads.
     """
 
     def __init__(self) -> None:
@@ -945,8 +942,8 @@ def run_dispatcher(
     clock = clock or (lambda: datetime.now(UTC))
     # Everything loaded so far (the whole app, its modules and configuration) lives as
     # long as the process: leave it out of the garbage collector's full passes, which
-    # sending creates garbage enough to trigger every few hundred messages. Scanning
-    # it cost a dispatcher process a sixth of its rate (bench/bench_dispatch.py).
+    # sending creates garbage enough to trigger every few hundred messages, and
+    # scanning all of it each time would slow every send.
     gc.freeze()
     worker = worker_name()
     failures = 0

@@ -256,8 +256,8 @@ class _BaseUrlHttpClient(TwilioHttpClient):
         assert session is not None  # pool_connections=True always creates one
         if trust_env:
             # What requests would look up in the environment on every request (proxy
-            # for this host unless NO_PROXY exempts it, CA bundle), looked up once:
-            # per request it was a tenth of a send's CPU (bench/bench_dispatch.py).
+            # for this host unless NO_PROXY exempts it, CA bundle), looked up once
+            # rather than on every send.
             target = base_url or _DEFAULT_TWILIO_BASE_URL
             settings = session.merge_environment_settings(target, {}, None, None, None)
             session.proxies.update(settings["proxies"])
@@ -276,8 +276,8 @@ class _BaseUrlHttpClient(TwilioHttpClient):
             self._base = (parts.scheme, parts.netloc, parts.path.rstrip("/"))
         self._local = threading.local()
         #: Rewritten URLs by original: a dispatcher posts to one URL thousands of times,
-        #: and splitting and joining it again per send was CPU the raw client does not
-        #: spend (bench/bench_dispatch.py). Bounded: message fetches have one URL each.
+        #: and splitting and joining it per send is CPU the raw client does not spend.
+        #: Bounded: message fetches have one URL each.
         self._rewritten: dict[str, str] = {}
 
     def rewrite(self, url: str) -> str:
@@ -353,7 +353,7 @@ class TwilioGateway:
     ``trust_env`` (default True) lets ``requests`` honour the standard proxy and CA-bundle
     variables (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``), which hospital networks
     often need. They are read once, when the gateway is built (``requests`` would read them
-    again on every request, about a tenth of a send's CPU); False ignores them.
+    again on every request); False ignores them.
 
     Either ``from_number`` or ``messaging_service_sid`` is required. When both are given,
     the messaging service wins and ``from_number`` is not sent: the service exists to pick

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
 import phonenumbers
 from sqlalchemy import JSON, String, TypeDecorator, bindparam, delete, type_coerce
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
 from backend.models import (
@@ -60,8 +61,8 @@ from reminders.specs import build_plan_spec, build_prophylaxis_spec
 
 #: How far ahead a planning pass writes messages.
 PLANNING_HORIZON = timedelta(hours=24)
-#: Rows per INSERT statement: the page size of SQLAlchemy's batched inserts, so that a
-#: pass sends statements of one shape (see :func:`materialise_due_messages`).
+#: Rows a pass inserts at a time (a chunk's remainder waits for the next chunk), so
+#: that its statements keep one shape (see :func:`materialise_due_messages`).
 INSERT_CHUNK = 1_000
 #: Patients planned together: a pass loads, plans and writes one chunk at a time, so its
 #: memory stays flat whatever the number of patients (bench/bench_memory.py).
@@ -118,8 +119,8 @@ def sms_allowed(patient: Patient) -> bool:
 @lru_cache(maxsize=4096)
 def display_phone(e164: str) -> str:
     """A phone number as people read it (+32 2 555 01 23), still GSM-7 and dialable."""
-    # Cached: every message names its team's number, and parsing it with phonenumbers
-    # was a quarter of a planning pass (bench/bench_planning.py).
+    # Cached: every message names its team's number, and a pass renders thousands of
+    # messages for a few dozen teams; phonenumbers parses slowly.
     try:
         return phonenumbers.format_number(
             phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL
@@ -141,7 +142,7 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
     local = event.local
     values.update(
         {
-            # Formatted by hand: strftime was a tenth of rendering (bench/bench_planning.py).
+            # Formatted by hand: a pass formats thousands of times, and strftime is slow.
             "time": f"{local.hour:02d}:{local.minute:02d}",
             "date": f"{local.day:02d}/{local.month:02d}",
             # Only the dose the regimen gives an observation time for has one (and
@@ -319,8 +320,7 @@ def _prophylaxis_lead() -> timedelta:
     """How long before its pill event a prophylaxis message may be sent.
 
     Zero while every prophylaxis rule sends at the event itself (quiet hours only
-    ever delay a message), so a pass need not plan pills past its horizon: a third
-    of the pill events a pass used to compute.
+    ever delay a message), so a pass need not plan pills past its horizon.
     """
     rules = message_rules().get(str(EventKind.PROPHYLAXIS), ())
     early = any(r.local_time is not None or r.day_offset for r in rules)
@@ -338,17 +338,32 @@ def insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> 
     """Insert outbox rows, skipping any whose ``dedupe_key`` exists; return how many were new.
 
     Rows may give different sets of columns (a column left out takes the model's
-    default); they are inserted a set at a time.
+    default); they are inserted a set at a time. The stored values are those an ORM
+    insert of the same rows stores (tests/reminders/test_outbox.py compares them).
     """
     by_columns: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_columns[frozenset(row)].append(row)
     connection = session.connection()
-    insert_group = _insert_sqlite if connection.dialect.name == "sqlite" else _insert_postgresql
-    return sum(insert_group(connection, columns, group) for columns, group in by_columns.items())
+    return sum(_insert_group(connection, columns, group) for columns, group in by_columns.items())
 
 
-def _insert_postgresql(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
+#: Fewest rows worth a COPY on PostgreSQL: below it (a reply, an alert, a re-planned
+#: patient) the staging table's three extra statements cost more than they save.
+COPY_MIN_ROWS = 64
+
+
+def _insert_group(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
+        return _insert_sqlite(connection, columns, rows)
+    if dialect.driver == "psycopg" and len(rows) >= COPY_MIN_ROWS:
+        return _insert_postgresql_copy(connection, columns, rows)
+    return _insert_postgresql(connection, rows)
+
+
+def _insert_postgresql(connection: Any, rows: list[dict[str, Any]]) -> int:
+    """A few rows on PostgreSQL: SQLAlchemy's batched insert (insertmanyvalues)."""
     table = OutboundMessage.__table__
     # RETURNING counts the new rows (PostgreSQL reports no rowcount for a batched insert).
     statement = (
@@ -362,53 +377,137 @@ def _insert_postgresql(connection: Any, columns: frozenset[str], rows: list[dict
     )
 
 
-def _insert_sqlite(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
-    """The SQLite insert: one ``executemany``, values bound by the driver.
+def _insert_postgresql_copy(
+    connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]
+) -> int:
+    """Many rows on PostgreSQL: COPY into a staging table, then one INSERT ... SELECT.
 
-    SQLAlchemy's batched insert runs every value through its column type's bind
-    processor (seven datetimes a row) and reads RETURNING rows back: a third of a
-    pass's insert time. Here each distinct value is processed once per call with the
-    columns' own processors (a pass repeats a few hundred instants), so the stored
-    values are exactly SQLAlchemy's, and the driver's row count gives the new rows
-    (a row skipped by ON CONFLICT DO NOTHING changes nothing).
+    COPY cannot skip existing keys itself, so the rows go into a temporary table of
+    this connection first; the INSERT from it skips them (ON CONFLICT DO NOTHING, also
+    for a key repeated within the rows) and its row count is the new rows. The rows
+    keep their order (``ordinal``), so ids follow it as with a plain insert. The
+    staging table is emptied after use and at commit, and dropped with the connection.
     """
-    sql, names, processors, defaults = _sqlite_insert_statement(connection.dialect, columns)
-    processed = [
-        (position, processor, {}) for position, processor in enumerate(processors) if processor
-    ]
+    insert = _driver_insert(connection.dialect, columns)
+    quote = connection.dialect.identifier_preparer.quote
+    listed = ", ".join(quote(name) for name in insert.names)
+    outbox = connection.dialect.identifier_preparer.format_table(OutboundMessage.__table__)
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS "
+        f"SELECT 0 AS ordinal, * FROM {outbox} WITH NO DATA"
+    )
+    driver_connection = connection.connection.driver_connection
+    with (
+        driver_connection.cursor() as cursor,
+        cursor.copy(f"COPY {_STAGING} (ordinal, {listed}) FROM STDIN") as copy,
+    ):
+        for ordinal, values in enumerate(_bound_values(insert, rows)):
+            copy.write_row((ordinal, *values))
+    created = connection.exec_driver_sql(
+        f"INSERT INTO {outbox} ({listed}) SELECT {listed} FROM {_STAGING} "
+        f"ORDER BY ordinal ON CONFLICT ({quote('dedupe_key')}) DO NOTHING"
+    ).rowcount
+    # TRUNCATE, not DELETE: a pass stages many groups in one transaction, and temporary
+    # tables are never vacuumed, so deleted rows would be scanned again by every group.
+    connection.exec_driver_sql(f"TRUNCATE {_STAGING}")
+    return created
+
+
+#: The staging table of :func:`_insert_postgresql_copy` (temporary: one per connection).
+_STAGING = "pg_temp.outbox_staging"
+
+
+def _insert_sqlite(connection: Any, columns: frozenset[str], rows: list[dict[str, Any]]) -> int:
+    """The SQLite insert: one ``executemany`` of plain tuples through the driver.
+
+    The driver's row count gives the new rows: a row skipped by ON CONFLICT DO NOTHING
+    changes nothing.
+    """
+    insert = _driver_insert(connection.dialect, columns)
+    quote = connection.dialect.identifier_preparer.quote
+    outbox = connection.dialect.identifier_preparer.format_table(OutboundMessage.__table__)
+    sql = (
+        f"INSERT INTO {outbox} ({', '.join(quote(name) for name in insert.names)}) "
+        f"VALUES ({', '.join('?' * len(insert.names))}) "
+        f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING"
+    )
+    return connection.exec_driver_sql(sql, _bound_values(insert, rows)).rowcount
+
+
+def _bound_values(insert: _DriverInsert, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Each row's values in ``insert.names`` order, converted as SQLAlchemy binds them.
+
+    Each distinct value is converted once per call with its column type's bind
+    processor: a pass repeats a few hundred instants across thousands of rows.
+    """
+    converters = [(position, processor, {}) for position, processor in insert.converters]
+    defaults = insert.defaults
     values = []
     for row in rows:
-        bound = [row[name] if name in columns else defaults[name] for name in names]
-        for position, processor, memo in processed:
+        bound = list(insert.given(row))
+        for position, processor, seen in converters:
             value = bound[position]
             if value is not None:
                 try:
-                    bound[position] = memo[value]
+                    bound[position] = seen[value]
                 except KeyError:
-                    bound[position] = memo[value] = processor(value)
-        values.append(tuple(bound))
-    return connection.exec_driver_sql(sql, values).rowcount
+                    bound[position] = seen[value] = processor(value)
+        values.append((*bound, *defaults))
+    return values
+
+
+@dataclass(frozen=True)
+class _DriverInsert:
+    """The columns of an outbox insert run through the DBAPI driver, in statement order.
+
+    ``names``: the columns the rows give (table order), then those they leave out that
+    have a default. ``given``: a row's values of the first ones; ``converters``: their
+    positions and types' bind processors, for those the driver cannot take as they
+    are; ``defaults``: the converted defaults of the others.
+    """
+
+    names: tuple[str, ...]
+    given: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    defaults: tuple[Any, ...]
 
 
 @lru_cache(maxsize=32)
-def _sqlite_insert_statement(
-    dialect: Any, columns: frozenset[str]
-) -> tuple[str, tuple[str, ...], tuple[Any, ...], dict[str, Any]]:
-    """The INSERT ... ON CONFLICT DO NOTHING for ``columns``: its text, its parameters in
-    order, their bind processors and the scalar defaults of columns a row leaves out."""
+def _driver_insert(dialect: Any, columns: frozenset[str]) -> _DriverInsert:
+    """The columns, value getter, converters and defaults of a driver-level insert.
+
+    The statements name their columns themselves, so the value positions are known
+    without reading them back out of a compiled statement.
+    """
     table = OutboundMessage.__table__
-    statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    compiled = statement.compile(dialect=dialect, column_keys=sorted(columns))
-    names = tuple(compiled.positiontup)
+    unknown = columns - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"not outbox columns: {', '.join(sorted(unknown))}")
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    given = [column.name for column in table.c if column.name in columns]
     defaults = {}
-    for name in names:
-        if name not in columns:
-            default = table.c[name].default
-            if default is None or not default.is_scalar:
-                raise ValueError(f"outbox rows must give {name}: it has no scalar default")
-            defaults[name] = default.arg
-    processors = tuple(table.c[name].type._cached_bind_processor(dialect) for name in names)
-    return str(compiled), names, processors, defaults
+    for column in table.c:
+        if column.name not in columns and column.default is not None:
+            # A column left out takes its model default, as an ORM insert would.
+            if not column.default.is_scalar:
+                raise ValueError(f"outbox rows must give {column.name}: it has no scalar default")
+            convert = processor(column.name)
+            value = column.default.arg
+            defaults[column.name] = convert(value) if convert and value is not None else value
+    getter = itemgetter(*given)
+    return _DriverInsert(
+        names=(*given, *defaults),
+        given=getter if len(given) > 1 else lambda row: (getter(row),),
+        converters=tuple(
+            (position, convert)
+            for position, name in enumerate(given)
+            if (convert := processor(name)) is not None
+        ),
+        defaults=tuple(defaults.values()),
+    )
 
 
 def _grouped(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
@@ -446,8 +545,7 @@ def materialise_due_messages(
     committed pass (:class:`~backend.models.PlanningPass`) to ``now + horizon``, or
     from a whole freshness window back when there is none (a first deployment, or
     after the clock was stopped longer than that): the messages before it are stored
-    already, so looking back again on every pass only found them stored (half of a
-    pass's messages, most of the five-minute pass; bench/bench_planning.py). A pass
+    already, and looking back again on every pass would only find them stored. A pass
     for given patients (``replan_patient``) always looks back in full.
 
     Patients are planned :data:`PATIENT_CHUNK` at a time (their plans, holds, dose
@@ -455,17 +553,16 @@ def materialise_due_messages(
     number of patients; only messages whose key is not yet in the outbox are
     rendered and inserted.
 
-    The pass reads table rows, not ORM objects: it only reads, and building and
-    tracking model instances was a fifth of its time. The rows have the models'
+    The pass reads table rows, not ORM objects: it only reads, so building and
+    tracking model instances would be pure overhead. The rows have the models'
     attribute names, so the planner's spec builders and the templates take them as
     they are.
 
     Its statements keep a few shapes whatever the number of patients: chunks are
     read by patient id range, new rows are inserted :data:`INSERT_CHUNK` at a time
     (a chunk's remainder waits for the next chunk) and key look-ups come in a few
-    sizes. SQLite's driver keeps 128 prepared statements per connection, and one
-    batched INSERT of a new size per chunk had grown a 100,000-patient pass by
-    70 MB (bench/bench_memory.py).
+    sizes. SQLite's driver keeps 128 prepared statements per connection, so a
+    statement of a new size per chunk would grow the process with every chunk.
     """
     # Rows are read with Core statements, which do not autoflush: changes the caller
     # made in this session (an opt-in, a new hold) must be visible to the plan.
@@ -489,15 +586,18 @@ def materialise_due_messages(
             if workers is None:
                 waiting += _new_rows(session, chunk, now, horizon, since)
             else:
+                # The workers' rows are not looked up first: they are rendered already,
+                # and the insert skips a stored key with the same probe of the unique
+                # index that a look-up would make.
                 for part in _split_chunk(chunk, processes):
                     for rows in workers.submit(_pack_chunk(part)):
-                        waiting += _unstored(session, rows)
+                        waiting += rows
             ready = len(waiting) - len(waiting) % INSERT_CHUNK
             if ready:
                 created += insert_ignoring_duplicates(session, waiting[:ready])
                 del waiting[:ready]
         for rows in workers.drain() if workers is not None else ():
-            waiting += _unstored(session, rows)
+            waiting += rows
     finally:
         if workers is not None:
             workers.cancel()
@@ -550,8 +650,7 @@ def _shared_json(text: str) -> Any:
 class _SharedJSON(TypeDecorator):
     """A JSON column read for a planning pass: each distinct text is parsed once.
 
-    Thousands of plans and courses hold the same options and times, and parsing them
-    row by row was a twentieth of a pass (bench/bench_planning.py). The values are
+    Thousands of plans and courses hold the same options and times. The values are
     shared between rows, so the pass only reads them (the spec builders copy them).
     """
 
@@ -740,12 +839,6 @@ def rows_of_packed_chunk(
     patients, plans, courses, holds, records, teams = (unpack_rows(p) for p in packed)
     chunk = PatientChunk(patients, plans, courses, holds, records, {t.id: t for t in teams})
     return [planned.row(now) for planned in plan_chunk(chunk, now, horizon, since)]
-
-
-def _unstored(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` without those whose key the outbox already holds."""
-    stored = _stored_keys(session, [row["dedupe_key"] for row in rows])
-    return [row for row in rows if row["dedupe_key"] not in stored]
 
 
 def _of_plans(model: Any, owned: Any) -> Any:

@@ -1,11 +1,11 @@
 """Planning in worker processes: a pass reads and writes while other processes plan.
 
 Planning a patient is pure Python (the planner, the message rules, the templates)
-and took two thirds of a planning pass in one process (bench/bench_planning.py).
+and most of a planning pass's work in one process (figures: docs/benchmarks.md).
 A pass over more than one chunk of patients can hand each chunk to a pool of
 worker processes and, while they plan, read the next chunk and write the rows
 that came back. Chunks travel as plain tuples (:func:`pack_rows`): pickling
-SQLAlchemy rows cost as much as planning them.
+SQLAlchemy rows costs about as much as planning them.
 
 The pool is started once per process with the ``spawn`` method, so a worker begins
 from a clean interpreter whatever threads the parent runs (the clock's scheduler)

@@ -142,7 +142,7 @@ def build_schedule(spec: PlanSpec) -> Schedule:
     A pure function of :func:`schedule_key`, so recent results are reused: every
     planning pass builds the spec of every plan again, and patients who started
     the same regimen on the same day (with no hold or recorded dose yet) share
-    one schedule. Building one was a third of a pass (bench/bench_planning.py).
+    one schedule, which is costly to build.
     A schedule is never changed once built, so sharing it is safe.
     """
     key = schedule_key(spec)

@@ -142,7 +142,7 @@ def _rule_timing(
     """When ``rule`` sends for an event at ``event_utc``: (send_at, not_after, local date).
 
     Cached: a pass asks this for the same few instants (pills at 09:00 in Brussels)
-    and the same quiet hours for thousands of patients (bench/bench_planning.py).
+    and the same quiet hours for thousands of patients.
     Keyed on the UTC instant, never on a local time, whose equality ignores the
     fold of an ambiguous hour.
     """
@@ -175,8 +175,7 @@ def messages_for_event(
     """The SMS that ``event`` produces for a patient with ``prefs``.
 
     With ``since``/``until``, only those sent in [since, until): a planning pass asks
-    for its window, and building the messages it would throw away was a fifth of the
-    pass (bench/bench_planning.py).
+    for its window, and would otherwise build messages only to throw them away.
     """
     zone = _zone(prefs.timezone)
     event_utc = event.at_utc

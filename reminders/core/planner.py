@@ -289,7 +289,7 @@ class PlannedEvent:
 
 # --------------------------------------------------------------------------- time zones
 # Cached: a pass resolves the same few wall times (09:00 on one day in one zone) for
-# thousands of patients; resolving them was a tenth of a pass (bench/bench_planning.py).
+# thousands of patients.
 @lru_cache(maxsize=16_384)
 def _localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """Local wall time -> (aware local, aware UTC), handling DST gaps and folds."""
@@ -431,7 +431,7 @@ def _pill_instants(
 ) -> tuple[tuple[date, str, datetime, datetime], ...]:
     """(local date, "2026-12-03T09:00", local, UTC) of each pill time in [start, end).
 
-    Cached: thousands of courses share their times and zone (bench/bench_planning.py).
+    Cached: thousands of courses share their times and zone.
     """
     out = []
     # A pill is taken at its time on its own day: never before the day begins.

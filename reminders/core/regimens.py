@@ -759,8 +759,8 @@ class Regimen(_Model):
     def resolved_options(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
         """:meth:`resolve_options`, read-only and kept for the same values.
 
-        Checking the options of every plan again on every pass was a twentieth of a
-        planning pass (bench/bench_planning.py); most plans of a regimen share them.
+        Every planning pass checks the options of every plan, and most plans of a
+        regimen share them.
         Values in another order, or unhashable ones, are checked again.
         """
         key = tuple(values.items())
@@ -794,8 +794,7 @@ class Regimen(_Model):
 
         The window days only: the planner adds the windows that run to the last dose.
 
-        Built once per regimen: scanning the windows for every day of every plan was a
-        tenth of a planning pass (bench/bench_planning.py).
+        Built once per regimen: a planning pass asks for every day of every plan.
         """
         return self._risk_days.get(day, NO_RISK)
 

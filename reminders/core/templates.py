@@ -116,8 +116,7 @@ def _placeholders(text: str, where: str) -> frozenset[str]:
 
 @lru_cache(maxsize=1_024)
 def _parsed_placeholders(text: str) -> frozenset[str]:
-    # Cached: render() asks for every message it fills, and parsing the format string
-    # each time was a tenth of rendering a planning pass (bench/bench_planning.py).
+    # Cached: render() asks for every message it fills, from a few dozen templates.
     names = set()
     try:
         parsed = list(string.Formatter().parse(text))

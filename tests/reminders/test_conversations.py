@@ -18,12 +18,13 @@ from backend.models import (
 from backend.schemas import HoldIn, ResumeIn
 from backend.services.plans import hold_plan, resume_plan
 from reminders.conversations import (
+    CHECKIN_CONTEXT,
     conversation,
     find_patient_by_phone,
     handle_inbound_sms,
-    open_checkin,
 )
 from reminders.core.clinical_rules import urgent_advice
+from reminders.followups import OPEN_CHECKIN_STATES
 from reminders.jobs import run_due
 from reminders.outbox import patient_context
 from tests.reminders.conftest import outbox
@@ -251,6 +252,19 @@ def test_urgent_alerts_nobody_acknowledges_are_sent_again_after_15_minutes(
 
 
 # --- the one-statement look-up and the writes without model instances ------------------------
+
+
+def open_checkin(session, patient_id: int, now: datetime) -> CheckIn | None:
+    """The patient's most recent check-in still waiting for an answer, looked up alone."""
+    return session.exec(
+        select(CheckIn)
+        .where(
+            CheckIn.patient_id == patient_id,
+            CheckIn.state.in_(OPEN_CHECKIN_STATES),
+            CheckIn.opened_at >= now - CHECKIN_CONTEXT,
+        )
+        .order_by(CheckIn.opened_at.desc(), CheckIn.id.desc())
+    ).first()
 
 
 def test_one_look_up_finds_the_rows_of_the_separate_ones(

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 from sqlmodel import delete, select
 
+import reminders.outbox as outbox_module
 from backend.db import session_scope
 from backend.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
 from backend.schemas import HoldIn, ProphylaxisStopIn
@@ -228,8 +229,20 @@ def test_old_planning_passes_are_pruned(engine, session, treated_patient, clock)
     assert len(kept) == 8
 
 
+@pytest.fixture(params=["few rows", "many rows"])
+def insert_path(request, monkeypatch) -> str:
+    """Both PostgreSQL insert paths: a batched INSERT for a few rows, COPY for many.
+
+    "many rows" lowers the COPY threshold to one row, so that a test's handful of rows
+    takes the path a planning pass takes (SQLite has one path for both).
+    """
+    if request.param == "many rows":
+        monkeypatch.setattr(outbox_module, "COPY_MIN_ROWS", 1)
+    return request.param
+
+
 def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
-    engine, session, treated_patient, clock
+    engine, session, treated_patient, clock, insert_path
 ) -> None:
     clock.now = MONDAY_6AM_BRUSSELS
     patient = treated_patient()
@@ -267,6 +280,62 @@ def test_inserting_outbox_rows_counts_new_ones_and_stores_what_the_orm_reads(
     assert stored["d"].expects == "taken"
     with session_scope(engine) as s, pytest.raises((ValueError, StatementError), match="naive"):
         insert_ignoring_duplicates(s, [row("e", due_at=datetime(2026, 3, 3, 9, 30))])
+
+
+def test_the_bulk_insert_stores_exactly_what_an_orm_insert_stores(
+    engine, session, treated_patient, clock, insert_path
+) -> None:
+    """Column by column, as the driver hands them back: text, flags, UTC instants, NULLs."""
+    clock.now = MONDAY_6AM_BRUSSELS
+    patient = treated_patient()
+    new_york = ZoneInfo("America/New_York")
+    due = datetime(2026, 3, 7, 21, 45, 30, 123456, tzinfo=new_york)  # a Saturday evening there
+
+    def row(key: str, **extra) -> dict:
+        return {
+            "team_id": patient.team_id,
+            "patient_id": patient.id,
+            "kind": "milestone",
+            "dedupe_key": key,
+            "body": "Marie-Françoise Van den Bossche-Lefèvre, 3/6 : ça avance, à lundi !",
+            "due_at": due,
+            "next_attempt_at": due,
+            "created_at": MONDAY_6AM_BRUSSELS,
+            **extra,
+        }
+
+    variants = {
+        "full": {"urgent": True, "not_after": due + timedelta(hours=3), "expects": "taken"},
+        "defaults": {},
+        "missed": {"status": "missed", "error_reason": "moment passed while the system was down"},
+    }
+    with session_scope(engine) as s:
+        s.exec(delete(OutboundMessage))
+        assert insert_ignoring_duplicates(
+            s, [row(f"bulk:{name}", **extra) for name, extra in variants.items()]
+        ) == len(variants)
+        s.add_all(
+            OutboundMessage(**row(f"orm:{name}", **extra)) for name, extra in variants.items()
+        )
+    session.commit()
+    session.expire_all()
+    columns = [c.name for c in OutboundMessage.__table__.c if c.name not in ("id", "dedupe_key")]
+    with engine.connect() as connection:
+        raw = {
+            key: values
+            for key, *values in connection.exec_driver_sql(
+                f"SELECT dedupe_key, {', '.join(columns)} FROM outboundmessage"
+            )
+        }
+    for name in variants:
+        assert raw[f"bulk:{name}"] == raw[f"orm:{name}"], name
+    stored = {m.dedupe_key: m for m in outbox(session)}
+    assert stored["bulk:full"].due_at == due.astimezone(UTC)
+    assert stored["bulk:full"].due_at.tzinfo is not None
+    assert stored["bulk:defaults"].status == "pending" and stored["bulk:defaults"].urgent is False
+    # Ids follow the rows' order, as with one INSERT per row.
+    bulk_ids = [stored[f"bulk:{name}"].id for name in variants]
+    assert bulk_ids == sorted(bulk_ids)
 
 
 def test_checkins_go_on_after_the_taper_until_every_course_is_stopped(
