@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from backend.models import ApiToken, User
+from reminders.data.models import ApiToken, User
 
 TOKEN_PREFIX = "mabc_"
 #: Characters of a token's random part shown in lists (see the module docstring).

@@ -20,10 +20,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlmodel import select
 
-from backend.db import database_unavailable, get_engine, outage_reason, session_scope, writer
-from backend.errors import ServiceError
-from backend.models import ApiToken, User
-from backend.schemas import MAX_ID
+from backend.db import get_engine
+from reminders.data.db import database_unavailable, outage_reason, session_scope, writer
+from reminders.data.errors import ServiceError
+from reminders.data.models import MAX_ID, ApiToken, User
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, the clock process.")
@@ -277,8 +277,8 @@ def patients_duplicate_phones() -> None:
     migration 0004, which refuses to run while any are listed. Numbers are shown by
     their last three digits only; exits 1 when there are any.
     """
-    from backend.models import Team
     from backend.services.patients import duplicate_phones
+    from reminders.data.models import Team
 
     with session_scope(get_engine(), write=False) as session:
         shared = duplicate_phones(session)

@@ -1,6 +1,7 @@
-"""Errors raised by service functions, and their JSON rendering for the API.
+"""Errors as HTTP answers: service refusals, outages and the unexpected.
 
-Service functions raise :class:`ServiceError` subclasses; the API turns them into
+Service functions raise :class:`~reminders.data.errors.ServiceError` subclasses (plain
+exceptions, below the web); :data:`HTTP_STATUS` maps them to a status and the API turns them into
 a 4xx JSON body ``{"error": code, "message": ..., "field": ...}``. An unreachable
 database is a 503 with ``Retry-After`` and one log line; other unexpected exceptions
 become a generic 500 without details (and without patient data).
@@ -14,63 +15,24 @@ from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from backend.db import RETRY_AFTER_SECONDS, database_unavailable, outage_reason
+from reminders.data.db import RETRY_AFTER_SECONDS, database_unavailable, outage_reason
+from reminders.data.errors import Conflict, InvalidInput, NotFound, ServiceError
 
 logger = logging.getLogger(__name__)
 
 
-class ServiceError(Exception):
-    """A refusal a user can act on: it carries an HTTP status, a code and the field at fault."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def to_dict(self) -> dict[str, str]:
-        """The JSON body of this error."""
-        body = {"error": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        return body
+#: The HTTP status of each kind of refusal (the most specific class wins).
+HTTP_STATUS: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    ServiceError: 400,
+}
 
 
-class NotFound(ServiceError):
-    """The object does not exist, or belongs to another team (never say which)."""
-
-    status = 404
-    code = "not_found"
-
-
-class Conflict(ServiceError):
-    """The request clashes with the current state (e.g. resuming a plan that is not on hold)."""
-
-    status = 409
-    code = "conflict"
-
-
-class InvalidInput(ServiceError):
-    """A value is well-formed JSON but not acceptable (e.g. an unknown regimen)."""
-
-    status = 422
-    code = "invalid"
-
-
-class Unauthorized(ServiceError):
-    """No valid credentials."""
-
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(ServiceError):
-    """Valid credentials, but not allowed to do this."""
-
-    status = 403
-    code = "forbidden"
+def http_status(error: ServiceError) -> int:
+    """The HTTP status that answers ``error``: its class's, else its nearest base's."""
+    return next(HTTP_STATUS[kind] for kind in type(error).__mro__ if kind in HTTP_STATUS)
 
 
 def wants_json() -> bool:
@@ -83,7 +45,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def handle_service_error(error: ServiceError) -> tuple[Response, int]:
-        return jsonify(error.to_dict()), error.status
+        return jsonify(error.to_dict()), http_status(error)
 
     @app.errorhandler(IntegrityError)
     def handle_integrity_error(error: IntegrityError) -> tuple[Response, int]:

@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from reminders.data.models import MAX_ID
+
 Language = Literal["en", "fr", "nl"]
 Role = Literal["nurse", "physician", "admin"]
 LabKindName = Literal["cmv_pcr", "cd4", "anc"]
@@ -131,8 +133,6 @@ LocalTime = Annotated[
     ),
 ]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
-#: The largest id an INTEGER column holds on both engines (SQLite's is larger).
-MAX_ID = 2**31 - 1
 #: The id of a row: a larger number cannot exist, and would overflow the database driver.
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 

@@ -14,7 +14,7 @@ Design (see docs in :mod:`backend.dashboard`):
   are :mod:`backend.services.signin`; the client address is ``request.remote_addr``,
   rewritten by ``ProxyFix`` only when ``TRUSTED_PROXY_COUNT`` is above 0 (see
   :func:`backend.create_app`), so a forged ``X-Forwarded-For`` changes nothing.
-* **Session**: kept on the server, one :class:`backend.models.UserSession` row per
+* **Session**: kept on the server, one :class:`reminders.data.models.UserSession` row per
   sign-in (:mod:`backend.services.sessions`). The cookie (Flask's signed cookie, with
   ``Secure``/``HttpOnly``/``SameSite`` from the config) carries only a random session id
   and the CSRF token; the table stores the id's SHA-256 digest, never the id. The cookie
@@ -53,8 +53,6 @@ ABSOLUTE_TIMEOUT = timedelta(hours=12)
 #: for the one write lock, shared with the dispatcher and the webhooks); the price is an
 #: idle limit precise to within this step: a session may end up to a minute early.
 LAST_SEEN_STEP = timedelta(minutes=1)
-#: Ended and expired session rows are kept this long (who was signed in when), then pruned.
-SESSION_RETENTION = timedelta(days=30)
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

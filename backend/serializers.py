@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from backend.models import Alert, LabResult, OutboundMessage, Patient, Plan, ProphylaxisCourse
 from backend.schemas import (
     AlertOut,
     DoseOut,
@@ -27,6 +26,14 @@ from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mostell
 from reminders.core.planner import plan_doses, risk_window_spans
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import Regimen
+from reminders.data.models import (
+    Alert,
+    LabResult,
+    OutboundMessage,
+    Patient,
+    Plan,
+    ProphylaxisCourse,
+)
 from reminders.specs import build_plan_spec
 
 

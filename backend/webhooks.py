@@ -28,9 +28,9 @@ from twilio.request_validator import RequestValidator, add_port, compare, remove
 
 from backend.api import request_now
 from backend.db import get_session
-from backend.models import OutboundMessage
 from backend.schemas import CONTROL_CHARACTERS
 from reminders.conversations import handle_inbound_sms, reply_key
+from reminders.data.models import OutboundMessage
 from reminders.optout import block_for_delivery_error
 
 logger = logging.getLogger(__name__)

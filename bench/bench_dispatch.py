@@ -45,7 +45,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from twilio.rest import Client
 
-from backend.models import OutboundMessage
 from bench.common import (
     PYTHON,
     REPO_ROOT,
@@ -65,6 +64,7 @@ from bench.common import (
     sqlite_database,
     status_counts,
 )
+from reminders.data.models import OutboundMessage
 from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import TwilioGateway
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from backend.models import InboundMessage, SymptomReport
 from bench.common import (
     PYTHON,
     REPO_ROOT,
@@ -59,6 +58,7 @@ from bench.common import (
     spread,
     sqlite_database,
 )
+from reminders.data.models import InboundMessage, SymptomReport
 from tests.twilio_fake import (
     FAKE_AUTH_TOKEN,
     FROM_VALID,

@@ -36,7 +36,6 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from backend.models import OutboundMessage
 from bench.common import (
     PYTHON,
     REPO_ROOT,
@@ -51,6 +50,7 @@ from bench.common import (
     seed_population,
     sqlite_database,
 )
+from reminders.data.models import OutboundMessage
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID
 
 TARGET_MB = 300.0

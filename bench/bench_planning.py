@@ -47,8 +47,6 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
-from backend.db import session_scope
-from backend.models import OutboundMessage, PlanningPass
 from bench.common import (
     BENCH_NOW,
     Stopwatch,
@@ -60,6 +58,8 @@ from bench.common import (
     spread,
     sqlite_database,
 )
+from reminders.data.db import session_scope
+from reminders.data.models import OutboundMessage, PlanningPass
 from reminders.outbox import insert_ignoring_duplicates, materialise_due_messages
 from reminders.planning_workers import default_planning_processes, planning_pool
 

@@ -35,9 +35,9 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import backend.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from backend.db import make_engine
-from backend.models import (
+import reminders.data.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from reminders.data.db import make_engine
+from reminders.data.models import (
     CheckIn,
     DoseRecord,
     OutboundMessage,

@@ -25,7 +25,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from backend.db import RECONNECT, Reconnect, database_unavailable, outage_reason
+from reminders.data.db import RECONNECT, Reconnect, database_unavailable, outage_reason
 from reminders.jobs import (
     decision_tasks_job,
     follow_ups_job,

@@ -24,20 +24,8 @@ from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from backend.models import (
-    CheckIn,
-    InboundMessage,
-    OutboundMessage,
-    Patient,
-    PillConfirmation,
-    Plan,
-    ProphylaxisCourse,
-    SymptomReport,
-    Team,
-)
-from backend.services import local_today
-from backend.services.alerts import raise_alert
 from reminders.core.clinical_rules import clinical_rules
+from reminders.core.dates import local_today
 from reminders.core.parser import Expecting, Intent, ParsedReply, parse_reply
 from reminders.core.planner import is_in_cmv_window, risk_windows_on, treatment_end
 from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
@@ -49,6 +37,18 @@ from reminders.core.triage import (
     TriageDecision,
     persistent_low_grade,
     triage_report,
+)
+from reminders.data.alerts import raise_alert
+from reminders.data.models import (
+    CheckIn,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+    PillConfirmation,
+    Plan,
+    ProphylaxisCourse,
+    SymptomReport,
+    Team,
 )
 from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
 from reminders.optout import BlockCause, block_patient_sms, record_opt_in

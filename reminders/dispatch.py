@@ -51,7 +51,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 from sqlmodel import Session, select
 
-from backend.db import (
+from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
+from reminders.data.alerts import raise_alert
+from reminders.data.db import (
     RECONNECT,
     Reconnect,
     database_unavailable,
@@ -59,9 +61,7 @@ from backend.db import (
     session_scope,
     writer,
 )
-from backend.models import CheckIn, OutboundMessage, Patient, Team
-from backend.services.alerts import raise_alert
-from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
+from reminders.data.models import CheckIn, OutboundMessage, Patient, Team
 from reminders.gateways import GatewayAuthError, PermanentSendError, SmsGateway, TransientSendError
 from reminders.optout import block_for_delivery_error
 

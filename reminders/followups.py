@@ -13,14 +13,25 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from backend.models import Alert, CheckIn, Patient, Plan, ProphylaxisCourse, Team
-from backend.services.alerts import raise_alert
-from backend.services.plans import OPEN_STATUSES, propose_regimen_courses
-from backend.services.prophylaxis import MISSING_ALERT_KIND, missing_alert_key
 from reminders.core.clinical_rules import AlertPolicy, clinical_rules
 from reminders.core.prophylaxis import missing_mandatory_prophylaxis
 from reminders.core.regimens import ProphylaxisDefault, Regimen, load_regimens
 from reminders.core.templates import render
+from reminders.data.alerts import raise_alert
+from reminders.data.models import (
+    OPEN_PLAN_STATUSES,
+    Alert,
+    CheckIn,
+    Patient,
+    Plan,
+    ProphylaxisCourse,
+    Team,
+)
+from reminders.data.prophylaxis import (
+    MISSING_ALERT_KIND,
+    missing_alert_key,
+    propose_regimen_courses,
+)
 from reminders.outbox import enqueue_message, patient_context, render_for, sms_allowed
 
 OPEN_CHECKIN_STATES = ("awaiting_temperature", "awaiting_symptoms")
@@ -187,7 +198,7 @@ def check_mandatory_prophylaxis(session: Session, now: datetime) -> int:
     plans = [
         plan
         for plan in session.exec(
-            select(Plan).where(Plan.regimen_id.in_(regimens), Plan.status.in_(OPEN_STATUSES))
+            select(Plan).where(Plan.regimen_id.in_(regimens), Plan.status.in_(OPEN_PLAN_STATUSES))
         ).all()
         if missing_alert_key(plan.id) not in alerted
     ]

@@ -13,10 +13,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from backend.db import session_scope
-from backend.services.sessions import prune_user_sessions
-from backend.services.signin import prune_login_throttle
-from backend.services.tasks import raise_due_decision_tasks
+from reminders.data.db import session_scope
+from reminders.data.pruning import prune_login_throttle, prune_user_sessions
+from reminders.decision_tasks import raise_due_decision_tasks
 from reminders.dispatch import DispatchReport, dispatch_due_messages
 from reminders.followups import (
     check_mandatory_prophylaxis,

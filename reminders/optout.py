@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from backend.models import Alert, OutboundMessage, Patient
-from backend.services.alerts import raise_alert
+from reminders.data.alerts import raise_alert
+from reminders.data.models import Alert, OutboundMessage, Patient
 from reminders.outbox import cancel_pending_for_patient
 
 #: Twilio: the recipient replied STOP; every message is refused until they reply START.

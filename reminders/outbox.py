@@ -29,16 +29,6 @@ from sqlalchemy import JSON, String, TypeDecorator, bindparam, delete, type_coer
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
-from backend.models import (
-    DoseRecord,
-    OutboundMessage,
-    Patient,
-    Plan,
-    PlanHold,
-    PlanningPass,
-    ProphylaxisCourse,
-    Team,
-)
 from reminders.core.messaging import (
     ContactPrefs,
     MessagePlan,
@@ -56,6 +46,16 @@ from reminders.core.planner import (
 from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import render
+from reminders.data.models import (
+    DoseRecord,
+    OutboundMessage,
+    Patient,
+    Plan,
+    PlanHold,
+    PlanningPass,
+    ProphylaxisCourse,
+    Team,
+)
 from reminders.planning_workers import PlanningWorkers, pack_rows, unpack_rows
 from reminders.specs import build_plan_spec, build_prophylaxis_spec
 
@@ -542,7 +542,7 @@ def materialise_due_messages(
     and writes while they plan. 0 plans everything here.
 
     A pass over every patient plans the messages sent from the end of the last
-    committed pass (:class:`~backend.models.PlanningPass`) to ``now + horizon``, or
+    committed pass (:class:`~reminders.data.models.PlanningPass`) to ``now + horizon``, or
     from a whole freshness window back when there is none (a first deployment, or
     after the clock was stopped longer than that): the messages before it are stored
     already, and looking back again on every pass would only find them stored. A pass

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from backend.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
 from reminders.core.planner import DoseOutcome, Hold, PlanSpec, ProphylaxisSpec
 from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.core.regimens import get_regimen
+from reminders.data.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse
 
 
 def build_plan_spec(

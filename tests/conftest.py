@@ -24,15 +24,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-import backend.models  # noqa: F401  (registers the tables)
+import reminders.data.models  # noqa: F401  (registers the tables)
 from backend import create_app
 from backend.db import get_engine
-from backend.models import Patient, Plan, Team, User
 from backend.schemas import PatientIn, PlanIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.teams import create_user
 from backend.services.tokens import create_token
+from reminders.data.models import Patient, Plan, Team, User
 
 pytest_plugins = ("tests.browser",)
 

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
-import backend.models  # noqa: F401  (registers the tables)
+import reminders.data.models  # noqa: F401  (registers the tables)
 
 #: Bytes read at once from either side.
 _CHUNK = 65_536

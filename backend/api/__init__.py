@@ -22,8 +22,8 @@ from werkzeug.exceptions import HTTPException
 from backend.auth import BearerCheck
 from backend.db import get_engine, get_session
 from backend.hardening import JSONTooDeep, json_depth
-from backend.models import User
 from backend.schemas import ErrorOut
+from reminders.data.models import User
 
 API_PREFIX = "/api/v1"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
-from backend.models import AuditAction
 from backend.schemas import AlertOut, AlertPage, AlertQuery, ResolveIn
 from backend.serializers import alert_out
-from backend.services import alerts as alert_service
+from reminders.data import alerts as alert_service
+from reminders.data.models import AuditAction
 
 TAGS = ["alerts"]
 

@@ -32,9 +32,9 @@ from flask import Flask, g, request
 
 from backend.api import current_user, request_now
 from backend.db import get_session
-from backend.errors import NotFound
-from backend.models import AuditAction, AuditChannel
 from backend.services.audit import record_audit, record_refused_access, set_channel
+from reminders.data.errors import NotFound
+from reminders.data.models import AuditAction, AuditChannel
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,7 +11,6 @@ from flask import current_app
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
-from backend.models import AuditAction
 from backend.schemas import (
     DischargeIn,
     LabIn,
@@ -36,6 +35,7 @@ from backend.services import labs as lab_service
 from backend.services import patients as patient_service
 from backend.services import prophylaxis as prophylaxis_service
 from backend.services.schedule import schedule_between
+from reminders.data.models import AuditAction
 
 TAGS = ["patients"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
-from backend.models import AuditAction
 from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
 from backend.serializers import plan_out
 from backend.services import patients as patient_service
 from backend.services import plans as plan_service
+from reminders.data.models import AuditAction
 
 TAGS = ["plans"]
 CHANGE = responses(HTTP_200=PlanOut, HTTP_409=None, HTTP_422=None)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from backend.api import api, responses, spec
-from backend.errors import NotFound
 from backend.schemas import RegimenSummary
 from backend.serializers import regimen_summary
 from reminders.core.regimens import UnknownRegimen, load_regimens
 from reminders.core.regimens import get_regimen as find_regimen
+from reminders.data.errors import NotFound
 
 TAGS = ["regimens"]
 

@@ -10,9 +10,9 @@ from flask import flash, redirect, url_for
 from backend.api import request_now
 from backend.dashboard.web import audit, bp, current_session, current_user, render_page
 from backend.db import get_session
-from backend.models import AuditAction, SessionEnd
 from backend.security import end_session
 from backend.services.sessions import end_user_sessions, open_user_sessions
+from reminders.data.models import AuditAction, SessionEnd
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,11 @@ from backend.dashboard.forms import (
 )
 from backend.dashboard.web import admin_required, audit, bp, current_user, render_page
 from backend.db import get_session
-from backend.errors import ServiceError
-from backend.models import AuditAction, Team
+from backend.errors import http_status
 from backend.services.audit import list_audit
 from backend.services.sessions import open_session_counts
+from reminders.data.errors import ServiceError
+from reminders.data.models import AuditAction, Team
 
 AUDIT_PAGE_SIZE = 100
 
@@ -75,7 +76,7 @@ def create_member() -> Any:
         )
     except ServiceError as error:
         session.rollback()
-        return _admin_page({"user": service_error_state(error, values, set(fields))}, error.status)
+        return _admin_page({"user": service_error_state(error, values, set(fields))}, http_status(error))
     audit(AuditAction.CREATE_USER, None, f"user:{user.id}")
     session.commit()
     flash(f"{user.email} can now sign in as {user.role}.", "success")
@@ -97,7 +98,7 @@ def change_role(user_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
-        return _admin_page(status=error.status)
+        return _admin_page(status=http_status(error))
     audit(AuditAction.CHANGE_ROLE, None, f"user:{member.id}")
     session.commit()
     flash(f"{member.email} is now {member.role}.", "success")
@@ -116,7 +117,7 @@ def set_active(user_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
-        return _admin_page(status=error.status)
+        return _admin_page(status=http_status(error))
     audit(AuditAction.ACTIVATE_USER if active else AuditAction.DEACTIVATE_USER, None, f"user:{member.id}")
     session.commit()
     flash(f"{member.email} {'reactivated' if active else 'deactivated'}.", "success")

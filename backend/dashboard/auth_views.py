@@ -11,11 +11,11 @@ from backend.api import request_now
 from backend.dashboard.forms import FormState, LoginIn, validate
 from backend.dashboard.web import bp, current_session, current_user, render_page, safe_next
 from backend.db import get_session
-from backend.models import AuditAction, SessionEnd
 from backend.security import GENERIC_LOGIN_ERROR, end_session, start_session, throttled_message
 from backend.services.audit import record_audit
 from backend.services.sessions import end_user_session, start_user_session
 from backend.services.signin import DEVICE_COOKIE, POLICY, attempt_sign_in
+from reminders.data.models import AuditAction, SessionEnd
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from werkzeug.datastructures import MultiDict
 
 from backend.config import MAX_API_TOKEN_LIFETIME_DAYS
-from backend.errors import ServiceError
 from backend.schemas import Email, Role, Strict, has_control_character
+from reminders.data.errors import ServiceError
 
 M = TypeVar("M", bound=BaseModel)
 FieldKind = Literal["text", "optional", "bool", "number", "times", "date", "int"]

@@ -37,8 +37,7 @@ from backend.dashboard.queries import (
 )
 from backend.dashboard.web import audit, bp, current_user, not_available, render_page
 from backend.db import get_session
-from backend.errors import ServiceError
-from backend.models import AuditAction, Patient
+from backend.errors import http_status
 from backend.schemas import DischargeIn, LabIn, PatientIn, PatientUpdate
 from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
@@ -47,6 +46,8 @@ from backend.services.patients import get_patient
 from reminders.conversations import find_patient_by_phone, handle_inbound_sms
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.regimens import ProphylaxisDefault, get_regimen
+from reminders.data.errors import ServiceError
+from reminders.data.models import AuditAction, Patient
 from reminders.outbox import enqueue_message, sms_allowed
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def new_patient() -> Any:
         )
     except ServiceError as error:
         session.rollback()
-        return _patient_form(service_error_state(error, values, set(PATIENT_FIELDS)), error.status)
+        return _patient_form(service_error_state(error, values, set(PATIENT_FIELDS)), http_status(error))
     audit(AuditAction.ENROL_PATIENT, patient.id, f"patient:{patient.id}")
     session.commit()
     flash("Patient enrolled. Next: start their regimen.", "success")
@@ -177,7 +178,7 @@ def edit_patient(patient_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, set(PATIENT_FIELDS))
-        return _patient_form(state, error.status, patient)
+        return _patient_form(state, http_status(error), patient)
     audit(AuditAction.UPDATE_PATIENT, patient.id, f"patient:{patient.id}")
     session.commit()
     flash("Contact preferences saved; upcoming reminders were re-planned.", "success")
@@ -200,7 +201,7 @@ def discharge_patient(patient_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, {"reason"})
-        return patient_page(record, {"discharge": state}, error.status)
+        return patient_page(record, {"discharge": state}, http_status(error))
     audit(AuditAction.DISCHARGE_PATIENT, record.id, f"patient:{record.id}")
     session.commit()
     flash("Patient discharged: SMS have stopped and the phone number is free.", "success")
@@ -342,7 +343,7 @@ def new_lab(patient_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, {"kind", "value", "taken_at", "note"})
-        return render_page("lab_form.html", error.status, form=state, p=record, kinds=LAB_KINDS)
+        return render_page("lab_form.html", http_status(error), form=state, p=record, kinds=LAB_KINDS)
     audit(AuditAction.RECORD_LAB, record.id, f"lab:{row.id}")
     session.commit()
     flash(

@@ -22,14 +22,13 @@ from backend.dashboard.forms import (
 from backend.dashboard.queries import regimen_name
 from backend.dashboard.web import audit, bp, current_user, render_page
 from backend.db import get_session
-from backend.errors import ServiceError
-from backend.models import AuditAction, Patient, Plan
+from backend.errors import http_status
 from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
 from backend.serializers import body_surface_area, plan_out
-from backend.services import local_today
 from backend.services import plans as plan_service
 from backend.services.patients import get_patient
 from reminders.core.bsa import dose_for, dose_warnings
+from reminders.core.dates import local_today
 from reminders.core.planner import PlanSpec, plan_doses
 from reminders.core.regimens import (
     BoolOption,
@@ -42,6 +41,8 @@ from reminders.core.regimens import (
     get_regimen,
     load_regimens,
 )
+from reminders.data.errors import ServiceError
+from reminders.data.models import AuditAction, Patient, Plan
 
 WEEKDAY_NAMES = {
     "mon": "Monday",
@@ -190,7 +191,7 @@ def new_plan(patient_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, {"regimen_id", "start_date", "options"})
-        return _plan_form(patient, regimen, state, error.status)
+        return _plan_form(patient, regimen, state, http_status(error))
     audit(AuditAction.START_PLAN, patient.id, f"plan:{plan.id}")
     session.commit()
     flash(f"{regimen.name} started on {data.start_date:%d %b %Y}.", "success")
@@ -268,7 +269,7 @@ def _plan_action(
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, set(fields))
-        return _plan_page(record, patient, {form_name: state}, error.status)
+        return _plan_page(record, patient, {form_name: state}, http_status(error))
     audit(audit_action, patient.id, f"plan:{record.id}")
     session.commit()
     flash(done, "success")

@@ -1,6 +1,6 @@
 """Prophylaxis forms of the patient page: confirm (or edit and confirm) or decline a proposal.
 
-Starting a plan proposes its regimen's courses (``backend.services.plans.propose_regimen_courses``);
+Starting a plan proposes its regimen's courses (``reminders.data.prophylaxis.propose_regimen_courses``);
 the patient page marks them "proposed — confirm" with these two forms. A refusal shows the
 patient page again with the form's errors in place.
 """
@@ -22,10 +22,11 @@ from backend.dashboard.forms import (
 from backend.dashboard.patient_views import patient_page
 from backend.dashboard.web import audit, bp, current_user
 from backend.db import get_session
-from backend.errors import ServiceError
-from backend.models import AuditAction
+from backend.errors import http_status
 from backend.schemas import ProphylaxisConfirmIn, ProphylaxisDeclineIn
 from backend.services import prophylaxis as prophylaxis_service
+from reminders.data.errors import ServiceError
+from reminders.data.models import AuditAction
 
 CONFIRM_FIELDS: dict[str, FieldKind] = {
     "drug": "optional",
@@ -57,7 +58,7 @@ def confirm_prophylaxis(course_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, set(CONFIRM_FIELDS) | {"weekdays"})
-        return patient_page(patient, {form_name: state}, error.status)
+        return patient_page(patient, {form_name: state}, http_status(error))
     audit(AuditAction.CONFIRM_PROPHYLAXIS, patient.id, f"course:{course.id}")
     session.commit()
     flash(f"{course.drug} confirmed: pill reminders are planned.", "success")
@@ -81,7 +82,7 @@ def decline_prophylaxis(course_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, set(DECLINE_FIELDS))
-        return patient_page(patient, {form_name: state}, error.status)
+        return patient_page(patient, {form_name: state}, http_status(error))
     audit(AuditAction.DECLINE_PROPHYLAXIS, patient.id, f"course:{course.id}")
     session.commit()
     flash(f"{course.drug} declined; the reason is kept.", "success")

@@ -13,7 +13,16 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from backend.models import (
+from backend.schemas import PlanOut
+from backend.serializers import body_surface_area, plan_out
+from backend.services.labs import labs_of
+from backend.services.prophylaxis import courses_of, eligibility
+from reminders.core.bsa import BodySurfaceArea
+from reminders.core.dates import local_today
+from reminders.core.prophylaxis import StopEligibility
+from reminders.core.regimens import UnknownRegimen, get_regimen
+from reminders.data.alerts import list_alerts
+from reminders.data.models import (
     Alert,
     InboundMessage,
     LabResult,
@@ -26,15 +35,6 @@ from backend.models import (
     Team,
     User,
 )
-from backend.schemas import PlanOut
-from backend.serializers import body_surface_area, plan_out
-from backend.services import local_today
-from backend.services.alerts import list_alerts
-from backend.services.labs import labs_of
-from backend.services.prophylaxis import courses_of, eligibility
-from reminders.core.bsa import BodySurfaceArea
-from reminders.core.prophylaxis import StopEligibility
-from reminders.core.regimens import UnknownRegimen, get_regimen
 
 #: Outbox kinds tied to a dose of the plan (they stop with a hold).
 DOSE_REMINDER_KINDS = frozenset(

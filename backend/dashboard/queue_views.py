@@ -12,12 +12,13 @@ from backend.dashboard.forms import FormState, service_error_state, validate
 from backend.dashboard.queries import alert_queue, users_by_id
 from backend.dashboard.web import audit, bp, current_user, render_page, safe_next
 from backend.db import get_session
-from backend.errors import ServiceError
-from backend.models import Alert, AuditAction, Patient
+from backend.errors import http_status
 from backend.schemas import ResolveIn
-from backend.services import alerts as alert_service
 from backend.services.patients import get_patient
 from reminders.core.clinical_rules import clinical_rules
+from reminders.data import alerts as alert_service
+from reminders.data.errors import ServiceError
+from reminders.data.models import Alert, AuditAction, Patient
 
 
 def overdue_after() -> timedelta:
@@ -90,7 +91,7 @@ def resolve_alert(alert_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         return _alert_page(
-            alert, patient, service_error_state(error, values, {"note"}), error.status
+            alert, patient, service_error_state(error, values, {"note"}), http_status(error)
         )
     audit(AuditAction.RESOLVE_ALERT, alert.patient_id, f"alert:{alert.id}")
     session.commit()

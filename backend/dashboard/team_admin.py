@@ -11,11 +11,11 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from backend.errors import Conflict, NotFound
-from backend.models import SessionEnd, Team, User
 from backend.services.patients import normalize_phone
 from backend.services.sessions import end_user_sessions
 from backend.services.teams import create_user
+from reminders.data.errors import Conflict, NotFound
+from reminders.data.models import SessionEnd, Team, User
 
 
 def team_users(session: Session, team_id: int) -> list[User]:

@@ -24,10 +24,11 @@ from backend.dashboard.forms import (
 )
 from backend.dashboard.web import admin_required, bp, current_user, render_page
 from backend.db import get_session
-from backend.errors import ServiceError
-from backend.models import ApiToken
+from backend.errors import http_status
 from backend.services import tokens
 from backend.services.tokens import IssuedToken
+from reminders.data.errors import ServiceError
+from reminders.data.models import ApiToken
 
 TOKEN_FIELDS = {"name": "text", "days": "int"}
 
@@ -68,7 +69,7 @@ def create_account_token() -> Any:
     except ServiceError as error:
         session.rollback()
         return _own_tokens_page(
-            service_error_state(error, values, set(TOKEN_FIELDS)), status=error.status
+            service_error_state(error, values, set(TOKEN_FIELDS)), status=http_status(error)
         )
     session.commit()
     return _own_tokens_page(issued=issued, status=201)

@@ -32,13 +32,14 @@ from werkzeug.exceptions import HTTPException
 from backend.api import request_now
 from backend.dashboard.queries import open_alert_count
 from backend.db import get_session
-from backend.errors import NotFound, ServiceError
-from backend.models import AuditAction, AuditChannel, User, UserSession
+from backend.errors import http_status
 from backend.schemas import CONTROL_CHARACTERS, LINE_CONTROL_CHARACTERS
 from backend.security import cookie_session_id, csrf_token, csrf_valid, end_session
 from backend.services import sessions
 from backend.services.audit import record_audit, record_refused_access, set_channel
 from reminders.core.bsa import dose_places
+from reminders.data.errors import NotFound, ServiceError
+from reminders.data.models import AuditAction, AuditChannel, User, UserSession
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def _not_found(error: NotFound) -> tuple[str, int]:
 
 @bp.errorhandler(ServiceError)
 def _service_error(error: ServiceError) -> tuple[str, int]:
-    return render_error(error.status, "This cannot be done", error.message)
+    return render_error(http_status(error), "This cannot be done", error.message)
 
 
 @bp.errorhandler(HTTPException)

@@ -9,9 +9,9 @@ from sqlalchemy import String
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
-import backend.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from backend.db import make_engine
-from backend.models import UTCDateTime
+import reminders.data.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from reminders.data.db import make_engine
+from reminders.data.models import UTCDateTime
 
 target_metadata = SQLModel.metadata
 

@@ -4,13 +4,3 @@ Routes, CLI commands and scheduled jobs call these; these call the pure core in
 ``reminders.core``. A service function never commits: its caller owns the
 transaction, so a failed step leaves nothing half-written.
 """
-
-from __future__ import annotations
-
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
-
-
-def local_today(timezone: str, now: datetime) -> date:
-    """The calendar date in ``timezone`` at the instant ``now``."""
-    return now.astimezone(ZoneInfo(timezone)).date()

@@ -1,10 +1,10 @@
 """The audit trail: who viewed or changed which patient, when, and through which channel.
 
-Rows hold ids, an action from :class:`backend.models.AuditAction` (one vocabulary for the
+Rows hold ids, an action from :class:`reminders.data.models.AuditAction` (one vocabulary for the
 API, the care-team pages and the CLI), a short target such as ``plan:12`` and the channel;
 never health data, phone numbers or SMS text. A change and its row are committed in one
 transaction; a read gets its row before the data leaves. Rows are append-only (ORM guard
-and database triggers in ``backend/models.py``): nothing here or anywhere in the app
+and database triggers in ``reminders/data/models.py``): nothing here or anywhere in the app
 edits or deletes one. Admins read their team's rows on the audit page.
 
 Refused requests leave no row, with one exception: a user who names a patient (or their
@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from backend.models import (
+from reminders.data.models import (
     Alert,
     AuditAction,
     AuditChannel,

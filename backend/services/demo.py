@@ -6,14 +6,14 @@ from datetime import datetime, time, timedelta
 
 from sqlmodel import Session, select
 
-from backend.models import ProphylaxisCourse, Team, User
 from backend.schemas import PatientIn, PlanIn, ProphylaxisConfirmIn
-from backend.services import local_today
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import confirm_course
 from backend.services.teams import create_user
 from backend.services.tokens import create_token
+from reminders.core.dates import local_today
+from reminders.data.models import ProphylaxisCourse, Team, User
 
 DEMO_EMAIL = "nurse@demo.example"
 DEMO_PASSWORD = "demo-password-123"

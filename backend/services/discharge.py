@@ -6,11 +6,11 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from backend.errors import Conflict
-from backend.models import Patient, Plan, ProphylaxisCourse
-from backend.services.plans import OPEN_STATUSES, effective_status, spec_for
+from backend.services.plans import effective_status, spec_for
 from reminders.core.planner import plan_doses
 from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
+from reminders.data.errors import Conflict
+from reminders.data.models import OPEN_PLAN_STATUSES, Patient, Plan, ProphylaxisCourse
 from reminders.outbox import cancel_pending_for_patient
 
 
@@ -27,7 +27,7 @@ def discharge_patient(
         raise Conflict("patient is already discharged")
     unfinished = []
     for plan in session.exec(
-        select(Plan).where(Plan.patient_id == patient.id, Plan.status.in_(OPEN_STATUSES))
+        select(Plan).where(Plan.patient_id == patient.id, Plan.status.in_(OPEN_PLAN_STATUSES))
     ).all():
         if effective_status(plan, plan_doses(spec_for(session, plan, patient))) != "completed":
             unfinished.append("stop the open plan")

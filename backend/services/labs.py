@@ -6,10 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from backend.errors import InvalidInput
-from backend.models import Alert, LabResult, Patient, SymptomReport
 from backend.schemas import LabIn
-from backend.services.alerts import raise_alert
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.labs import (
     LAB_MAXIMUM,
@@ -19,6 +16,9 @@ from reminders.core.labs import (
     ReportedSigns,
     evaluate_lab,
 )
+from reminders.data.alerts import raise_alert
+from reminders.data.errors import InvalidInput
+from reminders.data.models import Alert, LabResult, Patient, SymptomReport
 
 
 def labs_of(session: Session, patient_id: int, kind: str | None = None) -> list[LabResult]:

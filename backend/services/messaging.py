@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from backend.models import Patient
+from reminders.data.models import Patient
 from reminders.outbox import (
     enqueue_message,
     patient_context,

@@ -10,10 +10,10 @@ from sqlalchemy import func, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import Patient
 from backend.schemas import PatientIn, PatientUpdate
 from backend.services.messaging import resync_patient_messages, send_welcome
+from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.models import Patient
 
 #: The answer to a number another active patient has. It names no team and no patient:
 #: the caller may be another team, and the number's owner is not theirs to know.

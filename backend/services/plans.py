@@ -14,22 +14,12 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import (
-    AuditAction,
-    DoseRecord,
-    Patient,
-    Plan,
-    PlanHold,
-    ProphylaxisCourse,
-    User,
-)
 from backend.schemas import DoseRecordIn, HoldIn, PlanIn, ResumeIn, StopIn
-from backend.services import local_today
 from backend.services.audit import record_audit
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from reminders.core.bsa import DoseWarning, dose_warnings, mosteller
+from reminders.core.dates import local_today
 from reminders.core.planner import (
     PlannedDose,
     PlannedEvent,
@@ -38,9 +28,20 @@ from reminders.core.planner import (
     plan_events,
 )
 from reminders.core.regimens import Regimen, UnknownRegimen, get_regimen
+from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.models import (
+    OPEN_PLAN_STATUSES,
+    AuditAction,
+    DoseRecord,
+    Patient,
+    Plan,
+    PlanHold,
+    ProphylaxisCourse,
+    User,
+)
+from reminders.data.prophylaxis import propose_regimen_courses
 from reminders.specs import build_plan_spec
 
-OPEN_STATUSES = ("active", "on_hold")
 #: How far back a plan may start: a patient may be enrolled mid-treatment.
 MAX_START_DAYS_AGO = 366
 MAX_START_DAYS_AHEAD = 366
@@ -111,7 +112,7 @@ def start_plan(
     ):
         raise InvalidInput("start date must be within a year of today", field="start_date")
     open_plan = session.exec(
-        select(Plan).where(Plan.patient_id == patient.id, Plan.status.in_(OPEN_STATUSES))
+        select(Plan).where(Plan.patient_id == patient.id, Plan.status.in_(OPEN_PLAN_STATUSES))
     ).first()
     if open_plan is not None:
         raise Conflict(
@@ -135,57 +136,8 @@ def start_plan(
     return plan
 
 
-def propose_regimen_courses(
-    session: Session, plan: Plan, patient: Patient, now: datetime
-) -> list[ProphylaxisCourse]:
-    """Propose one course per prophylaxis entry of the plan's regimen; the new ones are returned.
-
-    Every alemtuzumab patient must receive cotrimoxazole and acyclovir (003, Patient
-    management issues and Table 4; 002), so the plan brings them to the care team
-    rather than relying on someone remembering. A proposal is what a nurse would
-    pre-fill and a prescriber sign: the drug named by the regimen, **no dose** (the
-    sources give none: ``dose_text`` stays empty until a user enters it), the
-    patient's pill times as default times, from the regimen's ``start_day`` (day 1 =
-    the plan's start date), with its stop rule (months after the last dose, CD4).
-    It is "proposed": no pill reminder is planned (the outbox plans active courses
-    only) until a user confirms it, or declines it with a reason.
-
-    Idempotent: an entry that already has a course on this plan (whatever its status)
-    is not proposed again, and ``(plan_id, regimen_entry)`` is unique in the table.
-    """
-    regimen = get_regimen(plan.regimen_id)
-    if not regimen.prophylaxis:
-        return []
-    existing = set(
-        session.exec(
-            select(ProphylaxisCourse.regimen_entry).where(ProphylaxisCourse.plan_id == plan.id)
-        ).all()
-    )
-    proposed = [
-        ProphylaxisCourse(
-            patient_id=patient.id,
-            plan_id=plan.id,
-            regimen_entry=entry.id,
-            drug=entry.drug,
-            dose_text="",
-            times=list(patient.pill_times),
-            weekdays=None,
-            start_date=plan.start_date + timedelta(days=entry.start_day - 1),
-            min_months_after_last_dose=entry.min_months_after_last_dose,
-            cd4_rule=entry.cd4_rule,
-            status="proposed",
-            created_at=now,
-        )
-        for entry in regimen.prophylaxis
-        if entry.id not in existing
-    ]
-    session.add_all(proposed)
-    session.flush()
-    return proposed
-
-
 def _require_open(plan: Plan) -> None:
-    if plan.status not in OPEN_STATUSES:
+    if plan.status not in OPEN_PLAN_STATUSES:
         raise Conflict(f"plan is {plan.status}")
 
 
@@ -364,7 +316,7 @@ def open_plans(session: Session, patient_id: int) -> list[Plan]:
     """The patient's active or held plans."""
     return list(
         session.exec(
-            select(Plan).where(Plan.patient_id == patient_id, Plan.status.in_(OPEN_STATUSES))
+            select(Plan).where(Plan.patient_id == patient_id, Plan.status.in_(OPEN_PLAN_STATUSES))
         ).all()
     )
 

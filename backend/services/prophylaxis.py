@@ -1,6 +1,6 @@
 """Prophylaxis courses: entered or confirmed by the care team, stopped only by the care team.
 
-Starting a plan proposes its regimen's courses (``plans.propose_regimen_courses``);
+Starting a plan proposes its regimen's courses (``reminders.data.prophylaxis.propose_regimen_courses``);
 a user confirms a proposal (with the dose and times they prescribe) or declines it
 with a reason. The stop rule (:func:`reminders.core.prophylaxis.stop_eligibility`)
 says when an active course *may* stop; a user confirms it. Stopping a course that is
@@ -13,30 +13,23 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import Alert, LabResult, Patient, Plan, ProphylaxisCourse
 from backend.schemas import (
     ProphylaxisConfirmIn,
     ProphylaxisDeclineIn,
     ProphylaxisIn,
     ProphylaxisStopIn,
 )
-from backend.services import local_today
-from backend.services.alerts import resolve_alert
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from backend.services.plans import effective_status, spec_for
+from reminders.core.dates import local_today
 from reminders.core.planner import plan_doses
 from reminders.core.prophylaxis import DECIDED_STATUSES, StopEligibility, stop_eligibility
 from reminders.core.regimens import get_regimen
-
-#: The alert raised when a plan's mandatory prophylaxis is not decided in time.
-MISSING_ALERT_KIND = "prophylaxis_missing"
-
-
-def missing_alert_key(plan_id: int) -> str:
-    """The dedupe key of a plan's missing-prophylaxis alert: one per plan, ever."""
-    return f"plan{plan_id}:{MISSING_ALERT_KIND}"
+from reminders.data.alerts import resolve_alert
+from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.models import Alert, LabResult, Patient, Plan, ProphylaxisCourse
+from reminders.data.prophylaxis import missing_alert_key
 
 
 def add_course(

@@ -7,12 +7,12 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel import Session
 
-from backend.errors import InvalidInput
-from backend.models import Patient
-from backend.services import local_today
 from backend.services.plans import ScheduledEvent, local_window, plan_events_between
 from backend.services.prophylaxis import courses_of
+from reminders.core.dates import local_today
 from reminders.core.planner import prophylaxis_events
+from reminders.data.errors import InvalidInput
+from reminders.data.models import Patient
 from reminders.specs import build_prophylaxis_spec
 
 DEFAULT_WINDOW_DAYS = 14

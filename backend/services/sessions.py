@@ -1,4 +1,6 @@
-"""Care-team sessions kept on the server: start, check, refresh, end, list and prune them.
+"""Care-team sessions kept on the server: start, check, refresh, end and list them.
+
+Pruning old rows is the clock's job: :func:`reminders.data.pruning.prune_user_sessions`.
 
 Service functions in the style of ``backend.services`` (session and ``now`` in, no
 Flask, the caller commits); the cookie side lives in :mod:`backend.security` and the
@@ -17,19 +19,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, update
+from sqlalchemy import ColumnElement, and_, func, update
 from sqlmodel import Session, select
 
-from backend.models import SessionEnd, User, UserSession
 from backend.security import (
     ABSOLUTE_TIMEOUT,
     IDLE_TIMEOUT,
     LAST_SEEN_STEP,
-    SESSION_RETENTION,
 )
+from reminders.data.models import SessionEnd, User, UserSession
 
 #: Longest session id looked up: ours are 43 characters; anything longer is not one of ours.
 MAX_SESSION_ID_LENGTH = 128
@@ -228,21 +229,3 @@ def open_session_counts(session: Session, team_id: int, now: datetime) -> dict[i
         .group_by(UserSession.user_id)
     ).all()
     return {user_id: int(count) for user_id, count in rows}
-
-
-def prune_user_sessions(
-    session: Session, now: datetime, keep: timedelta = SESSION_RETENTION
-) -> int:
-    """Delete the rows of sessions that ended or expired more than ``keep`` ago; returns how many.
-
-    An open session is never deleted: its absolute limit is at most
-    :data:`~backend.security.ABSOLUTE_TIMEOUT` ahead. Who signed in when stays in the
-    audit log (``login``/``logout`` rows), which is not pruned.
-    """
-    cutoff = now - keep
-    result: Any = session.execute(
-        delete(UserSession).where(
-            or_(UserSession.ended_at < cutoff, UserSession.expires_at < cutoff)
-        )
-    )
-    return int(result.rowcount or 0)

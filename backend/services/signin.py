@@ -20,7 +20,7 @@ anyone who knows a nurse's email keep her out of the care-team pages. Here:
   for the window to end, except for pairs that signed in from that address in the last
   30 days and for known devices: a nurse who signs in every day from the hospital's
   address is not stopped by a stranger on the same network.
-* **Shared by every worker.** The counters are :class:`backend.models.LoginThrottle` rows
+* **Shared by every worker.** The counters are :class:`reminders.data.models.LoginThrottle` rows
   keyed by HMAC-SHA256 (the app's ``SECRET_KEY``) of the normalised email and of the
   client, so no email typed by a stranger and no address is stored in clear. An allowed
   attempt takes the pair's row lock (``SELECT ... FOR UPDATE``; SQLite serialises writers
@@ -28,7 +28,7 @@ anyone who knows a nurse's email keep her out of the care-team pages. Here:
   through one delay together; the address counter is one atomic upsert.
 
 :func:`decide` is the whole policy as a pure function; :func:`attempt_sign_in` is the
-service the sign-in view calls, :func:`prune_login_throttle` the clean-up the clock runs.
+service the sign-in view calls, :func:`reminders.data.pruning.prune_login_throttle` the clean-up the clock runs.
 Nothing here logs or stores an email, an address or a password.
 """
 
@@ -45,12 +45,13 @@ from enum import StrEnum
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
-from sqlalchemy import and_, case, delete, literal, or_, update
+from sqlalchemy import and_, case, literal, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from backend.auth import authenticate, normalise_email
-from backend.models import LoginThrottle, User, UTCDateTime
+from reminders.data.models import LoginThrottle, User, UTCDateTime
+from reminders.data.pruning import THROTTLE_RETENTION
 
 #: The ``account_key`` of the row that counts every failure from one address.
 ADDRESS_WIDE = "*"
@@ -75,7 +76,7 @@ class ThrottlePolicy:
     #: The window in which those failures are counted (and the brake lasts at most).
     address_window: timedelta = timedelta(minutes=15)
     #: How long a sign-in vouches for its address and its browser; rows idle longer are pruned.
-    remember: timedelta = timedelta(days=30)
+    remember: timedelta = THROTTLE_RETENTION
 
     def delay_after(self, failures: int) -> timedelta:
         """How long a pair waits after its ``failures``-th failure in a row (0 while free)."""
@@ -478,18 +479,3 @@ def attempt_sign_in(
     record_success(session, account, client, address_id, now)
     cookie = device_cookie_after_sign_in(device, account, now, secret, policy)
     return SignInAttempt(user=user, device_cookie=cookie)
-
-
-def prune_login_throttle(session: Session, now: datetime, policy: ThrottlePolicy = POLICY) -> int:
-    """Delete the counters with no failure and no success for ``policy.remember``; returns how many.
-
-    A pruned pair starts afresh: its delays are long over, and a success that old no
-    longer exempts it from the spraying brake.
-    """
-    cutoff = _at(now - policy.remember)
-    idle = and_(
-        or_(_TABLE.c.last_failure_at.is_(None), _TABLE.c.last_failure_at < cutoff),
-        or_(_TABLE.c.last_success_at.is_(None), _TABLE.c.last_success_at < cutoff),
-        or_(_TABLE.c.retry_after.is_(None), _TABLE.c.retry_after <= _at(now)),
-    )
-    return session.execute(delete(_TABLE).where(idle)).rowcount

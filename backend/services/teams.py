@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from backend.auth import hash_password
-from backend.errors import Conflict, InvalidInput
-from backend.models import Team, User
 from backend.schemas import has_control_character, valid_email
 from backend.services.patients import normalize_phone
+from reminders.data.errors import Conflict, InvalidInput
+from reminders.data.models import Team, User
 
 ROLES = ("nurse", "physician", "admin")
 

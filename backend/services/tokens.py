@@ -25,11 +25,11 @@ from backend.auth import (
     public_prefix,
 )
 from backend.config import MAX_API_TOKEN_LIFETIME_DAYS
-from backend.db import session_scope
-from backend.errors import Conflict, InvalidInput, NotFound
-from backend.models import ApiToken, AuditAction, Team, User
 from backend.schemas import LINE_CONTROL_CHARACTERS, valid_email
 from backend.services.audit import record_audit
+from reminders.data.db import session_scope
+from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.models import ApiToken, AuditAction, Team, User
 
 #: A token's status: usable, past its ``expires_at``, or revoked (revoked wins).
 TOKEN_STATUSES = ("active", "expired", "revoked")

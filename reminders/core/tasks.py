@@ -5,7 +5,7 @@ in the blood after 4 weeks should lead to discontinuation", 003, Table 3) is a t
 for the care team, never a message of congratulation to the patient. Its date
 comes from the planner (counted from the doses actually given, moved by holds).
 
-Pure: the service ``backend.services.tasks`` saves the due tasks as alerts, once per
+Pure: the service ``reminders.decision_tasks`` saves the due tasks as alerts, once per
 plan and milestone (:func:`task_key`).
 """
 

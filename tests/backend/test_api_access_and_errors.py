@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from backend.models import AuditEvent
+from reminders.data.models import AuditEvent
 from tests.conftest import bearer, reread
 
 BAD_BODIES: list[object] = [

@@ -26,7 +26,7 @@ from backend.api.auditing import (
     declared_action,
 )
 from backend.db import get_engine, get_session
-from backend.models import AuditAction, AuditEvent, Patient
+from reminders.data.models import AuditAction, AuditEvent, Patient
 from tests.conftest import bearer, reread
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"

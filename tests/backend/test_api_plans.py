@@ -297,7 +297,7 @@ def test_a_large_body_surface_area_asks_to_confirm_and_never_blocks(
     # Issue 11, item 10: BSA above 2.5 m2 (care-team setting) asks the team to confirm.
     from sqlmodel import select
 
-    from backend.models import AuditEvent
+    from reminders.data.models import AuditEvent
 
     user, token = make_user()
     patient = make_patient(

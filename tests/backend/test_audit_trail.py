@@ -17,9 +17,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
-from backend.db import get_engine, make_engine
+from backend.db import get_engine
 from backend.migrations import alembic_config
-from backend.models import (
+from backend.services.audit import channel_of, record_audit, set_channel
+from reminders.data.db import make_engine
+from reminders.data.models import (
     AUDIT_TRIGGER_MESSAGE,
     AuditAction,
     AuditChannel,
@@ -27,7 +29,6 @@ from backend.models import (
     AuditRowImmutable,
     Patient,
 )
-from backend.services.audit import channel_of, record_audit, set_channel
 from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, _postgres_engine, truncate_all
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from backend.models import ApiToken, AuditEvent
+from reminders.data.models import ApiToken, AuditEvent
 from tests.conftest import bearer, reread
 
 

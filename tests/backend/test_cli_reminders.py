@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import select
 
-from backend.models import OutboundMessage
+from reminders.data.models import OutboundMessage
 from tests.conftest import reread
 
 

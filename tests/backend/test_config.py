@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from reminders.data.models import LoginThrottle, User
 from sqlalchemy import create_engine, func, select
 from sqlmodel import Session
 
@@ -31,7 +32,6 @@ from backend.config import (
     load_environment,
     read_env_file,
 )
-from backend.models import LoginThrottle, User
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL = "marie-francoise.vandenbossche@hopital.example"

@@ -11,9 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, SQLModel
 
-from backend.db import get_engine, make_engine
+from backend.db import get_engine
 from backend.migrations import alembic_config
-from backend.models import Team
+from reminders.data.db import make_engine
+from reminders.data.models import Team
 from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, _postgres_engine
 
 

@@ -18,10 +18,11 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from backend.db import get_engine
-from backend.errors import Conflict
-from backend.models import Alert, OutboundMessage, Patient, ProphylaxisCourse
 from backend.schemas import PlanIn
-from backend.services.plans import propose_regimen_courses, start_plan
+from backend.services.plans import start_plan
+from reminders.data.errors import Conflict
+from reminders.data.models import Alert, OutboundMessage, Patient, ProphylaxisCourse
+from reminders.data.prophylaxis import propose_regimen_courses
 from reminders.gateways import ConsoleGateway
 from reminders.jobs import prophylaxis_check_job, run_due
 from tests.conftest import Clock, bearer, reread

@@ -19,11 +19,11 @@ from sqlmodel import select
 from backend import create_app
 from backend.cli import upgrade_database
 from backend.db import get_engine
-from backend.errors import Conflict
-from backend.models import OutboundMessage, Patient
 from backend.schemas import PatientIn
 from backend.services.discharge import discharge_patient
 from backend.services.patients import create_patient
+from reminders.data.errors import Conflict
+from reminders.data.models import OutboundMessage, Patient
 from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import ConsoleGateway
 from tests.backend.dashboard.conftest import PASSWORD, post_form, sign_in

@@ -24,12 +24,13 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from backend import create_app
-from backend.db import database_unavailable, get_engine
-from backend.models import Patient, User
+from backend.db import get_engine
 from backend.schemas import PatientIn, PlanIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.teams import create_user
+from reminders.data.db import database_unavailable
+from reminders.data.models import Patient, User
 from tests.conftest import bearer, issue_test_token
 from tests.db_proxy import DatabaseOutage, database_outage
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, signed_form_post

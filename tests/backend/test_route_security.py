@@ -32,9 +32,9 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 from werkzeug.routing import Rule
 
-from backend.models import ApiToken, Team, User
 from backend.security import CSRF_FIELD, SESSION_ID_KEY
 from backend.services.sessions import start_user_session
+from reminders.data.models import ApiToken, Team, User
 from tests.conftest import Clock, bearer, issue_test_token
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, twilio_signature
 

@@ -29,12 +29,12 @@ from sqlmodel import Session, SQLModel
 
 from backend import create_app
 from backend.db import get_engine
-from backend.models import Team
 from backend.schemas import PatientIn, PlanIn, ProphylaxisIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import add_course
 from backend.services.teams import create_user
+from reminders.data.models import Team
 from tests.conftest import Clock, bearer, issue_test_token
 
 pytestmark = pytest.mark.slow

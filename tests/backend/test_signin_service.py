@@ -17,8 +17,7 @@ from itsdangerous import URLSafeSerializer
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from backend.db import get_engine, writer
-from backend.models import LoginThrottle, User
+from backend.db import get_engine
 from backend.services.signin import (
     ADDRESS_WIDE,
     Brake,
@@ -28,9 +27,11 @@ from backend.services.signin import (
     address_key,
     attempt_sign_in,
     device_key,
-    prune_login_throttle,
     read_device_cookie,
 )
+from reminders.data.db import writer
+from reminders.data.models import LoginThrottle, User
+from reminders.data.pruning import prune_login_throttle
 from reminders.jobs import prune_login_throttle_job
 from tests.conftest import reread
 

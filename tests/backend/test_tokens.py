@@ -19,12 +19,13 @@ from sqlmodel import Session, select
 
 from backend import create_app
 from backend.auth import TOKEN_PREFIX, check_bearer, hash_token
-from backend.db import get_engine, make_engine
-from backend.errors import Conflict, InvalidInput, NotFound
+from backend.db import get_engine
 from backend.migrations import alembic_config
-from backend.models import ApiToken, AuditEvent, User
 from backend.services import tokens
 from backend.services.teams import create_user
+from reminders.data.db import make_engine
+from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.models import ApiToken, AuditEvent, User
 from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, Clock, _postgres_engine, bearer, reread
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"

@@ -11,9 +11,9 @@ from sqlmodel import select
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from backend.models import Alert, InboundMessage, OutboundMessage, Patient, Team
 from backend.webhooks import _FlatForm, signature_matches, twiml
 from reminders.core.clinical_rules import urgent_advice
+from reminders.data.models import Alert, InboundMessage, OutboundMessage, Patient, Team
 from tests.backend.dashboard.conftest import PASSWORD, sign_in
 from tests.conftest import bearer, reread
 from tests.twilio_fake import (

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.db import get_engine
-from backend.models import OutboundMessage, Patient, ProphylaxisCourse, Team
 from backend.schemas import ProphylaxisConfirmIn, ProphylaxisIn
 from backend.services.prophylaxis import add_course, confirm_course
+from reminders.data.models import OutboundMessage, Patient, ProphylaxisCourse, Team
 from reminders.gateways import ConsoleGateway
 from tests.twilio_fake import FakeTwilio
 

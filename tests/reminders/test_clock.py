@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from backend.models import UserSession
 from backend.services.sessions import start_user_session
 from reminders.clock import CLOCK_JOBS, build_scheduler
+from reminders.data.models import UserSession
 from reminders.jobs import prune_sessions_job
 from tests.conftest import reread
 

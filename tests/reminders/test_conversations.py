@@ -6,15 +6,6 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import select
 
-from backend.db import session_scope
-from backend.models import (
-    Alert,
-    CheckIn,
-    InboundMessage,
-    PillConfirmation,
-    Plan,
-    SymptomReport,
-)
 from backend.schemas import HoldIn, ResumeIn
 from backend.services.plans import hold_plan, resume_plan
 from reminders.conversations import (
@@ -24,6 +15,15 @@ from reminders.conversations import (
     handle_inbound_sms,
 )
 from reminders.core.clinical_rules import urgent_advice
+from reminders.data.db import session_scope
+from reminders.data.models import (
+    Alert,
+    CheckIn,
+    InboundMessage,
+    PillConfirmation,
+    Plan,
+    SymptomReport,
+)
 from reminders.followups import OPEN_CHECKIN_STATES
 from reminders.jobs import run_due
 from reminders.outbox import patient_context

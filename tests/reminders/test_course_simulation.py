@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from backend.db import session_scope
-from backend.models import Alert, OutboundMessage, Patient, PillConfirmation, Plan
 from reminders.conversations import handle_inbound_sms
 from reminders.core.messaging import ContactPrefs, messages_for_event
 from reminders.core.planner import plan_doses, plan_events, prophylaxis_events
+from reminders.data.db import session_scope
+from reminders.data.models import Alert, OutboundMessage, Patient, PillConfirmation, Plan
 from reminders.gateways import TwilioGateway
 from reminders.jobs import run_due
 from reminders.specs import build_plan_spec, build_prophylaxis_spec

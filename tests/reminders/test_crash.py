@@ -50,11 +50,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, select
 
-import backend.models  # noqa: F401  (registers the tables)
-from backend.models import OutboundMessage
+import reminders.data.models  # noqa: F401  (registers the tables)
 from backend.schemas import PatientIn
 from backend.services.patients import create_patient
 from backend.services.teams import create_user
+from reminders.data.models import OutboundMessage
 from reminders.outbox import insert_ignoring_duplicates
 from tests.conftest import POSTGRES_URL
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio, wait_until
@@ -80,7 +80,7 @@ SETTLE_SECONDS = 0.1
 #: (``wait PID``, answered with its exit code). Only fork-safe work happens before fork.
 ZYGOTE = """
 import json, os, sys
-import backend, backend.cli, backend.models, reminders.dispatch, reminders.gateways
+import backend, backend.cli, reminders.data.models, reminders.dispatch, reminders.gateways
 import flask.cli
 for line in sys.stdin:
     command, _, argument = line.strip().partition(" ")

@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import select
 
-from backend.models import Alert, OutboundMessage, Plan
 from backend.schemas import HoldIn, ResumeIn, StopIn
 from backend.services.plans import hold_plan, resume_plan, stop_plan
 from reminders.clock import CLOCK_JOBS
+from reminders.data.models import Alert, OutboundMessage, Plan
 from reminders.jobs import decision_tasks_job, run_due
 from tests.conftest import bearer, reread
 

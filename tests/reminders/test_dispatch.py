@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from backend.db import session_scope
-from backend.models import Alert, OutboundMessage, Patient, Team
+from reminders.data.db import session_scope
+from reminders.data.models import Alert, OutboundMessage, Patient, Team
 from reminders.dispatch import (
     BATCH_MAX,
     BATCH_MIN,

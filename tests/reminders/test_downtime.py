@@ -26,11 +26,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from backend.models import Alert, CheckIn, Patient, Team
 from backend.schemas import ProphylaxisIn
 from backend.services.prophylaxis import add_course
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.messaging import defer_past_quiet_hours
+from reminders.data.models import Alert, CheckIn, Patient, Team
 from reminders.gateways import ConsoleGateway
 from reminders.jobs import run_due
 from tests.conftest import Clock, reread

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from backend.models import Alert, OutboundMessage, Patient
+from reminders.data.models import Alert, OutboundMessage, Patient
 from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import TwilioGateway
 from tests.conftest import reread

@@ -20,13 +20,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from backend.db import Reconnect, make_engine
-from backend.models import OutboundMessage, Patient, Team
 from backend.schemas import PatientIn, PlanIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.teams import create_user
 from reminders.clock import build_scheduler
+from reminders.data.db import Reconnect, make_engine
+from reminders.data.models import OutboundMessage, Patient, Team
 from reminders.dispatch import run_dispatcher
 from reminders.gateways import ConsoleGateway
 from reminders.outbox import enqueue_message

@@ -38,12 +38,12 @@ from sqlmodel import Session, select
 
 from backend import create_app
 from backend.db import get_engine
-from backend.models import OutboundMessage, Team
 from backend.schemas import PatientIn, PlanIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.teams import create_user
 from reminders.core.templates import render
+from reminders.data.models import OutboundMessage, Team
 from reminders.outbox import insert_ignoring_duplicates
 from tests.conftest import bearer, issue_test_token
 from tests.db_proxy import DatabaseOutage, database_outage

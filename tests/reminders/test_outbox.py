@@ -10,11 +10,11 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import delete, select
 
 import reminders.outbox as outbox_module
-from backend.db import session_scope
-from backend.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
 from backend.schemas import HoldIn, ProphylaxisStopIn
 from backend.services.plans import hold_plan
 from backend.services.prophylaxis import courses_of, stop_course
+from reminders.data.db import session_scope
+from reminders.data.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
 from reminders.jobs import run_due
 from reminders.outbox import (
     PASS_HISTORY,

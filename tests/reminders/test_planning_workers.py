@@ -9,10 +9,10 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from sqlmodel import delete, select
 
-from backend.db import session_scope
-from backend.models import OutboundMessage, PlanningPass
 from reminders import outbox as outbox_module
 from reminders import planning_workers
+from reminders.data.db import session_scope
+from reminders.data.models import OutboundMessage, PlanningPass
 from reminders.outbox import materialise_due_messages
 from reminders.planning_workers import (
     PlanningWorkers,

@@ -25,14 +25,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from backend.db import session_scope
-from backend.models import Alert, CheckIn
 from reminders.conversations import handle_inbound_sms
 from reminders.core.parser import Expecting, Intent, parse_reply
 from reminders.core.red_flags import load_red_flags
 from reminders.core.regimens import get_regimen
 from reminders.core.templates import render
 from reminders.core.triage import Severity, TriageContext, triage_report
+from reminders.data.db import session_scope
+from reminders.data.models import Alert, CheckIn
 from reminders.jobs import run_due
 from tests.reminders.conftest import outbox
 

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from backend.models import Alert, OutboundMessage, Patient
+from reminders.data.models import Alert, OutboundMessage, Patient
 from reminders.dispatch import MAX_ATTEMPTS, DispatchReport, dispatch_due_messages
 from reminders.gateways import TwilioGateway
 from reminders.outbox import insert_ignoring_duplicates

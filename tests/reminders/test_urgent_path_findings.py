@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from backend.db import session_scope
-from backend.models import Alert, CheckIn
 from reminders.conversations import handle_inbound_sms
+from reminders.data.db import session_scope
+from reminders.data.models import Alert, CheckIn
 from reminders.jobs import run_due
 from tests.reminders.conftest import outbox
 
@@ -120,9 +120,9 @@ def test_a_reply_nobody_can_read_lands_in_the_queue_as_needing_review(
 def test_positive_cmv_pcr_after_a_fever_reply_reads_symptomatic(
     engine, session, on_alemtuzumab, make_user
 ) -> None:
-    from backend.models import Patient
     from backend.schemas import LabIn
     from backend.services.labs import record_lab
+    from reminders.data.models import Patient
 
     send(engine, "38,4", IN_CMV_WINDOW + timedelta(minutes=3), "SMfeverpcr")
     session.commit()

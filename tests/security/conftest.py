@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 
 from backend import create_app
 from backend.db import get_engine
-from backend.models import Team, User
+from reminders.data.models import Team, User
 from tests.conftest import bearer
 from tests.twilio_fake import FAKE_AUTH_TOKEN, twilio_signature
 

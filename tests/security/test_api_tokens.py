@@ -10,7 +10,7 @@ import re
 import requests
 from sqlmodel import Session, select
 
-from backend.models import ApiToken
+from reminders.data.models import ApiToken
 from tests.conftest import Clock, bearer, reread
 from tests.security.conftest import PASSWORD, LiveServer, Ward, csrf_of, signed_in
 

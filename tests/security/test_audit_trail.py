@@ -10,7 +10,7 @@ from __future__ import annotations
 import requests
 from sqlmodel import Session, select
 
-from backend.models import AuditEvent, Patient
+from reminders.data.models import AuditEvent, Patient
 from tests.conftest import bearer, reread
 from tests.security.conftest import LONG_NAME, LiveServer, Ward, signed_in
 

@@ -15,9 +15,9 @@ import requests
 from flask import Flask
 from sqlmodel import Session, select
 
-from backend.errors import InvalidInput
-from backend.models import Alert, AuditEvent, InboundMessage, User
 from backend.services.teams import create_user
+from reminders.data.errors import InvalidInput
+from reminders.data.models import Alert, AuditEvent, InboundMessage, User
 from tests.conftest import Clock, reread
 from tests.security.conftest import (
     LONG_NAME,

@@ -17,8 +17,8 @@ import pytest
 import requests
 from sqlmodel import select
 
-from backend.models import Alert, InboundMessage, OutboundMessage, Patient
 from reminders.core.clinical_rules import urgent_advice
+from reminders.data.models import Alert, InboundMessage, OutboundMessage, Patient
 from reminders.outbox import display_phone
 from tests.conftest import bearer, reread
 from tests.security.conftest import PASSWORD, LiveServer, browser_signed_in, twilio_post

@@ -16,8 +16,8 @@ import pytest
 import requests
 from sqlmodel import Session, select
 
-from backend.models import AuditEvent, SessionEnd, User, UserSession
 from backend.security import SESSION_ID_KEY
+from reminders.data.models import AuditEvent, SessionEnd, User, UserSession
 from tests.conftest import Clock, reread
 from tests.security.conftest import (
     LONG_NAME,

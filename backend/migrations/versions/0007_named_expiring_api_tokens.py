@@ -57,7 +57,7 @@ def upgrade() -> None:
 
     expires = datetime.now(UTC) + EXISTING_TOKENS_LIFETIME
     if op.get_bind().dialect.name == "sqlite":
-        # The app stores UTC without an offset on SQLite (backend.models.UTCDateTime).
+        # The app stores UTC without an offset on SQLite (reminders.data.models.UTCDateTime).
         expires = expires.replace(tzinfo=None)
     apitoken = sa.table("apitoken", sa.column("expires_at", sa.DateTime(timezone=True)))
     op.execute(apitoken.update().values(expires_at=expires))

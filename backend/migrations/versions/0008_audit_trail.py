@@ -13,7 +13,7 @@ rows become read-only.
 
 Then the database refuses ``UPDATE`` and ``DELETE`` on ``auditevent`` from any client:
 a plpgsql trigger function on PostgreSQL, two ``RAISE(ABORT)`` triggers on SQLite, with
-the same words as ``backend.models.AUDIT_TRIGGERS`` (which installs them on databases made
+the same words as ``reminders.data.models.AUDIT_TRIGGERS`` (which installs them on databases made
 by ``create_all``). ``TRUNCATE`` is not a row operation and stays possible for the table's
 owner. A later migration that rebuilds ``auditevent`` on SQLite (``batch_alter_table``
 copies the table) drops these triggers and must create them again. Downgrading removes

@@ -11,9 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from backend.models import Patient, Plan, ProphylaxisCourse, Team, User
 from backend.schemas import ProphylaxisConfirmIn
 from backend.services.prophylaxis import confirm_course
+from reminders.data.models import Patient, Plan, ProphylaxisCourse, Team, User
 
 PASSWORD = "correct horse battery"
 #: Tuesday of the first treatment week: a dose tomorrow, so dose reminders are in the outbox.

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from backend.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse
+from reminders.data.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse
 from tests.backend.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import reread
 

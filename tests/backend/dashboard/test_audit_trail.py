@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from backend.models import Alert, AuditAction, AuditEvent, Patient, ProphylaxisCourse
+from reminders.data.models import Alert, AuditAction, AuditEvent, Patient, ProphylaxisCourse
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, sign_in
 from tests.conftest import bearer, reread
 

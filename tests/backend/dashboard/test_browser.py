@@ -29,12 +29,12 @@ from werkzeug.serving import make_server
 from backend import create_app
 from backend.dashboard.queries import DOSE_REMINDER_KINDS
 from backend.db import get_engine
-from backend.models import Alert, Patient, Plan, User
 from backend.schemas import PatientIn, PlanIn, ProphylaxisIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import add_course
 from backend.services.teams import create_user
+from reminders.data.models import Alert, Patient, Plan, User
 from tests.backend.dashboard.conftest import PASSWORD, PLAN_START, TUESDAY
 from tests.browser import (
     DESKTOP,

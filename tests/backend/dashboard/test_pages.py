@@ -13,7 +13,9 @@ import pytest
 from sqlmodel import select
 
 from backend.dashboard.queries import DOSE_REMINDER_KINDS
-from backend.models import (
+from reminders.conversations import handle_inbound_sms
+from reminders.data.alerts import raise_alert
+from reminders.data.models import (
     Alert,
     AuditEvent,
     DoseRecord,
@@ -26,9 +28,7 @@ from backend.models import (
     Team,
     User,
 )
-from backend.services.alerts import raise_alert
-from backend.services.tasks import raise_due_decision_tasks
-from reminders.conversations import handle_inbound_sms
+from reminders.decision_tasks import raise_due_decision_tasks
 from tests.backend.dashboard.conftest import PLAN_START, TUESDAY, post_form, sign_in
 from tests.conftest import reread
 

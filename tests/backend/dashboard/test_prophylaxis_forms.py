@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from backend.models import AuditEvent, OutboundMessage, Patient, ProphylaxisCourse
+from reminders.data.models import AuditEvent, OutboundMessage, Patient, ProphylaxisCourse
 from tests.backend.dashboard.conftest import PLAN_START, TUESDAY, post_form
 from tests.conftest import reread
 

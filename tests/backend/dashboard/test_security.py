@@ -9,10 +9,10 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlmodel import select
 
-from backend.models import AuditEvent, LoginThrottle, User, UserSession
 from backend.security import SESSION_ID_KEY
 from backend.services.sessions import session_digest
 from backend.services.signin import DEVICE_COOKIE
+from reminders.data.models import AuditEvent, LoginThrottle, User, UserSession
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, post_form, sign_in
 from tests.conftest import reread
 

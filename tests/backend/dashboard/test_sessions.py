@@ -13,14 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from backend.models import AuditEvent, SessionEnd, User, UserSession
-from backend.security import (
-    ABSOLUTE_TIMEOUT,
-    IDLE_TIMEOUT,
-    LAST_SEEN_STEP,
-    SESSION_ID_KEY,
-    SESSION_RETENTION,
-)
+from backend.security import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, LAST_SEEN_STEP, SESSION_ID_KEY
 from backend.services.sessions import (
     MAX_DEVICE_LENGTH,
     check_user_session,
@@ -29,11 +22,12 @@ from backend.services.sessions import (
     end_user_sessions,
     open_session_counts,
     open_user_sessions,
-    prune_user_sessions,
     session_digest,
     start_user_session,
     touch_user_session,
 )
+from reminders.data.models import AuditEvent, SessionEnd, User, UserSession
+from reminders.data.pruning import SESSION_RETENTION, prune_user_sessions
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, post_form, sign_in
 from tests.conftest import reread
 

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from backend.models import ApiToken, AuditEvent, User
+from reminders.data.models import ApiToken, AuditEvent, User
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, post_form, sign_in
 from tests.conftest import bearer, reread
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import case, func
 from sqlmodel import Session, select
 
-from backend.errors import Conflict, NotFound
-from backend.models import Alert, OutboundMessage
+from reminders.data.errors import Conflict, NotFound
+from reminders.data.models import Alert, OutboundMessage
 
 SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 

@@ -62,6 +62,10 @@ def json_field(factory: Any = None, *, nullable: bool = False) -> Any:
     return Field(default_factory=factory, sa_column=Column(JSON, nullable=nullable))
 
 
+#: The largest id an INTEGER column holds on both engines (SQLite's is larger).
+MAX_ID = 2**31 - 1
+
+
 # --- care teams -------------------------------------------------------------------------
 
 
@@ -226,6 +230,10 @@ class Patient(SQLModel, table=True):
     discharged_at: datetime | None = utc_field(nullable=True)
     discharged_by: int | None = Field(default=None, foreign_key="user.id")
     discharge_reason: str | None = Field(default=None, max_length=500)
+
+
+#: The statuses of a plan that is still running (its doses are planned and reminded).
+OPEN_PLAN_STATUSES = ("active", "on_hold")
 
 
 class Plan(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 The pure core (:mod:`reminders.core.tasks`) decides which decision milestones of a
 plan are due on the patient's local day; this service saves each one once, as an
-:class:`~backend.models.Alert` of kind ``decision_task`` (severity ``high``) keyed
+:class:`~reminders.data.models.Alert` of kind ``decision_task`` (severity ``high``) keyed
 ``task:{plan_id}:{milestone_id}``. An alert holds everything a task needs: the
 decision text (``reason``), its source, the plan and milestone (``details``), who
 acknowledged and resolved it and with which note; so there is no task table.
@@ -21,11 +21,11 @@ from functools import cache
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from backend.models import Alert, DoseRecord, Patient, Plan, PlanHold
-from backend.services import local_today
-from backend.services.alerts import raise_alert
+from reminders.core.dates import local_today
 from reminders.core.regimens import load_regimens
 from reminders.core.tasks import DecisionTask, due_decision_tasks, task_key
+from reminders.data.alerts import raise_alert
+from reminders.data.models import OPEN_PLAN_STATUSES, Alert, DoseRecord, Patient, Plan, PlanHold
 from reminders.specs import build_plan_spec
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ TASK_KIND = "decision_task"
 TASK_SEVERITY = "high"
 #: Plans read per query: bounded memory whatever the number of patients.
 PLAN_CHUNK = 500
-#: Stopped plans have no tasks; completed ones keep theirs (status stays "active").
-_OPEN = ("active", "on_hold")
 
 
 @cache
@@ -88,7 +86,8 @@ def raise_due_decision_tasks(session: Session, now: datetime) -> int:
             select(Plan)
             .where(
                 Plan.id > last_id,
-                Plan.status.in_(_OPEN),
+                # Stopped plans have no tasks; completed ones keep theirs (still "active").
+                Plan.status.in_(OPEN_PLAN_STATUSES),
                 Plan.regimen_id.in_(regimen_ids),
             )
             .order_by(Plan.id)
