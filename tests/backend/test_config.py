@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from reminders.data.models import LoginThrottle, User
 from sqlalchemy import create_engine, func, select
 from sqlmodel import Session
 
@@ -32,6 +31,7 @@ from backend.config import (
     load_environment,
     read_env_file,
 )
+from reminders.data.models import LoginThrottle, User
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL = "marie-francoise.vandenbossche@hopital.example"
