@@ -71,5 +71,3 @@ def _close_request_session(exc: BaseException | None) -> None:
     if exc is not None:
         session.rollback()
     session.close()
-
-

@@ -122,7 +122,9 @@ def imported_names(module: str, source: str, *, is_package: bool) -> list[tuple[
     return list(dict.fromkeys(names))  # one entry per line and module
 
 
-def upward_imports(module: str, source: str | None = None, *, is_package: bool = False) -> list[str]:
+def upward_imports(
+    module: str, source: str | None = None, *, is_package: bool = False
+) -> list[str]:
     """The imports of ``module`` that point at a layer above it, or at a forbidden library.
 
     ``source`` defaults to the module's file.

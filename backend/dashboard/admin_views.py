@@ -76,7 +76,9 @@ def create_member() -> Any:
         )
     except ServiceError as error:
         session.rollback()
-        return _admin_page({"user": service_error_state(error, values, set(fields))}, http_status(error))
+        return _admin_page(
+            {"user": service_error_state(error, values, set(fields))}, http_status(error)
+        )
     audit(AuditAction.CREATE_USER, None, f"user:{user.id}")
     session.commit()
     flash(f"{user.email} can now sign in as {user.role}.", "success")
@@ -118,7 +120,11 @@ def set_active(user_id: int) -> Any:
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
         return _admin_page(status=http_status(error))
-    audit(AuditAction.ACTIVATE_USER if active else AuditAction.DEACTIVATE_USER, None, f"user:{member.id}")
+    audit(
+        AuditAction.ACTIVATE_USER if active else AuditAction.DEACTIVATE_USER,
+        None,
+        f"user:{member.id}",
+    )
     session.commit()
     flash(f"{member.email} {'reactivated' if active else 'deactivated'}.", "success")
     return redirect(url_for("dashboard.admin"))

@@ -147,7 +147,9 @@ def new_patient() -> Any:
         )
     except ServiceError as error:
         session.rollback()
-        return _patient_form(service_error_state(error, values, set(PATIENT_FIELDS)), http_status(error))
+        return _patient_form(
+            service_error_state(error, values, set(PATIENT_FIELDS)), http_status(error)
+        )
     audit(AuditAction.ENROL_PATIENT, patient.id, f"patient:{patient.id}")
     session.commit()
     flash("Patient enrolled. Next: start their regimen.", "success")
@@ -343,7 +345,9 @@ def new_lab(patient_id: int) -> Any:
     except ServiceError as error:
         session.rollback()
         state = service_error_state(error, values, {"kind", "value", "taken_at", "note"})
-        return render_page("lab_form.html", http_status(error), form=state, p=record, kinds=LAB_KINDS)
+        return render_page(
+            "lab_form.html", http_status(error), form=state, p=record, kinds=LAB_KINDS
+        )
     audit(AuditAction.RECORD_LAB, record.id, f"lab:{row.id}")
     session.commit()
     flash(

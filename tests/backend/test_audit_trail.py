@@ -91,7 +91,9 @@ def test_the_database_refuses_update_and_delete_from_any_client(app: Flask, row)
         with pytest.raises(DBAPIError, match=AUDIT_TRIGGER_MESSAGE), engine.begin() as conn:
             conn.execute(text(statement), {"id": row.id})
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT COUNT(*), MIN(action) FROM auditevent WHERE action <> 'create_api_token'")).one() == (
+        assert conn.execute(
+            text("SELECT COUNT(*), MIN(action) FROM auditevent WHERE action <> 'create_api_token'")
+        ).one() == (
             1,
             "view_patient",
         )
