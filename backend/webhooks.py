@@ -30,6 +30,7 @@ from backend.api import request_now
 from backend.db import get_session
 from backend.models import OutboundMessage
 from backend.schemas import CONTROL_CHARACTERS
+from backend.statuses import OutboxStatus
 from reminders.conversations import handle_inbound_sms, reply_key
 from reminders.optout import block_for_delivery_error
 
@@ -181,10 +182,10 @@ def delivery_status() -> Any:
         message.provider_status = status
     if status == "delivered" and message.delivered_at is None:
         message.delivered_at = now
-        message.status = "delivered"
+        message.status = OutboxStatus.DELIVERED
     elif status in ("undelivered", "failed"):
         code = form_value("ErrorCode")[:20] or None
-        message.status, message.error_code = "undelivered", code
+        message.status, message.error_code = OutboxStatus.UNDELIVERED, code
         # An opt-out at the carrier or an unreachable number: the one opt-out policy
         # (reminders.optout) blocks the patient and tells the care team.
         block_for_delivery_error(session, message, code, now)

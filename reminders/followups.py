@@ -17,13 +17,12 @@ from backend.models import Alert, CheckIn, Patient, Plan, ProphylaxisCourse, Tea
 from backend.services.alerts import raise_alert
 from backend.services.plans import OPEN_STATUSES, propose_regimen_courses
 from backend.services.prophylaxis import MISSING_ALERT_KIND, missing_alert_key
+from backend.statuses import OPEN_CHECKIN_STATES, AlertStatus, CheckInState
 from reminders.core.clinical_rules import AlertPolicy, clinical_rules
 from reminders.core.prophylaxis import missing_mandatory_prophylaxis
 from reminders.core.regimens import ProphylaxisDefault, Regimen, load_regimens
 from reminders.core.templates import render
 from reminders.outbox import enqueue_message, patient_context, render_for, sms_allowed
-
-OPEN_CHECKIN_STATES = ("awaiting_temperature", "awaiting_symptoms")
 
 
 def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> str | None:
@@ -47,7 +46,7 @@ def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> s
 
 def alert_needs_reescalation(alert: Alert, now: datetime, policy: AlertPolicy) -> bool:
     """True when an urgent alert has waited unacknowledged past the re-escalation delay."""
-    if alert.severity != "urgent" or alert.status != "open":
+    if alert.severity != "urgent" or alert.status != AlertStatus.OPEN:
         return False
     last = alert.oncall_notified_at or alert.created_at
     return now - last >= timedelta(minutes=policy.urgent_reescalate_after_minutes)
@@ -81,14 +80,16 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
                 dedupe_key=f"checkin{checkin.id}:resend",
                 now=now,
                 not_after=now + timedelta(hours=3),
-                expects="temperature" if checkin.state == "awaiting_temperature" else "symptoms",
+                expects="temperature"
+                if checkin.state == CheckInState.AWAITING_TEMPERATURE
+                else "symptoms",
                 checkin_id=checkin.id,
             )
             checkin.resend_count += 1
             checkin.last_prompt_at = now
             counts["resent"] += 1
         else:
-            checkin.state = "unanswered"
+            checkin.state = CheckInState.UNANSWERED
             checkin.closed_at = now
             raise_alert(
                 session,
@@ -145,7 +146,7 @@ def escalate_unacknowledged_alerts(session: Session, now: datetime) -> int:
     policy = clinical_rules().alerts
     count = 0
     open_urgent = session.exec(
-        select(Alert).where(Alert.severity == "urgent", Alert.status == "open")
+        select(Alert).where(Alert.severity == "urgent", Alert.status == AlertStatus.OPEN)
     ).all()
     for alert in open_urgent:
         if alert_needs_reescalation(alert, now, policy):

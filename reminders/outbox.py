@@ -38,6 +38,7 @@ from backend.models import (
     ProphylaxisCourse,
     Team,
 )
+from backend.statuses import OutboxStatus
 from reminders.core.messaging import (
     ContactPrefs,
     MessagePlan,
@@ -174,7 +175,7 @@ def _row(
     course_id: int | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    status = "pending" if now <= plan.not_after else "missed"
+    status = OutboxStatus.PENDING if now <= plan.not_after else OutboxStatus.MISSED
     return {
         "team_id": context.team.id,
         "patient_id": context.patient.id,
@@ -190,7 +191,9 @@ def _row(
         "next_attempt_at": plan.send_at,
         "status": status,
         "attempts": 0,
-        "error_reason": None if status == "pending" else "moment passed while the system was down",
+        "error_reason": None
+        if status == OutboxStatus.PENDING
+        else "moment passed while the system was down",
         "created_at": now,
         "expects": plan.expects,
     }
@@ -776,7 +779,7 @@ def replan_patient(session: Session, patient_id: int, now: datetime) -> int:
     session.execute(
         delete(OutboundMessage).where(
             OutboundMessage.patient_id == patient_id,
-            OutboundMessage.status == "pending",
+            OutboundMessage.status == OutboxStatus.PENDING,
             (OutboundMessage.plan_id.is_not(None)) | (OutboundMessage.course_id.is_not(None)),
         )
     )
@@ -789,11 +792,11 @@ def cancel_pending_for_patient(session: Session, patient_id: int, reason: str) -
         select(OutboundMessage).where(
             OutboundMessage.patient_id == patient_id,
             OutboundMessage.recipient == "patient",
-            OutboundMessage.status == "pending",
+            OutboundMessage.status == OutboxStatus.PENDING,
         )
     ).all()
     for message in messages:
-        message.status = "cancelled"
+        message.status = OutboxStatus.CANCELLED
         message.error_reason = reason
         session.add(message)
 
@@ -828,7 +831,7 @@ def enqueue_message(
         "due_at": due,
         "not_after": not_after,
         "next_attempt_at": due,
-        "status": "pending",
+        "status": OutboxStatus.PENDING,
         "attempts": 0,
         "created_at": now,
         "expects": expects,

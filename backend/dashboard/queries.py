@@ -32,6 +32,13 @@ from backend.services import local_today
 from backend.services.alerts import list_alerts
 from backend.services.labs import labs_of
 from backend.services.prophylaxis import courses_of, eligibility
+from backend.statuses import (
+    ACCEPTED_OUTBOX_STATUSES,
+    OPEN_PLAN_STATUSES,
+    SETTLED_OUTBOX_STATUSES,
+    AlertStatus,
+    OutboxStatus,
+)
 from reminders.core.bsa import BodySurfaceArea
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import UnknownRegimen, get_regimen
@@ -131,7 +138,7 @@ def alert_queue(
                 patient=patients[alert.patient_id],
                 waited=waited,
                 overdue=alert.severity == "urgent"
-                and alert.status == "open"
+                and alert.status == AlertStatus.OPEN
                 and waited > overdue_after,
                 acknowledged_by=users.get(alert.acknowledged_by),
             )
@@ -159,7 +166,7 @@ def patient_overview(session: Session, patient: Patient, now: datetime) -> Patie
         .order_by(Plan.created_at.desc(), Plan.id.desc())
     ).all()
     plans = [(plan, plan_out(session, plan, patient)) for plan in plans_rows]
-    current = next((p for p in plans if p[0].status in ("active", "on_hold")), None) or (
+    current = next((p for p in plans if p[0].status in OPEN_PLAN_STATUSES), None) or (
         plans[0] if plans else None
     )
     alerts, _ = list_alerts(session, patient.team_id, patient_id=patient.id, per_page=200)
@@ -202,7 +209,7 @@ def sms_thread(session: Session, patient_id: int, limit: int = THREAD_LIMIT) -> 
         .where(
             OutboundMessage.patient_id == patient_id,
             OutboundMessage.recipient == "patient",
-            OutboundMessage.status.in_(("sent", "delivered", "undelivered", "failed")),
+            OutboundMessage.status.in_((*SETTLED_OUTBOX_STATUSES, OutboxStatus.UNCONFIRMED)),
         )
         .order_by(OutboundMessage.sent_at.desc(), OutboundMessage.id.desc())
         .limit(limit)
@@ -229,7 +236,7 @@ def upcoming_messages(session: Session, patient_id: int) -> list[OutboundMessage
             .where(
                 OutboundMessage.patient_id == patient_id,
                 OutboundMessage.recipient == "patient",
-                OutboundMessage.status == "pending",
+                OutboundMessage.status == OutboxStatus.PENDING,
             )
             .order_by(OutboundMessage.due_at, OutboundMessage.id)
         ).all()
@@ -247,7 +254,7 @@ def pill_adherence(
         select(OutboundMessage).where(
             OutboundMessage.patient_id == patient.id,
             OutboundMessage.expects == "taken",
-            OutboundMessage.status.in_(("sent", "delivered")),
+            OutboundMessage.status.in_(ACCEPTED_OUTBOX_STATUSES),
             OutboundMessage.sent_at >= since,
         )
     ).all()
@@ -297,7 +304,7 @@ def open_alert_count(session: Session, team_id: int) -> int:
         session.exec(
             select(func.count())
             .select_from(Alert)
-            .where(Alert.team_id == team_id, Alert.status != "resolved")
+            .where(Alert.team_id == team_id, Alert.status != AlertStatus.RESOLVED)
         ).one()
     )
 
@@ -305,7 +312,9 @@ def open_alert_count(session: Session, team_id: int) -> int:
 def open_alert_counts(session: Session, team_id: int) -> dict[int, int]:
     """Open or acknowledged alerts per patient of the team."""
     rows = session.exec(
-        select(Alert.patient_id).where(Alert.team_id == team_id, Alert.status != "resolved")
+        select(Alert.patient_id).where(
+            Alert.team_id == team_id, Alert.status != AlertStatus.RESOLVED
+        )
     ).all()
     counts: dict[int, int] = {}
     for patient_id in rows:

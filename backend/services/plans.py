@@ -29,6 +29,7 @@ from backend.services import local_today
 from backend.services.audit import record_audit
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
+from backend.statuses import OPEN_PLAN_STATUSES, PlanStatus
 from reminders.core.bsa import DoseWarning, dose_warnings, mosteller
 from reminders.core.planner import (
     PlannedDose,
@@ -40,7 +41,7 @@ from reminders.core.planner import (
 from reminders.core.regimens import Regimen, UnknownRegimen, get_regimen
 from reminders.specs import build_plan_spec
 
-OPEN_STATUSES = ("active", "on_hold")
+OPEN_STATUSES = OPEN_PLAN_STATUSES
 #: How far back a plan may start: a patient may be enrolled mid-treatment.
 MAX_START_DAYS_AGO = 366
 MAX_START_DAYS_AHEAD = 366
@@ -194,7 +195,7 @@ def hold_plan(
 ) -> PlanHold:
     """Put the plan on hold from ``data.start_date`` (default: the patient's today)."""
     _require_open(plan)
-    if plan.status == "on_hold":
+    if plan.status == PlanStatus.ON_HOLD:
         raise Conflict("plan is already on hold")
     start = data.start_date or local_today(patient.timezone, now)
     if start < plan.start_date:
@@ -207,7 +208,7 @@ def hold_plan(
     hold = PlanHold(
         plan_id=plan.id, start_date=start, reason=data.reason, created_by=user_id, created_at=now
     )
-    plan.status = "on_hold"
+    plan.status = PlanStatus.ON_HOLD
     plan.updated_at = now
     session.add_all([hold, plan])
     session.flush()
@@ -224,7 +225,7 @@ def resume_plan(
     now: datetime,
 ) -> PlanHold:
     """Resume a held plan: remaining doses continue from the resume date."""
-    if plan.status != "on_hold":
+    if plan.status != PlanStatus.ON_HOLD:
         raise Conflict("plan is not on hold")
     hold = holds_of(session, plan.id)[-1]
     resume = data.resume_date or local_today(patient.timezone, now)
@@ -232,7 +233,7 @@ def resume_plan(
         raise InvalidInput("resume date is before the hold started", field="resume_date")
     hold.resume_date = resume
     hold.resumed_by = user_id
-    plan.status = "active"
+    plan.status = PlanStatus.ACTIVE
     plan.updated_at = now
     session.add_all([hold, plan])
     session.flush()
@@ -262,7 +263,7 @@ def stop_plan(session: Session, plan: Plan, patient: Patient, data: StopIn, now:
     stopped_on = data.stopped_on or local_today(patient.timezone, now)
     if stopped_on < plan.start_date:
         raise InvalidInput("cannot stop before the plan started", field="stopped_on")
-    plan.status = "stopped"
+    plan.status = PlanStatus.STOPPED
     plan.stopped_on = stopped_on
     plan.stop_reason = data.reason
     plan.updated_at = now
@@ -352,7 +353,7 @@ def _dose_warnings(
 def effective_status(plan: Plan, doses: list[PlannedDose]) -> str:
     """The plan's status, with "completed" once every dose is given, missed or cancelled."""
     if (
-        plan.status == "active"
+        plan.status == PlanStatus.ACTIVE
         and doses
         and all(d.status in ("given", "missed", "cancelled") for d in doses)
     ):

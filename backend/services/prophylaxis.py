@@ -26,6 +26,7 @@ from backend.services.alerts import resolve_alert
 from backend.services.messaging import resync_patient_messages
 from backend.services.patients import get_patient
 from backend.services.plans import effective_status, spec_for
+from backend.statuses import AlertStatus
 from reminders.core.planner import plan_doses
 from reminders.core.prophylaxis import DECIDED_STATUSES, StopEligibility, stop_eligibility
 from reminders.core.regimens import get_regimen
@@ -236,7 +237,7 @@ def _resolve_missing_alert(
     alert = session.exec(
         select(Alert).where(Alert.dedupe_key == missing_alert_key(course.plan_id))
     ).first()
-    if alert is None or alert.status == "resolved":
+    if alert is None or alert.status == AlertStatus.RESOLVED:
         return
     plan = session.get(Plan, course.plan_id)
     statuses = dict(

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from backend.models import Alert, DoseRecord, Patient, Plan, PlanHold
 from backend.services import local_today
 from backend.services.alerts import raise_alert
+from backend.statuses import OPEN_PLAN_STATUSES
 from reminders.core.regimens import load_regimens
 from reminders.core.tasks import DecisionTask, due_decision_tasks, task_key
 from reminders.specs import build_plan_spec
@@ -35,7 +36,7 @@ TASK_SEVERITY = "high"
 #: Plans read per query: bounded memory whatever the number of patients.
 PLAN_CHUNK = 500
 #: Stopped plans have no tasks; completed ones keep theirs (status stays "active").
-_OPEN = ("active", "on_hold")
+_OPEN = OPEN_PLAN_STATUSES
 
 
 @cache
