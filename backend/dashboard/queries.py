@@ -102,6 +102,35 @@ class QueueItem:
     acknowledged_by: User | None
 
 
+#: Alerts per page of the triage queue: never cut silently, the page says "showing 1-200 of N".
+QUEUE_PAGE_SIZE = 200
+
+
+@dataclass
+class AlertQueue:
+    """One page of the triage queue, and how many alerts are waiting in all."""
+
+    items: list[QueueItem]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def first(self) -> int:
+        """The position of the page's first alert (1-based; 0 on an empty page)."""
+        return (self.page - 1) * self.per_page + 1 if self.items else 0
+
+    @property
+    def last(self) -> int:
+        """The position of the page's last alert."""
+        return (self.page - 1) * self.per_page + len(self.items)
+
+    @property
+    def has_next(self) -> bool:
+        """More alerts wait on the next page."""
+        return self.last < self.total
+
+
 @dataclass
 class PatientOverview:
     """Everything the patient page shows."""
@@ -123,10 +152,20 @@ class PatientOverview:
 
 
 def alert_queue(
-    session: Session, team_id: int, now: datetime, overdue_after: timedelta
-) -> list[QueueItem]:
-    """Open and acknowledged alerts of the team, most urgent and oldest first."""
-    alerts, _ = list_alerts(session, team_id, per_page=200)
+    session: Session,
+    team_id: int,
+    now: datetime,
+    overdue_after: timedelta,
+    page: int = 1,
+    per_page: int = QUEUE_PAGE_SIZE,
+) -> AlertQueue:
+    """Open and acknowledged alerts of the team, most urgent and oldest first, a page at a time.
+
+    Urgent alerts sort first, so a long queue pushes the least pressing ones to later
+    pages, never an urgent one; the page knows the total, so none is dropped unseen.
+    """
+    page = max(page, 1)
+    alerts, total = list_alerts(session, team_id, page=page, per_page=per_page)
     patients = _by_id(session, Patient, {a.patient_id for a in alerts})
     users = _by_id(session, User, {a.acknowledged_by for a in alerts if a.acknowledged_by})
     items = []
@@ -143,7 +182,7 @@ def alert_queue(
                 acknowledged_by=users.get(alert.acknowledged_by),
             )
         )
-    return items
+    return AlertQueue(items=items, total=total, page=page, per_page=per_page)
 
 
 def _by_id(session: Session, model: type, ids: Iterable[int | None]) -> dict[int, object]:
