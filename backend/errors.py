@@ -59,20 +59,6 @@ class InvalidInput(ServiceError):
     code = "invalid"
 
 
-class Unauthorized(ServiceError):
-    """No valid credentials."""
-
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(ServiceError):
-    """Valid credentials, but not allowed to do this."""
-
-    status = 403
-    code = "forbidden"
-
-
 def wants_json() -> bool:
     """True for API and webhook requests, which get JSON errors instead of HTML pages."""
     return request.path.startswith("/api/")
