@@ -115,6 +115,8 @@ TRANSITIONS: dict[type[StrEnum], Mapping[StrEnum, frozenset[StrEnum]]] = {
         # Status callbacks, which may arrive in any order.
         _O.SENT: frozenset({_O.DELIVERED, _O.UNDELIVERED}),
         _O.DELIVERED: frozenset({_O.UNDELIVERED}),
+        # Twilio may report on a message it refused after taking it (a sid, then failed).
+        _O.FAILED: frozenset({_O.UNDELIVERED}),
         _O.UNDELIVERED: frozenset({_O.DELIVERED}),
     },
     CheckInState: {

@@ -38,6 +38,7 @@ from backend.schemas import CONTROL_CHARACTERS, LINE_CONTROL_CHARACTERS
 from backend.security import cookie_session_id, csrf_token, csrf_valid, end_session
 from backend.services import sessions
 from backend.services.audit import record_audit, record_refused_access, set_channel
+from backend.statuses import AlertStatus, OutboxStatus, PlanStatus
 from reminders.core.bsa import dose_places
 
 logger = logging.getLogger(__name__)
@@ -390,6 +391,10 @@ def register_filters(app: Any) -> None:
     # A global (not only a context variable) so imported form macros can call it.
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["field_label"] = field_label
+    # The status vocabularies, so templates compare with the enums, not spelled strings.
+    app.jinja_env.globals.update(
+        AlertStatus=AlertStatus, OutboxStatus=OutboxStatus, PlanStatus=PlanStatus
+    )
 
 
 def not_available() -> None:
