@@ -41,8 +41,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
+# TWILIO_TIMEOUT_SECONDS is not among them: ``reminders.gateways.gateway_from_config``
+# parses and checks it, in one place, with a message naming the variable.
 _FLOAT_KEYS = {
-    "TWILIO_TIMEOUT_SECONDS",
     "DISPATCH_LEASE_SECONDS",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
 }
@@ -71,7 +72,7 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "TWILIO_FROM_NUMBER": None,
         "TWILIO_MESSAGING_SERVICE_SID": None,
         "TWILIO_API_BASE_URL": None,
-        "TWILIO_TIMEOUT_SECONDS": 10.0,
+        "TWILIO_TIMEOUT_SECONDS": None,  # reminders.gateways.DEFAULT_TWILIO_TIMEOUT
         "DISPATCH_LEASE_SECONDS": 120.0,
         # Below gunicorn's 30 s worker timeout, above a busy server's slow accept.
         "DATABASE_CONNECT_TIMEOUT_SECONDS": 10.0,

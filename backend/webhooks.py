@@ -31,6 +31,7 @@ from backend.db import get_session
 from backend.schemas import CONTROL_CHARACTERS
 from reminders.conversations import handle_inbound_sms, reply_key
 from reminders.data.models import OutboundMessage
+from reminders.data.statuses import OutboxStatus, allowed
 from reminders.optout import block_for_delivery_error
 
 logger = logging.getLogger(__name__)
@@ -179,12 +180,17 @@ def delivery_status() -> Any:
     now = request_now()
     if message.provider_status not in FINAL_STATUSES:
         message.provider_status = status
+    # A callback never moves a row against the transition table (a late or odd report
+    # on a row in another state is kept in provider_status only): never a 500 to Twilio.
     if status == "delivered" and message.delivered_at is None:
         message.delivered_at = now
-        message.status = "delivered"
+        if allowed(OutboxStatus, message.status, OutboxStatus.DELIVERED):
+            message.status = OutboxStatus.DELIVERED
     elif status in ("undelivered", "failed"):
         code = form_value("ErrorCode")[:20] or None
-        message.status, message.error_code = "undelivered", code
+        message.error_code = code
+        if allowed(OutboxStatus, message.status, OutboxStatus.UNDELIVERED):
+            message.status = OutboxStatus.UNDELIVERED
         # An opt-out at the carrier or an unreachable number: the one opt-out policy
         # (reminders.optout) blocks the patient and tells the care team.
         block_for_delivery_error(session, message, code, now)

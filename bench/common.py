@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import random
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
@@ -144,11 +143,6 @@ def spread(values: Sequence[float]) -> str:
     if len(values) == 1:
         return _cell(values[0])
     return f"{_cell(statistics.median(values))} ({_cell(min(values))}-{_cell(max(values))})"
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -586,11 +580,6 @@ def no_proxy_environment() -> dict[str, str]:
         for k, v in os.environ.items()
         if k.lower() not in {"http_proxy", "https_proxy", "all_proxy"}
     }
-
-
-def today_for(moment: datetime) -> date:
-    """The UTC calendar date of ``moment``."""
-    return moment.astimezone(UTC).date()
 
 
 def repeat(times: int, measure: Callable[[], float]) -> list[float]:

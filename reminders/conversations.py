@@ -50,7 +50,15 @@ from reminders.data.models import (
     SymptomReport,
     Team,
 )
-from reminders.followups import OPEN_CHECKIN_STATES, raise_urgent_alert
+from reminders.data.statuses import (
+    ACCEPTED_OUTBOX_STATUSES,
+    OPEN_CHECKIN_STATES,
+    CheckInState,
+    OutboxStatus,
+    PlanStatus,
+    check_transition,
+)
+from reminders.followups import raise_urgent_alert
 from reminders.optout import BlockCause, block_patient_sms, record_opt_in
 from reminders.outbox import (
     PatientContext,
@@ -149,7 +157,7 @@ _RECENT_PILL_REMINDERS = (
     .where(
         OutboundMessage.patient_id == bindparam("patient_id"),
         OutboundMessage.expects == "taken",
-        OutboundMessage.status.in_(("sent", "delivered")),
+        OutboundMessage.status.in_(ACCEPTED_OUTBOX_STATUSES),
         OutboundMessage.sent_at >= bindparam("since"),
     )
     .order_by(OutboundMessage.sent_at.desc())
@@ -231,6 +239,8 @@ class OpenCheckIn:
         }
         if not changed:
             return
+        if "state" in changed:  # written with Core, so checked here rather than by the ORM
+            check_transition(CheckInState, self._stored["state"], changed["state"])
         session.execute(_UPDATE_CHECKIN, {"checkin_pk": self.id, **changed})
         self._stored.update(changed)
         # A caller's session may hold this check-in as a model instance (the dashboard's
@@ -342,7 +352,9 @@ def _recent_pill_reminders(session: Session, patient_id: int, now: datetime) -> 
 def _expecting(checkin: OpenCheckIn | None, pill: OutboundMessage | None) -> Expecting | None:
     if checkin is not None:
         return (
-            Expecting.TEMPERATURE if checkin.state == "awaiting_temperature" else Expecting.SYMPTOMS
+            Expecting.TEMPERATURE
+            if checkin.state == CheckInState.AWAITING_TEMPERATURE
+            else Expecting.SYMPTOMS
         )
     if pill is not None:
         return Expecting.CONFIRMATION
@@ -398,7 +410,7 @@ def triage_context(
     today = local_today(patient.timezone, now)
     in_cmv_window = is_in_cmv_window(spec, today)
     end = treatment_end(spec)
-    on_treatment = plan.status != "stopped" and (end is None or today <= end)
+    on_treatment = plan.status != PlanStatus.STOPPED and (end is None or today <= end)
     running = on_treatment or _prophylaxis_ongoing(session, patient.id)
     fever = clinical_rules().fever
     readings: tuple[float, ...] = ()
@@ -504,10 +516,16 @@ def _respond(
         return _text(context, "pill_taken_ack")
     if intent is Intent.IMPLAUSIBLE_TEMPERATURE:
         return _text(context, "reask_temperature")
-    if intent is Intent.YES and checkin is not None and checkin.state == "awaiting_symptoms":
+    if (
+        intent is Intent.YES
+        and checkin is not None
+        and checkin.state == CheckInState.AWAITING_SYMPTOMS
+    ):
         return _text(context, _symptom_menu(session, patient, context.plan))
     if intent in (Intent.TEMPERATURE, Intent.SYMPTOMS, Intent.NO_SYMPTOMS) or (
-        intent is Intent.NO and checkin is not None and checkin.state == "awaiting_symptoms"
+        intent is Intent.NO
+        and checkin is not None
+        and checkin.state == CheckInState.AWAITING_SYMPTOMS
     ):
         return _check_in_step(session, context, inbound, parsed, checkin, now)
     return _forward_free_text(session, context, inbound, parsed, now)
@@ -621,7 +639,7 @@ def _check_in_step(
     if decision.awaits_temperature:
         # Fever in words: the patient is told to call now, and the check-in waits for
         # the number (a reply with it is triaged together with the words).
-        checkin.state, checkin.last_prompt_at = "awaiting_temperature", now
+        checkin.state, checkin.last_prompt_at = CheckInState.AWAITING_TEMPERATURE, now
         checkin.severity = str(decision.severity)
         checkin.save(session)
         return _text(context, decision.patient_template or "fever_words_urgent", **values)
@@ -637,13 +655,17 @@ def _check_in_step(
         _close(checkin, decision, now)
         checkin.save(session)
         return _text(context, decision.patient_template or "all_clear_thanks", **values)
-    checkin.state, checkin.last_prompt_at = "awaiting_symptoms", now
+    checkin.state, checkin.last_prompt_at = CheckInState.AWAITING_SYMPTOMS, now
     checkin.save(session)
     return _text(context, _symptom_menu(session, patient, context.plan))
 
 
 def _close(checkin: OpenCheckIn, decision: TriageDecision, now: datetime) -> None:
-    checkin.state, checkin.closed_at, checkin.severity = "closed", now, str(decision.severity)
+    checkin.state, checkin.closed_at, checkin.severity = (
+        CheckInState.CLOSED,
+        now,
+        str(decision.severity),
+    )
 
 
 def _schedule_recheck(
@@ -658,7 +680,7 @@ def _schedule_recheck(
     patient = context.patient
     recheck_at = now + timedelta(minutes=minutes)
     checkin.state, checkin.last_prompt_at, checkin.recheck_due_at = (
-        "awaiting_temperature",
+        CheckInState.AWAITING_TEMPERATURE,
         recheck_at,
         recheck_at,
     )
@@ -795,7 +817,7 @@ def _record_reply(
             "urgent": True,
             "due_at": now,
             "next_attempt_at": now,
-            "status": "sent",
+            "status": OutboxStatus.SENT,
             "attempts": 0,
             "provider_status": "twiml",
             "sent_at": now,

@@ -25,7 +25,8 @@ from reminders.core.dates import local_today
 from reminders.core.regimens import load_regimens
 from reminders.core.tasks import DecisionTask, due_decision_tasks, task_key
 from reminders.data.alerts import raise_alert
-from reminders.data.models import OPEN_PLAN_STATUSES, Alert, DoseRecord, Patient, Plan, PlanHold
+from reminders.data.models import Alert, DoseRecord, Patient, Plan, PlanHold
+from reminders.data.statuses import OPEN_PLAN_STATUSES
 from reminders.specs import build_plan_spec
 
 logger = logging.getLogger(__name__)

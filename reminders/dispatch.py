@@ -16,13 +16,13 @@ sending it again. Only when the gateway cannot tell is the message retried.
 
 A send whose outcome is unknown (no answer within the timeout, a connection lost
 after the request was written: Twilio may still have accepted the message) is
-handled the same way: the row stays ``sending`` as if this dispatcher had died,
-with ``next_attempt_at`` moved past ``claimed_at`` to the retry time (that is how
-such a row is told from a dead dispatcher's), and the lease expiry makes a later
-pass ask Twilio before sending it again. A blind retry could deliver a reminder
-twice, and a duplicated "take your tablets" can mean a double dose. A row that a
-dead dispatcher never settled gets its attempt back (it may never have been
-tried); an unanswered send counts as a failed attempt, up to ``MAX_ATTEMPTS``.
+stored ``unconfirmed`` (``OutboxStatus.UNCONFIRMED``), keeping its ``claimed_at``,
+with ``next_attempt_at`` the retry time; the lease expiry makes a later pass ask
+Twilio before sending it again, as for a dead dispatcher's row. A blind retry could
+deliver a reminder twice, and a duplicated "take your tablets" can mean a double
+dose. A row that a dead dispatcher left ``sending`` gets its attempt back (it may
+never have been tried); an unconfirmed send counts as a failed attempt, up to
+``MAX_ATTEMPTS``.
 
 The question to the gateway is asked with no transaction open, so a slow
 message list never holds SQLite's write lock or PostgreSQL row locks.
@@ -62,12 +62,15 @@ from reminders.data.db import (
     writer,
 )
 from reminders.data.models import CheckIn, OutboundMessage, Patient, Team
+from reminders.data.statuses import OutboxStatus
 from reminders.gateways import GatewayAuthError, PermanentSendError, SmsGateway, TransientSendError
 from reminders.optout import block_for_delivery_error
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
+#: A claimed row whose send may or may not have reached Twilio: crash recovery settles it.
+IN_DOUBT = (OutboxStatus.SENDING, OutboxStatus.UNCONFIRMED)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=30)
 #: A row claimed longer ago than this by a dispatcher that never recorded it is reclaimed.
@@ -99,7 +102,6 @@ RECORD_GROUP_MAX = 200
 RECORD_LINGER_SECONDS = 0.02
 
 Clock = Callable[[], datetime]
-ONE_US = timedelta(microseconds=1)
 
 
 def worker_name() -> str:
@@ -173,23 +175,23 @@ def _decide(
     ``local_times`` caches ``now`` in each time zone across the rows of one batch.
     """
     if message.not_after is not None and now > message.not_after:
-        return "missed", "no longer useful"
+        return OutboxStatus.MISSED, "no longer useful"
     if message.recipient == "oncall":
         return (
             ("send", team.oncall_phone)
             if team.oncall_phone
-            else ("cancelled", "team has no on-call number")
+            else (OutboxStatus.CANCELLED, "team has no on-call number")
         )
     if patient is None:
-        return "cancelled", "no patient"
+        return OutboxStatus.CANCELLED, "no patient"
     if patient.discharged_at is not None:
-        return "cancelled", "patient discharged"
+        return OutboxStatus.CANCELLED, "patient discharged"
     if patient.opted_out:
-        return "cancelled", "patient opted out"
+        return OutboxStatus.CANCELLED, "patient opted out"
     if patient.sms_blocked_reason:
-        return "cancelled", patient.sms_blocked_reason
+        return OutboxStatus.CANCELLED, patient.sms_blocked_reason
     if not patient.sms_consent and message.kind != "opted_in_confirmation":
-        return "cancelled", "no SMS consent"
+        return OutboxStatus.CANCELLED, "no SMS consent"
     if not message.urgent:
         local = _local_time(now, patient.timezone, local_times)
         if in_quiet_hours(local.time(), patient.quiet_start, patient.quiet_end):
@@ -216,7 +218,7 @@ _CLAIM_MANY = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("b_id"))
     .values(
-        status="sending",
+        status=OutboxStatus.SENDING,
         claimed_at=bindparam("b_now"),
         claimed_by=bindparam("b_worker"),
         attempts=_OUTBOX.c.attempts + 1,
@@ -243,7 +245,9 @@ _DUE_COLUMNS = (
 # and building and cache-keying a statement costs about as much as running it.
 _DUE = (
     select(*_DUE_COLUMNS)
-    .where(_OUTBOX.c.status == "pending", _OUTBOX.c.next_attempt_at <= bindparam("b_now"))
+    .where(
+        _OUTBOX.c.status == OutboxStatus.PENDING, _OUTBOX.c.next_attempt_at <= bindparam("b_now")
+    )
     .order_by(_OUTBOX.c.urgent.desc(), _OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
     .limit(bindparam("b_limit"))
 )
@@ -271,11 +275,11 @@ _RELEASE = (
     update(_OUTBOX)
     .where(
         _OUTBOX.c.id == bindparam("b_id"),
-        _OUTBOX.c.status == "sending",
+        _OUTBOX.c.status == OutboxStatus.SENDING,
         _OUTBOX.c.claimed_at == bindparam("b_at"),
         _OUTBOX.c.claimed_by == bindparam("b_worker"),
     )
-    .values(status="pending", attempts=_OUTBOX.c.attempts - 1)
+    .values(status=OutboxStatus.PENDING, attempts=_OUTBOX.c.attempts - 1)
 )
 
 
@@ -326,7 +330,7 @@ def claim_batch(
                 resume = defer_past_quiet_hours(local, patient.quiet_start, patient.quiet_end)
                 if message.not_after is not None and resume > message.not_after:
                     values = {
-                        "status": "missed",
+                        "status": OutboxStatus.MISSED,
                         "error_reason": "quiet hours outlasted its usefulness",
                     }
                     report.add("missed")
@@ -418,7 +422,7 @@ def record_sent(
     """Mark a claimed message sent with Twilio's SID; open the check-in it starts.
 
     False (and nothing written) when the row is no longer ``sending`` (or, with
-    ``claimed_at``, no longer that claim).
+    ``claimed_at``, no longer that claim, ``sending`` or ``unconfirmed``).
     """
     with session_scope(engine) as session:
         return _mark_sent(session, claim, provider_sid, now, claimed_at=claimed_at)
@@ -433,14 +437,19 @@ def _mark_sent(
     claimed_at: datetime | None = None,
 ) -> bool:
     """:func:`record_sent` inside the caller's transaction."""
-    condition = [OutboundMessage.id == claim.message_id, OutboundMessage.status == "sending"]
-    if claimed_at is not None:
-        condition.append(OutboundMessage.claimed_at == claimed_at)
+    condition = [OutboundMessage.id == claim.message_id]
+    if claimed_at is None:
+        condition.append(OutboundMessage.status == OutboxStatus.SENDING)
+    else:  # crash recovery: a dead dispatcher's claim or an unconfirmed send
+        condition += [
+            OutboundMessage.status.in_(IN_DOUBT),
+            OutboundMessage.claimed_at == claimed_at,
+        ]
     updated = session.execute(
         update(OutboundMessage)
         .where(*condition)
         .values(
-            status="sent",
+            status=OutboxStatus.SENT,
             provider_sid=provider_sid,
             sent_at=now,
             error_code=None,
@@ -469,10 +478,10 @@ _MARK_SENT_MANY = (
     update(OutboundMessage.__table__)
     .where(
         OutboundMessage.__table__.c.id == bindparam("b_id"),
-        OutboundMessage.__table__.c.status == "sending",
+        OutboundMessage.__table__.c.status == OutboxStatus.SENDING,
     )
     .values(
-        status="sent",
+        status=OutboxStatus.SENT,
         provider_sid=bindparam("b_sid"),
         sent_at=bindparam("b_now"),
         error_code=None,
@@ -592,12 +601,12 @@ def _record_transient(
 ) -> None:
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != "sending":
+        if message is None or message.status != OutboxStatus.SENDING:
             return
         message.error_code, message.error_reason = error.code, error.reason[:300]
         retry_at = now + backoff(message.attempts, error.retry_after)
         if message.attempts >= MAX_ATTEMPTS:
-            message.status = "failed"
+            message.status = OutboxStatus.FAILED
             report.add("failed")
             _alert_delivery_failure(
                 session,
@@ -606,10 +615,10 @@ def _record_transient(
                 f"SMS could not be delivered after {message.attempts} attempts",
             )
         elif message.not_after is not None and retry_at > message.not_after:
-            message.status = "missed"
+            message.status = OutboxStatus.MISSED
             report.add("missed")
         else:
-            message.status = "pending"
+            message.status = OutboxStatus.PENDING
             message.next_attempt_at = retry_at
             report.add("retried")
         session.add(message)
@@ -622,19 +631,19 @@ def _record_unconfirmed(
     now: datetime,
     report: DispatchReport,
 ) -> None:
-    """Twilio may have accepted the message: keep the row ``sending`` for the stale-claim check.
+    """Twilio may have accepted the message: store it ``unconfirmed`` for crash recovery.
 
     ``claimed_at`` is kept, so once the lease has expired :func:`recover_stale_claims`
     asks Twilio for a message created since then before anything is sent again;
-    ``next_attempt_at`` (after ``claimed_at``: the mark of an unanswered send) is when
-    a retry may go out if Twilio did not take it.
+    ``next_attempt_at`` is when a retry may go out if Twilio did not take it.
     """
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != "sending":
+        if message is None or message.status != OutboxStatus.SENDING:
             return
+        message.status = OutboxStatus.UNCONFIRMED
         message.error_code, message.error_reason = error.code, error.reason[:300]
-        message.next_attempt_at = max(now + backoff(message.attempts), message.claimed_at + ONE_US)
+        message.next_attempt_at = now + backoff(message.attempts)
         session.add(message)
     report.add("unconfirmed")
 
@@ -646,9 +655,9 @@ def _record_auth_failure(
     logger.error("Twilio refused the account credentials (code %s): dispatch paused", error.code)
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != "sending":
+        if message is None or message.status != OutboxStatus.SENDING:
             return
-        message.status = "pending"
+        message.status = OutboxStatus.PENDING
         message.attempts = max(message.attempts - 1, 0)
         message.next_attempt_at = now + AUTH_FAILURE_PAUSE
         message.error_code, message.error_reason = error.code, "credentials refused by the provider"
@@ -661,9 +670,9 @@ def _record_permanent(
 ) -> None:
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != "sending":
+        if message is None or message.status != OutboxStatus.SENDING:
             return
-        message.status = "failed"
+        message.status = OutboxStatus.FAILED
         message.error_code, message.error_reason = error.code, error.reason[:300]
         session.add(message)
         report.add("failed")
@@ -697,16 +706,17 @@ def _alert_delivery_failure(
 
 @dataclass(frozen=True)
 class _StaleClaim:
-    """A row left ``sending`` past its lease, as read before asking the gateway."""
+    """A row in doubt past its lease, as read before asking the gateway."""
 
     claim: Claim
     claimed_at: datetime
+    status: str
 
 
 def recover_stale_claims(
     engine: Engine, gateway: SmsGateway, now: datetime, lease: timedelta, report: DispatchReport
 ) -> None:
-    """Settle rows left ``sending`` past their lease (a dead dispatcher, an unanswered send).
+    """Settle rows left ``sending`` (a dead dispatcher) or ``unconfirmed`` past their lease.
 
     Each is looked up with the gateway (no transaction open meanwhile): a message
     Twilio accepted is recorded as sent, with the side effects of a send (the check-in
@@ -716,7 +726,7 @@ def recover_stale_claims(
     """
     with session_scope(engine) as session:
         query = select(OutboundMessage).where(
-            OutboundMessage.status == "sending", OutboundMessage.claimed_at < now - lease
+            OutboundMessage.status.in_(IN_DOUBT), OutboundMessage.claimed_at < now - lease
         )
         if engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
@@ -734,15 +744,15 @@ def recover_stale_claims(
                     message.checkin_id,
                 ),
                 message.claimed_at,
+                message.status,
             )
             for message in session.exec(query).all()
         ]
-    finder = getattr(gateway, "find_sent", None)
     for row in stale:
         found = None
-        if finder is not None and row.claim.to:
+        if row.claim.to:
             try:
-                found = finder(row.claim.to, row.claim.body, since=row.claimed_at)
+                found = gateway.find_sent(row.claim.to, row.claim.body, since=row.claimed_at)
             except (TransientSendError, PermanentSendError):
                 found = None  # cannot tell: retrying risks a duplicate, never a loss
         if found:
@@ -753,13 +763,13 @@ def recover_stale_claims(
             message = session.get(OutboundMessage, row.claim.message_id)
             if message is None or not _same_claim(message, row):
                 continue
-            if message.next_attempt_at <= message.claimed_at:
+            if message.status == OutboxStatus.SENDING:
                 # A dead dispatcher's claim: no outcome was recorded, perhaps none tried.
-                message.status, message.next_attempt_at = "pending", now
+                message.status, message.next_attempt_at = OutboxStatus.PENDING, now
                 message.attempts = max(message.attempts - 1, 0)
                 report.add("reclaimed")
             elif message.attempts >= MAX_ATTEMPTS:
-                message.status = "failed"
+                message.status = OutboxStatus.FAILED
                 report.add("failed")
                 _alert_delivery_failure(
                     session,
@@ -769,7 +779,7 @@ def recover_stale_claims(
                 )
             else:
                 # An unanswered send that Twilio did not take: retry at its backoff time.
-                message.status = "pending"
+                message.status = OutboxStatus.PENDING
                 message.next_attempt_at = max(message.next_attempt_at, now)
                 report.add("retried")
             session.add(message)
@@ -777,7 +787,7 @@ def recover_stale_claims(
 
 def _same_claim(message: OutboundMessage, row: _StaleClaim) -> bool:
     return (
-        message.status == "sending"
+        message.status == row.status
         and message.claimed_at == row.claimed_at
         and (message.claimed_by or "") == row.claim.worker
     )

@@ -19,7 +19,6 @@ from reminders.core.regimens import ProphylaxisDefault, Regimen, load_regimens
 from reminders.core.templates import render
 from reminders.data.alerts import raise_alert
 from reminders.data.models import (
-    OPEN_PLAN_STATUSES,
     Alert,
     CheckIn,
     Patient,
@@ -32,9 +31,13 @@ from reminders.data.prophylaxis import (
     missing_alert_key,
     propose_regimen_courses,
 )
+from reminders.data.statuses import (
+    OPEN_CHECKIN_STATES,
+    OPEN_PLAN_STATUSES,
+    AlertStatus,
+    CheckInState,
+)
 from reminders.outbox import enqueue_message, patient_context, render_for, sms_allowed
-
-OPEN_CHECKIN_STATES = ("awaiting_temperature", "awaiting_symptoms")
 
 
 def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> str | None:
@@ -58,7 +61,7 @@ def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> s
 
 def alert_needs_reescalation(alert: Alert, now: datetime, policy: AlertPolicy) -> bool:
     """True when an urgent alert has waited unacknowledged past the re-escalation delay."""
-    if alert.severity != "urgent" or alert.status != "open":
+    if alert.severity != "urgent" or alert.status != AlertStatus.OPEN:
         return False
     last = alert.oncall_notified_at or alert.created_at
     return now - last >= timedelta(minutes=policy.urgent_reescalate_after_minutes)
@@ -92,14 +95,16 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
                 dedupe_key=f"checkin{checkin.id}:resend",
                 now=now,
                 not_after=now + timedelta(hours=3),
-                expects="temperature" if checkin.state == "awaiting_temperature" else "symptoms",
+                expects="temperature"
+                if checkin.state == CheckInState.AWAITING_TEMPERATURE
+                else "symptoms",
                 checkin_id=checkin.id,
             )
             checkin.resend_count += 1
             checkin.last_prompt_at = now
             counts["resent"] += 1
         else:
-            checkin.state = "unanswered"
+            checkin.state = CheckInState.UNANSWERED
             checkin.closed_at = now
             raise_alert(
                 session,
@@ -156,7 +161,7 @@ def escalate_unacknowledged_alerts(session: Session, now: datetime) -> int:
     policy = clinical_rules().alerts
     count = 0
     open_urgent = session.exec(
-        select(Alert).where(Alert.severity == "urgent", Alert.status == "open")
+        select(Alert).where(Alert.severity == "urgent", Alert.status == AlertStatus.OPEN)
     ).all()
     for alert in open_urgent:
         if alert_needs_reescalation(alert, now, policy):

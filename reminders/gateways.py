@@ -181,6 +181,10 @@ class GatewayAuthError(PermanentSendError):
     """
 
 
+#: Seconds every request to Twilio may take when ``TWILIO_TIMEOUT_SECONDS`` is not set.
+DEFAULT_TWILIO_TIMEOUT = 10.0
+
+
 @runtime_checkable
 class SmsGateway(Protocol):
     """Anything that can hand one SMS to a carrier.
@@ -192,6 +196,17 @@ class SmsGateway(Protocol):
 
     def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
         """Send ``body`` to ``to`` (E.164); raise a :class:`SendError` subclass on failure."""
+        ...
+
+    def find_sent(self, to: str, body: str, *, since: datetime) -> str | None:
+        """The provider's id of a message ``body`` to ``to`` it accepted at or after ``since``.
+
+        Crash recovery asks this before sending again a message whose outcome is unknown
+        (a dead dispatcher's claim, an unconfirmed send). None means the gateway has no
+        such message or cannot tell, and the message is retried; a gateway that keeps no
+        record returns None. Raises :class:`TransientSendError` or
+        :class:`PermanentSendError` when the provider cannot be asked.
+        """
         ...
 
 
@@ -228,6 +243,14 @@ class ConsoleGateway:
             stream.write(block)
             stream.flush()
         return SendResult(provider_sid=sid, status="sent")
+
+    def find_sent(self, to: str, body: str, *, since: datetime) -> str | None:
+        """Always None: nothing leaves the machine, so a retry cannot duplicate an SMS.
+
+        A printed block is not remembered (a restarted process could not read it back
+        anyway), so crash recovery prints the message again.
+        """
+        return None
 
 
 class _BaseUrlHttpClient(TwilioHttpClient):
@@ -585,7 +608,7 @@ def gateway_from_config(config: Mapping[str, Any]) -> SmsGateway:
         )
     raw_timeout = config.get("TWILIO_TIMEOUT_SECONDS")
     try:
-        timeout = 10.0 if raw_timeout in (None, "") else float(raw_timeout)
+        timeout = DEFAULT_TWILIO_TIMEOUT if raw_timeout in (None, "") else float(raw_timeout)
     except (TypeError, ValueError):
         raise ValueError(f"TWILIO_TIMEOUT_SECONDS must be a number, got {raw_timeout!r}") from None
     if timeout <= 0:

@@ -56,6 +56,7 @@ from reminders.data.models import (
     ProphylaxisCourse,
     Team,
 )
+from reminders.data.statuses import OutboxStatus
 from reminders.planning_workers import PlanningWorkers, pack_rows, unpack_rows
 from reminders.specs import build_plan_spec, build_prophylaxis_spec
 
@@ -175,7 +176,7 @@ def _row(
     course_id: int | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    status = "pending" if now <= plan.not_after else "missed"
+    status = OutboxStatus.PENDING if now <= plan.not_after else OutboxStatus.MISSED
     return {
         "team_id": context.team.id,
         "patient_id": context.patient.id,
@@ -191,7 +192,9 @@ def _row(
         "next_attempt_at": plan.send_at,
         "status": status,
         "attempts": 0,
-        "error_reason": None if status == "pending" else "moment passed while the system was down",
+        "error_reason": None
+        if status == OutboxStatus.PENDING
+        else "moment passed while the system was down",
         "created_at": now,
         "expects": plan.expects,
     }
@@ -869,7 +872,7 @@ def replan_patient(session: Session, patient_id: int, now: datetime) -> int:
     session.execute(
         delete(OutboundMessage).where(
             OutboundMessage.patient_id == patient_id,
-            OutboundMessage.status == "pending",
+            OutboundMessage.status == OutboxStatus.PENDING,
             (OutboundMessage.plan_id.is_not(None)) | (OutboundMessage.course_id.is_not(None)),
         )
     )
@@ -882,11 +885,11 @@ def cancel_pending_for_patient(session: Session, patient_id: int, reason: str) -
         select(OutboundMessage).where(
             OutboundMessage.patient_id == patient_id,
             OutboundMessage.recipient == "patient",
-            OutboundMessage.status == "pending",
+            OutboundMessage.status == OutboxStatus.PENDING,
         )
     ).all()
     for message in messages:
-        message.status = "cancelled"
+        message.status = OutboxStatus.CANCELLED
         message.error_reason = reason
         session.add(message)
 
@@ -921,7 +924,7 @@ def enqueue_message(
         "due_at": due,
         "not_after": not_after,
         "next_attempt_at": due,
-        "status": "pending",
+        "status": OutboxStatus.PENDING,
         "attempts": 0,
         "created_at": now,
         "expects": expects,

@@ -22,17 +22,18 @@ from flask.testing import FlaskClient
 from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 import reminders.data.models  # noqa: F401  (registers the tables)
 from backend import create_app
 from backend.db import get_engine
-from backend.schemas import PatientIn, PlanIn
+from backend.schemas import PatientIn, PlanIn, ProphylaxisConfirmIn, ProphylaxisIn
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
+from backend.services.prophylaxis import add_course, confirm_course
 from backend.services.teams import create_user
 from backend.services.tokens import create_token
-from reminders.data.models import Patient, Plan, Team, User
+from reminders.data.models import Patient, Plan, ProphylaxisCourse, Team, User
 
 pytest_plugins = ("tests.browser",)
 
@@ -270,6 +271,87 @@ def make_plan(session: Session, clock: Clock) -> Callable[..., Plan]:
         )
         session.commit()
         return plan
+
+    return factory
+
+
+#: The Monday the shared treated patients start their regimen.
+PLAN_START = date(2026, 3, 2)
+
+
+@pytest.fixture
+def treated(
+    session: Session,
+    make_patient: Callable[..., Patient],
+    make_plan: Callable[..., Plan],
+    clock: Clock,
+) -> Callable[..., tuple[Patient, Plan]]:
+    """A consenting patient of a team on a regimen, with two confirmed prophylaxis courses.
+
+    The team gets an on-call number; a member of the team confirms the courses the plan
+    proposed (alemtuzumab: both mandatory), and a regimen without prophylaxis gets the
+    same two courses (cotrimoxazole, acyclovir) entered by hand.
+    """
+
+    def factory(
+        team_id: int,
+        regimen_id: str = "alemtuzumab_sc",
+        start: date = PLAN_START,
+        **overrides: Any,
+    ) -> tuple[Patient, Plan]:
+        team = session.get(Team, team_id)
+        team.oncall_phone = "+32470999999"
+        session.add(team)
+        session.commit()
+        patient = make_patient(team_id, **overrides)
+        plan = make_plan(patient, regimen_id, start)
+        nurse = session.exec(select(User).where(User.team_id == team_id)).first()
+        proposed = session.exec(
+            select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
+        ).all()
+        for drug in ("cotrimoxazole", "acyclovir"):
+            course = next((c for c in proposed if c.regimen_entry == drug), None)
+            if course is not None:
+                confirm_course(
+                    session,
+                    course,
+                    patient,
+                    ProphylaxisConfirmIn(
+                        drug=drug, dose_text="as prescribed", times=["08:00", "20:00"]
+                    ),
+                    nurse.id,
+                    clock.now,
+                )
+                continue
+            add_course(
+                session,
+                patient,
+                ProphylaxisIn(
+                    drug=drug,
+                    dose_text="as prescribed",
+                    times=["08:00", "20:00"],
+                    start_date=start,
+                    plan_id=plan.id,
+                ),
+                clock.now,
+            )
+        session.commit()
+        return patient, plan
+
+    return factory
+
+
+@pytest.fixture
+def treated_patient(
+    make_user: Callable[..., tuple[User, str]], treated: Callable[..., tuple[Patient, Plan]]
+) -> Callable[..., Patient]:
+    """A patient of a new team on alemtuzumab s.c. from 2026-03-02 (see :func:`treated`)."""
+
+    def factory(
+        regimen_id: str = "alemtuzumab_sc", start: date = PLAN_START, **overrides: Any
+    ) -> Patient:
+        user, _ = make_user()
+        return treated(user.team_id, regimen_id, start, **overrides)[0]
 
     return factory
 

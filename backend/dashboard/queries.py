@@ -35,6 +35,13 @@ from reminders.data.models import (
     Team,
     User,
 )
+from reminders.data.statuses import (
+    ACCEPTED_OUTBOX_STATUSES,
+    OPEN_PLAN_STATUSES,
+    SETTLED_OUTBOX_STATUSES,
+    AlertStatus,
+    OutboxStatus,
+)
 
 #: Outbox kinds tied to a dose of the plan (they stop with a hold).
 DOSE_REMINDER_KINDS = frozenset(
@@ -95,6 +102,35 @@ class QueueItem:
     acknowledged_by: User | None
 
 
+#: Alerts per page of the triage queue: never cut silently, the page says "showing 1-200 of N".
+QUEUE_PAGE_SIZE = 200
+
+
+@dataclass
+class AlertQueue:
+    """One page of the triage queue, and how many alerts are waiting in all."""
+
+    items: list[QueueItem]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def first(self) -> int:
+        """The position of the page's first alert (1-based; 0 on an empty page)."""
+        return (self.page - 1) * self.per_page + 1 if self.items else 0
+
+    @property
+    def last(self) -> int:
+        """The position of the page's last alert."""
+        return (self.page - 1) * self.per_page + len(self.items)
+
+    @property
+    def has_next(self) -> bool:
+        """More alerts wait on the next page."""
+        return self.last < self.total
+
+
 @dataclass
 class PatientOverview:
     """Everything the patient page shows."""
@@ -116,10 +152,20 @@ class PatientOverview:
 
 
 def alert_queue(
-    session: Session, team_id: int, now: datetime, overdue_after: timedelta
-) -> list[QueueItem]:
-    """Open and acknowledged alerts of the team, most urgent and oldest first."""
-    alerts, _ = list_alerts(session, team_id, per_page=200)
+    session: Session,
+    team_id: int,
+    now: datetime,
+    overdue_after: timedelta,
+    page: int = 1,
+    per_page: int = QUEUE_PAGE_SIZE,
+) -> AlertQueue:
+    """Open and acknowledged alerts of the team, most urgent and oldest first, a page at a time.
+
+    Urgent alerts sort first, so a long queue pushes the least pressing ones to later
+    pages, never an urgent one; the page knows the total, so none is dropped unseen.
+    """
+    page = max(page, 1)
+    alerts, total = list_alerts(session, team_id, page=page, per_page=per_page)
     patients = _by_id(session, Patient, {a.patient_id for a in alerts})
     users = _by_id(session, User, {a.acknowledged_by for a in alerts if a.acknowledged_by})
     items = []
@@ -131,12 +177,12 @@ def alert_queue(
                 patient=patients[alert.patient_id],
                 waited=waited,
                 overdue=alert.severity == "urgent"
-                and alert.status == "open"
+                and alert.status == AlertStatus.OPEN
                 and waited > overdue_after,
                 acknowledged_by=users.get(alert.acknowledged_by),
             )
         )
-    return items
+    return AlertQueue(items=items, total=total, page=page, per_page=per_page)
 
 
 def _by_id(session: Session, model: type, ids: Iterable[int | None]) -> dict[int, object]:
@@ -159,7 +205,7 @@ def patient_overview(session: Session, patient: Patient, now: datetime) -> Patie
         .order_by(Plan.created_at.desc(), Plan.id.desc())
     ).all()
     plans = [(plan, plan_out(session, plan, patient)) for plan in plans_rows]
-    current = next((p for p in plans if p[0].status in ("active", "on_hold")), None) or (
+    current = next((p for p in plans if p[0].status in OPEN_PLAN_STATUSES), None) or (
         plans[0] if plans else None
     )
     alerts, _ = list_alerts(session, patient.team_id, patient_id=patient.id, per_page=200)
@@ -202,7 +248,7 @@ def sms_thread(session: Session, patient_id: int, limit: int = THREAD_LIMIT) -> 
         .where(
             OutboundMessage.patient_id == patient_id,
             OutboundMessage.recipient == "patient",
-            OutboundMessage.status.in_(("sent", "delivered", "undelivered", "failed")),
+            OutboundMessage.status.in_((*SETTLED_OUTBOX_STATUSES, OutboxStatus.UNCONFIRMED)),
         )
         .order_by(OutboundMessage.sent_at.desc(), OutboundMessage.id.desc())
         .limit(limit)
@@ -229,7 +275,7 @@ def upcoming_messages(session: Session, patient_id: int) -> list[OutboundMessage
             .where(
                 OutboundMessage.patient_id == patient_id,
                 OutboundMessage.recipient == "patient",
-                OutboundMessage.status == "pending",
+                OutboundMessage.status == OutboxStatus.PENDING,
             )
             .order_by(OutboundMessage.due_at, OutboundMessage.id)
         ).all()
@@ -247,7 +293,7 @@ def pill_adherence(
         select(OutboundMessage).where(
             OutboundMessage.patient_id == patient.id,
             OutboundMessage.expects == "taken",
-            OutboundMessage.status.in_(("sent", "delivered")),
+            OutboundMessage.status.in_(ACCEPTED_OUTBOX_STATUSES),
             OutboundMessage.sent_at >= since,
         )
     ).all()
@@ -297,7 +343,7 @@ def open_alert_count(session: Session, team_id: int) -> int:
         session.exec(
             select(func.count())
             .select_from(Alert)
-            .where(Alert.team_id == team_id, Alert.status != "resolved")
+            .where(Alert.team_id == team_id, Alert.status != AlertStatus.RESOLVED)
         ).one()
     )
 
@@ -305,7 +351,9 @@ def open_alert_count(session: Session, team_id: int) -> int:
 def open_alert_counts(session: Session, team_id: int) -> dict[int, int]:
     """Open or acknowledged alerts per patient of the team."""
     rows = session.exec(
-        select(Alert.patient_id).where(Alert.team_id == team_id, Alert.status != "resolved")
+        select(Alert.patient_id).where(
+            Alert.team_id == team_id, Alert.status != AlertStatus.RESOLVED
+        )
     ).all()
     counts: dict[int, int] = {}
     for patient_id in rows:

@@ -30,11 +30,15 @@ def overdue_after() -> timedelta:
 def queue() -> Any:
     """Open and acknowledged alerts of the team, most urgent and oldest first."""
     session = get_session()
-    items = alert_queue(session, current_user().team_id, request_now(), overdue_after())
+    page = request.args.get("page", 1, type=int)  # not a number: the first page
+    queue = alert_queue(session, current_user().team_id, request_now(), overdue_after(), page)
     audit(AuditAction.LIST_ALERTS, None, "alerts:list")  # the same row as GET /api/v1/alerts
     session.commit()
     return render_page(
-        "queue.html", items=items, overdue_minutes=int(overdue_after().total_seconds() // 60)
+        "queue.html",
+        queue=queue,
+        items=queue.items,
+        overdue_minutes=int(overdue_after().total_seconds() // 60),
     )
 
 

@@ -40,6 +40,7 @@ from backend.services.audit import record_audit, record_refused_access, set_chan
 from reminders.core.bsa import dose_places
 from reminders.data.errors import NotFound, ServiceError
 from reminders.data.models import AuditAction, AuditChannel, User, UserSession
+from reminders.data.statuses import AlertStatus, OutboxStatus, PlanStatus
 
 logger = logging.getLogger(__name__)
 
@@ -391,6 +392,10 @@ def register_filters(app: Any) -> None:
     # A global (not only a context variable) so imported form macros can call it.
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["field_label"] = field_label
+    # The status vocabularies, so templates compare with the enums, not spelled strings.
+    app.jinja_env.globals.update(
+        AlertStatus=AlertStatus, OutboxStatus=OutboxStatus, PlanStatus=PlanStatus
+    )
 
 
 def not_available() -> None:

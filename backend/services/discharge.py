@@ -10,7 +10,8 @@ from backend.services.plans import effective_status, spec_for
 from reminders.core.planner import plan_doses
 from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.data.errors import Conflict
-from reminders.data.models import OPEN_PLAN_STATUSES, Patient, Plan, ProphylaxisCourse
+from reminders.data.models import Patient, Plan, ProphylaxisCourse
+from reminders.data.statuses import OPEN_PLAN_STATUSES
 from reminders.outbox import cancel_pending_for_patient
 
 

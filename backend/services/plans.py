@@ -30,7 +30,6 @@ from reminders.core.planner import (
 from reminders.core.regimens import Regimen, UnknownRegimen, get_regimen
 from reminders.data.errors import Conflict, InvalidInput, NotFound
 from reminders.data.models import (
-    OPEN_PLAN_STATUSES,
     AuditAction,
     DoseRecord,
     Patient,
@@ -40,6 +39,7 @@ from reminders.data.models import (
     User,
 )
 from reminders.data.prophylaxis import propose_regimen_courses
+from reminders.data.statuses import OPEN_PLAN_STATUSES, PlanStatus
 from reminders.specs import build_plan_spec
 
 #: How far back a plan may start: a patient may be enrolled mid-treatment.
@@ -146,7 +146,7 @@ def hold_plan(
 ) -> PlanHold:
     """Put the plan on hold from ``data.start_date`` (default: the patient's today)."""
     _require_open(plan)
-    if plan.status == "on_hold":
+    if plan.status == PlanStatus.ON_HOLD:
         raise Conflict("plan is already on hold")
     start = data.start_date or local_today(patient.timezone, now)
     if start < plan.start_date:
@@ -159,7 +159,7 @@ def hold_plan(
     hold = PlanHold(
         plan_id=plan.id, start_date=start, reason=data.reason, created_by=user_id, created_at=now
     )
-    plan.status = "on_hold"
+    plan.status = PlanStatus.ON_HOLD
     plan.updated_at = now
     session.add_all([hold, plan])
     session.flush()
@@ -176,7 +176,7 @@ def resume_plan(
     now: datetime,
 ) -> PlanHold:
     """Resume a held plan: remaining doses continue from the resume date."""
-    if plan.status != "on_hold":
+    if plan.status != PlanStatus.ON_HOLD:
         raise Conflict("plan is not on hold")
     hold = holds_of(session, plan.id)[-1]
     resume = data.resume_date or local_today(patient.timezone, now)
@@ -184,7 +184,7 @@ def resume_plan(
         raise InvalidInput("resume date is before the hold started", field="resume_date")
     hold.resume_date = resume
     hold.resumed_by = user_id
-    plan.status = "active"
+    plan.status = PlanStatus.ACTIVE
     plan.updated_at = now
     session.add_all([hold, plan])
     session.flush()
@@ -214,7 +214,7 @@ def stop_plan(session: Session, plan: Plan, patient: Patient, data: StopIn, now:
     stopped_on = data.stopped_on or local_today(patient.timezone, now)
     if stopped_on < plan.start_date:
         raise InvalidInput("cannot stop before the plan started", field="stopped_on")
-    plan.status = "stopped"
+    plan.status = PlanStatus.STOPPED
     plan.stopped_on = stopped_on
     plan.stop_reason = data.reason
     plan.updated_at = now
@@ -304,7 +304,7 @@ def _dose_warnings(
 def effective_status(plan: Plan, doses: list[PlannedDose]) -> str:
     """The plan's status, with "completed" once every dose is given, missed or cancelled."""
     if (
-        plan.status == "active"
+        plan.status == PlanStatus.ACTIVE
         and doses
         and all(d.status in ("given", "missed", "cancelled") for d in doses)
     ):

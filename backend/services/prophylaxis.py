@@ -30,6 +30,7 @@ from reminders.data.alerts import resolve_alert
 from reminders.data.errors import Conflict, InvalidInput, NotFound
 from reminders.data.models import Alert, LabResult, Patient, Plan, ProphylaxisCourse
 from reminders.data.prophylaxis import missing_alert_key
+from reminders.data.statuses import AlertStatus
 
 
 def add_course(
@@ -229,7 +230,7 @@ def _resolve_missing_alert(
     alert = session.exec(
         select(Alert).where(Alert.dedupe_key == missing_alert_key(course.plan_id))
     ).first()
-    if alert is None or alert.status == "resolved":
+    if alert is None or alert.status == AlertStatus.RESOLVED:
         return
     plan = session.get(Plan, course.plan_id)
     statuses = dict(

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from reminders.data.errors import Conflict, NotFound
 from reminders.data.models import Alert, OutboundMessage
+from reminders.data.statuses import AlertStatus
 
 SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
@@ -68,7 +69,7 @@ def list_alerts(
     """The team's alerts, most urgent and oldest first; open and acknowledged by default."""
     query = select(Alert).where(Alert.team_id == team_id)
     if status is None:
-        query = query.where(Alert.status != "resolved")
+        query = query.where(Alert.status != AlertStatus.RESOLVED)
     else:
         query = query.where(Alert.status == status)
     if severity is not None:
@@ -120,10 +121,10 @@ def get_alert(session: Session, team_id: int, alert_id: int) -> Alert:
 
 def acknowledge_alert(session: Session, alert: Alert, user_id: int, now: datetime) -> Alert:
     """Mark ``alert`` as seen by ``user_id`` (stops re-escalation)."""
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         raise Conflict("alert is already resolved")
-    if alert.status == "open":
-        alert.status = "acknowledged"
+    if alert.status == AlertStatus.OPEN:
+        alert.status = AlertStatus.ACKNOWLEDGED
         alert.acknowledged_at = now
         alert.acknowledged_by = user_id
         session.add(alert)
@@ -132,12 +133,12 @@ def acknowledge_alert(session: Session, alert: Alert, user_id: int, now: datetim
 
 def resolve_alert(session: Session, alert: Alert, user_id: int, note: str, now: datetime) -> Alert:
     """Close ``alert`` with a note; acknowledging it on the way if nobody had."""
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         raise Conflict("alert is already resolved")
     if alert.acknowledged_at is None:
         alert.acknowledged_at = now
         alert.acknowledged_by = user_id
-    alert.status = "resolved"
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_at = now
     alert.resolved_by = user_id
     alert.resolution_note = note

@@ -218,8 +218,3 @@ def outage_reason(error: BaseException) -> str:
     lines = str(driver_error).strip().splitlines()
     first = lines[0].strip() if lines else type(driver_error).__name__
     return first[:160]
-
-
-def is_sqlite(engine: Engine) -> bool:
-    """True when ``engine`` talks to SQLite (one writer at a time)."""
-    return engine.dialect.name == "sqlite"

@@ -4,8 +4,10 @@ audit.
 Every datetime column is :class:`UTCDateTime`: stored as UTC and returned
 timezone-aware on SQLite and PostgreSQL alike. Dates without a time (a plan's
 start, a hold's resume date) are the patient's local calendar dates.
-Vocabularies (roles, statuses, kinds) are plain strings validated by the API
-schemas, so that a new value needs no database migration; the audit trail's actions
+Vocabularies (roles, statuses, kinds) are stored as plain strings, so that a new
+value needs no database migration; the statuses of plans, alerts, outbox messages and
+check-ins are the enums of :mod:`reminders.data.statuses`, and every change of one through
+the ORM is checked against its allowed transitions (below); the audit trail's actions
 and channels are the enums :class:`AuditAction` and :class:`AuditChannel` beside
 :class:`AuditEvent`, whose rows are append-only (ORM guard and database triggers).
 """
@@ -19,8 +21,17 @@ from typing import Any
 from sqlalchemy import DDL, JSON, Column, DateTime, Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm.base import NEVER_SET, NO_VALUE
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from reminders.data.statuses import (
+    AlertStatus,
+    CheckInState,
+    OutboxStatus,
+    PlanStatus,
+    check_transition,
+)
 
 
 class UTCDateTime(TypeDecorator):
@@ -232,10 +243,6 @@ class Patient(SQLModel, table=True):
     discharge_reason: str | None = Field(default=None, max_length=500)
 
 
-#: The statuses of a plan that is still running (its doses are planned and reminded).
-OPEN_PLAN_STATUSES = ("active", "on_hold")
-
-
 class Plan(SQLModel, table=True):
     """A regimen started for a patient on a date; holds, outcomes and labs shape it."""
 
@@ -244,7 +251,7 @@ class Plan(SQLModel, table=True):
     regimen_id: str = Field(max_length=64)
     options: dict[str, Any] = json_field(dict)
     start_date: date
-    status: str = Field(default="active", max_length=20, index=True)
+    status: str = Field(default=PlanStatus.ACTIVE, max_length=20, index=True)
     extension_weeks: int = 0
     stopped_on: date | None = None
     stop_reason: str | None = Field(default=None, max_length=500)
@@ -354,7 +361,7 @@ class Alert(SQLModel, table=True):
     details: dict[str, Any] = json_field(dict)
     source: str | None = Field(default=None, max_length=200)
     dedupe_key: str | None = Field(default=None, max_length=200)
-    status: str = Field(default="open", max_length=20)
+    status: str = Field(default=AlertStatus.OPEN, max_length=20)
     created_at: datetime = utc_field()
     acknowledged_at: datetime | None = utc_field(nullable=True)
     acknowledged_by: int | None = Field(default=None, foreign_key="user.id")
@@ -395,7 +402,7 @@ class OutboundMessage(SQLModel, table=True):
     due_at: datetime = utc_field()
     not_after: datetime | None = utc_field(nullable=True)
     next_attempt_at: datetime = utc_field()
-    status: str = Field(default="pending", max_length=20)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=20)
     attempts: int = 0
     claimed_at: datetime | None = utc_field(nullable=True)
     claimed_by: str | None = Field(default=None, max_length=64)
@@ -452,7 +459,7 @@ class CheckIn(SQLModel, table=True):
     patient_id: int = Field(foreign_key="patient.id", index=True)
     plan_id: int | None = Field(default=None, foreign_key="plan.id")
     event_key: str = Field(max_length=100)
-    state: str = Field(default="awaiting_temperature", max_length=30, index=True)
+    state: str = Field(default=CheckInState.AWAITING_TEMPERATURE, max_length=30, index=True)
     temperature_c: float | None = None
     symptoms: list[str] = json_field(list)
     severity: str | None = Field(default=None, max_length=10)
@@ -638,3 +645,30 @@ def _refuse_audit_change(state: ORMExecuteState) -> None:
     # An ORM statement's table is an annotated copy of the Table: compare names.
     if getattr(getattr(state.statement, "table", None), "name", None) == "auditevent":
         raise AuditRowImmutable("UPDATE" if state.is_update else "DELETE")
+
+
+# --- status transitions ------------------------------------------------------------------
+
+#: The status column of each table with a state machine, and its vocabulary.
+STATUS_COLUMNS: dict[type[SQLModel], tuple[str, type[StrEnum]]] = {
+    OutboundMessage: ("status", OutboxStatus),
+    CheckIn: ("state", CheckInState),
+    Alert: ("status", AlertStatus),
+    Plan: ("status", PlanStatus),
+}
+
+
+def _checker(kind: type[StrEnum]) -> Any:
+    def check(target: Any, value: str, oldvalue: Any, initiator: Any) -> None:
+        # A row under construction has no previous state; a stored one always has
+        # (``active_history`` loads an expired value before the change).
+        old = None if oldvalue is NO_VALUE or oldvalue is NEVER_SET else oldvalue
+        check_transition(kind, old, value)
+
+    return check
+
+
+for _table, (_column, _kind) in STATUS_COLUMNS.items():
+    # Every assignment through the ORM: a move that ``reminders.data.statuses.TRANSITIONS`` does
+    # not list raises ``IllegalTransition`` before anything is written.
+    event.listen(getattr(_table, _column), "set", _checker(_kind), active_history=True)

@@ -102,6 +102,7 @@ def test_status_callbacks_record_delivery_and_block_unreachable_numbers(
     twilio_app, client, session, patient
 ) -> None:
     message = session.exec(select(OutboundMessage).where(OutboundMessage.kind == "welcome")).one()
+    message.status = "sending"  # claimed, then accepted: the dispatcher's two moves
     message.status, message.provider_sid = "sent", "SM" + "b" * 32
     session.add(message)
     session.commit()

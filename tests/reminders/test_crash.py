@@ -416,13 +416,14 @@ def test_kill_minus_nine_at_random_moments_loses_nothing(
             assert group.kill(pid) == -signal.SIGKILL, group.tail()
             time.sleep(SETTLE_SECONDS)
             rows = rows_by_status(engine)
-            waiting = len(rows.get("pending", [])) + len(rows.get("sending", []))
+            in_doubt = rows.get("sending", []) + rows.get("unconfirmed", [])
+            waiting = len(rows.get("pending", [])) + len(in_doubt)
             if waiting == 0:
                 break  # the backlog is done: later kills would prove nothing
             report.kills += 1
             report.kill_modes[mode] += 1
             received = {m["body"] for m in fake.messages}
-            sending = rows.get("sending", [])
+            sending = in_doubt
             new = {r.id: r.body for r in sending if r.body in received}
             fresh = {k: v for k, v in new.items() if k not in report.in_doubt}
             report.in_doubt.update(fresh)

@@ -143,7 +143,7 @@ def test_an_unanswered_send_is_checked_with_twilio_before_it_is_retried(
     assert first.unconfirmed == 1 and first.sent == 0 and first.retried == 0
     reread(session)
     message = session.exec(select(OutboundMessage)).one()
-    assert message.status == "sending" and message.attempts == 1 and message.error_reason
+    assert message.status == "unconfirmed" and message.attempts == 1 and message.error_reason
     # Not before the lease has expired: the answer may still be on its way.
     assert dispatch_due_messages(engine, gateway, lambda: NOW + timedelta(seconds=90)).sent == 0
     later = dispatch_due_messages(engine, gateway, lambda: NOW + timedelta(minutes=3))

@@ -52,6 +52,7 @@ def _sent_welcome(session, patient: Patient, sid: str) -> OutboundMessage:
             OutboundMessage.patient_id == patient.id, OutboundMessage.kind == "welcome"
         )
     ).one()
+    message.status = "sending"  # claimed, then accepted: the dispatcher's two moves
     message.status, message.provider_sid, message.sent_at = "sent", sid, NOW
     session.add(message)
     session.commit()

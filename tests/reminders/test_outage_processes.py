@@ -164,7 +164,8 @@ def due_unsent(engine: Engine) -> int:
     return sum(
         1
         for r in rows
-        if r.status == "sending" or (r.status == "pending" and r.next_attempt_at <= now)
+        if r.status in ("sending", "unconfirmed")
+        or (r.status == "pending" and r.next_attempt_at <= now)
     )
 
 

@@ -82,11 +82,13 @@ def next_moment(session: Session, now: datetime) -> datetime | None:
     reread(session)
     moments = []
     for message in session.exec(
-        select(OutboundMessage).where(OutboundMessage.status.in_(["pending", "sending"]))
+        select(OutboundMessage).where(
+            OutboundMessage.status.in_(["pending", "sending", "unconfirmed"])
+        )
     ).all():
         if message.status == "pending":
             moments.append(message.next_attempt_at)
-        else:
+        else:  # left in doubt: recovery asks Twilio once the lease has expired
             moments.append(message.claimed_at + LEASE + timedelta(seconds=1))
     if not moments:
         return None

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlmodel import Session, select
 
-from backend.schemas import ProphylaxisConfirmIn
-from backend.services.prophylaxis import confirm_course
-from reminders.data.models import Patient, Plan, ProphylaxisCourse, Team, User
+from reminders.data.models import User
+from tests.conftest import PLAN_START
+
+__all__ = ["PASSWORD", "PLAN_START", "TUESDAY", "csrf_of", "post_form", "sign_in"]
 
 PASSWORD = "correct horse battery"
 #: Tuesday of the first treatment week: a dose tomorrow, so dose reminders are in the outbox.
 TUESDAY = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
-PLAN_START = date(2026, 3, 2)
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -62,39 +61,5 @@ def signed_in(client: FlaskClient, team_user) -> Callable[..., User]:
         response = sign_in(client, user.email)
         assert response.status_code == 302, response.get_data(as_text=True)
         return user
-
-    return factory
-
-
-@pytest.fixture
-def treated(
-    session: Session, make_patient, make_plan, clock
-) -> Callable[..., tuple[Patient, Plan]]:
-    """A consenting patient of a team on alemtuzumab s.c. with two confirmed prophylaxis courses."""
-
-    def factory(team_id: int, **overrides: Any) -> tuple[Patient, Plan]:
-        team = session.get(Team, team_id)
-        team.oncall_phone = "+32470999999"
-        session.add(team)
-        session.commit()
-        patient = make_patient(team_id, **overrides)
-        plan = make_plan(patient, "alemtuzumab_sc", PLAN_START)
-        # A member of the team confirms the two courses the plan proposed (both mandatory).
-        nurse = session.exec(select(User).where(User.team_id == team_id)).first()
-        for course in session.exec(
-            select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
-        ).all():
-            confirm_course(
-                session,
-                course,
-                patient,
-                ProphylaxisConfirmIn(
-                    drug=course.regimen_entry, dose_text="as prescribed", times=["08:00", "20:00"]
-                ),
-                nurse.id,
-                clock.now,
-            )
-        session.commit()
-        return patient, plan
 
     return factory
