@@ -8,7 +8,6 @@ import pytest
 from sqlmodel import select
 
 from backend.schemas import AlertStatus as AlertStatusField
-from backend.services.plans import OPEN_STATUSES
 from reminders.data.alerts import acknowledge_alert, raise_alert, resolve_alert
 from reminders.data.models import STATUS_COLUMNS, Alert, CheckIn, OutboundMessage, Plan
 from reminders.data.statuses import (
@@ -52,7 +51,7 @@ def test_the_stored_strings_are_the_ones_rows_already_hold() -> None:
     assert OutboxStatus.SENT == "sent" and f"{AlertStatus.OPEN}" == "open"
     # The API's alert status filter accepts exactly the enum's values.
     assert set(AlertStatusField.__args__) == {s.value for s in AlertStatus}
-    assert OPEN_STATUSES == OPEN_PLAN_STATUSES
+    assert OPEN_PLAN_STATUSES == (PlanStatus.ACTIVE, PlanStatus.ON_HOLD)
 
 
 def test_the_table_names_only_states_of_its_own_vocabulary() -> None:
