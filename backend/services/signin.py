@@ -45,13 +45,13 @@ from enum import StrEnum
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
-from sqlalchemy import and_, case, literal, or_, update
+from sqlalchemy import and_, case, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from backend.auth import authenticate, normalise_email
-from reminders.data.models import LoginThrottle, User, UTCDateTime
-from reminders.data.pruning import THROTTLE_RETENTION
+from reminders.data.models import LoginThrottle, User
+from reminders.data.pruning import THROTTLE_RETENTION, literal_utc
 
 #: The ``account_key`` of the row that counts every failure from one address.
 ADDRESS_WIDE = "*"
@@ -288,11 +288,6 @@ _DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _PAIR = ("account_key", "address_key")
 
 
-def _at(instant: datetime) -> Any:
-    """``instant`` as a bound parameter of the UTC column type (SQLite stores UTC text)."""
-    return literal(instant, UTCDateTime())
-
-
 def _insert(session: Session) -> Any:
     return _DIALECT_INSERT[session.get_bind().dialect.name](_TABLE)
 
@@ -357,10 +352,10 @@ def record_failure(
             set_={
                 "failures": _TABLE.c.failures + 1,
                 "first_failure_at": case(
-                    (_TABLE.c.first_failure_at.is_(None), _at(now)),
+                    (_TABLE.c.first_failure_at.is_(None), literal_utc(now)),
                     else_=_TABLE.c.first_failure_at,
                 ),
-                "last_failure_at": _at(now),
+                "last_failure_at": literal_utc(now),
             },
         )
         .returning(_TABLE.c.failures)
@@ -372,7 +367,7 @@ def record_failure(
     )
     window_over = or_(
         _TABLE.c.first_failure_at.is_(None),
-        _TABLE.c.first_failure_at <= _at(now - policy.address_window),
+        _TABLE.c.first_failure_at <= literal_utc(now - policy.address_window),
     )
     session.execute(
         _insert(session)
@@ -387,8 +382,10 @@ def record_failure(
             index_elements=list(_PAIR),
             set_={
                 "failures": case((window_over, 1), else_=_TABLE.c.failures + 1),
-                "first_failure_at": case((window_over, _at(now)), else_=_TABLE.c.first_failure_at),
-                "last_failure_at": _at(now),
+                "first_failure_at": case(
+                    (window_over, literal_utc(now)), else_=_TABLE.c.first_failure_at
+                ),
+                "last_failure_at": literal_utc(now),
             },
         )
     )
@@ -411,7 +408,7 @@ def record_success(
             .values(account_key=account, address_key=key, failures=0, last_success_at=now)
             .on_conflict_do_update(
                 index_elements=list(_PAIR),
-                set_={**changes, "last_success_at": _at(now)},
+                set_={**changes, "last_success_at": literal_utc(now)},
             )
         )
 
