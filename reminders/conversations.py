@@ -50,6 +50,7 @@ from reminders.data.models import (
     SymptomReport,
     Team,
 )
+from reminders.data.plans import current_plan, current_plan_id_of
 from reminders.data.statuses import (
     ACCEPTED_OUTBOX_STATUSES,
     OPEN_CHECKIN_STATES,
@@ -103,19 +104,12 @@ _PATIENT_BY_PHONE = (
     .order_by(Patient.created_at.desc())
 )
 # What a reply is read and answered in, in one statement: the patient with their team,
-# their current (latest) plan and the columns of their most recent check-in still
+# their current plan (reminders/data/plans.py) and the columns of their most recent check-in still
 # waiting for an answer, each the row a look-up of its own would find
-# (``_PATIENT_BY_PHONE``, ``patient_context``'s latest plan; tests/reminders/
+# (``_PATIENT_BY_PHONE``, ``patient_context``'s current plan; tests/reminders/
 # test_conversations.py compares them). The two states are compared with OR rather
 # than IN: an IN list is expanded into the SQL text on every execution.
-_LATEST_PLAN_ID = (
-    select(Plan.id)
-    .where(Plan.patient_id == Patient.id)
-    .order_by(Plan.created_at.desc())
-    .limit(1)
-    .correlate(Patient)
-    .scalar_subquery()
-)
+_CURRENT_PLAN_ID = current_plan_id_of(Patient.id).correlate(Patient)
 _OPEN_CHECKIN_ID = (
     select(CheckIn.id)
     .where(
@@ -144,7 +138,7 @@ _CHECKIN_TABLE = CheckIn.__table__
 _CONVERSATION_BY_PHONE = (
     select(Patient, Team, Plan, *(_CHECKIN_TABLE.c[name] for name in _CHECKIN_FIELDS))
     .join(Team, Team.id == Patient.team_id)
-    .outerjoin(Plan, Plan.id == _LATEST_PLAN_ID)
+    .outerjoin(Plan, Plan.id == _CURRENT_PLAN_ID)
     .outerjoin(CheckIn, CheckIn.id == _OPEN_CHECKIN_ID)
     .where(Patient.phone == bindparam("phone"), Patient.discharged_at.is_(None))
     .order_by(Patient.created_at.desc())
@@ -195,9 +189,6 @@ _STORED_ANSWER = (
 # Built once: ``insert().values(...)`` would build a statement and its cache key per reply.
 _INSERT_REPLY = insert(OutboundMessage.__table__)
 _INSERT_REPORT = insert(SymptomReport.__table__)
-_CURRENT_PLAN = (
-    select(Plan).where(Plan.patient_id == bindparam("patient_id")).order_by(Plan.created_at.desc())
-)
 
 
 class OpenCheckIn:
@@ -361,10 +352,6 @@ def _expecting(checkin: OpenCheckIn | None, pill: OutboundMessage | None) -> Exp
     return None
 
 
-def _current_plan(session: Session, patient_id: int) -> Plan | None:
-    return session.exec(_CURRENT_PLAN, params={"patient_id": patient_id}).first()
-
-
 #: "Not passed" for an optional plan argument (None means the patient has no plan).
 _UNSET: Any = object()
 
@@ -400,7 +387,7 @@ def triage_context(
     earlier readings are looked up to tell whether it keeps coming back.
     """
     if plan is _UNSET:
-        plan = _current_plan(session, patient.id)
+        plan = current_plan(session, patient.id)
     if plan is None:
         return TriageContext()
     regimen = get_regimen(plan.regimen_id)
@@ -571,7 +558,7 @@ def _confirm_pill(session: Session, patient: Patient, pill: OutboundMessage, now
 def _symptom_menu(session: Session, patient: Patient, plan: Plan | None = _UNSET) -> str:
     """The symptom menu for the patient's regimen (with yellow skin/eyes for inotuzumab)."""
     if plan is _UNSET:
-        plan = _current_plan(session, patient.id)
+        plan = current_plan(session, patient.id)
     extra = get_regimen(plan.regimen_id).extra_symptoms if plan is not None else ()
     return "checkin_symptoms_with_jaundice" if "jaundice" in extra else "checkin_symptoms"
 

@@ -56,6 +56,7 @@ from reminders.data.models import (
     ProphylaxisCourse,
     Team,
 )
+from reminders.data.plans import current_plan, pick_current_plan
 from reminders.data.statuses import OutboxStatus
 from reminders.planning_workers import PlanningWorkers, pack_rows, unpack_rows
 from reminders.specs import build_plan_spec, build_prophylaxis_spec
@@ -76,7 +77,7 @@ KEY_LOOKUP_CHUNK = 2_048
 class PatientContext:
     """What rendering needs to know about a patient and their team.
 
-    ``plan`` is the patient's current (latest) plan that ``drug`` was read from, kept so
+    ``plan`` is the patient's current plan that ``drug`` was read from, kept so
     that a reply needing it again (triage, the symptom menu) does not query it again.
     """
 
@@ -290,7 +291,7 @@ def planned_messages_for_patient(
     event_end = until + timedelta(days=1)
     prefs = ContactPrefs(patient.timezone, patient.quiet_start, patient.quiet_end)
     planned: list[PlannedMessage] = []
-    latest = context.plan
+    current = context.plan
     for plan in plans:
         spec = build_plan_spec(
             plan,
@@ -298,7 +299,7 @@ def planned_messages_for_patient(
             holds.get(plan.id, ()),
             records.get(plan.id, ()),
             courses=courses,
-            latest=latest is None or plan.id == latest.id,
+            current=current is None or plan.id == current.id,
         )
         events = plan_events(spec, events_start, event_end)
         for message in _messages(events, prefs, max(since, plan.created_at), until):
@@ -774,8 +775,8 @@ def plan_chunk(
         patient_courses = courses.get(patient.id, [])
         if not patient_plans and not patient_courses:
             continue
-        latest = max(patient_plans, key=lambda p: p.created_at, default=None)
-        context = PatientContext(patient, chunk.teams[patient.team_id], drug_name(latest), latest)
+        current = pick_current_plan(patient_plans)
+        context = PatientContext(patient, chunk.teams[patient.team_id], drug_name(current), current)
         planned.extend(
             planned_messages_for_patient(
                 context, patient_plans, holds, records, patient_courses, now, horizon, since=since
@@ -934,13 +935,8 @@ def enqueue_message(
     return insert_ignoring_duplicates(session, [row]) == 1
 
 
-_LATEST_PLAN = (
-    select(Plan).where(Plan.patient_id == bindparam("patient_id")).order_by(Plan.created_at.desc())
-)
-
-
 def patient_context(session: Session, patient: Patient) -> PatientContext:
     """The rendering context of one patient (team, current plan and its drug)."""
     team = session.get(Team, patient.team_id)
-    plan = session.exec(_LATEST_PLAN, params={"patient_id": patient.id}).first()
+    plan = current_plan(session, patient.id)
     return PatientContext(patient, team, drug_name(plan), plan)

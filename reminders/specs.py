@@ -24,13 +24,13 @@ def build_plan_spec(
     extension_weeks: int | None = None,
     options: dict[str, Any] | None = None,
     courses: Iterable[ProphylaxisCourse] = (),
-    latest: bool = True,
+    current: bool = True,
 ) -> PlanSpec:
     """The planner's view of a stored plan (its holds and dose records already loaded).
 
     ``courses``: the patient's prophylaxis courses (any status), for
-    ``PlanSpec.prophylaxis_ongoing`` (see :func:`prophylaxis_ongoing`); ``latest``:
-    ``plan`` is the patient's latest plan.
+    ``PlanSpec.prophylaxis_ongoing`` (see :func:`prophylaxis_ongoing`); ``current``:
+    ``plan`` is the patient's current plan (:mod:`reminders.data.plans`).
     """
     return PlanSpec(
         regimen=get_regimen(plan.regimen_id),
@@ -46,7 +46,7 @@ def build_plan_spec(
         },
         extension_weeks=plan.extension_weeks if extension_weeks is None else extension_weeks,
         stopped_on=plan.stopped_on,
-        prophylaxis_ongoing=prophylaxis_ongoing(plan, courses, latest=latest),
+        prophylaxis_ongoing=prophylaxis_ongoing(plan, courses, current=current),
     )
 
 
@@ -56,16 +56,16 @@ def course_ongoing(course: ProphylaxisCourse) -> bool:
 
 
 def prophylaxis_ongoing(
-    plan: Plan, courses: Iterable[ProphylaxisCourse], *, latest: bool = True
+    plan: Plan, courses: Iterable[ProphylaxisCourse], *, current: bool = True
 ) -> bool:
     """Whether a prophylaxis course that keeps ``plan``'s check-ins going runs.
 
     A course counts for the plan it was entered for, and a course entered for no plan
-    counts for the patient's latest plan only (so that an old plan does not send a
+    counts for the patient's current plan only (so that an old plan does not send a
     second weekly check-in beside the current one).
     """
     return any(
-        course_ongoing(c) and (c.plan_id == plan.id or (c.plan_id is None and latest))
+        course_ongoing(c) and (c.plan_id == plan.id or (c.plan_id is None and current))
         for c in courses
     )
 

@@ -35,9 +35,9 @@ from reminders.data.models import (
     Team,
     User,
 )
+from reminders.data.plans import pick_current_plan
 from reminders.data.statuses import (
     ACCEPTED_OUTBOX_STATUSES,
-    OPEN_PLAN_STATUSES,
     SETTLED_OUTBOX_STATUSES,
     AlertStatus,
     OutboxStatus,
@@ -205,9 +205,8 @@ def patient_overview(session: Session, patient: Patient, now: datetime) -> Patie
         .order_by(Plan.created_at.desc(), Plan.id.desc())
     ).all()
     plans = [(plan, plan_out(session, plan, patient)) for plan in plans_rows]
-    current = next((p for p in plans if p[0].status in OPEN_PLAN_STATUSES), None) or (
-        plans[0] if plans else None
-    )
+    chosen = pick_current_plan(plan for plan, _ in plans)
+    current = next((p for p in plans if p[0] is chosen), None)
     alerts, _ = list_alerts(session, patient.team_id, patient_id=patient.id, per_page=200)
     return PatientOverview(
         patient=patient,

@@ -38,6 +38,7 @@ from reminders.data.models import (
     ProphylaxisCourse,
     User,
 )
+from reminders.data.plans import pick_current_plan
 from reminders.data.prophylaxis import propose_regimen_courses
 from reminders.data.statuses import OPEN_PLAN_STATUSES, PlanStatus
 from reminders.specs import build_plan_spec
@@ -346,7 +347,7 @@ def plan_events_between(
     courses = session.exec(
         select(ProphylaxisCourse).where(ProphylaxisCourse.patient_id == patient.id)
     ).all()
-    latest = max(plans, key=lambda p: p.created_at, default=None)
+    current = pick_current_plan(plans)
     events: list[ScheduledEvent] = []
     for plan in plans:
         spec = build_plan_spec(
@@ -355,7 +356,7 @@ def plan_events_between(
             holds_of(session, plan.id),
             dose_records_of(session, plan.id),
             courses=courses,
-            latest=plan is latest,
+            current=plan is current,
         )
         events.extend(ScheduledEvent(plan.id, e) for e in plan_events(spec, start_utc, end_utc))
     return events

@@ -395,7 +395,7 @@ def test_prophylaxis_ongoing_from_the_courses(status, stopped_on, plan_id, lates
         status=status,
         stopped_on=stopped_on,
     )
-    assert prophylaxis_ongoing(plan, [course], latest=latest) is ongoing
+    assert prophylaxis_ongoing(plan, [course], current=latest) is ongoing
 
 
 # Issue 11, item 8: "first dose in hospital" and an observation time only where the
