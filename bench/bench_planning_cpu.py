@@ -23,8 +23,10 @@ workers can give on this machine, however well they are scheduled
 from __future__ import annotations
 
 import argparse
+import cProfile
 import multiprocessing
 import os
+import pstats
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,18 +68,36 @@ def workers_cpu_seconds() -> float | None:
     return total
 
 
-def cpu_of_pass(engine: Any, now: datetime, processes: int) -> dict[str, Any]:
-    """Run the pass at ``now``: rows, wall seconds and CPU seconds of each side."""
+def cpu_of_pass(
+    engine: Any, now: datetime, processes: int, *, profile: bool = False
+) -> dict[str, Any]:
+    """Run the pass at ``now``: rows, wall seconds and CPU seconds of each side.
+
+    ``profile``: print where the pass's own thread spent its time (cProfile, which
+    slows it down: the figures returned are then not comparable).
+    """
+    profiler = cProfile.Profile() if profile else None
     before = workers_cpu_seconds()
     with Stopwatch() as sw:
+        if profiler is not None:
+            profiler.enable()
         rows, _ = timed_pass(engine, now, processes)
+        if profiler is not None:
+            profiler.disable()
     after = workers_cpu_seconds()
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
     workers = None if before is None or after is None else after - before
     return {"rows": rows, "wall": sw.wall, "own_cpu": sw.cpu, "workers_cpu": workers}
 
 
 def measure_size(
-    patients: int, directory: Path, processes: int, now: datetime = BENCH_NOW
+    patients: int,
+    directory: Path,
+    processes: int,
+    now: datetime = BENCH_NOW,
+    *,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Seed ``patients``, store yesterday's messages, then time today's pass both ways."""
     engine = bench_engine(sqlite_database(directory, f"cpu-{patients}.sqlite3"))
@@ -90,7 +110,7 @@ def measure_size(
     forget_pass(engine, now)
     forget_pass(engine, yesterday)
     timed_pass(engine, yesterday, processes)
-    with_workers = cpu_of_pass(engine, now, processes)
+    with_workers = cpu_of_pass(engine, now, processes, profile=profile)
     engine.dispose()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{directory / f'cpu-{patients}.sqlite3'}{suffix}").unlink(missing_ok=True)
@@ -159,6 +179,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--patients", default=",".join(str(n) for n in DEFAULT_SIZES))
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}")
     parser.add_argument("--processes", type=int, default=None, help="planning workers")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the pass's own thread (with workers)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the SQLite files go")
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else tuple(int(n) for n in args.patients.split(","))
@@ -167,7 +190,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"Planning CPU benchmark on {machine_summary()}", flush=True)
     warm_up_workers(processes)
     with tempfile.TemporaryDirectory(prefix="bench-planning-cpu-", dir=args.workdir) as tmp:
-        results = [measure_size(size, Path(tmp), processes) for size in sizes]
+        results = [measure_size(size, Path(tmp), processes, profile=args.profile) for size in sizes]
     print_report(results, cores or 1)
     return results
 
