@@ -95,11 +95,11 @@ def measure_size(
     patients: int,
     directory: Path,
     processes: int,
-    now: datetime = BENCH_NOW,
     *,
     profile: bool = False,
 ) -> dict[str, Any]:
     """Seed ``patients``, store yesterday's messages, then time today's pass both ways."""
+    now = BENCH_NOW
     engine = bench_engine(sqlite_database(directory, f"cpu-{patients}.sqlite3"))
     seed_population(engine, patients, now)
     # As bench.bench_planning times them: each pass follows yesterday's pass made the
