@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bench_dispatch, bench_planning
+from bench import bench_dispatch, bench_planning, bench_planning_cpu
 
 pytestmark = pytest.mark.slow
 
@@ -41,3 +41,16 @@ def test_the_quick_benchmarks_run_and_report(tmp_path: Path) -> None:
     for path in paths:
         assert path["rate"] > 0
         assert path["once"] == "yes"  # every message accepted exactly once
+
+
+def test_the_planning_cpu_benchmark_accounts_for_both_sides(tmp_path: Path) -> None:
+    """One process and the workers write the same rows; each side's CPU is counted."""
+    (result,) = bench_planning_cpu.main(["--quick", "--workdir", str(tmp_path)])
+    alone, workers = result["alone"], result["workers"]
+    assert result["patients"] == 1_000
+    assert alone["rows"] == workers["rows"] > 0
+    # The one-process pass plans in this process; with workers, they do the planning
+    # and their CPU (read from /proc on Linux, where CI runs) is counted too.
+    assert alone["own_cpu"] > 0
+    assert workers["workers_cpu"] > alone["workers_cpu"] >= 0
+    assert bench_planning_cpu.ceiling(result, cores=2) > 0
