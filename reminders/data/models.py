@@ -483,6 +483,9 @@ class SymptomReport(SQLModel, table=True):
     severity: str = Field(max_length=10)
     summary: str = Field(max_length=500)
     source: str = Field(default="sms", max_length=20)
+    #: The ids of the triage rules that matched (``triage_rules.toml``), in file order:
+    #: which rules decided, kept beside the decision for the clinician and the audit.
+    rule_ids: list[str] = json_field(list)
 
 
 class PillConfirmation(SQLModel, table=True):
