@@ -1,4 +1,4 @@
-"""Patient routes: enrol, read, update, list; labs, prophylaxis, schedule.
+"""Patient routes: enrol, read, update, list; labs, symptom reports, prophylaxis, schedule.
 
 Each route declares its audit action (``@audited``), names what it touched (``audit``)
 and leaves the commit to the decorator, which writes the row in the same transaction.
@@ -26,14 +26,23 @@ from backend.schemas import (
     ProphylaxisIn,
     ProphylaxisOut,
     ProphylaxisStopIn,
+    ReportOut,
     ScheduleOut,
     ScheduleQuery,
 )
-from backend.serializers import alert_out, lab_out, patient_out, prophylaxis_out, schedule_out
+from backend.serializers import (
+    alert_out,
+    lab_out,
+    patient_out,
+    prophylaxis_out,
+    report_out,
+    schedule_out,
+)
 from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
 from backend.services import patients as patient_service
 from backend.services import prophylaxis as prophylaxis_service
+from backend.services import reports as report_service
 from backend.services.schedule import schedule_between
 from reminders.data.models import AuditAction
 
@@ -159,6 +168,21 @@ def list_labs(patient_id: int):
     ]
     audit(patient.id, f"patient:{patient.id}")
     return labs
+
+
+@api.get("/patients/<int:patient_id>/reports")
+@spec.validate(resp=responses(HTTP_200=list[ReportOut]), tags=TAGS)
+@audited(AuditAction.VIEW_REPORTS)
+def list_reports(patient_id: int):
+    """The patient's symptom reports, oldest first, each with the triage rules that matched."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    reports = [
+        report_out(report).model_dump(mode="json")
+        for report in report_service.reports_of(session, patient.id)
+    ]
+    audit(patient.id, f"patient:{patient.id}")
+    return reports
 
 
 @api.post("/patients/<int:patient_id>/prophylaxis")

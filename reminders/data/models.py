@@ -523,6 +523,8 @@ class AuditAction(StrEnum):
     # Labs.
     RECORD_LAB = "record_lab"
     VIEW_LABS = "view_labs"
+    # Symptom reports.
+    VIEW_REPORTS = "view_reports"
     # Plans and doses.
     START_PLAN = "start_plan"
     VIEW_PLAN = "view_plan"
