@@ -132,6 +132,28 @@ def database_url(db_engine_name: str, tmp_path: Any) -> Iterator[str]:
         raise pytest.UsageError(f"unknown --db engine {db_engine_name!r}")
 
 
+@pytest.fixture
+def empty_database(db_engine_name: str, tmp_path: Any) -> Iterator[tuple[str, dict]]:
+    """An empty database (URL and connect arguments) of this run's engine, no tables.
+
+    For migration tests: PostgreSQL gets a schema of its own, dropped afterwards.
+    """
+    if db_engine_name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.sqlite3'}", {}
+        return
+    _postgres_engine()  # skips without a server, fails in CI
+    schema = f"empty_{SESSION_SCHEMA}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield POSTGRES_URL, {"options": f"-csearch_path={schema}"}
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
 class Clock:
     """An injectable clock: tests set or advance ``now`` instead of sleeping."""
 
