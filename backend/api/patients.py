@@ -63,7 +63,7 @@ def _patient_records(
     records_of: Callable[[Session, int], Sequence[R]],
     out: Callable[[R], BaseModel],
 ) -> list[dict[str, Any]]:
-    """One of the team's patients' records (labs, reports) as JSON, the read audited."""
+    """The records (labs, reports) of one of the caller's team's patients as JSON, audited."""
     session = get_session()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     records = [out(record).model_dump(mode="json") for record in records_of(session, patient.id)]
