@@ -439,6 +439,25 @@ class LabOut(BaseModel):
     note: str | None
 
 
+class ReportOut(BaseModel):
+    """A symptom report (temperature and symptoms) with its triage result."""
+
+    id: int
+    patient_id: int
+    checkin_id: int | None
+    reported_at: datetime
+    temperature_c: float | None
+    symptoms: list[str]
+    severity: str
+    summary: str
+    source: str
+    rule_ids: list[str] = Field(
+        description="the triage rules that matched (ids in triage_rules.toml, in the file's "
+        "order): why the report got its severity; empty for reports stored before the "
+        "rules were kept"
+    )
+
+
 class LabRecorded(BaseModel):
     """A recorded lab result and the alerts it raised."""
 

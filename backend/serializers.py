@@ -16,6 +16,7 @@ from backend.schemas import (
     PlanOut,
     ProphylaxisOut,
     RegimenSummary,
+    ReportOut,
     RiskWindowOut,
     ScheduleOut,
     StopEligibilityOut,
@@ -33,6 +34,7 @@ from reminders.data.models import (
     Patient,
     Plan,
     ProphylaxisCourse,
+    SymptomReport,
 )
 from reminders.specs import build_plan_spec
 
@@ -53,6 +55,11 @@ def alert_out(alert: Alert, reply: OutboundMessage | None = None) -> AlertOut:
 def lab_out(lab: LabResult) -> LabOut:
     """A lab result for the API."""
     return LabOut.model_validate(lab, from_attributes=True)
+
+
+def report_out(report: SymptomReport) -> ReportOut:
+    """A symptom report for the API, with the ids of the triage rules that decided it."""
+    return ReportOut.model_validate(report, from_attributes=True)
 
 
 def prophylaxis_out(course: ProphylaxisCourse, eligibility: StopEligibility) -> ProphylaxisOut:

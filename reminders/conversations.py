@@ -614,6 +614,7 @@ def _check_in_step(
             "severity": str(decision.severity),
             "summary": decision.summary[:500],
             "source": "sms",
+            "rule_ids": list(decision.rule_ids),
         },
     ).inserted_primary_key[0]
     _alert_for(
@@ -713,7 +714,8 @@ def _alert_for(
     fields = {
         "team_id": patient.team_id,
         "patient_id": patient.id,
-        "kind": decision.reasons[0].split(":")[0] if decision.reasons else "symptoms",
+        # Set whenever the care team is alerted: a matched rule asked for it.
+        "kind": str(decision.alert_kind),
         "reason": decision.summary[:500],
         "details": {
             "report_id": report_id,
@@ -721,6 +723,7 @@ def _alert_for(
             "temperature_c": temperature,
             "symptoms": symptoms,
             "reasons": list(decision.reasons),
+            "rule_ids": list(decision.rule_ids),
             "red_flags": list(decision.red_flags),
             "cmv_test_advised": decision.cmv_test_advised,
             # The answer this message gets (every report is answered): the alert shows

@@ -13,6 +13,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -130,6 +131,35 @@ def database_url(db_engine_name: str, tmp_path: Any) -> Iterator[str]:
         yield session_postgres_url()
     else:
         raise pytest.UsageError(f"unknown --db engine {db_engine_name!r}")
+
+
+@contextmanager
+def empty_postgres_schema(prefix: str) -> Iterator[str]:
+    """A PostgreSQL schema of this session's own with no tables, dropped on exit.
+
+    For migration tests, which start from nothing; skips without a server (fails in CI).
+    """
+    _postgres_engine()
+    schema = f"{prefix}_{SESSION_SCHEMA}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def empty_database(db_engine_name: str, tmp_path: Any) -> Iterator[tuple[str, dict]]:
+    """An empty database (URL and connect arguments) of this run's engine, no tables."""
+    if db_engine_name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.sqlite3'}", {}
+        return
+    with empty_postgres_schema("empty") as schema:
+        yield POSTGRES_URL, {"options": f"-csearch_path={schema}"}
 
 
 class Clock:

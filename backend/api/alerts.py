@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
@@ -11,6 +14,20 @@ from reminders.data import alerts as alert_service
 from reminders.data.models import AuditAction
 
 TAGS = ["alerts"]
+CHANGE = responses(HTTP_200=AlertOut, HTTP_409=None, HTTP_422=None)
+
+
+def _change_alert(alert_id: int, change: Callable[..., Any], *args: Any) -> AlertOut:
+    """Apply ``change(session, alert, user_id, *args, now)`` to one of the team's alerts.
+
+    The alert is read through the caller's team (another team's alert is a 404), named
+    in the audit row and answered with the reply its patient got.
+    """
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    change(session, alert, current_user().id, *args, request_now())
+    audit(alert.patient_id, f"alert:{alert.id}")
+    return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))
 
 
 @api.get("/alerts")
@@ -48,22 +65,12 @@ def list_alerts(query: AlertQuery):
 @audited(AuditAction.ACKNOWLEDGE_ALERT)
 def acknowledge_alert(alert_id: int):
     """Mark an alert as seen: it is no longer re-sent to the on-call number."""
-    session = get_session()
-    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
-    alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
-    audit(alert.patient_id, f"alert:{alert.id}")
-    return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))
+    return _change_alert(alert_id, alert_service.acknowledge_alert)
 
 
 @api.post("/alerts/<int:alert_id>/resolve")
-@spec.validate(
-    json=ResolveIn, resp=responses(HTTP_200=AlertOut, HTTP_409=None, HTTP_422=None), tags=TAGS
-)
+@spec.validate(json=ResolveIn, resp=CHANGE, tags=TAGS)
 @audited(AuditAction.RESOLVE_ALERT)
 def resolve_alert(alert_id: int, json: ResolveIn):
     """Close an alert with a note (who and when are kept)."""
-    session = get_session()
-    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
-    alert_service.resolve_alert(session, alert, current_user().id, json.note, request_now())
-    audit(alert.patient_id, f"alert:{alert.id}")
-    return alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))
+    return _change_alert(alert_id, alert_service.resolve_alert, json.note)

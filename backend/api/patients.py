@@ -1,4 +1,4 @@
-"""Patient routes: enrol, read, update, list; labs, prophylaxis, schedule.
+"""Patient routes: enrol, read, update, list; labs, symptom reports, prophylaxis, schedule.
 
 Each route declares its audit action (``@audited``), names what it touched (``audit``)
 and leaves the commit to the decorator, which writes the row in the same transaction.
@@ -6,7 +6,13 @@ and leaves the commit to the decorator, which writes the row in the same transac
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
 from flask import current_app
+from pydantic import BaseModel
+from sqlmodel import Session
 
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
@@ -26,18 +32,64 @@ from backend.schemas import (
     ProphylaxisIn,
     ProphylaxisOut,
     ProphylaxisStopIn,
+    ReportOut,
     ScheduleOut,
     ScheduleQuery,
 )
-from backend.serializers import alert_out, lab_out, patient_out, prophylaxis_out, schedule_out
+from backend.serializers import (
+    alert_out,
+    lab_out,
+    patient_out,
+    prophylaxis_out,
+    report_out,
+    schedule_out,
+)
 from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
 from backend.services import patients as patient_service
 from backend.services import prophylaxis as prophylaxis_service
+from backend.services import reports as report_service
 from backend.services.schedule import schedule_between
-from reminders.data.models import AuditAction
+from reminders.data.models import AuditAction, Patient, ProphylaxisCourse
 
 TAGS = ["patients"]
+R = TypeVar("R")
+#: The answers of a change to a prophylaxis course.
+COURSE_CHANGE = responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None)
+
+
+def _patient_records(
+    patient_id: int,
+    records_of: Callable[[Session, int], Sequence[R]],
+    out: Callable[[R], BaseModel],
+) -> list[dict[str, Any]]:
+    """The records (labs, reports) of one of the caller's team's patients as JSON, audited."""
+    session = get_session()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    records = [out(record).model_dump(mode="json") for record in records_of(session, patient.id)]
+    audit(patient.id, f"patient:{patient.id}")
+    return records
+
+
+def _course_out(
+    session: Session, course: ProphylaxisCourse, patient: Patient, now: datetime
+) -> ProphylaxisOut:
+    """A course with its stop eligibility now."""
+    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+
+
+def _change_course(course_id: int, change: Callable[..., Any], json: BaseModel) -> ProphylaxisOut:
+    """Apply ``change(session, course, patient, json, user_id, now)`` to a team's course.
+
+    The course is read through the caller's team (another team's course is a 404) and
+    named in the audit row: stop, confirm and decline differ only in the service.
+    """
+    session = get_session()
+    now = request_now()
+    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
+    change(session, course, patient, json, current_user().id, now)
+    audit(patient.id, f"course:{course.id}")
+    return _course_out(session, course, patient, now)
 
 
 @api.post("/patients")
@@ -152,13 +204,15 @@ def record_lab(patient_id: int, json: LabIn):
 @audited(AuditAction.VIEW_LABS)
 def list_labs(patient_id: int):
     """The patient's lab results, oldest first."""
-    session = get_session()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    labs = [
-        lab_out(lab).model_dump(mode="json") for lab in lab_service.labs_of(session, patient.id)
-    ]
-    audit(patient.id, f"patient:{patient.id}")
-    return labs
+    return _patient_records(patient_id, lab_service.labs_of, lab_out)
+
+
+@api.get("/patients/<int:patient_id>/reports")
+@spec.validate(resp=responses(HTTP_200=list[ReportOut]), tags=TAGS)
+@audited(AuditAction.VIEW_REPORTS)
+def list_reports(patient_id: int):
+    """The patient's symptom reports, oldest first, each with the triage rules that matched."""
+    return _patient_records(patient_id, report_service.reports_of, report_out)
 
 
 @api.post("/patients/<int:patient_id>/prophylaxis")
@@ -173,9 +227,7 @@ def add_prophylaxis(patient_id: int, json: ProphylaxisIn):
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     course = prophylaxis_service.add_course(session, patient, json, now)
     audit(patient.id, f"course:{course.id}")
-    return prophylaxis_out(
-        course, prophylaxis_service.eligibility(session, course, patient, now)
-    ), 201
+    return _course_out(session, course, patient, now), 201
 
 
 @api.get("/patients/<int:patient_id>/prophylaxis")
@@ -187,9 +239,7 @@ def list_prophylaxis(patient_id: int):
     now = request_now()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     courses = [
-        prophylaxis_out(c, prophylaxis_service.eligibility(session, c, patient, now)).model_dump(
-            mode="json"
-        )
+        _course_out(session, c, patient, now).model_dump(mode="json")
         for c in prophylaxis_service.courses_of(session, patient.id)
     ]
     audit(patient.id, f"patient:{patient.id}")
@@ -197,57 +247,30 @@ def list_prophylaxis(patient_id: int):
 
 
 @api.post("/prophylaxis/<int:course_id>/stop")
-@spec.validate(
-    json=ProphylaxisStopIn,
-    resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
-    tags=TAGS,
-)
+@spec.validate(json=ProphylaxisStopIn, resp=COURSE_CHANGE, tags=TAGS)
 @audited(AuditAction.STOP_PROPHYLAXIS)
 def stop_prophylaxis(course_id: int, json: ProphylaxisStopIn):
     """Confirm the stop of a course; refused (409) while not eligible unless an override reason is given."""
-    session = get_session()
-    now = request_now()
-    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
-    prophylaxis_service.stop_course(session, course, patient, json, current_user().id, now)
-    audit(patient.id, f"course:{course.id}")
-    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+    return _change_course(course_id, prophylaxis_service.stop_course, json)
 
 
 @api.post("/prophylaxis/<int:course_id>/confirm")
-@spec.validate(
-    json=ProphylaxisConfirmIn,
-    resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
-    tags=TAGS,
-)
+@spec.validate(json=ProphylaxisConfirmIn, resp=COURSE_CHANGE, tags=TAGS)
 @audited(AuditAction.CONFIRM_PROPHYLAXIS)
 def confirm_prophylaxis(course_id: int, json: ProphylaxisConfirmIn):
     """Confirm a proposed course with the dose and times prescribed; its pill reminders start.
 
     Refused (409) for a course that is not proposed.
     """
-    session = get_session()
-    now = request_now()
-    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
-    prophylaxis_service.confirm_course(session, course, patient, json, current_user().id, now)
-    audit(patient.id, f"course:{course.id}")
-    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+    return _change_course(course_id, prophylaxis_service.confirm_course, json)
 
 
 @api.post("/prophylaxis/<int:course_id>/decline")
-@spec.validate(
-    json=ProphylaxisDeclineIn,
-    resp=responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None),
-    tags=TAGS,
-)
+@spec.validate(json=ProphylaxisDeclineIn, resp=COURSE_CHANGE, tags=TAGS)
 @audited(AuditAction.DECLINE_PROPHYLAXIS)
 def decline_prophylaxis(course_id: int, json: ProphylaxisDeclineIn):
     """Decline a proposed course with the reason (an allergy, an alternative entered instead).
 
     Refused (409) for a course that is not proposed.
     """
-    session = get_session()
-    now = request_now()
-    course, patient = prophylaxis_service.get_course(session, current_user().team_id, course_id)
-    prophylaxis_service.decline_course(session, course, patient, json, current_user().id, now)
-    audit(patient.id, f"course:{course.id}")
-    return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+    return _change_course(course_id, prophylaxis_service.decline_course, json)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import Session
+
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
@@ -9,10 +14,28 @@ from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, Res
 from backend.serializers import plan_out
 from backend.services import patients as patient_service
 from backend.services import plans as plan_service
-from reminders.data.models import AuditAction
+from reminders.data.models import AuditAction, Patient, Plan
 
 TAGS = ["plans"]
 CHANGE = responses(HTTP_200=PlanOut, HTTP_409=None, HTTP_422=None)
+
+
+def _change_plan(plan_id: int, change: Callable[..., Any], *args: Any) -> PlanOut:
+    """Apply ``change(session, plan, patient, *args)`` to one of the team's plans, answer it.
+
+    The plan is read through the caller's team (another team's plan is a 404) and named
+    in the audit row: the plan actions differ only in the service they call.
+    """
+    session = get_session()
+    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
+    change(session, plan, patient, *args)
+    return _plan_answer(session, plan, patient)
+
+
+def _plan_answer(session: Session, plan: Plan, patient: Patient) -> PlanOut:
+    """Name the plan in the request's audit row and answer it as it now is."""
+    audit(patient.id, f"plan:{plan.id}")
+    return plan_out(session, plan, patient)
 
 
 @api.post("/patients/<int:patient_id>/plans")
@@ -25,8 +48,7 @@ def start_plan(patient_id: int, json: PlanIn):
     session = get_session()
     patient = patient_service.get_patient(session, current_user().team_id, patient_id)
     plan = plan_service.start_plan(session, patient, json, current_user().id, request_now())
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient), 201
+    return _plan_answer(session, plan, patient), 201
 
 
 @api.get("/plans/<int:plan_id>")
@@ -36,8 +58,7 @@ def get_plan(plan_id: int):
     """A plan with every dose (date after holds, status) and the BSA calculation."""
     session = get_session()
     plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient)
+    return _plan_answer(session, plan, patient)
 
 
 @api.post("/plans/<int:plan_id>/hold")
@@ -45,11 +66,7 @@ def get_plan(plan_id: int):
 @audited(AuditAction.HOLD_PLAN)
 def hold_plan(plan_id: int, json: HoldIn):
     """Put therapy on hold with a reason; dose reminders stop, check-ins and pills continue."""
-    session = get_session()
-    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    plan_service.hold_plan(session, plan, patient, json, current_user().id, request_now())
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient)
+    return _change_plan(plan_id, plan_service.hold_plan, json, current_user().id, request_now())
 
 
 @api.post("/plans/<int:plan_id>/resume")
@@ -57,11 +74,7 @@ def hold_plan(plan_id: int, json: HoldIn):
 @audited(AuditAction.RESUME_PLAN)
 def resume_plan(plan_id: int, json: ResumeIn):
     """Resume therapy: the remaining doses continue from the resume date, none bunched or lost."""
-    session = get_session()
-    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    plan_service.resume_plan(session, plan, patient, json, current_user().id, request_now())
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient)
+    return _change_plan(plan_id, plan_service.resume_plan, json, current_user().id, request_now())
 
 
 @api.post("/plans/<int:plan_id>/extend")
@@ -69,11 +82,7 @@ def resume_plan(plan_id: int, json: ResumeIn):
 @audited(AuditAction.EXTEND_PLAN)
 def extend_plan(plan_id: int, json: ExtendIn):
     """Extend therapy by whole weeks within the regimen's limit."""
-    session = get_session()
-    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    plan_service.extend_plan(session, plan, patient, json.weeks, request_now())
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient)
+    return _change_plan(plan_id, plan_service.extend_plan, json.weeks, request_now())
 
 
 @api.post("/plans/<int:plan_id>/stop")
@@ -81,11 +90,7 @@ def extend_plan(plan_id: int, json: ExtendIn):
 @audited(AuditAction.STOP_PLAN)
 def stop_plan(plan_id: int, json: StopIn):
     """Stop therapy early; prophylaxis continues until the care team stops it."""
-    session = get_session()
-    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    plan_service.stop_plan(session, plan, patient, json, request_now())
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient)
+    return _change_plan(plan_id, plan_service.stop_plan, json, request_now())
 
 
 @api.post("/plans/<int:plan_id>/doses/<int:index>")
@@ -93,8 +98,6 @@ def stop_plan(plan_id: int, json: StopIn):
 @audited(AuditAction.RECORD_DOSE)
 def record_dose(plan_id: int, index: int, json: DoseRecordIn):
     """Record dose ``index`` as given (with the confirmed amount in mg) or missed."""
-    session = get_session()
-    plan, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    plan_service.record_dose(session, plan, patient, index, json, current_user().id, request_now())
-    audit(patient.id, f"plan:{plan.id}")
-    return plan_out(session, plan, patient)
+    return _change_plan(
+        plan_id, plan_service.record_dose, index, json, current_user().id, request_now()
+    )

@@ -40,6 +40,7 @@ from reminders.core.parser import SYMPTOM_CODES
 from reminders.core.red_flags import RedFlag, RedFlags, applicable_flags, load_red_flags
 
 __all__ = [
+    "AlertKind",
     "Severity",
     "TriageContext",
     "TriageDecision",
@@ -71,6 +72,25 @@ class Severity(StrEnum):
 _RANKS = {Severity.NONE: 0, Severity.ROUTINE: 1, Severity.HIGH: 2, Severity.URGENT: 3}
 
 
+class AlertKind(StrEnum):
+    """The kind of care-team alert a triage rule raises (``Alert.kind``, the queue's filter).
+
+    Each rule of ``triage_rules.toml`` names its kind; the loader refuses any other value,
+    so a typo cannot create a kind the dashboard and the API filters never heard of.
+    """
+
+    FEVER = "fever"
+    FEVER_IN_WORDS = "fever_in_words"
+    FEVER_WORDS_NORMAL_TEMPERATURE = "fever_words_normal_temperature"
+    RED_FLAG = "red_flag"
+    PERSISTENT_LOW_GRADE = "persistent_low_grade"
+    SYMPTOM = "symptom"
+    CMV_TEST_ADVISED = "cmv_test_advised"
+    LOW_GRADE_TEMPERATURE = "low_grade_temperature"
+    TEMPERATURE_NORMAL = "temperature_normal"
+    NOTHING_REPORTED = "nothing_reported"
+
+
 class TriageRulesError(ValueError):
     """The rules file is invalid; the message names the file, the rule and the field."""
 
@@ -100,6 +120,10 @@ class TriageDecision:
     ``notify_on_call``: text the on-call clinician now (template ``oncall_alert``).
     ``patient_template``: the key of the message the patient gets now.
     ``recheck_after_minutes``: ask for the temperature again after this many minutes.
+    ``rule_ids``: the ids of the matched rules, in file order (stored with the report).
+    ``alert_kind``: the ``kind`` of the most severe matched rule that alerts the care
+    team (of the most severe matched rule when none does; the first in file order on a
+    tie); None only when no rule matched, which only a custom rule set allows.
     """
 
     severity: Severity
@@ -115,6 +139,7 @@ class TriageDecision:
     symptoms: frozenset[str] = field(default_factory=frozenset)
     awaits_temperature: bool = False
     red_flags: tuple[str, ...] = ()
+    alert_kind: AlertKind | None = None
 
 
 # --------------------------------------------------------------------------- rules as data
@@ -151,6 +176,7 @@ class TriageRule(BaseModel):
     id: str = Field(min_length=1)
     condition: Condition
     severity: Severity
+    kind: AlertKind
     reason: str = Field(min_length=1)
     summary: str = Field(min_length=1)
     source: str = Field(min_length=1)
@@ -452,6 +478,12 @@ def triage_report(
         minutes = [int(_threshold(clinical, r.recheck_after)) for r in matched if r.recheck_after]
         recheck = min(minutes) if minutes else None
 
+    # The kind comes from the rules' data, never from a reason's text: the most severe
+    # rule that alerts the team says what the alert is about (file order breaks ties).
+    alerting = [r for r in matched if r.alert_care_team] or matched
+    top = max(r.severity.rank for r in alerting)
+    kind = next(r.kind for r in alerting if r.severity.rank == top)
+
     flag_reasons = [f"red_flag:{f.id}" for f in facts.urgent_flags]
     if facts.fever_in_words is not None:
         flag_reasons.insert(0, "red_flag:fever")
@@ -472,4 +504,5 @@ def triage_report(
             (["fever"] if facts.fever_in_words is not None else [])
             + [f.id for f in facts.urgent_flags]
         ),
+        alert_kind=kind,
     )

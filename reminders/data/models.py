@@ -483,6 +483,9 @@ class SymptomReport(SQLModel, table=True):
     severity: str = Field(max_length=10)
     summary: str = Field(max_length=500)
     source: str = Field(default="sms", max_length=20)
+    #: The ids of the triage rules that matched (``triage_rules.toml``), in file order:
+    #: which rules decided, kept beside the decision for the clinician and the audit.
+    rule_ids: list[str] = json_field(list)
 
 
 class PillConfirmation(SQLModel, table=True):
@@ -520,6 +523,8 @@ class AuditAction(StrEnum):
     # Labs.
     RECORD_LAB = "record_lab"
     VIEW_LABS = "view_labs"
+    # Symptom reports.
+    VIEW_REPORTS = "view_reports"
     # Plans and doses.
     START_PLAN = "start_plan"
     VIEW_PLAN = "view_plan"

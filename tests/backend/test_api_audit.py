@@ -241,6 +241,7 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         },
         201,
     )
+    call("GET", f"{prefix}/patients/{pid}/reports")
     call("GET", f"{prefix}/alerts")
     alert_id = lab["alerts"][0]["id"]
     call("POST", f"{prefix}/alerts/{alert_id}/acknowledge")
@@ -261,6 +262,7 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.get_schedule": ("view_schedule", pid, f"patient:{pid}"),
         "api.record_lab": ("record_lab", pid, f"lab:{lab['lab']['id']}"),
         "api.list_labs": ("view_labs", pid, f"patient:{pid}"),
+        "api.list_reports": ("view_reports", pid, f"patient:{pid}"),
         "api.start_plan": ("start_plan", pid, f"plan:{plan_id}"),
         "api.get_plan": ("view_plan", pid, f"plan:{plan_id}"),
         "api.record_dose": ("record_dose", pid, f"plan:{plan_id}"),

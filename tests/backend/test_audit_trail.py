@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from alembic import command
 from flask import Flask
-from sqlalchemy import create_engine, delete, text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
@@ -29,7 +29,7 @@ from reminders.data.models import (
     AuditRowImmutable,
     Patient,
 )
-from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, _postgres_engine, truncate_all
+from tests.conftest import POSTGRES_URL, empty_postgres_schema, truncate_all
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -254,14 +254,5 @@ def test_the_migration_marks_channels_and_installs_the_triggers_on_sqlite(tmp_pa
 
 
 def test_the_migration_marks_channels_and_installs_the_triggers_on_postgresql() -> None:
-    _postgres_engine()  # skips without a server, fails in CI
-    schema = f"audit_{SESSION_SCHEMA}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
+    with empty_postgres_schema("audit") as schema:
         _check_migrated_database(POSTGRES_URL, {"options": f"-csearch_path={schema}"})
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()

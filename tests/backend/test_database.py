@@ -8,14 +8,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
 from sqlmodel import Session, SQLModel
 
 from backend.db import get_engine
 from backend.migrations import alembic_config
 from reminders.data.db import make_engine
 from reminders.data.models import Team
-from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, _postgres_engine
+from tests.conftest import POSTGRES_URL, empty_postgres_schema
 
 
 def test_datetimes_come_back_utc_aware(app) -> None:
@@ -65,15 +64,6 @@ def test_migrations_match_the_models_on_sqlite(tmp_path) -> None:
 
 
 def test_migrations_match_the_models_on_postgresql() -> None:
-    _postgres_engine()  # skips without a server, fails in CI
-    schema = f"migrations_{SESSION_SCHEMA}"  # an empty schema of this session's own
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
+    with empty_postgres_schema("migrations") as schema:
         diff = _migrated_differences(POSTGRES_URL, {"options": f"-csearch_path={schema}"})
-        assert diff == []
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    assert diff == []

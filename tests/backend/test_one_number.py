@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -27,7 +27,7 @@ from reminders.data.models import OutboundMessage, Patient
 from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import ConsoleGateway
 from tests.backend.dashboard.conftest import PASSWORD, post_form, sign_in
-from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, _postgres_engine, reread
+from tests.conftest import POSTGRES_URL, empty_postgres_schema, reread
 
 TEAM_A = "Hématologie et oncologie pédiatrique — Cliniques universitaires Saint-Luc"
 TEAM_B = "Dienst hematologie, AZ Sint-Jan Brugge-Oostende AV"
@@ -142,17 +142,8 @@ def empty_database_url(db_engine_name: str, tmp_path) -> Iterator[str]:
     if db_engine_name == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
         return
-    _postgres_engine()  # skips without a server, fails in CI
-    schema = f"dup_{SESSION_SCHEMA}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
+    with empty_postgres_schema("dup") as schema:
         yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_the_migration_refuses_existing_duplicates_and_the_command_lists_them(

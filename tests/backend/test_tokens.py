@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -26,7 +26,7 @@ from backend.services.teams import create_user
 from reminders.data.db import make_engine
 from reminders.data.errors import Conflict, InvalidInput, NotFound
 from reminders.data.models import ApiToken, AuditEvent, User
-from tests.conftest import POSTGRES_URL, SESSION_SCHEMA, Clock, _postgres_engine, bearer, reread
+from tests.conftest import Clock, bearer, reread
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"
 
@@ -362,25 +362,6 @@ def test_the_token_lifetime_comes_from_the_environment(tmp_path, monkeypatch) ->
 
 
 # --- migration 0007 ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def empty_database(db_engine_name: str, tmp_path) -> Iterator[tuple[str, dict]]:
-    """An empty database (URL and connect arguments) of this run's engine, no tables."""
-    if db_engine_name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.sqlite3'}", {}
-        return
-    _postgres_engine()  # skips without a server, fails in CI
-    schema = f"tokens_{SESSION_SCHEMA}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield POSTGRES_URL, {"options": f"-csearch_path={schema}"}
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _upgrade(engine: Engine, url: str, revision: str) -> None:

@@ -62,6 +62,31 @@ def test_a_signed_fever_sms_is_answered_in_twiml_and_alerts(
     assert alert.severity == "urgent" and alert.patient_id == patient.id
 
 
+def test_the_api_shows_the_rules_that_triaged_an_sms_report(
+    twilio_app, client, session, make_user, make_patient, make_plan, clock
+) -> None:
+    clock.now = datetime(2026, 3, 17, 17, 5, tzinfo=UTC)
+    user, token = make_user()
+    patient = make_patient(
+        user.team_id, phone=PATIENT_PHONE, display_name="Marie-Françoise Van den Bossche-Lefèvre"
+    )
+    make_plan(patient, "alemtuzumab_sc", date(2026, 3, 2))
+    assert post_sms(client, "38.6 and chills").status_code == 200
+    rule_ids = ["fever", "symptom_chills", "fever_cmv_window", "fever_cmv_test"]
+    reports = client.get(f"/api/v1/patients/{patient.id}/reports", headers=bearer(token))
+    assert reports.status_code == 200, reports.json
+    [report] = reports.json
+    assert (report["temperature_c"], report["symptoms"], report["severity"]) == (
+        38.6,
+        ["chills"],
+        "urgent",
+    )
+    assert report["rule_ids"] == rule_ids and report["source"] == "sms"
+    [alert] = client.get("/api/v1/alerts", headers=bearer(token)).json["items"]
+    assert alert["kind"] == "fever" and alert["details"]["rule_ids"] == rule_ids
+    assert alert["details"]["report_id"] == report["id"]
+
+
 def test_forged_or_missing_signatures_are_refused(twilio_app, client, session, patient) -> None:
     params = inbound_sms_params(PATIENT_PHONE, "38.6", OUR_NUMBER)
     assert client.post("/twilio/sms", base_url=BASE, data=params).status_code == 403

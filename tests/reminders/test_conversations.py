@@ -15,6 +15,7 @@ from reminders.conversations import (
     handle_inbound_sms,
 )
 from reminders.core.clinical_rules import urgent_advice
+from reminders.core.triage import AlertKind, load_triage_rules
 from reminders.data.db import session_scope
 from reminders.data.models import (
     Alert,
@@ -78,6 +79,35 @@ def test_a_fever_reply_tells_the_patient_and_alerts_the_team_at_once(
     report = session.exec(select(SymptomReport)).one()
     assert report.temperature_c == 38.4 and report.severity == "urgent"
     assert session.exec(select(CheckIn)).one().state == "closed"
+
+
+def test_the_report_and_its_alert_keep_the_rules_that_decided_and_their_kind(
+    engine, session, console, clock, treated_patient
+) -> None:
+    patient = start_checkin(engine, console, clock, treated_patient)
+    reply(engine, "38.6 and chills", IN_CMV_WINDOW + timedelta(minutes=5))
+    rule_ids = ["fever", "symptom_chills", "fever_cmv_window", "fever_cmv_test"]
+    report = session.exec(select(SymptomReport)).one()
+    assert (report.patient_id, report.severity, report.source) == (patient.id, "urgent", "sms")
+    assert report.rule_ids == rule_ids
+    [alert] = alerts(session, patient_id=patient.id, severity="urgent")
+    assert alert.details["rule_ids"] == rule_ids and alert.details["report_id"] == report.id
+    # The kind is the rules file's, read from the most severe rule that alerts (the
+    # first of the four urgent ones), not parsed out of a reason's text.
+    kinds = {rule.id: rule.kind for rule in load_triage_rules().rules}
+    assert alert.kind == kinds["fever"] == AlertKind.FEVER
+
+
+def test_a_symptom_with_a_slightly_raised_temperature_is_a_symptom_alert(
+    engine, session, console, clock, treated_patient
+) -> None:
+    patient = start_checkin(engine, console, clock, treated_patient)
+    reply(engine, "37.6 and a rash", IN_CMV_WINDOW + timedelta(minutes=5))
+    report = session.exec(select(SymptomReport)).one()
+    assert report.rule_ids == ["low_grade_temperature", "symptom_rash"]
+    [alert] = alerts(session, patient_id=patient.id)
+    assert (alert.severity, alert.kind) == ("high", "symptom")
+    assert alert.details["rule_ids"] == report.rule_ids
 
 
 def test_fahrenheit_and_unprompted_fever_are_triaged_too(

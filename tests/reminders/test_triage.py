@@ -16,6 +16,7 @@ from reminders.core.parser import SYMPTOM_CODES, Expecting, parse_reply
 from reminders.core.red_flags import load_red_flags
 from reminders.core.templates import TEMPLATE_KEYS, render
 from reminders.core.triage import (
+    AlertKind,
     Severity,
     TriageContext,
     TriageRulesError,
@@ -108,6 +109,47 @@ def test_fever_is_urgent():
     assert not d.cmv_test_advised
     assert d.recheck_after_minutes is None
     assert d.summary == "Temperature 38.4 C"
+
+
+@pytest.mark.parametrize(
+    ("temperature", "symptoms", "context", "kind"),
+    [
+        (38.4, (), {}, AlertKind.FEVER),
+        (38.6, ("chills",), {}, AlertKind.FEVER),
+        # Both urgent: the fever rule comes first in the file.
+        (38.4, ("breathing",), {}, AlertKind.FEVER),
+        (38.4, (), {"in_cmv_window": True, "cmv_test_on_fever": True}, AlertKind.FEVER),
+        (None, ("chest_pain",), {}, AlertKind.RED_FLAG),
+        (None, ("fever",), {"cmv_test_on_fever": True}, AlertKind.FEVER_IN_WORDS),
+        (36.9, ("chills",), {}, AlertKind.FEVER_WORDS_NORMAL_TEMPERATURE),
+        # The symptom alerts, the slightly raised temperature does not: the alert is
+        # about the symptom (the first reason's text said "low_grade_temperature").
+        (37.6, ("rash",), {}, AlertKind.SYMPTOM),
+        (36.8, ("earache",), {}, AlertKind.SYMPTOM),
+        (37.6, (), {"low_grade_readings": (37.6, 37.7)}, AlertKind.PERSISTENT_LOW_GRADE),
+    ],
+)
+def test_the_alert_kind_is_the_most_severe_alerting_rules_kind(
+    temperature, symptoms, context, kind
+):
+    decision = report(temperature, *symptoms, **context)
+    assert decision.alert_care_team and decision.alert_kind is kind
+    rules = {r.id: r for r in load_triage_rules().rules}
+    matched = [rules[i] for i in decision.rule_ids]
+    assert kind in {r.kind for r in matched if r.severity is decision.severity}
+
+
+@pytest.mark.parametrize(
+    ("temperature", "kind"),
+    [
+        (36.8, AlertKind.TEMPERATURE_NORMAL),
+        (37.6, AlertKind.LOW_GRADE_TEMPERATURE),
+        (None, AlertKind.NOTHING_REPORTED),
+    ],
+)
+def test_a_decision_that_alerts_nobody_still_names_its_rules_kind(temperature, kind):
+    decision = report(temperature)
+    assert not decision.alert_care_team and decision.alert_kind is kind
 
 
 @pytest.mark.parametrize("code", ["breathing", "bleeding", "jaundice"])
@@ -363,7 +405,7 @@ def test_a_drug_specific_rule_only_applies_to_that_drug(tmp_path):
     text = RULES_FILE.read_text() + (
         '\n[[rule]]\nid = "test_only"\n'
         'condition = { symptom = "rash", drugs = ["Inotuzumab"] }\n'
-        'severity = "urgent"\nreason = "test"\nsummary = "test"\n'
+        'severity = "urgent"\nkind = "symptom"\nreason = "test"\nsummary = "test"\n'
         'source = "clinical-brief.md"\n'
     )
     rules = load_triage_rules(_write_rules(tmp_path, text))
@@ -374,6 +416,18 @@ def test_a_drug_specific_rule_only_applies_to_that_drug(tmp_path):
     assert triage_report(None, rash, TriageContext(drug="rituximab"), rules=rules).severity is (
         Severity.HIGH
     )
+
+
+def test_a_rule_with_an_unknown_alert_kind_is_rejected_naming_the_rule(tmp_path):
+    text = RULES_FILE.read_text().replace('kind = "fever"', 'kind = "feverish"', 1)
+    with pytest.raises(TriageRulesError, match=r"rule 'fever', kind: Input should be 'fever'"):
+        load_triage_rules(_write_rules(tmp_path, text))
+
+
+def test_a_rule_without_an_alert_kind_is_rejected(tmp_path):
+    text = RULES_FILE.read_text().replace('kind = "symptom"\n', "", 1)
+    with pytest.raises(TriageRulesError, match=r"rule 'symptom_chills', kind: Field required"):
+        load_triage_rules(_write_rules(tmp_path, text))
 
 
 def test_decision_is_frozen():

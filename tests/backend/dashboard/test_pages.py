@@ -171,6 +171,7 @@ def test_patient_page_shows_plan_charts_thread_and_alerts(
         'id="adherence-chart"',
         '<title id="temperature-chart-title">Temperature over the course</title>',
         "Readings as a table",
+        '<td data-label="Rules" class="small">fever',  # the rules that triaged it
         "Alemtuzumab under the skin",
         "cotrimoxazole",
         "Not yet eligible to stop",
