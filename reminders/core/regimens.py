@@ -29,7 +29,7 @@ from functools import cache, cached_property
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import (
     BaseModel,
@@ -146,38 +146,36 @@ class BoolOption(_OptionBase):
     default: bool
 
 
-class IntOption(_OptionBase):
-    """A whole number within ``min..max``; no ``default`` means the care team must choose."""
+class _RangeOption(_OptionBase):
+    """A number within ``min..max``; no ``default`` means the care team must choose."""
+
+    type: Literal["int", "number"]
+    min: float
+    max: float
+    default: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.min > self.max:
+            raise ValueError("min must not be above max")
+        if self.default is not None and not self.min <= self.default <= self.max:
+            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
+        return self
+
+
+class IntOption(_RangeOption):
+    """A whole number within ``min..max`` (e.g. a number of doses)."""
 
     type: Literal["int"]
     min: int
     max: int
     default: int | None = None
 
-    @model_validator(mode="after")
-    def _range(self) -> IntOption:
-        if self.min > self.max:
-            raise ValueError("min must not be above max")
-        if self.default is not None and not self.min <= self.default <= self.max:
-            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
-        return self
 
-
-class NumberOption(_OptionBase):
+class NumberOption(_RangeOption):
     """A number within ``min..max`` (e.g. a dose within a published range)."""
 
     type: Literal["number"]
-    min: float
-    max: float
-    default: float | None = None
-
-    @model_validator(mode="after")
-    def _range(self) -> NumberOption:
-        if self.min > self.max:
-            raise ValueError("min must not be above max")
-        if self.default is not None and not self.min <= self.default <= self.max:
-            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
-        return self
 
 
 class ChoiceOption(_OptionBase):
