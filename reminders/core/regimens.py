@@ -29,7 +29,7 @@ from functools import cache, cached_property
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NamedTuple, Self
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 
 from pydantic import (
     BaseModel,
@@ -71,6 +71,16 @@ class UnknownRegimen(KeyError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Pairs of fields of which a regimen file must give exactly one (two ways to say when).
+    exactly_one_of: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        for first, second in self.exactly_one_of:
+            if (getattr(self, first) is None) == (getattr(self, second) is None):
+                raise ValueError(f"give exactly one of {first} or {second}")
+        return self
 
 
 class OptionRef(_Model):
@@ -276,12 +286,10 @@ class IntervalPhase(_PhaseBase):
     start_after_previous_days: PositiveInt | None = None
     start_after_previous_months: PositiveInt | None = None
 
+    exactly_one_of = (("every_days", "every_months"), ("count", "span_months"))
+
     @model_validator(mode="after")
-    def _one_each(self) -> IntervalPhase:
-        if (self.every_days is None) == (self.every_months is None):
-            raise ValueError("give exactly one of every_days or every_months")
-        if (self.count is None) == (self.span_months is None):
-            raise ValueError("give exactly one of count or span_months")
+    def _one_start(self) -> IntervalPhase:
         if self.start_after_previous_days and self.start_after_previous_months:
             raise ValueError("give at most one of start_after_previous_days/_months")
         return self
@@ -459,11 +467,7 @@ class TaperStep(_Model):
     times_per_week: Annotated[int, Field(ge=1, le=7, strict=True)] | None = None
     source: Text
 
-    @model_validator(mode="after")
-    def _one_cadence(self) -> TaperStep:
-        if (self.every_days is None) == (self.times_per_week is None):
-            raise ValueError("give exactly one of every_days or times_per_week")
-        return self
+    exactly_one_of = (("every_days", "times_per_week"),)
 
     @cached_property
     def _week_offsets(self) -> frozenset[int]:
@@ -532,11 +536,7 @@ class Milestone(_Model):
     decision: Decision | None = None
     source: Text
 
-    @model_validator(mode="after")
-    def _one_anchor(self) -> Milestone:
-        if (self.day is None) == (self.after_last_dose_months is None):
-            raise ValueError("give exactly one of day or after_last_dose_months")
-        return self
+    exactly_one_of = (("day", "after_last_dose_months"),)
 
 
 class ProphylaxisDefault(_Model):
