@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, request, url_for
 from sqlmodel import Session
 
 from backend.api import request_now
@@ -16,10 +16,16 @@ from backend.dashboard.forms import (
     TeamPhonesIn,
     UserCreateIn,
     collect,
-    service_error_state,
     validate,
 )
-from backend.dashboard.web import admin_required, audit, bp, current_user, render_page
+from backend.dashboard.web import (
+    admin_required,
+    bp,
+    current_user,
+    refuse_change,
+    render_page,
+    save_change,
+)
 from backend.db import get_session
 from backend.errors import http_status
 from backend.services.audit import list_audit
@@ -79,14 +85,16 @@ def create_member() -> Any:
             now=request_now(),
         )
     except ServiceError as error:
-        session.rollback()
-        return _admin_page(
-            {"user": service_error_state(error, values, set(fields))}, http_status(error)
+        return refuse_change(
+            error, values, fields, lambda state, status: _admin_page({"user": state}, status)
         )
-    audit(AuditAction.CREATE_USER, None, f"user:{user.id}")
-    session.commit()
-    flash(f"{user.email} can now sign in as {user.role}.", "success")
-    return redirect(url_for("dashboard.admin"))
+    return save_change(
+        AuditAction.CREATE_USER,
+        None,
+        f"user:{user.id}",
+        f"{user.email} can now sign in as {user.role}.",
+        url_for("dashboard.admin"),
+    )
 
 
 def _member_action(
@@ -108,10 +116,9 @@ def _member_action(
         session.rollback()
         flash(error.message[0].upper() + error.message[1:] + ".", "error")
         return _admin_page(status=http_status(error))
-    audit(action, None, f"user:{member.id}")
-    session.commit()
-    flash(done(member, result), "success")
-    return redirect(url_for("dashboard.admin"))
+    return save_change(
+        action, None, f"user:{member.id}", done(member, result), url_for("dashboard.admin")
+    )
 
 
 @bp.post("/admin/users/<int:user_id>/role")
@@ -181,12 +188,16 @@ def team_phones() -> Any:
             region=current_app.config["DEFAULT_REGION"],
         )
     except ServiceError as error:
-        session.rollback()
-        return _admin_page({"phones": service_error_state(error, values, set(fields))}, 422)
-    audit(AuditAction.UPDATE_TEAM_PHONES, None, f"team:{current_user().team_id}")
-    session.commit()
-    flash("Team phone numbers saved.", "success")
-    return redirect(url_for("dashboard.admin"))
+        return refuse_change(
+            error, values, fields, lambda state, status: _admin_page({"phones": state}, status)
+        )
+    return save_change(
+        AuditAction.UPDATE_TEAM_PHONES,
+        None,
+        f"team:{current_user().team_id}",
+        "Team phone numbers saved.",
+        url_for("dashboard.admin"),
+    )
 
 
 @bp.get("/audit")

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import (
     FieldKind,
     collect,
     form_integer,
-    service_error_state,
     validate,
 )
 from backend.dashboard.patient_views import patient_page
-from backend.dashboard.web import audit, bp, current_user
+from backend.dashboard.web import bp, current_user, refuse_change, save_change
 from backend.db import get_session
-from backend.errors import http_status
 from backend.schemas import ProphylaxisConfirmIn, ProphylaxisDeclineIn
 from backend.services import prophylaxis as prophylaxis_service
 from reminders.data.errors import ServiceError
@@ -56,13 +54,19 @@ def confirm_prophylaxis(course_id: int) -> Any:
             session, course, patient, confirm, current_user().id, request_now()
         )
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, set(CONFIRM_FIELDS) | {"weekdays"})
-        return patient_page(patient, {form_name: state}, http_status(error))
-    audit(AuditAction.CONFIRM_PROPHYLAXIS, patient.id, f"course:{course.id}")
-    session.commit()
-    flash(f"{course.drug} confirmed: pill reminders are planned.", "success")
-    return redirect(url_for("dashboard.patient", patient_id=patient.id, _anchor="prophylaxis"))
+        return refuse_change(
+            error,
+            values,
+            [*CONFIRM_FIELDS, "weekdays"],
+            lambda state, status: patient_page(patient, {form_name: state}, status),
+        )
+    return save_change(
+        AuditAction.CONFIRM_PROPHYLAXIS,
+        patient.id,
+        f"course:{course.id}",
+        f"{course.drug} confirmed: pill reminders are planned.",
+        url_for("dashboard.patient", patient_id=patient.id, _anchor="prophylaxis"),
+    )
 
 
 @bp.post("/prophylaxis/<int:course_id>/decline")
@@ -80,10 +84,16 @@ def decline_prophylaxis(course_id: int) -> Any:
             session, course, patient, decline, current_user().id, request_now()
         )
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, set(DECLINE_FIELDS))
-        return patient_page(patient, {form_name: state}, http_status(error))
-    audit(AuditAction.DECLINE_PROPHYLAXIS, patient.id, f"course:{course.id}")
-    session.commit()
-    flash(f"{course.drug} declined; the reason is kept.", "success")
-    return redirect(url_for("dashboard.patient", patient_id=patient.id, _anchor="prophylaxis"))
+        return refuse_change(
+            error,
+            values,
+            DECLINE_FIELDS,
+            lambda state, status: patient_page(patient, {form_name: state}, status),
+        )
+    return save_change(
+        AuditAction.DECLINE_PROPHYLAXIS,
+        patient.id,
+        f"course:{course.id}",
+        f"{course.drug} declined; the reason is kept.",
+        url_for("dashboard.patient", patient_id=patient.id, _anchor="prophylaxis"),
+    )
