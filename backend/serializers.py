@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from backend.schemas import (
@@ -38,6 +41,22 @@ from reminders.data.models import (
 )
 from reminders.specs import build_plan_spec
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_attributes(model: type[M], source: object, **given: Any) -> M:
+    """``model`` filled from the attributes of ``source`` that have its field names, and ``given``.
+
+    Most response schemas repeat the names of the rows and planner results they show;
+    only what differs (a renamed field, a computed one) is written at the call.
+    """
+    shared = {
+        name: getattr(source, name)
+        for name in model.model_fields.keys() - given.keys()
+        if hasattr(source, name)
+    }
+    return model(**shared, **given)
+
 
 def patient_out(patient: Patient) -> PatientOut:
     """A patient for the API."""
@@ -64,31 +83,10 @@ def report_out(report: SymptomReport) -> ReportOut:
 
 def prophylaxis_out(course: ProphylaxisCourse, eligibility: StopEligibility) -> ProphylaxisOut:
     """A prophylaxis course and its stop eligibility for the API."""
-    return ProphylaxisOut(
-        id=course.id,
-        patient_id=course.patient_id,
-        plan_id=course.plan_id,
-        drug=course.drug,
-        dose_text=course.dose_text,
-        times=course.times,
-        weekdays=course.weekdays,
-        start_date=course.start_date,
-        min_months_after_last_dose=course.min_months_after_last_dose,
-        cd4_rule=course.cd4_rule,
-        status=course.status,
-        stopped_on=course.stopped_on,
-        stop_note=course.stop_note,
-        regimen_entry=course.regimen_entry,
-        confirmed_at=course.confirmed_at,
-        declined_at=course.declined_at,
-        decline_reason=course.decline_reason,
-        stop_eligibility=StopEligibilityOut(
-            eligible=eligibility.eligible,
-            earliest_date=eligibility.earliest_date,
-            missing=list(eligibility.missing),
-            satisfied=list(eligibility.satisfied),
-            source=eligibility.source,
-        ),
+    return from_attributes(
+        ProphylaxisOut,
+        course,
+        stop_eligibility=from_attributes(StopEligibilityOut, eligibility),
     )
 
 
@@ -119,17 +117,10 @@ def plan_out(session: Session, plan: Plan, patient: Patient) -> PlanOut:
             usual_max=spec.regimen.usual_max_of(dose.phase),
         )
         dose_rows.append(
-            DoseOut(
-                index=dose.index,
-                phase=dose.phase,
-                date=dose.date,
+            from_attributes(
+                DoseOut,
+                dose,
                 local_time=dose.local,
-                amount=dose.amount,
-                unit=dose.unit,
-                route=dose.route,
-                in_hospital=dose.in_hospital,
-                observation_hours=dose.observation_hours,
-                status=dose.status,
                 calculated_mg=calculated.mg if calculated else None,
                 calculation=calculated.calculation if calculated else None,
                 recorded_mg=record.dose_mg if record else None,
@@ -137,38 +128,21 @@ def plan_out(session: Session, plan: Plan, patient: Patient) -> PlanOut:
                     DoseWarningOut(code=w.code, message=w.message, source=w.source)
                     for w in warnings
                 ],
-                source=dose.source,
             )
         )
-    return PlanOut(
-        id=plan.id,
-        patient_id=plan.patient_id,
-        regimen_id=plan.regimen_id,
+    return from_attributes(
+        PlanOut,
+        plan,
         regimen_name=spec.regimen.name,
-        start_date=plan.start_date,
-        options=plan.options,
         status=effective_status(plan, doses),
-        extension_weeks=plan.extension_weeks,
-        stopped_on=plan.stopped_on,
-        stop_reason=plan.stop_reason,
         body_surface_area=bsa.calculation if bsa else None,
         doses_total=len(doses),
         doses_given=sum(d.status == "given" for d in doses),
         doses_missed=sum(d.status == "missed" for d in doses),
         doses=dose_rows,
-        holds=[
-            HoldOut(id=h.id, start_date=h.start_date, resume_date=h.resume_date, reason=h.reason)
-            for h in holds
-        ],
+        holds=[from_attributes(HoldOut, h) for h in holds],
         risk_windows=[
-            RiskWindowOut(
-                id=w.id,
-                kind=w.kind,
-                name=w.name,
-                first_date=first,
-                last_date=last,
-                source=w.source,
-            )
+            from_attributes(RiskWindowOut, w, first_date=first, last_date=last)
             for w, first, last in risk_window_spans(spec)
         ],
     )
@@ -182,16 +156,13 @@ def schedule_out(patient: Patient, window: ScheduleWindow) -> ScheduleOut:
         from_=window.first,
         to=window.last,
         events=[
-            EventOut(
-                key=s.event.key,
+            from_attributes(
+                EventOut,
+                s.event,
                 kind=str(s.event.kind),
-                title=s.event.title,
                 local_time=s.event.local,
-                at_utc=s.event.at_utc,
                 plan_id=s.plan_id,
-                dose_index=s.event.dose_index,
                 details=dict(s.event.details),
-                source=s.event.source,
             )
             for s in window.events
         ],
@@ -201,14 +172,9 @@ def schedule_out(patient: Patient, window: ScheduleWindow) -> ScheduleOut:
 def regimen_summary(regimen: Regimen) -> RegimenSummary:
     """A regimen of the catalogue for the API."""
     definition = regimen.model_dump(mode="json")
-    return RegimenSummary(
-        id=regimen.id,
-        name=regimen.name,
-        drug=regimen.drug,
-        disease=regimen.disease,
-        route=regimen.route,
-        summary=regimen.summary,
-        sources=list(regimen.sources),
+    return from_attributes(
+        RegimenSummary,
+        regimen,
         options=definition.get("options", {}),
         definition=definition,
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from reminders.data.db import session_scope
 from reminders.data.pruning import prune_login_throttle, prune_user_sessions
@@ -28,6 +29,22 @@ from reminders.planning_workers import default_planning_processes
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+def _in_session(
+    engine: Engine, now: datetime, work: Callable[[Session, datetime], T], message: str
+) -> T:
+    """Run ``work`` in one job session as of ``now``; log its result with ``message``.
+
+    Every timed job is this shape, so the session scope (commit, or rollback on an
+    error) and the one log line per run are written once.
+    """
+    with session_scope(engine) as session:
+        result = work(session, now)
+    logger.info(message, result)
+    return result
+
 
 def plan_messages_job(engine: Engine, now: datetime) -> int:
     """Write the next 24 hours of reminders and check-ins into the outbox.
@@ -35,51 +52,48 @@ def plan_messages_job(engine: Engine, now: datetime) -> int:
     With more patients than one chunk, the pass plans in worker processes, one per
     core (:mod:`reminders.planning_workers`).
     """
-    with session_scope(engine) as session:
-        created = materialise_due_messages(session, now, processes=default_planning_processes())
-    logger.info("planning pass: %d new outbox rows", created)
-    return created
+    processes = default_planning_processes()
+    return _in_session(
+        engine,
+        now,
+        lambda session, at: materialise_due_messages(session, at, processes=processes),
+        "planning pass: %d new outbox rows",
+    )
+
+
+def _follow_ups(session: Session, now: datetime) -> dict[str, int]:
+    counts = follow_up_checkins(session, now)
+    counts["reescalated"] = escalate_unacknowledged_alerts(session, now)
+    return counts
 
 
 def follow_ups_job(engine: Engine, now: datetime) -> dict[str, int]:
     """Re-send or flag unanswered check-ins; re-escalate unacknowledged urgent alerts."""
-    with session_scope(engine) as session:
-        counts = follow_up_checkins(session, now)
-        counts["reescalated"] = escalate_unacknowledged_alerts(session, now)
-    logger.info("follow-ups: %s", counts)
-    return counts
+    return _in_session(engine, now, _follow_ups, "follow-ups: %s")
 
 
 def decision_tasks_job(engine: Engine, now: datetime) -> int:
     """Put the decision milestones due by the patients' local today in the care-team queue."""
-    with session_scope(engine) as session:
-        created = raise_due_decision_tasks(session, now)
-    logger.info("decision tasks: %d new", created)
-    return created
+    return _in_session(engine, now, raise_due_decision_tasks, "decision tasks: %d new")
 
 
 def prophylaxis_check_job(engine: Engine, now: datetime) -> int:
     """Alert the care team to plans whose mandatory prophylaxis is still undecided."""
-    with session_scope(engine) as session:
-        raised = check_mandatory_prophylaxis(session, now)
-    logger.info("prophylaxis check: %d alerts raised", raised)
-    return raised
+    return _in_session(
+        engine, now, check_mandatory_prophylaxis, "prophylaxis check: %d alerts raised"
+    )
 
 
 def prune_sessions_job(engine: Engine, now: datetime) -> int:
     """Delete the rows of dashboard sessions that ended or expired over 30 days ago."""
-    with session_scope(engine) as session:
-        pruned = prune_user_sessions(session, now)
-    logger.info("session rows pruned: %d", pruned)
-    return pruned
+    return _in_session(engine, now, prune_user_sessions, "session rows pruned: %d")
 
 
 def prune_login_throttle_job(engine: Engine, now: datetime) -> int:
     """Forget sign-in throttling counters with no failure and no success for 30 days."""
-    with session_scope(engine) as session:
-        pruned = prune_login_throttle(session, now)
-    logger.info("sign-in throttle: %d idle counters pruned", pruned)
-    return pruned
+    return _in_session(
+        engine, now, prune_login_throttle, "sign-in throttle: %d idle counters pruned"
+    )
 
 
 def dispatch_job(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, request, url_for
+from sqlmodel import Session
 
 from backend.api import request_now
 from backend.dashboard import team_admin
@@ -14,18 +16,26 @@ from backend.dashboard.forms import (
     TeamPhonesIn,
     UserCreateIn,
     collect,
-    service_error_state,
     validate,
 )
-from backend.dashboard.web import admin_required, audit, bp, current_user, render_page
+from backend.dashboard.web import (
+    admin_required,
+    bp,
+    current_user,
+    refuse_change,
+    render_page,
+    save_change,
+)
 from backend.db import get_session
 from backend.errors import http_status
 from backend.services.audit import list_audit
 from backend.services.sessions import open_session_counts
-from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Team
+from reminders.data.errors import InvalidInput, ServiceError
+from reminders.data.models import AuditAction, Team, User
 
 AUDIT_PAGE_SIZE = 100
+
+T = TypeVar("T")
 
 
 def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) -> Any:
@@ -75,72 +85,88 @@ def create_member() -> Any:
             now=request_now(),
         )
     except ServiceError as error:
-        session.rollback()
-        return _admin_page(
-            {"user": service_error_state(error, values, set(fields))}, http_status(error)
+        return refuse_change(
+            error, values, fields, lambda state, status: _admin_page({"user": state}, status)
         )
-    audit(AuditAction.CREATE_USER, None, f"user:{user.id}")
-    session.commit()
-    flash(f"{user.email} can now sign in as {user.role}.", "success")
-    return redirect(url_for("dashboard.admin"))
+    return save_change(
+        AuditAction.CREATE_USER,
+        None,
+        f"user:{user.id}",
+        f"{user.email} can now sign in as {user.role}.",
+        url_for("dashboard.admin"),
+    )
+
+
+def _member_action(
+    user_id: int,
+    change: Callable[[Session, User], T],
+    action: AuditAction,
+    done: Callable[[User, T], str],
+) -> Any:
+    """Change a member of the admin's team, audited; a refusal is flashed on the admin page.
+
+    The member is looked up first, so another team's user id is a 404 whatever the form
+    holds.
+    """
+    session = get_session()
+    member = team_admin.get_team_user(session, current_user().team_id, user_id)
+    try:
+        result = change(session, member)
+    except ServiceError as error:
+        session.rollback()
+        flash(error.message[0].upper() + error.message[1:] + ".", "error")
+        return _admin_page(status=http_status(error))
+    return save_change(
+        action, None, f"user:{member.id}", done(member, result), url_for("dashboard.admin")
+    )
 
 
 @bp.post("/admin/users/<int:user_id>/role")
 @admin_required
 def change_role(user_id: int) -> Any:
     """Give a member another role."""
-    session = get_session()
-    member = team_admin.get_team_user(session, current_user().team_id, user_id)
-    data, _ = validate(RoleIn, {"role": request.form.get("role", "")}, {})
-    if data is None:
-        flash("Choose a role: nurse, physician or admin.", "error")
-        return _admin_page(status=422)
-    try:
+
+    def change(session: Session, member: User) -> None:
+        data, _ = validate(RoleIn, {"role": request.form.get("role", "")}, {})
+        if data is None:
+            raise InvalidInput("choose a role: nurse, physician or admin", field="role")
         team_admin.change_role(session, member, data.role, current_user())
-    except ServiceError as error:
-        session.rollback()
-        flash(error.message[0].upper() + error.message[1:] + ".", "error")
-        return _admin_page(status=http_status(error))
-    audit(AuditAction.CHANGE_ROLE, None, f"user:{member.id}")
-    session.commit()
-    flash(f"{member.email} is now {member.role}.", "success")
-    return redirect(url_for("dashboard.admin"))
+
+    return _member_action(
+        user_id,
+        change,
+        AuditAction.CHANGE_ROLE,
+        lambda member, _: f"{member.email} is now {member.role}.",
+    )
 
 
 @bp.post("/admin/users/<int:user_id>/active")
 @admin_required
 def set_active(user_id: int) -> Any:
     """Deactivate a member (signed out at once) or reactivate them."""
-    session = get_session()
-    member = team_admin.get_team_user(session, current_user().team_id, user_id)
     active = request.form.get("active") == "1"
-    try:
-        team_admin.set_active(session, member, active, current_user(), request_now())
-    except ServiceError as error:
-        session.rollback()
-        flash(error.message[0].upper() + error.message[1:] + ".", "error")
-        return _admin_page(status=http_status(error))
-    audit(
+    return _member_action(
+        user_id,
+        lambda session, member: team_admin.set_active(
+            session, member, active, current_user(), request_now()
+        ),
         AuditAction.ACTIVATE_USER if active else AuditAction.DEACTIVATE_USER,
-        None,
-        f"user:{member.id}",
+        lambda member, _: f"{member.email} {'reactivated' if active else 'deactivated'}.",
     )
-    session.commit()
-    flash(f"{member.email} {'reactivated' if active else 'deactivated'}.", "success")
-    return redirect(url_for("dashboard.admin"))
 
 
 @bp.post("/admin/users/<int:user_id>/sessions/end")
 @admin_required
 def end_member_sessions(user_id: int) -> Any:
     """Sign a member of the admin's team out everywhere (a lost phone, a shared login)."""
-    session = get_session()
-    member = team_admin.get_team_user(session, current_user().team_id, user_id)
-    ended = team_admin.end_member_sessions(session, member, request_now())
-    audit(AuditAction.END_USER_SESSIONS, None, f"user:{member.id}")
-    session.commit()
-    flash(f"{member.email} is signed out everywhere ({ended} open session(s) ended).", "success")
-    return redirect(url_for("dashboard.admin"))
+    return _member_action(
+        user_id,
+        lambda session, member: team_admin.end_member_sessions(session, member, request_now()),
+        AuditAction.END_USER_SESSIONS,
+        lambda member, ended: (
+            f"{member.email} is signed out everywhere ({ended} open session(s) ended)."
+        ),
+    )
 
 
 @bp.post("/admin/team")
@@ -162,12 +188,16 @@ def team_phones() -> Any:
             region=current_app.config["DEFAULT_REGION"],
         )
     except ServiceError as error:
-        session.rollback()
-        return _admin_page({"phones": service_error_state(error, values, set(fields))}, 422)
-    audit(AuditAction.UPDATE_TEAM_PHONES, None, f"team:{current_user().team_id}")
-    session.commit()
-    flash("Team phone numbers saved.", "success")
-    return redirect(url_for("dashboard.admin"))
+        return refuse_change(
+            error, values, fields, lambda state, status: _admin_page({"phones": state}, status)
+        )
+    return save_change(
+        AuditAction.UPDATE_TEAM_PHONES,
+        None,
+        f"team:{current_user().team_id}",
+        "Team phone numbers saved.",
+        url_for("dashboard.admin"),
+    )
 
 
 @bp.get("/audit")

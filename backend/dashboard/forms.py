@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.datastructures import MultiDict
 
 from backend.config import MAX_API_TOKEN_LIFETIME_DAYS
-from backend.schemas import Email, Role, Strict, has_control_character
+from backend.schemas import Email, Role, Strict
 from reminders.data.errors import ServiceError
 
 M = TypeVar("M", bound=BaseModel)
@@ -175,18 +175,13 @@ def local_datetime(raw: str, timezone: str) -> datetime | None:
 # --- inputs that only the pages have ------------------------------------------------------
 
 
-class LoginIn(BaseModel):
-    """The sign-in form (not :class:`Strict`: a password keeps its spaces)."""
+class LoginIn(Strict):
+    """The sign-in form: strings are kept as typed, since a password keeps its spaces."""
+
+    model_config = ConfigDict(str_strip_whitespace=False)
 
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=200)
-
-    @field_validator("email", "password")
-    @classmethod
-    def _no_control_characters(cls, value: str) -> str:
-        if has_control_character(value):
-            raise ValueError("contains a control character (such as NUL); remove it")
-        return value
 
 
 class OneOffSmsIn(Strict):

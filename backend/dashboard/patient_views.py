@@ -21,7 +21,6 @@ from backend.dashboard.forms import (
     SimulatedReplyIn,
     collect,
     local_datetime,
-    service_error_state,
     validate,
 )
 from backend.dashboard.queries import (
@@ -35,9 +34,16 @@ from backend.dashboard.queries import (
     sms_thread,
     upcoming_messages,
 )
-from backend.dashboard.web import audit, bp, current_user, not_available, render_page
+from backend.dashboard.web import (
+    audit,
+    bp,
+    current_user,
+    not_available,
+    refuse_change,
+    render_page,
+    save_change,
+)
 from backend.db import get_session
-from backend.errors import http_status
 from backend.schemas import DischargeIn, LabIn, PatientIn, PatientUpdate
 from backend.services import discharge as discharge_service
 from backend.services import labs as lab_service
@@ -146,14 +152,14 @@ def new_patient() -> Any:
             session, current_user().team_id, data, request_now(), region=region()
         )
     except ServiceError as error:
-        session.rollback()
-        return _patient_form(
-            service_error_state(error, values, set(PATIENT_FIELDS)), http_status(error)
-        )
-    audit(AuditAction.ENROL_PATIENT, patient.id, f"patient:{patient.id}")
-    session.commit()
-    flash("Patient enrolled. Next: start their regimen.", "success")
-    return redirect(url_for("dashboard.new_plan", patient_id=patient.id))
+        return refuse_change(error, values, PATIENT_FIELDS, _patient_form)
+    return save_change(
+        AuditAction.ENROL_PATIENT,
+        patient.id,
+        f"patient:{patient.id}",
+        "Patient enrolled. Next: start their regimen.",
+        url_for("dashboard.new_plan", patient_id=patient.id),
+    )
 
 
 @bp.route("/patients/<int:patient_id>/edit", methods=["GET", "POST"])
@@ -178,13 +184,19 @@ def edit_patient(patient_id: int) -> Any:
     try:
         patient_service.update_patient(session, patient, data, request_now(), region=region())
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, set(PATIENT_FIELDS))
-        return _patient_form(state, http_status(error), patient)
-    audit(AuditAction.UPDATE_PATIENT, patient.id, f"patient:{patient.id}")
-    session.commit()
-    flash("Contact preferences saved; upcoming reminders were re-planned.", "success")
-    return redirect(url_for("dashboard.patient", patient_id=patient.id))
+        return refuse_change(
+            error,
+            values,
+            PATIENT_FIELDS,
+            lambda state, status: _patient_form(state, status, patient),
+        )
+    return save_change(
+        AuditAction.UPDATE_PATIENT,
+        patient.id,
+        f"patient:{patient.id}",
+        "Contact preferences saved; upcoming reminders were re-planned.",
+        url_for("dashboard.patient", patient_id=patient.id),
+    )
 
 
 @bp.post("/patients/<int:patient_id>/discharge")
@@ -201,13 +213,19 @@ def discharge_patient(patient_id: int) -> Any:
             session, record, current_user().id, data.reason, request_now()
         )
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, {"reason"})
-        return patient_page(record, {"discharge": state}, http_status(error))
-    audit(AuditAction.DISCHARGE_PATIENT, record.id, f"patient:{record.id}")
-    session.commit()
-    flash("Patient discharged: SMS have stopped and the phone number is free.", "success")
-    return redirect(url_for("dashboard.patient", patient_id=record.id))
+        return refuse_change(
+            error,
+            values,
+            {"reason"},
+            lambda state, status: patient_page(record, {"discharge": state}, status),
+        )
+    return save_change(
+        AuditAction.DISCHARGE_PATIENT,
+        record.id,
+        f"patient:{record.id}",
+        "Patient discharged: SMS have stopped and the phone number is free.",
+        url_for("dashboard.patient", patient_id=record.id),
+    )
 
 
 @bp.get("/patients/<int:patient_id>")
@@ -343,19 +361,22 @@ def new_lab(patient_id: int) -> Any:
     try:
         row, alerts = lab_service.record_lab(session, record, lab, current_user().id, now)
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, {"kind", "value", "taken_at", "note"})
-        return render_page(
-            "lab_form.html", http_status(error), form=state, p=record, kinds=LAB_KINDS
+        return refuse_change(
+            error,
+            values,
+            [*LAB_FIELDS, "taken_at"],
+            lambda state, status: render_page(
+                "lab_form.html", status, form=state, p=record, kinds=LAB_KINDS
+            ),
         )
-    audit(AuditAction.RECORD_LAB, record.id, f"lab:{row.id}")
-    session.commit()
-    flash(
+    return save_change(
+        AuditAction.RECORD_LAB,
+        record.id,
+        f"lab:{row.id}",
         "Lab result recorded."
         + (f" {len(alerts)} alert(s) raised: see the patient's alerts." if alerts else ""),
-        "success",
+        url_for("dashboard.patient", patient_id=record.id, _anchor="labs"),
     )
-    return redirect(url_for("dashboard.patient", patient_id=record.id, _anchor="labs"))
 
 
 @bp.route("/patients/<int:patient_id>/sms/new", methods=["GET", "POST"])

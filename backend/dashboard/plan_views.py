@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import request, url_for
 from pydantic import BaseModel
 
 from backend.api import request_now
@@ -16,13 +16,18 @@ from backend.dashboard.forms import (
     FieldKind,
     FormState,
     collect,
-    service_error_state,
     validate,
 )
 from backend.dashboard.queries import regimen_name
-from backend.dashboard.web import audit, bp, current_user, render_page
+from backend.dashboard.web import (
+    audit,
+    bp,
+    current_user,
+    refuse_change,
+    render_page,
+    save_change,
+)
 from backend.db import get_session
-from backend.errors import http_status
 from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
 from backend.serializers import body_surface_area, plan_out
 from backend.services import plans as plan_service
@@ -189,13 +194,19 @@ def new_plan(patient_id: int) -> Any:
     try:
         plan = plan_service.start_plan(session, patient, data, current_user().id, request_now())
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, {"regimen_id", "start_date", "options"})
-        return _plan_form(patient, regimen, state, http_status(error))
-    audit(AuditAction.START_PLAN, patient.id, f"plan:{plan.id}")
-    session.commit()
-    flash(f"{regimen.name} started on {data.start_date:%d %b %Y}.", "success")
-    return redirect(url_for("dashboard.plan", plan_id=plan.id))
+        return refuse_change(
+            error,
+            values,
+            raw,
+            lambda state, status: _plan_form(patient, regimen, state, status),
+        )
+    return save_change(
+        AuditAction.START_PLAN,
+        patient.id,
+        f"plan:{plan.id}",
+        f"{regimen.name} started on {data.start_date:%d %b %Y}.",
+        url_for("dashboard.plan", plan_id=plan.id),
+    )
 
 
 def plan_timeline(out: PlanOut, today: date) -> str:
@@ -267,13 +278,19 @@ def _plan_action(
     try:
         action(session, record, patient, data)
     except ServiceError as error:
-        session.rollback()
-        state = service_error_state(error, values, set(fields))
-        return _plan_page(record, patient, {form_name: state}, http_status(error))
-    audit(audit_action, patient.id, f"plan:{record.id}")
-    session.commit()
-    flash(done, "success")
-    return redirect(url_for("dashboard.patient", patient_id=patient.id))
+        return refuse_change(
+            error,
+            values,
+            fields,
+            lambda state, status: _plan_page(record, patient, {form_name: state}, status),
+        )
+    return save_change(
+        audit_action,
+        patient.id,
+        f"plan:{record.id}",
+        done,
+        url_for("dashboard.patient", patient_id=patient.id),
+    )
 
 
 @bp.post("/plans/<int:plan_id>/hold")

@@ -21,6 +21,7 @@ from reminders.core.bsa import BodySurfaceArea
 from reminders.core.dates import local_today
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import UnknownRegimen, get_regimen
+from reminders.core.templates import DOSE_REMINDER_KEYS
 from reminders.data.alerts import list_alerts
 from reminders.data.models import (
     Alert,
@@ -44,16 +45,7 @@ from reminders.data.statuses import (
 )
 
 #: Outbox kinds tied to a dose of the plan (they stop with a hold).
-DOSE_REMINDER_KINDS = frozenset(
-    {
-        "dose_reminder_evening_before",
-        "dose_reminder_morning",
-        "first_dose_in_hospital",
-        "dose_in_hospital_evening_before",
-        "premedication_reminder",
-        "premedication_by_team",
-    }
-)
+DOSE_REMINDER_KINDS = frozenset(DOSE_REMINDER_KEYS)
 #: How people read each kind of message.
 MESSAGE_KIND_LABELS = {
     "welcome": "Welcome",

@@ -8,11 +8,18 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 
 from backend.api import request_now
-from backend.dashboard.forms import FormState, service_error_state, validate
+from backend.dashboard.forms import FormState, validate
 from backend.dashboard.queries import alert_queue, users_by_id
-from backend.dashboard.web import audit, bp, current_user, render_page, safe_next
+from backend.dashboard.web import (
+    audit,
+    bp,
+    current_user,
+    refuse_change,
+    render_page,
+    safe_next,
+    save_change,
+)
 from backend.db import get_session
-from backend.errors import http_status
 from backend.schemas import ResolveIn
 from backend.services.patients import get_patient
 from reminders.core.clinical_rules import clinical_rules
@@ -93,11 +100,16 @@ def resolve_alert(alert_id: int) -> Any:
     try:
         alert_service.resolve_alert(session, alert, current_user().id, data.note, request_now())
     except ServiceError as error:
-        session.rollback()
-        return _alert_page(
-            alert, patient, service_error_state(error, values, {"note"}), http_status(error)
+        return refuse_change(
+            error,
+            values,
+            ("note",),
+            lambda state, status: _alert_page(alert, patient, state, status),
         )
-    audit(AuditAction.RESOLVE_ALERT, alert.patient_id, f"alert:{alert.id}")
-    session.commit()
-    flash("Alert resolved.", "success")
-    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.queue"))
+    return save_change(
+        AuditAction.RESOLVE_ALERT,
+        alert.patient_id,
+        f"alert:{alert.id}",
+        "Alert resolved.",
+        safe_next(request.form.get("next")) or url_for("dashboard.queue"),
+    )

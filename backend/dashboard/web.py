@@ -10,7 +10,7 @@ request. Every POST needs the session's CSRF token. Views take ``now`` from
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -21,6 +21,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    flash,
     g,
     redirect,
     render_template,
@@ -30,6 +31,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from backend.api import request_now
+from backend.dashboard.forms import FormState, service_error_state
 from backend.dashboard.queries import open_alert_count
 from backend.db import get_session
 from backend.errors import http_status
@@ -237,6 +239,30 @@ def audit(action: AuditAction, patient_id: int | None, target: str | None = None
         target=target,
         channel=AuditChannel.DASHBOARD,
     )
+
+
+def save_change(
+    action: AuditAction, patient_id: int | None, target: str, message: str, to: str
+) -> Response:
+    """Commit the form's change with its audit row, confirm it to the user, go on to ``to``."""
+    audit(action, patient_id, target)
+    get_session().commit()
+    flash(message, "success")
+    return redirect(to)
+
+
+def refuse_change(
+    error: ServiceError,
+    values: Mapping[str, Any],
+    fields: Iterable[str],
+    show_again: Callable[[FormState, int], Any],
+) -> Any:
+    """Undo what the service began and show the form again, the refusal by its field.
+
+    ``show_again(state, status)`` renders the page that holds the form.
+    """
+    get_session().rollback()
+    return show_again(service_error_state(error, values, set(fields)), http_status(error))
 
 
 @bp.before_request

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from reminders.data.models import Patient
 from reminders.outbox import (
@@ -24,6 +24,16 @@ from reminders.outbox import (
 def resync_patient_messages(session: Session, patient: Patient, now: datetime) -> None:
     """Re-plan the patient's unsent reminders from the current plan and preferences."""
     replan_patient(session, patient.id, now)
+
+
+def save_and_resync(session: Session, patient: Patient, now: datetime, *rows: SQLModel) -> None:
+    """Write the care team's changed ``rows``, then re-plan the patient's reminders from them.
+
+    The flush comes first: re-planning reads the plan and courses back from the database.
+    """
+    session.add_all(rows)
+    session.flush()
+    resync_patient_messages(session, patient, now)
 
 
 def send_welcome(session: Session, patient: Patient, now: datetime) -> bool:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from backend.schemas import DoseRecordIn, HoldIn, PlanIn, ResumeIn, StopIn
 from backend.services.audit import record_audit
-from backend.services.messaging import resync_patient_messages
+from backend.services.messaging import resync_patient_messages, save_and_resync
 from backend.services.patients import get_patient
 from reminders.core.bsa import DoseWarning, dose_warnings, mosteller
 from reminders.core.dates import local_today
@@ -137,6 +137,14 @@ def start_plan(
     return plan
 
 
+def _save_plan(
+    session: Session, plan: Plan, patient: Patient, now: datetime, *rows: SQLModel
+) -> None:
+    """Save a change to ``plan`` (and its ``rows``, such as a hold) and re-plan the reminders."""
+    plan.updated_at = now
+    save_and_resync(session, patient, now, plan, *rows)
+
+
 def _require_open(plan: Plan) -> None:
     if plan.status not in OPEN_PLAN_STATUSES:
         raise Conflict(f"plan is {plan.status}")
@@ -161,10 +169,7 @@ def hold_plan(
         plan_id=plan.id, start_date=start, reason=data.reason, created_by=user_id, created_at=now
     )
     plan.status = PlanStatus.ON_HOLD
-    plan.updated_at = now
-    session.add_all([hold, plan])
-    session.flush()
-    resync_patient_messages(session, patient, now)
+    _save_plan(session, plan, patient, now, hold)
     return hold
 
 
@@ -186,10 +191,7 @@ def resume_plan(
     hold.resume_date = resume
     hold.resumed_by = user_id
     plan.status = PlanStatus.ACTIVE
-    plan.updated_at = now
-    session.add_all([hold, plan])
-    session.flush()
-    resync_patient_messages(session, patient, now)
+    _save_plan(session, plan, patient, now, hold)
     return hold
 
 
@@ -202,10 +204,7 @@ def extend_plan(session: Session, plan: Plan, patient: Patient, weeks: int, now:
         lambda: build_plan_spec(plan, patient, holds, records, extension_weeks=total), "weeks"
     )
     plan.extension_weeks = total
-    plan.updated_at = now
-    session.add(plan)
-    session.flush()
-    resync_patient_messages(session, patient, now)
+    _save_plan(session, plan, patient, now)
     return plan
 
 
@@ -218,10 +217,7 @@ def stop_plan(session: Session, plan: Plan, patient: Patient, data: StopIn, now:
     plan.status = PlanStatus.STOPPED
     plan.stopped_on = stopped_on
     plan.stop_reason = data.reason
-    plan.updated_at = now
-    session.add(plan)
-    session.flush()
-    resync_patient_messages(session, patient, now)
+    _save_plan(session, plan, patient, now)
     return plan
 
 

@@ -19,7 +19,7 @@ from backend.schemas import (
     ProphylaxisIn,
     ProphylaxisStopIn,
 )
-from backend.services.messaging import resync_patient_messages
+from backend.services.messaging import save_and_resync
 from backend.services.patients import get_patient
 from backend.services.plans import effective_status, spec_for
 from reminders.core.dates import local_today
@@ -42,9 +42,7 @@ def add_course(
         if plan is None or plan.patient_id != patient.id:
             raise InvalidInput("no such plan for this patient", field="plan_id")
     course = ProphylaxisCourse(patient_id=patient.id, created_at=now, **data.model_dump())
-    session.add(course)
-    session.flush()
-    resync_patient_messages(session, patient, now)
+    save_and_resync(session, patient, now, course)
     return course
 
 
@@ -147,9 +145,7 @@ def stop_course(
     course.stopped_on = local_today(patient.timezone, now)
     course.stopped_by = user_id
     course.stop_note = "; ".join(note_parts) or None
-    session.add(course)
-    session.flush()
-    resync_patient_messages(session, patient, now)
+    save_and_resync(session, patient, now, course)
     return course
 
 
@@ -186,10 +182,8 @@ def confirm_course(
     course.status = "active"
     course.confirmed_at = now
     course.confirmed_by = user_id
-    session.add(course)
-    session.flush()
+    save_and_resync(session, patient, now, course)
     _resolve_missing_alert(session, course, user_id, now)
-    resync_patient_messages(session, patient, now)
     return course
 
 

@@ -45,7 +45,7 @@ from enum import StrEnum
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
-from sqlalchemy import and_, case, or_, update
+from sqlalchemy import ColumnElement, and_, case, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -339,26 +339,14 @@ def record_failure(
     (the upsert holds the row's lock until commit).
     """
     failures = session.execute(
-        _insert(session)
-        .values(
-            account_key=account,
-            address_key=client,
-            failures=1,
-            first_failure_at=now,
-            last_failure_at=now,
-        )
-        .on_conflict_do_update(
-            index_elements=list(_PAIR),
-            set_={
-                "failures": _TABLE.c.failures + 1,
-                "first_failure_at": case(
-                    (_TABLE.c.first_failure_at.is_(None), literal_utc(now)),
-                    else_=_TABLE.c.first_failure_at,
-                ),
-                "last_failure_at": literal_utc(now),
-            },
-        )
-        .returning(_TABLE.c.failures)
+        _failure_upsert(
+            session,
+            account,
+            client,
+            now,
+            failures=_TABLE.c.failures + 1,
+            restart=_TABLE.c.first_failure_at.is_(None),
+        ).returning(_TABLE.c.failures)
     ).scalar_one()
     session.execute(
         update(_TABLE)
@@ -370,10 +358,36 @@ def record_failure(
         _TABLE.c.first_failure_at <= literal_utc(now - policy.address_window),
     )
     session.execute(
+        _failure_upsert(
+            session,
+            ADDRESS_WIDE,
+            address,
+            now,
+            failures=case((window_over, 1), else_=_TABLE.c.failures + 1),
+            restart=window_over,
+        )
+    )
+    return failures
+
+
+def _failure_upsert(
+    session: Session,
+    account_key: str,
+    address_key: str,
+    now: datetime,
+    *,
+    failures: ColumnElement[int],
+    restart: ColumnElement[bool],
+) -> Any:
+    """One failure of a row: a new row counts 1, an existing one takes ``failures``.
+
+    ``restart`` says when an existing row's window starts again at ``now``.
+    """
+    return (
         _insert(session)
         .values(
-            account_key=ADDRESS_WIDE,
-            address_key=address,
+            account_key=account_key,
+            address_key=address_key,
             failures=1,
             first_failure_at=now,
             last_failure_at=now,
@@ -381,15 +395,14 @@ def record_failure(
         .on_conflict_do_update(
             index_elements=list(_PAIR),
             set_={
-                "failures": case((window_over, 1), else_=_TABLE.c.failures + 1),
+                "failures": failures,
                 "first_failure_at": case(
-                    (window_over, literal_utc(now)), else_=_TABLE.c.first_failure_at
+                    (restart, literal_utc(now)), else_=_TABLE.c.first_failure_at
                 ),
                 "last_failure_at": literal_utc(now),
             },
         )
     )
-    return failures
 
 
 def record_success(

@@ -183,25 +183,15 @@ def _symptomatic_cmv(
 
 def _evaluate_anc(new: LabValue, rules: ClinicalRules) -> list[LabFinding]:
     anc = rules.anc
-    if new.value < anc.hold_below:
-        return [
-            LabFinding(
-                code="anc_below_hold",
-                severity="high",
-                reason=f"ANC {new.value:,.0f} {anc.unit}, below {anc.hold_below:,.0f}: consider holding therapy",
-                source=anc.source,
-                suggest_hold=True,
-            )
-        ]
-    if new.value < anc.gcsf_consider_below:
-        return [
-            LabFinding(
-                code="anc_below_gcsf",
-                severity="routine",
-                reason=f"ANC {new.value:,.0f} {anc.unit}, below {anc.gcsf_consider_below:,.0f}: G-CSF may be considered",
-                source=anc.source,
-            )
-        ]
+    # Lowest threshold first: a count below both asks to hold, not only to consider G-CSF.
+    thresholds = (
+        (anc.hold_below, "anc_below_hold", "high", "consider holding therapy", True),
+        (anc.gcsf_consider_below, "anc_below_gcsf", "routine", "G-CSF may be considered", False),
+    )
+    for below, code, severity, advice, suggest_hold in thresholds:
+        if new.value < below:
+            reason = f"ANC {new.value:,.0f} {anc.unit}, below {below:,.0f}: {advice}"
+            return [LabFinding(code, severity, reason, anc.source, suggest_hold=suggest_hold)]
     return []
 
 

@@ -29,7 +29,7 @@ from functools import cache, cached_property
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 
 from pydantic import (
     BaseModel,
@@ -71,6 +71,16 @@ class UnknownRegimen(KeyError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Pairs of fields of which a regimen file must give exactly one (two ways to say when).
+    exactly_one_of: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        for first, second in self.exactly_one_of:
+            if (getattr(self, first) is None) == (getattr(self, second) is None):
+                raise ValueError(f"give exactly one of {first} or {second}")
+        return self
 
 
 class OptionRef(_Model):
@@ -146,38 +156,36 @@ class BoolOption(_OptionBase):
     default: bool
 
 
-class IntOption(_OptionBase):
-    """A whole number within ``min..max``; no ``default`` means the care team must choose."""
+class _RangeOption(_OptionBase):
+    """A number within ``min..max``; no ``default`` means the care team must choose."""
+
+    type: Literal["int", "number"]
+    min: float
+    max: float
+    default: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.min > self.max:
+            raise ValueError("min must not be above max")
+        if self.default is not None and not self.min <= self.default <= self.max:
+            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
+        return self
+
+
+class IntOption(_RangeOption):
+    """A whole number within ``min..max`` (e.g. a number of doses)."""
 
     type: Literal["int"]
     min: int
     max: int
     default: int | None = None
 
-    @model_validator(mode="after")
-    def _range(self) -> IntOption:
-        if self.min > self.max:
-            raise ValueError("min must not be above max")
-        if self.default is not None and not self.min <= self.default <= self.max:
-            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
-        return self
 
-
-class NumberOption(_OptionBase):
+class NumberOption(_RangeOption):
     """A number within ``min..max`` (e.g. a dose within a published range)."""
 
     type: Literal["number"]
-    min: float
-    max: float
-    default: float | None = None
-
-    @model_validator(mode="after")
-    def _range(self) -> NumberOption:
-        if self.min > self.max:
-            raise ValueError("min must not be above max")
-        if self.default is not None and not self.min <= self.default <= self.max:
-            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
-        return self
 
 
 class ChoiceOption(_OptionBase):
@@ -278,12 +286,10 @@ class IntervalPhase(_PhaseBase):
     start_after_previous_days: PositiveInt | None = None
     start_after_previous_months: PositiveInt | None = None
 
+    exactly_one_of = (("every_days", "every_months"), ("count", "span_months"))
+
     @model_validator(mode="after")
-    def _one_each(self) -> IntervalPhase:
-        if (self.every_days is None) == (self.every_months is None):
-            raise ValueError("give exactly one of every_days or every_months")
-        if (self.count is None) == (self.span_months is None):
-            raise ValueError("give exactly one of count or span_months")
+    def _one_start(self) -> IntervalPhase:
         if self.start_after_previous_days and self.start_after_previous_months:
             raise ValueError("give at most one of start_after_previous_days/_months")
         return self
@@ -461,11 +467,7 @@ class TaperStep(_Model):
     times_per_week: Annotated[int, Field(ge=1, le=7, strict=True)] | None = None
     source: Text
 
-    @model_validator(mode="after")
-    def _one_cadence(self) -> TaperStep:
-        if (self.every_days is None) == (self.times_per_week is None):
-            raise ValueError("give exactly one of every_days or times_per_week")
-        return self
+    exactly_one_of = (("every_days", "times_per_week"),)
 
     @cached_property
     def _week_offsets(self) -> frozenset[int]:
@@ -534,11 +536,7 @@ class Milestone(_Model):
     decision: Decision | None = None
     source: Text
 
-    @model_validator(mode="after")
-    def _one_anchor(self) -> Milestone:
-        if (self.day is None) == (self.after_last_dose_months is None):
-            raise ValueError("give exactly one of day or after_last_dose_months")
-        return self
+    exactly_one_of = (("day", "after_last_dose_months"),)
 
 
 class ProphylaxisDefault(_Model):

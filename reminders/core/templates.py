@@ -49,6 +49,16 @@ _MESSAGES = Path(__file__).with_name("messages")
 DEFAULT_LANGUAGE = "en"
 #: Filled in by render() from advice.toml; callers never pass them.
 AUTO_PLACEHOLDERS = frozenset({"urgent_advice", "emergency_fallback"})
+#: The messages tied to a dose of the plan: a hold stops them, the patient page lists them
+#: with the dose.
+DOSE_REMINDER_KEYS: tuple[str, ...] = (
+    "dose_reminder_evening_before",
+    "dose_reminder_morning",
+    "first_dose_in_hospital",
+    "dose_in_hospital_evening_before",
+    "premedication_reminder",
+    "premedication_by_team",
+)
 #: Every message the application sends. Each messages/*.toml must define exactly
 #: these keys (checked on first use), so code can rely on them.
 TEMPLATE_KEYS: tuple[str, ...] = (
@@ -56,12 +66,7 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "help_reply",
     "opted_out_confirmation",
     "opted_in_confirmation",
-    "dose_reminder_evening_before",
-    "dose_reminder_morning",
-    "first_dose_in_hospital",
-    "dose_in_hospital_evening_before",
-    "premedication_reminder",
-    "premedication_by_team",
+    *DOSE_REMINDER_KEYS,
     "pill_reminder",
     "pill_taken_ack",
     "lab_reminder",
