@@ -23,7 +23,7 @@ from reminders.followups import (
     follow_up_checkins,
 )
 from reminders.gateways import SmsGateway
-from reminders.outbox import materialise_due_messages
+from reminders.planning import materialise_due_messages
 from reminders.planning_workers import default_planning_processes
 
 logger = logging.getLogger(__name__)

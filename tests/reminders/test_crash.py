@@ -55,7 +55,7 @@ from backend.schemas import PatientIn
 from backend.services.patients import create_patient
 from backend.services.teams import create_user
 from reminders.data.models import OutboundMessage
-from reminders.outbox import insert_ignoring_duplicates
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import POSTGRES_URL
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio, wait_until
 
@@ -213,21 +213,14 @@ def queue_messages(
     due = datetime.now(UTC) - timedelta(minutes=1)
     bodies = [f"Crash test reminder {n:04d}" for n in range(first, first + count)]
     rows = [
-        {
-            "team_id": team_id,
-            "patient_id": patient_ids[n % len(patient_ids)],
-            "recipient": "patient",
-            "kind": "one_off",
-            "dedupe_key": f"crash:{n}",
-            "body": body,
-            "urgent": False,
-            "due_at": due,
-            "not_after": None,
-            "next_attempt_at": due,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": due,
-        }
+        outbox_row(
+            team_id=team_id,
+            kind="one_off",
+            body=body,
+            dedupe_key=f"crash:{n}",
+            now=due,
+            patient_id=patient_ids[n % len(patient_ids)],
+        )
         for n, body in zip(range(first, first + count), bodies, strict=True)
     ]
     with Session(engine) as session:

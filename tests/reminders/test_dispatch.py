@@ -27,7 +27,7 @@ from reminders.dispatch import (
     send_and_record,
 )
 from reminders.gateways import TwilioGateway
-from reminders.outbox import insert_ignoring_duplicates
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import reread
 from tests.twilio_fake import (
     FAKE_ACCOUNT_SID,
@@ -66,21 +66,14 @@ def queue(
     session, patient: Patient, count: int, *, due: datetime = NOW, prefix: str = "msg"
 ) -> None:
     rows = [
-        {
-            "team_id": patient.team_id,
-            "patient_id": patient.id,
-            "recipient": "patient",
-            "kind": "one_off",
-            "dedupe_key": f"{prefix}:{n}",
-            "body": f"Test message {prefix} {n}",
-            "urgent": False,
-            "due_at": due,
-            "not_after": None,
-            "next_attempt_at": due,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": due,
-        }
+        outbox_row(
+            team_id=patient.team_id,
+            kind="one_off",
+            body=f"Test message {prefix} {n}",
+            dedupe_key=f"{prefix}:{n}",
+            now=due,
+            patient_id=patient.id,
+        )
         for n in range(count)
     ]
     insert_ignoring_duplicates(session, rows)
@@ -225,20 +218,16 @@ def test_oncall_messages_go_to_the_team_and_ignore_quiet_hours(
         insert_ignoring_duplicates(
             s,
             [
-                {
-                    "team_id": team.id,
-                    "patient_id": patient.id,
-                    "recipient": "oncall",
-                    "kind": "oncall_alert",
-                    "dedupe_key": "alert1:oncall0",
-                    "body": "URGENT, patient P1",
-                    "urgent": True,
-                    "due_at": night,
-                    "next_attempt_at": night,
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": night,
-                }
+                outbox_row(
+                    team_id=team.id,
+                    kind="oncall_alert",
+                    body="URGENT, patient P1",
+                    dedupe_key="alert1:oncall0",
+                    now=night,
+                    patient_id=patient.id,
+                    recipient="oncall",
+                    urgent=True,
+                )
             ],
         )
     assert dispatch_due_messages(engine, gateway, lambda: night).sent == 1

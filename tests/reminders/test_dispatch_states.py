@@ -28,7 +28,7 @@ from reminders.gateways import (
     SendResult,
     TransientSendError,
 )
-from reminders.outbox import cancel_pending_for_patient, insert_ignoring_duplicates
+from reminders.outbox import cancel_pending_for_patient, insert_ignoring_duplicates, outbox_row
 from tests.conftest import reread
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # 11:00 in Brussels: no quiet hours
@@ -93,21 +93,14 @@ def queue(session: Session, patient: Patient, count: int, *, prefix: str, due=NO
     insert_ignoring_duplicates(
         session,
         [
-            {
-                "team_id": patient.team_id,
-                "patient_id": patient.id,
-                "recipient": "patient",
-                "kind": "one_off",
-                "dedupe_key": f"{prefix}:{n}",
-                "body": f"Rappel {prefix} {n} : prenez vos comprimés",
-                "urgent": False,
-                "due_at": due,
-                "not_after": None,
-                "next_attempt_at": due,
-                "status": OutboxStatus.PENDING,
-                "attempts": 0,
-                "created_at": due,
-            }
+            outbox_row(
+                team_id=patient.team_id,
+                kind="one_off",
+                body=f"Rappel {prefix} {n} : prenez vos comprimés",
+                dedupe_key=f"{prefix}:{n}",
+                now=due,
+                patient_id=patient.id,
+            )
             for n in range(count)
         ],
     )

@@ -44,7 +44,7 @@ from backend.services.plans import start_plan
 from backend.services.teams import create_user
 from reminders.core.templates import render
 from reminders.data.models import OutboundMessage, Team
-from reminders.outbox import insert_ignoring_duplicates
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import bearer, issue_test_token
 from tests.db_proxy import DatabaseOutage, database_outage
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio, wait_until
@@ -128,21 +128,14 @@ def queue(engine: Engine, team_id: int, patient_ids: list[int], first: int, coun
         )
         bodies.add(body)
         rows.append(
-            {
-                "team_id": team_id,
-                "patient_id": patient_ids[n % len(patient_ids)],
-                "recipient": "patient",
-                "kind": "pill_reminder",
-                "dedupe_key": f"outage:{n}",
-                "body": body,
-                "urgent": False,
-                "due_at": now,
-                "not_after": None,
-                "next_attempt_at": now,
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-            }
+            outbox_row(
+                team_id=team_id,
+                kind="pill_reminder",
+                body=body,
+                dedupe_key=f"outage:{n}",
+                now=now,
+                patient_id=patient_ids[n % len(patient_ids)],
+            )
         )
     with Session(engine) as session:
         insert_ignoring_duplicates(session, rows)
