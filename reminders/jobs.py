@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from reminders.data.db import session_scope
 from reminders.data.pruning import prune_login_throttle, prune_user_sessions
 from reminders.decision_tasks import raise_due_decision_tasks
-from reminders.dispatch import DispatchReport, dispatch_due_messages
+from reminders.delivery import DispatchReport
+from reminders.dispatch import dispatch_due_messages
 from reminders.followups import (
     check_mandatory_prophylaxis,
     escalate_unacknowledged_alerts,

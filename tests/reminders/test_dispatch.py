@@ -13,13 +13,12 @@ from sqlmodel import select
 
 from reminders.data.db import session_scope
 from reminders.data.models import Alert, OutboundMessage, Patient, Team
+from reminders.delivery import MAX_ATTEMPTS, DispatchReport
 from reminders.dispatch import (
     BATCH_MAX,
     BATCH_MIN,
     CLAIM_AHEAD_SECONDS,
     GROW_AFTER,
-    MAX_ATTEMPTS,
-    DispatchReport,
     _batch_size,
     claim_batch,
     dispatch_due_messages,

@@ -22,7 +22,8 @@ from sqlmodel import Session, select
 
 from reminders.data.models import OutboundMessage, Patient
 from reminders.data.statuses import OutboxStatus, allowed
-from reminders.dispatch import MAX_ATTEMPTS, dispatch_due_messages
+from reminders.delivery import MAX_ATTEMPTS
+from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import (
     PermanentSendError,
     SendResult,

@@ -25,7 +25,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from reminders.data.models import Alert, OutboundMessage, Patient
-from reminders.dispatch import MAX_ATTEMPTS, DispatchReport, dispatch_due_messages
+from reminders.delivery import MAX_ATTEMPTS, DispatchReport
+from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import TwilioGateway
 from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import Clock, reread
