@@ -28,6 +28,7 @@ from reminders.dispatch import (
 from reminders.gateways import TwilioGateway
 from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import reread
+from tests.reminders.conftest import queue_due
 from tests.twilio_fake import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -64,19 +65,8 @@ def patient(session, make_user, make_patient, clock) -> Patient:
 def queue(
     session, patient: Patient, count: int, *, due: datetime = NOW, prefix: str = "msg"
 ) -> None:
-    rows = [
-        outbox_row(
-            team_id=patient.team_id,
-            kind="one_off",
-            body=f"Test message {prefix} {n}",
-            dedupe_key=f"{prefix}:{n}",
-            now=due,
-            patient_id=patient.id,
-        )
-        for n in range(count)
-    ]
-    insert_ignoring_duplicates(session, rows)
-    session.commit()
+    bodies = [f"Test message {prefix} {n}" for n in range(count)]
+    queue_due(session, patient.team_id, [patient.id], bodies, prefix=prefix, due=due)
 
 
 def statuses(session) -> Counter:

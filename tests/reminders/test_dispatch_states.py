@@ -29,8 +29,9 @@ from reminders.gateways import (
     SendResult,
     TransientSendError,
 )
-from reminders.outbox import cancel_pending_for_patient, insert_ignoring_duplicates, outbox_row
+from reminders.outbox import cancel_pending_for_patient
 from tests.conftest import reread
+from tests.reminders.conftest import queue_due
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # 11:00 in Brussels: no quiet hours
 LEASE = timedelta(minutes=2)
@@ -91,21 +92,8 @@ def patient(session, make_user, make_patient, clock) -> Patient:
 
 
 def queue(session: Session, patient: Patient, count: int, *, prefix: str, due=NOW) -> None:
-    insert_ignoring_duplicates(
-        session,
-        [
-            outbox_row(
-                team_id=patient.team_id,
-                kind="one_off",
-                body=f"Rappel {prefix} {n} : prenez vos comprimés",
-                dedupe_key=f"{prefix}:{n}",
-                now=due,
-                patient_id=patient.id,
-            )
-            for n in range(count)
-        ],
-    )
-    session.commit()
+    bodies = [f"Rappel {prefix} {n} : prenez vos comprimés" for n in range(count)]
+    queue_due(session, patient.team_id, [patient.id], bodies, prefix=prefix, due=due)
 
 
 #: A trigger writes every change of an outbox row's status into ``status_log``: one pass
