@@ -99,7 +99,8 @@ class Claim:
     team_id: int
     dedupe_key: str
     checkin_id: int | None = None
-    #: When :func:`claim_batch` claimed it (None for a claim rebuilt from a stale row).
+    #: When :func:`~reminders.dispatch.claim_batch` claimed it (None for a claim
+    #: rebuilt from a stale row).
     claimed_at: datetime | None = None
 
 
@@ -225,9 +226,9 @@ class SentRecorder:
     has arrived, up to :data:`RECORD_GROUP_MAX`: many records per commit under load,
     one when idle.
 
-    Crash safety is unchanged: a message Twilio accepted waits here for milliseconds
-    (as it waited for its own commit before); if the process dies meanwhile, its row
-    stays ``sending`` and :func:`recover_stale_claims` finds it in Twilio's list and
+    Crash safety: a message Twilio accepted waits here for milliseconds; if the
+    process dies meanwhile, its row stays ``sending`` and
+    :func:`~reminders.recovery.recover_stale_claims` finds it in Twilio's list and
     records it as sent instead of sending it again.
     """
 

@@ -106,7 +106,7 @@ class PlannedMessage:
         return cls(context, message, plan_id, course_id, key, spec)
 
     def row(self, now: datetime) -> dict[str, Any]:
-        """The outbox row, body rendered; missed when its moment passed while the system was down."""
+        """The outbox row, body rendered; missed if its moment passed while the system was down."""
         message, context = self.message, self.context
         extra = (
             _progress(self.spec, message.event)
