@@ -60,7 +60,8 @@ from bench.common import (
 )
 from reminders.data.db import session_scope
 from reminders.data.models import OutboundMessage, PlanningPass
-from reminders.outbox import insert_ignoring_duplicates, materialise_due_messages
+from reminders.outbox import insert_ignoring_duplicates
+from reminders.planning import materialise_due_messages
 from reminders.planning_workers import default_planning_processes, planning_pool
 
 TARGET_RATIO = 20.0
@@ -120,7 +121,7 @@ def warm_up_workers(processes: int) -> None:
 
 
 def _import_planner(_: int) -> bool:
-    import reminders.outbox  # noqa: F401 - imported for its side effect in the worker
+    import reminders.planning  # noqa: F401 - imported for its side effect in the worker
 
     return True
 

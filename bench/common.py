@@ -46,6 +46,7 @@ from reminders.data.models import (
     ProphylaxisCourse,
     Team,
 )
+from reminders.outbox import outbox_row
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -435,21 +436,14 @@ def seed_due_messages(
     if len(team_of) < patients:
         raise ValueError(f"seed at least {patients} patients before {count} messages")
     rows = [
-        {
-            "team_id": team_of[first_patient + n % patients],
-            "patient_id": first_patient + n % patients,
-            "recipient": "patient",
-            "kind": "pill_reminder",
-            "dedupe_key": f"bench:{due:%Y%m%dT%H%M%S}:{n}",
-            "body": reminder_body(n),
-            "urgent": False,
-            "due_at": due,
-            "not_after": None,
-            "next_attempt_at": due,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": due,
-        }
+        outbox_row(
+            team_id=team_of[first_patient + n % patients],
+            kind="pill_reminder",
+            body=reminder_body(n),
+            dedupe_key=f"bench:{due:%Y%m%dT%H%M%S}:{n}",
+            now=due,
+            patient_id=first_patient + n % patients,
+        )
         for n in range(count)
     ]
     bulk_insert(engine, OutboundMessage, rows)

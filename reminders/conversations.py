@@ -61,13 +61,9 @@ from reminders.data.statuses import (
 )
 from reminders.followups import raise_urgent_alert
 from reminders.optout import BlockCause, block_patient_sms, record_opt_in
-from reminders.outbox import (
-    PatientContext,
-    drug_name,
-    enqueue_message,
-    render_for,
-    replan_patient,
-)
+from reminders.outbox import enqueue_message, outbox_row
+from reminders.planning import replan_patient
+from reminders.rendering import PatientContext, drug_name, render_for
 from reminders.specs import load_plan_spec
 
 #: A check-in older than this no longer frames a reply.
@@ -796,22 +792,18 @@ def _record_reply(
     # through the unit of work would only add to every reply's time.
     session.execute(
         _INSERT_REPLY,
-        {
-            "team_id": context.patient.team_id,
-            "patient_id": context.patient.id,
-            "recipient": "patient",
-            "to_phone": context.patient.phone,
-            "kind": template,
-            "dedupe_key": reply_key(inbound.provider_sid),
-            "body": text,
-            "urgent": True,
-            "due_at": now,
-            "next_attempt_at": now,
-            "status": OutboxStatus.SENT,
-            "attempts": 0,
-            "provider_status": "twiml",
-            "sent_at": now,
-            "created_at": now,
-            "checkin_id": inbound.checkin_id,
-        },
+        outbox_row(
+            team_id=context.patient.team_id,
+            kind=template,
+            body=text,
+            dedupe_key=reply_key(inbound.provider_sid),
+            now=now,
+            patient_id=context.patient.id,
+            to_phone=context.patient.phone,
+            urgent=True,
+            status=OutboxStatus.SENT,
+            provider_status="twiml",
+            sent_at=now,
+            checkin_id=inbound.checkin_id,
+        ),
     )

@@ -1,4 +1,4 @@
-"""The dispatcher: claim due outbox rows, send them, record the outcome.
+"""The dispatcher: claim due outbox rows, decide, send them, and loop.
 
 Decide apart from deliver: a short write transaction claims a batch (``FOR
 UPDATE SKIP LOCKED`` on PostgreSQL, so several dispatchers can run side by side;
@@ -6,26 +6,10 @@ one IMMEDIATE writer at a time on SQLite) and decides for each row whether it is
 still fresh, still allowed (consent, opt-out, reachable number) and outside the
 patient's quiet hours. Only then is the HTTP call made, with no transaction or
 row lock held, and the result (Twilio's SID, or the error) is recorded in its
-own short transaction.
+own short transaction (:mod:`reminders.delivery`).
 
-If the process dies between Twilio's acceptance and that record, the row stays
-``sending``. A later pass reclaims such rows once their lease has expired; it
-first asks the gateway whether the message was in fact accepted (Twilio's
-message list, filtered by recipient and date) and records it as sent instead of
-sending it again. Only when the gateway cannot tell is the message retried.
-
-A send whose outcome is unknown (no answer within the timeout, a connection lost
-after the request was written: Twilio may still have accepted the message) is
-stored ``unconfirmed`` (``OutboxStatus.UNCONFIRMED``), keeping its ``claimed_at``,
-with ``next_attempt_at`` the retry time; the lease expiry makes a later pass ask
-Twilio before sending it again, as for a dead dispatcher's row. A blind retry could
-deliver a reminder twice, and a duplicated "take your tablets" can mean a double
-dose. A row that a dead dispatcher left ``sending`` gets its attempt back (it may
-never have been tried); an unconfirmed send counts as a failed attempt, up to
-``MAX_ATTEMPTS``.
-
-The question to the gateway is asked with no transaction open, so a slow
-message list never holds SQLite's write lock or PostgreSQL row locks.
+Each pass starts by settling the rows a dead dispatcher or an unanswered send left
+in doubt (:mod:`reminders.recovery`), asking Twilio before anything is sent again.
 """
 
 from __future__ import annotations
@@ -39,44 +23,40 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from queue import Empty, SimpleQueue
-from threading import Condition, Event, Lock, Thread
+from threading import Condition, Event
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
-from reminders.data.alerts import raise_alert
 from reminders.data.db import (
     RECONNECT,
     Reconnect,
     database_unavailable,
     outage_reason,
-    session_scope,
     writer,
 )
-from reminders.data.models import CheckIn, OutboundMessage, Patient, Team
+from reminders.data.models import OutboundMessage, Patient, Team
 from reminders.data.statuses import OutboxStatus
-from reminders.gateways import GatewayAuthError, PermanentSendError, SmsGateway, TransientSendError
-from reminders.optout import block_for_delivery_error
+from reminders.delivery import (
+    Claim,
+    DispatchReport,
+    SentRecorder,
+    record_failure,
+    record_sent,
+)
+from reminders.gateways import PermanentSendError, SmsGateway, TransientSendError
+from reminders.recovery import recover_stale_claims
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 6
-#: A claimed row whose send may or may not have reached Twilio: crash recovery settles it.
-IN_DOUBT = (OutboxStatus.SENDING, OutboxStatus.UNCONFIRMED)
-BACKOFF_BASE = timedelta(seconds=30)
-BACKOFF_MAX = timedelta(minutes=30)
 #: A row claimed longer ago than this by a dispatcher that never recorded it is reclaimed.
 DEFAULT_LEASE = timedelta(minutes=2)
-#: After Twilio refuses our credentials, wait this long before trying again (an operator must act).
-AUTH_FAILURE_PAUSE = timedelta(minutes=5)
 
 #: Claim sizes when ``batch_size`` is not fixed (see :func:`_batch_size`). Every claim
 #: sorts all due rows (urgent first, then oldest), so on a large backlog a small claim
@@ -95,71 +75,12 @@ CLAIM_AHEAD_SECONDS = 0.3
 #: dispatcher may reclaim and send it too.
 CLAIM_WAIT_LEASE_FRACTION = 0.5
 
-#: The most send outcomes one transaction records (see :class:`SentRecorder`).
-RECORD_GROUP_MAX = 200
-#: How long the recorder gathers outcomes before it writes them: a longer wait means
-#: fewer transactions, a shorter one fewer accepted sends unrecorded at any moment.
-RECORD_LINGER_SECONDS = 0.02
-
 Clock = Callable[[], datetime]
 
 
 def worker_name() -> str:
     """A unique name for this dispatcher (host, pid and a random suffix)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class DispatchReport:
-    """What one dispatch pass did (counts only: no numbers, no text)."""
-
-    claimed: int = 0
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    missed: int = 0
-    cancelled: int = 0
-    deferred: int = 0
-    reclaimed: int = 0
-    reconciled: int = 0
-    unconfirmed: int = 0
-    auth_failed: int = 0
-    released: int = 0
-    _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
-
-    def add(self, name: str, count: int = 1) -> None:
-        """Thread-safe increment."""
-        with self._lock:
-            setattr(self, name, getattr(self, name) + count)
-
-    def as_dict(self) -> dict[str, int]:
-        """The counts as a dict."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A claimed row: what to send, to whom, and who claimed it."""
-
-    message_id: int
-    to: str
-    body: str
-    worker: str
-    expects: str | None
-    patient_id: int | None
-    team_id: int
-    dedupe_key: str
-    checkin_id: int | None = None
-    #: When :func:`claim_batch` claimed it (None for a claim rebuilt from a stale row).
-    claimed_at: datetime | None = None
-
-
-def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
-    """Exponential backoff after ``attempts`` tries, at least Twilio's Retry-After."""
-    delay = min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
-    if retry_after:
-        delay = max(delay, timedelta(seconds=retry_after))
-    return delay
 
 
 def _decide(
@@ -377,15 +298,8 @@ def send_and_record(
             return
     try:
         result = gateway.send(claim.to, claim.body, status_callback=status_callback)
-    except GatewayAuthError as error:
-        _record_auth_failure(engine, claim, error, clock(), report)
-    except TransientSendError as error:
-        if error.maybe_sent:
-            _record_unconfirmed(engine, claim, error, clock(), report)
-        else:
-            _record_transient(engine, claim, error, clock(), report)
-    except PermanentSendError as error:
-        _record_permanent(engine, claim, error, clock(), report)
+    except (TransientSendError, PermanentSendError) as error:
+        record_failure(engine, claim, error, clock(), report)
     else:
         if recorder is not None:
             recorder.put(claim, result.provider_sid, clock())
@@ -409,388 +323,6 @@ def release_claim(engine: Engine, claim: Claim, report: DispatchReport) -> bool:
     if released:
         report.add("released")
     return bool(released)
-
-
-def record_sent(
-    engine: Engine,
-    claim: Claim,
-    provider_sid: str,
-    now: datetime,
-    *,
-    claimed_at: datetime | None = None,
-) -> bool:
-    """Mark a claimed message sent with Twilio's SID; open the check-in it starts.
-
-    False (and nothing written) when the row is no longer ``sending`` (or, with
-    ``claimed_at``, no longer that claim, ``sending`` or ``unconfirmed``).
-    """
-    with session_scope(engine) as session:
-        return _mark_sent(session, claim, provider_sid, now, claimed_at=claimed_at)
-
-
-def _mark_sent(
-    session: Session,
-    claim: Claim,
-    provider_sid: str,
-    now: datetime,
-    *,
-    claimed_at: datetime | None = None,
-) -> bool:
-    """:func:`record_sent` inside the caller's transaction."""
-    condition = [OutboundMessage.id == claim.message_id]
-    if claimed_at is None:
-        condition.append(OutboundMessage.status == OutboxStatus.SENDING)
-    else:  # crash recovery: a dead dispatcher's claim or an unconfirmed send
-        condition += [
-            OutboundMessage.status.in_(IN_DOUBT),
-            OutboundMessage.claimed_at == claimed_at,
-        ]
-    updated = session.execute(
-        update(OutboundMessage)
-        .where(*condition)
-        .values(
-            status=OutboxStatus.SENT,
-            provider_sid=provider_sid,
-            sent_at=now,
-            error_code=None,
-            error_reason=None,
-        )
-    )
-    if updated.rowcount == 0:
-        return False
-    if claim.checkin_id is not None:  # a re-sent or re-check prompt of an open check-in
-        checkin = session.get(CheckIn, claim.checkin_id)
-        if checkin is not None:
-            checkin.last_prompt_at = now
-            session.add(checkin)
-    elif claim.expects == "temperature" and claim.patient_id is not None:
-        open_checkin(session, claim.patient_id, claim.dedupe_key, now)
-    return True
-
-
-def _starts_or_feeds_checkin(claim: Claim) -> bool:
-    return claim.checkin_id is not None or (
-        claim.expects == "temperature" and claim.patient_id is not None
-    )
-
-
-_MARK_SENT_MANY = (
-    update(OutboundMessage.__table__)
-    .where(
-        OutboundMessage.__table__.c.id == bindparam("b_id"),
-        OutboundMessage.__table__.c.status == OutboxStatus.SENDING,
-    )
-    .values(
-        status=OutboxStatus.SENT,
-        provider_sid=bindparam("b_sid"),
-        sent_at=bindparam("b_now"),
-        error_code=None,
-        error_reason=None,
-    )
-)
-
-
-def record_sent_group(engine: Engine, group: list[tuple[Claim, str, datetime]]) -> None:
-    """Record several accepted sends (claim, Twilio SID, when) in one transaction.
-
-    Plain messages are updated with one batched statement; those that open or feed a
-    check-in go through :func:`record_sent`'s logic one by one.
-    """
-    plain = [
-        {"b_id": claim.message_id, "b_sid": sid, "b_now": now}
-        for claim, sid, now in group
-        if not _starts_or_feeds_checkin(claim)
-    ]
-    if len(plain) == len(group):
-        # Only plain messages (a backlog of reminders): a connection, not a session,
-        # whose set-up and commit cost more than the batched UPDATE itself.
-        with writer(engine).begin() as conn:
-            conn.execute(_MARK_SENT_MANY, plain)
-        return
-    with session_scope(engine) as session:
-        if plain:
-            session.execute(_MARK_SENT_MANY, plain)
-        for claim, sid, now in group:
-            if _starts_or_feeds_checkin(claim):
-                _mark_sent(session, claim, sid, now)
-
-
-class SentRecorder:
-    """Records accepted sends from one writer thread, many per transaction (group commit).
-
-    Recording each send in its own transaction from eight sender threads spent most
-    of a dispatcher's time queued for SQLite's single write lock (``BEGIN IMMEDIATE``
-    and its busy-wait back-off), and cost PostgreSQL one commit per message. Here the
-    senders hand their results over and go on sending; the writer commits whatever
-    has arrived, up to :data:`RECORD_GROUP_MAX`: many records per commit under load,
-    one when idle.
-
-    Crash safety is unchanged: a message Twilio accepted waits here for milliseconds
-    (as it waited for its own commit before); if the process dies meanwhile, its row
-    stays ``sending`` and :func:`recover_stale_claims` finds it in Twilio's list and
-    records it as sent instead of sending it again.
-    """
-
-    def __init__(self, engine: Engine, report: DispatchReport) -> None:
-        self._engine = engine
-        self._report = report
-        self._queue: SimpleQueue[tuple[Claim, str, datetime] | None] = SimpleQueue()
-        self._error: BaseException | None = None
-        self._closing = Event()
-        self._thread = Thread(target=self._run, name="sms-recorder", daemon=True)
-        self._thread.start()
-
-    def put(self, claim: Claim, provider_sid: str, now: datetime) -> None:
-        """Queue the record of an accepted send."""
-        self._queue.put((claim, provider_sid, now))
-
-    def close(self, *, raise_error: bool = True) -> None:
-        """Write what is queued and stop the writer; re-raise the error that stopped it."""
-        self._closing.set()  # no more gathering: write what is queued at once
-        self._queue.put(None)
-        self._thread.join()
-        if raise_error and self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        finished = False
-        while not finished:
-            group: list[tuple[Claim, str, datetime]] = []
-            item = self._queue.get()
-            # Gather for a moment: what is already queued is one or two outcomes, and
-            # a transaction per pair costs more than the pair's sends. The writer
-            # sleeps through the moment and then takes what has arrived, rather than
-            # waiting on the queue for each item: a wake-up (and a turn at the GIL,
-            # taken from the senders) per accepted send costs more than the record.
-            if item is not None:
-                self._closing.wait(RECORD_LINGER_SECONDS)
-            while True:
-                if item is None:
-                    finished = True
-                    break
-                group.append(item)
-                if len(group) >= RECORD_GROUP_MAX:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except Empty:
-                    break
-            if not group or self._error is not None:
-                continue  # after a failure, leave the rest "sending" for reconciliation
-            try:
-                record_sent_group(self._engine, group)
-            except BaseException as error:  # re-raised by close(), in the dispatching thread
-                self._error = error
-                continue
-            self._report.add("sent", len(group))
-
-
-def open_checkin(session: Session, patient_id: int, event_key: str, now: datetime) -> None:
-    """Open (once) the conversation a temperature prompt starts."""
-    existing = session.exec(
-        select(CheckIn).where(CheckIn.patient_id == patient_id, CheckIn.event_key == event_key)
-    ).first()
-    if existing is None:
-        session.add(
-            CheckIn(patient_id=patient_id, event_key=event_key, opened_at=now, last_prompt_at=now)
-        )
-
-
-def _record_transient(
-    engine: Engine, claim: Claim, error: TransientSendError, now: datetime, report: DispatchReport
-) -> None:
-    with session_scope(engine) as session:
-        message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != OutboxStatus.SENDING:
-            return
-        message.error_code, message.error_reason = error.code, error.reason[:300]
-        retry_at = now + backoff(message.attempts, error.retry_after)
-        if message.attempts >= MAX_ATTEMPTS:
-            message.status = OutboxStatus.FAILED
-            report.add("failed")
-            _alert_delivery_failure(
-                session,
-                message,
-                now,
-                f"SMS could not be delivered after {message.attempts} attempts",
-            )
-        elif message.not_after is not None and retry_at > message.not_after:
-            message.status = OutboxStatus.MISSED
-            report.add("missed")
-        else:
-            message.status = OutboxStatus.PENDING
-            message.next_attempt_at = retry_at
-            report.add("retried")
-        session.add(message)
-
-
-def _record_unconfirmed(
-    engine: Engine,
-    claim: Claim,
-    error: TransientSendError,
-    now: datetime,
-    report: DispatchReport,
-) -> None:
-    """Twilio may have accepted the message: store it ``unconfirmed`` for crash recovery.
-
-    ``claimed_at`` is kept, so once the lease has expired :func:`recover_stale_claims`
-    asks Twilio for a message created since then before anything is sent again;
-    ``next_attempt_at`` is when a retry may go out if Twilio did not take it.
-    """
-    with session_scope(engine) as session:
-        message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != OutboxStatus.SENDING:
-            return
-        message.status = OutboxStatus.UNCONFIRMED
-        message.error_code, message.error_reason = error.code, error.reason[:300]
-        message.next_attempt_at = now + backoff(message.attempts)
-        session.add(message)
-    report.add("unconfirmed")
-
-
-def _record_auth_failure(
-    engine: Engine, claim: Claim, error: GatewayAuthError, now: datetime, report: DispatchReport
-) -> None:
-    """Twilio refused our credentials: not the message's fault. Put it back and stop the pass."""
-    logger.error("Twilio refused the account credentials (code %s): dispatch paused", error.code)
-    with session_scope(engine) as session:
-        message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != OutboxStatus.SENDING:
-            return
-        message.status = OutboxStatus.PENDING
-        message.attempts = max(message.attempts - 1, 0)
-        message.next_attempt_at = now + AUTH_FAILURE_PAUSE
-        message.error_code, message.error_reason = error.code, "credentials refused by the provider"
-        session.add(message)
-    report.add("auth_failed")
-
-
-def _record_permanent(
-    engine: Engine, claim: Claim, error: PermanentSendError, now: datetime, report: DispatchReport
-) -> None:
-    with session_scope(engine) as session:
-        message = session.get(OutboundMessage, claim.message_id)
-        if message is None or message.status != OutboxStatus.SENDING:
-            return
-        message.status = OutboxStatus.FAILED
-        message.error_code, message.error_reason = error.code, error.reason[:300]
-        session.add(message)
-        report.add("failed")
-        # STOP at the carrier (21610) or a number that cannot get SMS: the one opt-out
-        # policy blocks the patient and alerts the team; anything else is this message's.
-        if block_for_delivery_error(session, message, error.code, now) is None:
-            _alert_delivery_failure(
-                session, message, now, f"SMS refused by the provider (code {error.code})"
-            )
-
-
-def _alert_delivery_failure(
-    session: Session, message: OutboundMessage, now: datetime, reason: str
-) -> None:
-    if message.patient_id is None:
-        logger.error("on-call SMS %s failed permanently", message.id)
-        return
-    raise_alert(
-        session,
-        team_id=message.team_id,
-        patient_id=message.patient_id,
-        severity="high",
-        kind="sms_undeliverable",
-        reason=reason,
-        details={"message_id": message.id, "error_code": message.error_code},
-        source="Twilio delivery",
-        now=now,
-        dedupe_key=f"undeliverable:{message.id}",
-    )
-
-
-@dataclass(frozen=True)
-class _StaleClaim:
-    """A row in doubt past its lease, as read before asking the gateway."""
-
-    claim: Claim
-    claimed_at: datetime
-    status: str
-
-
-def recover_stale_claims(
-    engine: Engine, gateway: SmsGateway, now: datetime, lease: timedelta, report: DispatchReport
-) -> None:
-    """Settle rows left ``sending`` (a dead dispatcher) or ``unconfirmed`` past their lease.
-
-    Each is looked up with the gateway (no transaction open meanwhile): a message
-    Twilio accepted is recorded as sent, with the side effects of a send (the check-in
-    a temperature prompt opens); any other goes back to ``pending`` (or ``failed``
-    when its attempts are used up). Each outcome is written only if the row is still
-    the same claim, so two dispatchers recovering at once settle it once.
-    """
-    with session_scope(engine) as session:
-        query = select(OutboundMessage).where(
-            OutboundMessage.status.in_(IN_DOUBT), OutboundMessage.claimed_at < now - lease
-        )
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        stale = [
-            _StaleClaim(
-                Claim(
-                    message.id,
-                    message.to_phone or "",
-                    message.body,
-                    message.claimed_by or "",
-                    message.expects,
-                    message.patient_id,
-                    message.team_id,
-                    message.dedupe_key,
-                    message.checkin_id,
-                ),
-                message.claimed_at,
-                message.status,
-            )
-            for message in session.exec(query).all()
-        ]
-    for row in stale:
-        found = None
-        if row.claim.to:
-            try:
-                found = gateway.find_sent(row.claim.to, row.claim.body, since=row.claimed_at)
-            except (TransientSendError, PermanentSendError):
-                found = None  # cannot tell: retrying risks a duplicate, never a loss
-        if found:
-            if record_sent(engine, row.claim, found, now, claimed_at=row.claimed_at):
-                report.add("reconciled")
-            continue
-        with session_scope(engine) as session:
-            message = session.get(OutboundMessage, row.claim.message_id)
-            if message is None or not _same_claim(message, row):
-                continue
-            if message.status == OutboxStatus.SENDING:
-                # A dead dispatcher's claim: no outcome was recorded, perhaps none tried.
-                message.status, message.next_attempt_at = OutboxStatus.PENDING, now
-                message.attempts = max(message.attempts - 1, 0)
-                report.add("reclaimed")
-            elif message.attempts >= MAX_ATTEMPTS:
-                message.status = OutboxStatus.FAILED
-                report.add("failed")
-                _alert_delivery_failure(
-                    session,
-                    message,
-                    now,
-                    f"SMS could not be delivered after {message.attempts} attempts",
-                )
-            else:
-                # An unanswered send that Twilio did not take: retry at its backoff time.
-                message.status = OutboxStatus.PENDING
-                message.next_attempt_at = max(message.next_attempt_at, now)
-                report.add("retried")
-            session.add(message)
-
-
-def _same_claim(message: OutboundMessage, row: _StaleClaim) -> bool:
-    return (
-        message.status == row.status
-        and message.claimed_at == row.claimed_at
-        and (message.claimed_by or "") == row.claim.worker
-    )
 
 
 class _InFlight:

@@ -37,7 +37,8 @@ from reminders.data.statuses import (
     AlertStatus,
     CheckInState,
 )
-from reminders.outbox import enqueue_message, patient_context, render_for, sms_allowed
+from reminders.outbox import enqueue_message
+from reminders.rendering import patient_context, render_for, sms_allowed
 
 
 def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> str | None:

@@ -17,14 +17,15 @@ from sqlmodel import Session
 from reminders.data.db import session_scope
 from reminders.data.pruning import prune_login_throttle, prune_user_sessions
 from reminders.decision_tasks import raise_due_decision_tasks
-from reminders.dispatch import DispatchReport, dispatch_due_messages
+from reminders.delivery import DispatchReport
+from reminders.dispatch import dispatch_due_messages
 from reminders.followups import (
     check_mandatory_prophylaxis,
     escalate_unacknowledged_alerts,
     follow_up_checkins,
 )
 from reminders.gateways import SmsGateway
-from reminders.outbox import materialise_due_messages
+from reminders.planning import materialise_due_messages
 from reminders.planning_workers import default_planning_processes
 
 logger = logging.getLogger(__name__)

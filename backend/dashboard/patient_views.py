@@ -54,7 +54,8 @@ from reminders.core.clinical_rules import clinical_rules
 from reminders.core.regimens import ProphylaxisDefault, get_regimen
 from reminders.data.errors import ServiceError
 from reminders.data.models import AuditAction, Patient
-from reminders.outbox import enqueue_message, sms_allowed
+from reminders.outbox import enqueue_message
+from reminders.rendering import sms_allowed
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,9 @@ from datetime import datetime
 from sqlmodel import Session, SQLModel
 
 from reminders.data.models import Patient
-from reminders.outbox import (
-    enqueue_message,
-    patient_context,
-    render_for,
-    replan_patient,
-    sms_allowed,
-)
+from reminders.outbox import enqueue_message
+from reminders.planning import replan_patient
+from reminders.rendering import patient_context, render_for, sms_allowed
 
 
 def resync_patient_messages(session: Session, patient: Patient, now: datetime) -> None:

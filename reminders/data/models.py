@@ -425,7 +425,7 @@ class PlanningPass(SQLModel, table=True):
     do. The next pass plans messages from ``planned_until`` on rather than looking back
     a whole freshness window again: every message due before it is stored already,
     unless a patient's plan changed, and a change re-plans that patient at once
-    (``reminders.outbox.replan_patient``), looking back in full.
+    (``reminders.planning.replan_patient``), looking back in full.
     """
 
     id: int | None = Field(default=None, primary_key=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlmodel import Session, select
 from backend.db import get_engine
 from reminders.data.models import OutboundMessage
 from reminders.gateways import ConsoleGateway
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.twilio_fake import FakeTwilio
 
 
@@ -45,6 +47,35 @@ def engine(app) -> Engine:
 def console() -> ConsoleGateway:
     """A console gateway writing into a buffer."""
     return ConsoleGateway(io.StringIO())
+
+
+def queue_due(
+    session: Session,
+    team_id: int,
+    patient_ids: Sequence[int],
+    bodies: Iterable[str],
+    *,
+    prefix: str,
+    due: datetime,
+    kind: str = "one_off",
+    first: int = 0,
+) -> int:
+    """Queue one pending message per body, due at ``due`` and keyed ``prefix:n`` from
+    ``first``, spread over ``patient_ids``; commit; how many were new."""
+    rows = [
+        outbox_row(
+            team_id=team_id,
+            kind=kind,
+            body=body,
+            dedupe_key=f"{prefix}:{n}",
+            now=due,
+            patient_id=patient_ids[n % len(patient_ids)],
+        )
+        for n, body in enumerate(bodies, start=first)
+    ]
+    created = insert_ignoring_duplicates(session, rows)
+    session.commit()
+    return created
 
 
 def outbox(session: Session, **filters: Any) -> list[OutboundMessage]:

@@ -27,7 +27,7 @@ from reminders.data.models import (
 )
 from reminders.followups import OPEN_CHECKIN_STATES
 from reminders.jobs import run_due
-from reminders.outbox import patient_context
+from reminders.rendering import patient_context
 from tests.reminders.conftest import outbox
 
 # Tuesday 17 March 2026: day 16 of alemtuzumab, inside the CMV window (weeks 3-8).

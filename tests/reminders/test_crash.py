@@ -55,8 +55,8 @@ from backend.schemas import PatientIn
 from backend.services.patients import create_patient
 from backend.services.teams import create_user
 from reminders.data.models import OutboundMessage
-from reminders.outbox import insert_ignoring_duplicates
 from tests.conftest import POSTGRES_URL
+from tests.reminders.conftest import queue_due
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio, wait_until
 
 pytestmark = pytest.mark.slow
@@ -212,27 +212,8 @@ def queue_messages(
     """``count`` messages due a minute ago, numbered from ``first``; their bodies."""
     due = datetime.now(UTC) - timedelta(minutes=1)
     bodies = [f"Crash test reminder {n:04d}" for n in range(first, first + count)]
-    rows = [
-        {
-            "team_id": team_id,
-            "patient_id": patient_ids[n % len(patient_ids)],
-            "recipient": "patient",
-            "kind": "one_off",
-            "dedupe_key": f"crash:{n}",
-            "body": body,
-            "urgent": False,
-            "due_at": due,
-            "not_after": None,
-            "next_attempt_at": due,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": due,
-        }
-        for n, body in zip(range(first, first + count), bodies, strict=True)
-    ]
     with Session(engine) as session:
-        insert_ignoring_duplicates(session, rows)
-        session.commit()
+        queue_due(session, team_id, patient_ids, bodies, prefix="crash", due=due, first=first)
     return bodies
 
 

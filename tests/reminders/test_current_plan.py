@@ -18,7 +18,7 @@ from reminders.conversations import conversation
 from reminders.data.models import Patient, Plan, User
 from reminders.data.plans import current_plan, pick_current_plan
 from reminders.data.statuses import PlanStatus
-from reminders.outbox import patient_context
+from reminders.rendering import patient_context
 from tests.conftest import FIXED_NOW
 
 TEAM = "Hématologie clinique — Cliniques universitaires Saint-Luc"

@@ -13,13 +13,12 @@ from sqlmodel import select
 
 from reminders.data.db import session_scope
 from reminders.data.models import Alert, OutboundMessage, Patient, Team
+from reminders.delivery import MAX_ATTEMPTS, DispatchReport
 from reminders.dispatch import (
     BATCH_MAX,
     BATCH_MIN,
     CLAIM_AHEAD_SECONDS,
     GROW_AFTER,
-    MAX_ATTEMPTS,
-    DispatchReport,
     _batch_size,
     claim_batch,
     dispatch_due_messages,
@@ -27,8 +26,9 @@ from reminders.dispatch import (
     send_and_record,
 )
 from reminders.gateways import TwilioGateway
-from reminders.outbox import insert_ignoring_duplicates
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import reread
+from tests.reminders.conftest import queue_due
 from tests.twilio_fake import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -65,26 +65,8 @@ def patient(session, make_user, make_patient, clock) -> Patient:
 def queue(
     session, patient: Patient, count: int, *, due: datetime = NOW, prefix: str = "msg"
 ) -> None:
-    rows = [
-        {
-            "team_id": patient.team_id,
-            "patient_id": patient.id,
-            "recipient": "patient",
-            "kind": "one_off",
-            "dedupe_key": f"{prefix}:{n}",
-            "body": f"Test message {prefix} {n}",
-            "urgent": False,
-            "due_at": due,
-            "not_after": None,
-            "next_attempt_at": due,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": due,
-        }
-        for n in range(count)
-    ]
-    insert_ignoring_duplicates(session, rows)
-    session.commit()
+    bodies = [f"Test message {prefix} {n}" for n in range(count)]
+    queue_due(session, patient.team_id, [patient.id], bodies, prefix=prefix, due=due)
 
 
 def statuses(session) -> Counter:
@@ -225,20 +207,16 @@ def test_oncall_messages_go_to_the_team_and_ignore_quiet_hours(
         insert_ignoring_duplicates(
             s,
             [
-                {
-                    "team_id": team.id,
-                    "patient_id": patient.id,
-                    "recipient": "oncall",
-                    "kind": "oncall_alert",
-                    "dedupe_key": "alert1:oncall0",
-                    "body": "URGENT, patient P1",
-                    "urgent": True,
-                    "due_at": night,
-                    "next_attempt_at": night,
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": night,
-                }
+                outbox_row(
+                    team_id=team.id,
+                    kind="oncall_alert",
+                    body="URGENT, patient P1",
+                    dedupe_key="alert1:oncall0",
+                    now=night,
+                    patient_id=patient.id,
+                    recipient="oncall",
+                    urgent=True,
+                )
             ],
         )
     assert dispatch_due_messages(engine, gateway, lambda: night).sent == 1

@@ -22,14 +22,16 @@ from sqlmodel import Session, select
 
 from reminders.data.models import OutboundMessage, Patient
 from reminders.data.statuses import OutboxStatus, allowed
-from reminders.dispatch import MAX_ATTEMPTS, dispatch_due_messages
+from reminders.delivery import MAX_ATTEMPTS
+from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import (
     PermanentSendError,
     SendResult,
     TransientSendError,
 )
-from reminders.outbox import cancel_pending_for_patient, insert_ignoring_duplicates
+from reminders.outbox import cancel_pending_for_patient
 from tests.conftest import reread
+from tests.reminders.conftest import queue_due
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # 11:00 in Brussels: no quiet hours
 LEASE = timedelta(minutes=2)
@@ -90,28 +92,8 @@ def patient(session, make_user, make_patient, clock) -> Patient:
 
 
 def queue(session: Session, patient: Patient, count: int, *, prefix: str, due=NOW) -> None:
-    insert_ignoring_duplicates(
-        session,
-        [
-            {
-                "team_id": patient.team_id,
-                "patient_id": patient.id,
-                "recipient": "patient",
-                "kind": "one_off",
-                "dedupe_key": f"{prefix}:{n}",
-                "body": f"Rappel {prefix} {n} : prenez vos comprimés",
-                "urgent": False,
-                "due_at": due,
-                "not_after": None,
-                "next_attempt_at": due,
-                "status": OutboxStatus.PENDING,
-                "attempts": 0,
-                "created_at": due,
-            }
-            for n in range(count)
-        ],
-    )
-    session.commit()
+    bodies = [f"Rappel {prefix} {n} : prenez vos comprimés" for n in range(count)]
+    queue_due(session, patient.team_id, [patient.id], bodies, prefix=prefix, due=due)
 
 
 #: A trigger writes every change of an outbox row's status into ``status_log``: one pass

@@ -44,9 +44,9 @@ from backend.services.plans import start_plan
 from backend.services.teams import create_user
 from reminders.core.templates import render
 from reminders.data.models import OutboundMessage, Team
-from reminders.outbox import insert_ignoring_duplicates
 from tests.conftest import bearer, issue_test_token
 from tests.db_proxy import DatabaseOutage, database_outage
+from tests.reminders.conftest import queue_due
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql_only]
@@ -118,36 +118,27 @@ def seed(engine: Engine, now: datetime) -> tuple[int, list[int], str]:
 def queue(engine: Engine, team_id: int, patient_ids: list[int], first: int, count: int) -> set[str]:
     """``count`` pill reminders (the real French template) due now; their bodies, all distinct."""
     now = datetime.now(UTC)
-    rows, bodies = [], set()
-    for n in range(first, first + count):
-        body = render(
+    bodies = [
+        render(
             "pill_reminder",
             "fr",
             medicine=MEDICINES[n % len(MEDICINES)],
             time=f"{n // 60 % 24:02d}:{n % 60:02d} n°{n}",
         )
-        bodies.add(body)
-        rows.append(
-            {
-                "team_id": team_id,
-                "patient_id": patient_ids[n % len(patient_ids)],
-                "recipient": "patient",
-                "kind": "pill_reminder",
-                "dedupe_key": f"outage:{n}",
-                "body": body,
-                "urgent": False,
-                "due_at": now,
-                "not_after": None,
-                "next_attempt_at": now,
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-            }
-        )
+        for n in range(first, first + count)
+    ]
     with Session(engine) as session:
-        insert_ignoring_duplicates(session, rows)
-        session.commit()
-    return bodies
+        queue_due(
+            session,
+            team_id,
+            patient_ids,
+            bodies,
+            prefix="outage",
+            due=now,
+            kind="pill_reminder",
+            first=first,
+        )
+    return set(bodies)
 
 
 def statuses(engine: Engine) -> Counter[str]:

@@ -16,9 +16,9 @@ from backend.services.prophylaxis import courses_of, stop_course
 from reminders.data.db import session_scope
 from reminders.data.models import OutboundMessage, Plan, PlanningPass, ProphylaxisCourse
 from reminders.jobs import run_due
-from reminders.outbox import (
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
+from reminders.planning import (
     PASS_HISTORY,
-    insert_ignoring_duplicates,
     materialise_due_messages,
     planned_until,
     replan_patient,
@@ -336,6 +336,46 @@ def test_the_bulk_insert_stores_exactly_what_an_orm_insert_stores(
     # Ids follow the rows' order, as with one INSERT per row.
     bulk_ids = [stored[f"bulk:{name}"].id for name in variants]
     assert bulk_ids == sorted(bulk_ids)
+
+
+def test_the_one_row_builder_fills_every_insertable_outbox_column(
+    engine, session, treated_patient, clock
+) -> None:
+    """Every outbox row is made by ``outbox_row``: all the columns the table takes (all
+    but the id), so a new column is given a value in one place or no row has it."""
+    clock.now = MONDAY_6AM_BRUSSELS
+    patient = treated_patient()
+    insertable = {column.name for column in OutboundMessage.__table__.c if not column.primary_key}
+
+    def row(key: str, **columns) -> dict:
+        return outbox_row(
+            team_id=patient.team_id,
+            kind="one_off",
+            body="Bonjour Marie-Françoise, votre équipe vous rappelle demain à 9 h.",
+            dedupe_key=key,
+            now=MONDAY_6AM_BRUSSELS,
+            patient_id=patient.id,
+            **columns,
+        )
+
+    plain = row("builder:plain")
+    assert set(plain) == insertable
+    assert plain["due_at"] == plain["next_attempt_at"] == plain["created_at"] == MONDAY_6AM_BRUSSELS
+    later = MONDAY_6AM_BRUSSELS + timedelta(hours=2)
+    assert row("builder:later", due_at=later)["next_attempt_at"] == later
+    with pytest.raises(ValueError, match="to_fone"):
+        row("builder:typo", to_fone="+32470123456")
+    with session_scope(engine) as s:
+        assert insert_ignoring_duplicates(s, [plain]) == 1
+    [stored] = outbox(session, dedupe_key="builder:plain")
+    # The columns it was not given hold the model's defaults.
+    assert (stored.status, stored.attempts, stored.recipient, stored.urgent) == (
+        "pending",
+        0,
+        "patient",
+        False,
+    )
+    assert stored.not_after is None and stored.provider_sid is None and stored.expects is None
 
 
 def test_checkins_go_on_after_the_taper_until_every_course_is_stopped(

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from sqlmodel import delete, select
 
-from reminders import outbox as outbox_module
-from reminders import planning_workers
+from reminders import planning, planning_workers
 from reminders.data.db import session_scope
 from reminders.data.models import OutboundMessage, PlanningPass
-from reminders.outbox import materialise_due_messages
+from reminders.planning import materialise_due_messages
 from reminders.planning_workers import (
     PlanningWorkers,
     default_planning_processes,
@@ -47,7 +46,7 @@ def test_worker_processes_store_the_same_outbox_as_one_process(
             quiet_start=time(22, 0),
             quiet_end=time(7, 0),
         )
-    monkeypatch.setattr(outbox_module, "PATIENT_CHUNK", 3)  # eight patients: three chunks
+    monkeypatch.setattr(planning, "PATIENT_CHUNK", 3)  # eight patients: three chunks
     with session_scope(engine) as s:
         s.exec(delete(OutboundMessage))
     moments = (MONDAY_6AM_BRUSSELS, MONDAY_6AM_BRUSSELS + timedelta(hours=7))

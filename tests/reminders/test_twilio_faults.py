@@ -25,9 +25,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from reminders.data.models import Alert, OutboundMessage, Patient
-from reminders.dispatch import MAX_ATTEMPTS, DispatchReport, dispatch_due_messages
+from reminders.delivery import MAX_ATTEMPTS, DispatchReport
+from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import TwilioGateway
-from reminders.outbox import insert_ignoring_duplicates
+from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import Clock, reread
 from tests.twilio_fake import (
     FAKE_ACCOUNT_SID,
@@ -55,21 +56,14 @@ def queue_backlog(session: Session, patients: list[Patient]) -> dict[int, str]:
     over the others; id -> body."""
     reachable = patients[:-1]
     rows = [
-        {
-            "team_id": patients[0].team_id,
-            "patient_id": (reachable[n % len(reachable)] if n else patients[-1]).id,
-            "recipient": "patient",
-            "kind": "one_off",
-            "dedupe_key": f"faults:{n}",
-            "body": f"Fault test reminder {n:03d}",
-            "urgent": False,
-            "due_at": NOW,
-            "not_after": None,
-            "next_attempt_at": NOW,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": NOW,
-        }
+        outbox_row(
+            team_id=patients[0].team_id,
+            kind="one_off",
+            body=f"Fault test reminder {n:03d}",
+            dedupe_key=f"faults:{n}",
+            now=NOW,
+            patient_id=(reachable[n % len(reachable)] if n else patients[-1]).id,
+        )
         for n in range(BACKLOG)
     ]
     insert_ignoring_duplicates(session, rows)

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from reminders.core.clinical_rules import urgent_advice
 from reminders.data.models import Alert, InboundMessage, OutboundMessage, Patient
-from reminders.outbox import display_phone
+from reminders.rendering import display_phone
 from tests.conftest import bearer, reread
 from tests.security.conftest import PASSWORD, LiveServer, browser_signed_in, twilio_post
 from tests.twilio_fake import inbound_sms_params

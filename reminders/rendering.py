@@ -1,0 +1,136 @@
+"""Rendering a message for a patient: the patient's context and the template's values.
+
+Every SMS to a patient is rendered here, in the patient's language and honouring
+discreet mode: the planning pass's reminders (:mod:`reminders.planning`), the
+conversation's replies (:mod:`reminders.conversations`) and the follow-ups
+(:mod:`reminders.followups`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from types import MappingProxyType
+from typing import Any
+
+import phonenumbers
+from sqlmodel import Session
+
+from reminders.core.planner import PlannedEvent
+from reminders.core.regimens import get_regimen
+from reminders.core.templates import render
+from reminders.data.models import Patient, Plan, Team
+from reminders.data.plans import current_plan
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """What rendering needs to know about a patient and their team.
+
+    ``plan`` is the patient's current plan that ``drug`` was read from, kept so
+    that a reply needing it again (triage, the symptom menu) does not query it again.
+    """
+
+    patient: Patient
+    team: Team
+    drug: str | None
+    plan: Plan | None = None
+
+    @cached_property
+    def patient_values(self) -> Mapping[str, Any]:
+        """The placeholders that name the patient and the team (the same in every message).
+
+        Computed once per context: a pass renders a few messages per patient.
+        """
+        team = self.team
+        patient = self.patient
+        return MappingProxyType(
+            {
+                "first_name": patient.display_name.split()[0]
+                if patient.display_name.strip()
+                else "",
+                "team_name": team.name,
+                "team_phone": display_phone(team.care_phone) if team.care_phone else team.name,
+                "drug": self.drug or "",
+                "patient_ref": f"P{patient.id}",
+                "place": team.name,
+            }
+        )
+
+
+def sms_allowed(patient: Patient) -> bool:
+    """True when the patient may get SMS: consent, no opt-out, a reachable number, in care."""
+    return (
+        patient.sms_consent
+        and not patient.opted_out
+        and patient.sms_blocked_reason is None
+        and patient.discharged_at is None
+    )
+
+
+@lru_cache(maxsize=4096)
+def display_phone(e164: str) -> str:
+    """A phone number as people read it (+32 2 555 01 23), still GSM-7 and dialable."""
+    # Cached: every message names its team's number, and a pass renders thousands of
+    # messages for a few dozen teams; phonenumbers parses slowly.
+    try:
+        return phonenumbers.format_number(
+            phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
+    except phonenumbers.NumberParseException:
+        return e164
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def template_values(context: PatientContext, event: PlannedEvent | None = None) -> dict[str, Any]:
+    """Values for every template placeholder (each template uses the ones it needs)."""
+    values = dict(context.patient_values)
+    if event is None:
+        return values
+    details = event.details
+    local = event.local
+    values.update(
+        {
+            # Formatted by hand: a pass formats thousands of times, and strftime is slow.
+            "time": f"{local.hour:02d}:{local.minute:02d}",
+            "date": f"{local.day:02d}/{local.month:02d}",
+            # Only the dose the regimen gives an observation time for has one (and
+            # only its template asks for it): no number made up here.
+            "observation_hours": _number(details.get("observation_hours")),
+            "premedication": "; ".join(details.get("items") or ()) or event.title,
+            "medicine": details.get("drug") or event.title,
+        }
+    )
+    return values
+
+
+def render_for(
+    context: PatientContext, template: str, event: PlannedEvent | None = None, **extra: Any
+) -> str:
+    """Render ``template`` in the patient's language, honouring discreet mode."""
+    values = template_values(context, event)
+    values.update(extra)
+    # Without a known drug the discreet wording reads naturally ("your treatment").
+    discreet = context.patient.discreet or not context.drug
+    return render(template, context.patient.language, discreet=discreet, **values)
+
+
+def drug_name(plan: Plan | None) -> str | None:
+    """The drug of ``plan``'s regimen, or None (no plan, or a regimen no longer in the library)."""
+    if plan is None:
+        return None
+    try:
+        return get_regimen(plan.regimen_id).drug
+    except KeyError:
+        return None
+
+
+def patient_context(session: Session, patient: Patient) -> PatientContext:
+    """The rendering context of one patient (team, current plan and its drug)."""
+    team = session.get(Team, patient.team_id)
+    plan = current_plan(session, patient.id)
+    return PatientContext(patient, team, drug_name(plan), plan)
