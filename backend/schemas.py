@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from reminders.core.prophylaxis import CourseStatus
 from reminders.data.models import MAX_ID
 
 Language = Literal["en", "fr", "nl"]
@@ -477,8 +478,6 @@ def _valid_weekdays(value: list[int] | None) -> list[int] | None:
 PillWeekdays = Annotated[
     list[StrictInt] | None, Field(min_length=1, max_length=7), AfterValidator(_valid_weekdays)
 ]
-#: The statuses of a course (``reminders.core.prophylaxis.COURSE_STATUSES``).
-CourseStatus = Literal["proposed", "active", "stopped", "declined"]
 
 
 class ProphylaxisIn(Strict):

@@ -61,7 +61,7 @@ from reminders.data.statuses import (
 )
 from reminders.followups import raise_urgent_alert
 from reminders.optout import BlockCause, block_patient_sms, record_opt_in
-from reminders.outbox import enqueue_message, outbox_row
+from reminders.outbox import outbox_row, queue_patient_message
 from reminders.planning import replan_patient
 from reminders.rendering import PatientContext, drug_name, render_for
 from reminders.specs import load_plan_spec
@@ -162,6 +162,16 @@ _INSERT_INBOUND = {
     name: dialect.insert(_INBOUND_TABLE)
     .on_conflict_do_nothing(index_elements=["provider_sid"])
     .returning(_INBOUND_TABLE.c.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+# A reminder already confirmed (a second TAKEN, or two replies handled at once by two
+# web workers) adds nothing: the unique (patient, reminder) pair decides in the insert,
+# where a look-up first would let both replies pass it and fail the second at commit.
+_PILL_TABLE = PillConfirmation.__table__
+_INSERT_PILL_CONFIRMATIONS = {
+    name: dialect.insert(_PILL_TABLE).on_conflict_do_nothing(
+        index_elements=["patient_id", "event_key"]
+    )
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 _UPDATE_INBOUND_CHECKIN = (
@@ -532,23 +542,18 @@ def _opt_out(session: Session, patient: Patient, inbound: StoredInbound, now: da
 
 
 def _confirm_pill(session: Session, patient: Patient, pill: OutboundMessage, now: datetime) -> None:
-    """Record adherence for every reminder of the round ``pill`` belongs to."""
-    for reminder in pill_round(session, patient.id, pill):
-        exists = session.exec(
-            select(PillConfirmation.id).where(
-                PillConfirmation.patient_id == patient.id,
-                PillConfirmation.event_key == reminder.dedupe_key,
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                PillConfirmation(
-                    patient_id=patient.id,
-                    course_id=reminder.course_id,
-                    event_key=reminder.dedupe_key,
-                    confirmed_at=now,
-                )
-            )
+    """Record adherence for every reminder of the round ``pill`` belongs to, once each."""
+    rows = [
+        {
+            "patient_id": patient.id,
+            "course_id": reminder.course_id,
+            "event_key": reminder.dedupe_key,
+            "confirmed_at": now,
+        }
+        for reminder in pill_round(session, patient.id, pill)
+    ]
+    if rows:
+        session.execute(_INSERT_PILL_CONFIRMATIONS[session.get_bind().dialect.name], rows)
 
 
 def _symptom_menu(session: Session, patient: Patient, plan: Plan | None = _UNSET) -> str:
@@ -661,19 +666,16 @@ def _schedule_recheck(
     now: datetime,
 ) -> None:
     """Ask for the temperature again in ``minutes`` (the check-in waits for it)."""
-    patient = context.patient
     recheck_at = now + timedelta(minutes=minutes)
     checkin.state, checkin.last_prompt_at, checkin.recheck_due_at = (
         CheckInState.AWAITING_TEMPERATURE,
         recheck_at,
         recheck_at,
     )
-    enqueue_message(
+    queue_patient_message(
         session,
-        team_id=patient.team_id,
-        patient_id=patient.id,
-        kind="checkin_temperature",
-        body=render_for(context, "checkin_temperature"),
+        context,
+        "checkin_temperature",
         dedupe_key=f"checkin{checkin.id}:recheck:{inbound.provider_sid}",
         now=now,
         due_at=recheck_at,
@@ -708,8 +710,6 @@ def _alert_for(
     if not decision.alert_care_team:
         return
     fields = {
-        "team_id": patient.team_id,
-        "patient_id": patient.id,
         # Set whenever the care team is alerted: a matched rule asked for it.
         "kind": str(decision.alert_kind),
         "reason": decision.summary[:500],
@@ -730,10 +730,11 @@ def _alert_for(
         "dedupe_key": f"report:{report_id}",
     }
     if decision.severity is Severity.URGENT or decision.notify_on_call:
-        raise_urgent_alert(session, now, **fields)
+        raise_urgent_alert(session, patient, now, **fields)
     else:
         raise_alert(
             session,
+            patient,
             severity=str(decision.severity)
             if str(decision.severity) in ("high", "routine")
             else "high",
@@ -756,8 +757,7 @@ def _forward_free_text(
     patient = context.patient
     raise_alert(
         session,
-        team_id=patient.team_id,
-        patient_id=patient.id,
+        patient,
         severity="high",
         kind="patient_message",
         reason=("Needs review, message from patient: " + inbound.body)[:500],

@@ -147,8 +147,7 @@ def _raise_for_plans(session: Session, plans: Sequence[Plan], now: datetime) -> 
             with session.begin_nested():
                 raise_alert(
                     session,
-                    team_id=patient.team_id,
-                    patient_id=patient.id,
+                    patient,
                     now=now,
                     dedupe_key=key,
                     **task_alert_fields(plan, task),  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ from sqlmodel import Session, select
 
 from reminders.data.alerts import raise_alert
 from reminders.data.db import session_scope, writer
-from reminders.data.models import CheckIn, OutboundMessage
+from reminders.data.models import CheckIn, OutboundMessage, Patient
 from reminders.data.statuses import OutboxStatus
 from reminders.gateways import GatewayAuthError, PermanentSendError, TransientSendError
 from reminders.optout import block_for_delivery_error
@@ -404,8 +404,7 @@ def alert_delivery_failure(
         return
     raise_alert(
         session,
-        team_id=message.team_id,
-        patient_id=message.patient_id,
+        session.get_one(Patient, message.patient_id),
         severity="high",
         kind="sms_undeliverable",
         reason=reason,

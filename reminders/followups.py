@@ -37,8 +37,8 @@ from reminders.data.statuses import (
     AlertStatus,
     CheckInState,
 )
-from reminders.outbox import enqueue_message
-from reminders.rendering import patient_context, render_for, sms_allowed
+from reminders.outbox import enqueue_message, queue_patient_message
+from reminders.rendering import patient_context, sms_allowed
 
 
 def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> str | None:
@@ -81,18 +81,12 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
         patient = session.get(Patient, checkin.patient_id)
         if action == "resend" and sms_allowed(patient):
             context = patient_context(session, patient)
-            enqueue_message(
+            sent_at = checkin.last_prompt_at.astimezone(ZoneInfo(patient.timezone))
+            queue_patient_message(
                 session,
-                team_id=patient.team_id,
-                patient_id=patient.id,
-                kind="checkin_resend",
-                body=render_for(
-                    context,
-                    "checkin_resend",
-                    sent_time=checkin.last_prompt_at.astimezone(
-                        ZoneInfo(patient.timezone)
-                    ).strftime("%H:%M"),
-                ),
+                context,
+                "checkin_resend",
+                values={"sent_time": sent_at.strftime("%H:%M")},
                 dedupe_key=f"checkin{checkin.id}:resend",
                 now=now,
                 not_after=now + timedelta(hours=3),
@@ -109,8 +103,7 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
             checkin.closed_at = now
             raise_alert(
                 session,
-                team_id=patient.team_id,
-                patient_id=patient.id,
+                patient,
                 severity="high",
                 kind="checkin_unanswered",
                 reason="Symptom check-in not answered (sent twice): please call the patient",
@@ -172,9 +165,11 @@ def escalate_unacknowledged_alerts(session: Session, now: datetime) -> int:
     return count
 
 
-def raise_urgent_alert(session: Session, now: datetime, **fields: object) -> Alert:
-    """Raise an urgent alert and notify the on-call number once."""
-    alert = raise_alert(session, severity="urgent", now=now, **fields)  # type: ignore[arg-type]
+def raise_urgent_alert(
+    session: Session, patient: Patient, now: datetime, **fields: object
+) -> Alert:
+    """Raise an urgent alert about ``patient`` and notify their team's on-call number once."""
+    alert = raise_alert(session, patient, severity="urgent", now=now, **fields)  # type: ignore[arg-type]
     if alert.oncall_notified_at is None:
         notify_on_call(session, alert, now)
     return alert
@@ -240,8 +235,7 @@ def check_mandatory_prophylaxis(session: Session, now: datetime) -> int:
             continue
         raise_alert(
             session,
-            team_id=patient.team_id,
-            patient_id=patient.id,
+            patient,
             severity="high",
             kind=MISSING_ALERT_KIND,
             reason=_missing_reason(regimen, missing),

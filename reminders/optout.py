@@ -114,8 +114,7 @@ def block_patient_sms(
     policy = _POLICY[cause]
     return raise_alert(
         session,
-        team_id=patient.team_id,
-        patient_id=patient.id,
+        patient,
         severity="high",
         kind=policy.kind,
         reason=policy.reason.format(detail=detail)[:500],

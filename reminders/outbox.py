@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 from reminders.core.messaging import MessagePlan
 from reminders.data.models import OutboundMessage
 from reminders.data.statuses import OutboxStatus
+from reminders.rendering import PatientContext, render_for
 
 #: Rows inserted per statement on PostgreSQL, and the batches a planning pass gathers
 #: before it inserts, so that its statements keep one shape (reminders.planning).
@@ -314,3 +315,32 @@ def enqueue_message(
         checkin_id=checkin_id,
     )
     return insert_ignoring_duplicates(session, [row]) == 1
+
+
+def queue_patient_message(
+    session: Session,
+    context: PatientContext,
+    template: str,
+    *,
+    dedupe_key: str,
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+    **columns: Any,
+) -> bool:
+    """Queue the message ``template`` to the patient of ``context``, in their language.
+
+    The row's kind is the template's key, and its team the patient's; ``values`` are
+    extra template values, ``columns`` further outbox columns (``due_at``,
+    ``expects``...). False if it was queued before.
+    """
+    patient = context.patient
+    return enqueue_message(
+        session,
+        team_id=patient.team_id,
+        patient_id=patient.id,
+        kind=template,
+        body=render_for(context, template, **(values or {})),
+        dedupe_key=dedupe_key,
+        now=now,
+        **columns,
+    )

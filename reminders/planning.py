@@ -40,7 +40,7 @@ from reminders.core.planner import (
     plan_events,
     prophylaxis_events,
 )
-from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
+from reminders.core.prophylaxis import ENDED_COURSE_STATUSES, CourseStatus
 from reminders.data.models import (
     DoseRecord,
     OutboundMessage,
@@ -173,7 +173,7 @@ def planned_messages_for_patient(
             planned.append(PlannedMessage.of(context, message, plan_id=plan.id, spec=spec))
     pill_end = until + _prophylaxis_lead()
     for course in courses:
-        if course.status != "active":
+        if course.status != CourseStatus.ACTIVE:
             continue  # a proposed course keeps check-ins going but sends no pill reminder
         events = prophylaxis_events(
             build_prophylaxis_spec(course, patient.timezone), events_start, pill_end

@@ -72,8 +72,7 @@ def record_lab(
     alerts = [
         raise_alert(
             session,
-            team_id=patient.team_id,
-            patient_id=patient.id,
+            patient,
             severity=finding.severity,
             kind=finding.code,
             reason=finding.reason,

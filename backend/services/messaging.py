@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlmodel import Session, SQLModel
 
 from reminders.data.models import Patient
-from reminders.outbox import enqueue_message
+from reminders.outbox import queue_patient_message
 from reminders.planning import replan_patient
-from reminders.rendering import patient_context, render_for, sms_allowed
+from reminders.rendering import patient_context, sms_allowed
 
 
 def resync_patient_messages(session: Session, patient: Patient, now: datetime) -> None:
@@ -37,12 +37,10 @@ def send_welcome(session: Session, patient: Patient, now: datetime) -> bool:
     if not sms_allowed(patient):
         return False
     context = patient_context(session, patient)
-    return enqueue_message(
+    return queue_patient_message(
         session,
-        team_id=patient.team_id,
-        patient_id=patient.id,
-        kind="welcome",
-        body=render_for(context, "welcome"),
+        context,
+        "welcome",
         dedupe_key=f"welcome:p{patient.id}",
         now=now,
     )

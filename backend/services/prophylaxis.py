@@ -24,7 +24,12 @@ from backend.services.patients import get_patient
 from backend.services.plans import effective_status, spec_for
 from reminders.core.dates import local_today
 from reminders.core.planner import plan_doses
-from reminders.core.prophylaxis import DECIDED_STATUSES, StopEligibility, stop_eligibility
+from reminders.core.prophylaxis import (
+    DECIDED_STATUSES,
+    CourseStatus,
+    StopEligibility,
+    stop_eligibility,
+)
 from reminders.core.regimens import get_regimen
 from reminders.data.alerts import resolve_alert
 from reminders.data.errors import Conflict, InvalidInput, NotFound
@@ -75,13 +80,13 @@ def eligibility(
 
     A proposed or declined course is not running: it can never be "eligible to stop".
     """
-    if course.status in ("proposed", "declined"):
+    if course.status in (CourseStatus.PROPOSED, CourseStatus.DECLINED):
         return StopEligibility(
             eligible=False,
             earliest_date=None,
             missing=(
                 "the course is proposed: a care-team user confirms or declines it"
-                if course.status == "proposed"
+                if course.status == CourseStatus.PROPOSED
                 else "the course was declined: it never ran",
             ),
             satisfied=(),
@@ -124,9 +129,9 @@ def stop_course(
     now: datetime,
 ) -> ProphylaxisCourse:
     """Stop ``course`` on the care team's confirmation."""
-    if course.status == "proposed":
+    if course.status == CourseStatus.PROPOSED:
         raise Conflict("course is proposed, not running: confirm or decline it")
-    if course.status != "active":
+    if course.status != CourseStatus.ACTIVE:
         raise Conflict(f"course is already {course.status}")
     status = eligibility(session, course, patient, now)
     if not status.eligible and not data.override_reason:
@@ -141,7 +146,7 @@ def stop_course(
         for p in (data.note, f"override: {data.override_reason}" if data.override_reason else None)
         if p
     ]
-    course.status = "stopped"
+    course.status = CourseStatus.STOPPED
     course.stopped_on = local_today(patient.timezone, now)
     course.stopped_by = user_id
     course.stop_note = "; ".join(note_parts) or None
@@ -150,7 +155,7 @@ def stop_course(
 
 
 def _require_proposed(course: ProphylaxisCourse) -> None:
-    if course.status != "proposed":
+    if course.status != CourseStatus.PROPOSED:
         raise Conflict(
             f"course is {course.status}: only a proposed course is confirmed or declined"
         )
@@ -179,7 +184,7 @@ def confirm_course(
     course.times = list(data.times)
     course.weekdays = data.weekdays
     course.start_date = start
-    course.status = "active"
+    course.status = CourseStatus.ACTIVE
     course.confirmed_at = now
     course.confirmed_by = user_id
     save_and_resync(session, patient, now, course)
@@ -201,7 +206,7 @@ def decline_course(
     alternative, if any, is entered as a course of its own.
     """
     _require_proposed(course)
-    course.status = "declined"
+    course.status = CourseStatus.DECLINED
     course.declined_at = now
     course.declined_by = user_id
     course.decline_reason = data.reason

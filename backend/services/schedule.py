@@ -11,6 +11,7 @@ from backend.services.plans import ScheduledEvent, local_window, plan_events_bet
 from backend.services.prophylaxis import courses_of
 from reminders.core.dates import local_today
 from reminders.core.planner import prophylaxis_events
+from reminders.core.prophylaxis import CourseStatus
 from reminders.data.errors import InvalidInput
 from reminders.data.models import Patient
 from reminders.specs import build_prophylaxis_spec
@@ -34,7 +35,7 @@ def events_between(
     """Every plan and prophylaxis event of ``patient`` in [start, end), by time then key."""
     events = plan_events_between(session, patient, start_utc, end_utc)
     for course in courses_of(session, patient.id):
-        if course.status not in ("active", "stopped"):
+        if course.status not in (CourseStatus.ACTIVE, CourseStatus.STOPPED):
             continue  # proposed or declined: never prescribed, no pill to plan
         spec = build_prophylaxis_spec(course, patient.timezone)
         events.extend(ScheduledEvent(None, e) for e in prophylaxis_events(spec, start_utc, end_utc))

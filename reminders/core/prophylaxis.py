@@ -18,25 +18,48 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.dates import add_months
 from reminders.core.regimens import ProphylaxisDefault
 
-#: The statuses of a prophylaxis course. ``proposed``: created from the regimen when the
-#: plan started; it sends nothing until a care-team user confirms it (dose, times).
-#: ``active``: entered or confirmed by the care team; its pill reminders are sent.
-#: ``stopped``: ended by a care-team user (never by the software). ``declined``: a
-#: proposed course the care team decided not to give, with the reason they recorded
-#: (an allergy, an alternative entered as another course).
-COURSE_STATUSES: tuple[str, ...] = ("proposed", "active", "stopped", "declined")
+
+class CourseStatus(StrEnum):
+    """A prophylaxis course's stored status (``ProphylaxisCourse.status``).
+
+    Defined in the pure core, beside the rules that read it (the stop rule, the
+    mandatory-prophylaxis check); the other status vocabularies are in
+    ``reminders.data.statuses``.
+    """
+
+    #: Created from the regimen when the plan started; it sends nothing until a
+    #: care-team user confirms it (dose, times).
+    PROPOSED = "proposed"
+    #: Entered or confirmed by the care team; its pill reminders are sent.
+    ACTIVE = "active"
+    #: Ended by a care-team user (never by the software).
+    STOPPED = "stopped"
+    #: A proposed course the care team decided not to give, with the reason they
+    #: recorded (an allergy, an alternative entered as another course).
+    DECLINED = "declined"
+
+
+#: Every status of a course.
+COURSE_STATUSES: tuple[CourseStatus, ...] = tuple(CourseStatus)
 #: Statuses that are a care-team decision on a mandatory course: confirmed, or stopped or
 #: declined by a user with a recorded reason. Only "proposed" (or no course) is missing.
-DECIDED_STATUSES: tuple[str, ...] = ("active", "stopped", "declined")
+DECIDED_STATUSES: tuple[CourseStatus, ...] = (
+    CourseStatus.ACTIVE,
+    CourseStatus.STOPPED,
+    CourseStatus.DECLINED,
+)
 #: Statuses that end a course; any other ("active", "proposed") still protects the patient,
 #: so check-ins and the fever triage treat the patient as on prophylaxis.
-ENDED_COURSE_STATUSES: frozenset[str] = frozenset({"stopped", "declined"})
+ENDED_COURSE_STATUSES: frozenset[CourseStatus] = frozenset(
+    {CourseStatus.STOPPED, CourseStatus.DECLINED}
+)
 
 
 @dataclass(frozen=True)

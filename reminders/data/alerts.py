@@ -9,7 +9,7 @@ from sqlalchemy import case, func
 from sqlmodel import Session, select
 
 from reminders.data.errors import Conflict, NotFound
-from reminders.data.models import Alert, OutboundMessage
+from reminders.data.models import Alert, OutboundMessage, Patient
 from reminders.data.statuses import AlertStatus
 
 SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
@@ -17,9 +17,8 @@ SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
 def raise_alert(
     session: Session,
+    patient: Patient,
     *,
-    team_id: int,
-    patient_id: int,
     severity: str,
     kind: str,
     reason: str,
@@ -28,14 +27,18 @@ def raise_alert(
     source: str | None = None,
     dedupe_key: str | None = None,
 ) -> Alert:
-    """Create an alert, or return the existing one with the same ``dedupe_key``."""
+    """Create an alert about ``patient``, or return the existing one with the same ``dedupe_key``.
+
+    The alert goes to the patient's own team, read from the patient here rather than
+    passed beside it, so that no caller can file a patient's alert with another team.
+    """
     if dedupe_key is not None:
         existing = session.exec(select(Alert).where(Alert.dedupe_key == dedupe_key)).first()
         if existing is not None:
             return existing
     alert = Alert(
-        team_id=team_id,
-        patient_id=patient_id,
+        team_id=patient.team_id,
+        patient_id=patient.id,
         severity=severity,
         kind=kind,
         reason=reason,

@@ -25,6 +25,7 @@ from sqlalchemy.orm.base import NEVER_SET, NO_VALUE
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from reminders.core.prophylaxis import CourseStatus
 from reminders.data.statuses import (
     AlertStatus,
     CheckInState,
@@ -313,7 +314,7 @@ class ProphylaxisCourse(SQLModel, table=True):
     start_date: date
     min_months_after_last_dose: int = 6
     cd4_rule: bool = False
-    status: str = Field(default="active", max_length=20)
+    status: str = Field(default=CourseStatus.ACTIVE, max_length=20)
     stopped_on: date | None = None
     stopped_by: int | None = Field(default=None, foreign_key="user.id")
     stop_note: str | None = Field(default=None, max_length=500)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
+from reminders.core.prophylaxis import CourseStatus
 from reminders.core.regimens import get_regimen
 from reminders.data.models import Patient, Plan, ProphylaxisCourse
 
@@ -60,7 +61,7 @@ def propose_regimen_courses(
             start_date=plan.start_date + timedelta(days=entry.start_day - 1),
             min_months_after_last_dose=entry.min_months_after_last_dose,
             cd4_rule=entry.cd4_rule,
-            status="proposed",
+            status=CourseStatus.PROPOSED,
             created_at=now,
         )
         for entry in regimen.prophylaxis

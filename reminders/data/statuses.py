@@ -9,7 +9,9 @@ Core statements name the state they leave in their ``WHERE`` clause, so a row th
 no longer in it is left alone.
 
 This module imports nothing but the standard library: the data layer, the engine and
-the web all use it.
+the web all use it. A prophylaxis course's statuses (``CourseStatus``) are the one
+vocabulary kept in the pure core, in ``reminders.core.prophylaxis``, because the core's
+stop rule and mandatory-prophylaxis check read them and the core imports no other layer.
 """
 
 from __future__ import annotations

@@ -120,8 +120,7 @@ def test_the_orm_refuses_an_illegal_move_before_writing(session, make_user, make
     patient = make_patient(user.team_id, display_name=NAME)
     alert = raise_alert(
         session,
-        team_id=user.team_id,
-        patient_id=patient.id,
+        patient,
         severity="urgent",
         kind="fever",
         reason="Temperature 38.6 °C",
@@ -160,8 +159,7 @@ def test_services_move_alerts_along_the_table(session, make_user, make_patient, 
     patient = make_patient(user.team_id, display_name=NAME)
     alert = raise_alert(
         session,
-        team_id=user.team_id,
-        patient_id=patient.id,
+        patient,
         severity="high",
         kind="checkin_unanswered",
         reason="Symptom check-in not answered",

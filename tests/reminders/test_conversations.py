@@ -194,6 +194,21 @@ def test_taken_confirms_every_pill_of_the_latest_round(
     assert len({c.course_id for c in confirmations}) == 2
 
 
+def test_a_second_taken_for_the_same_round_adds_nothing_and_is_answered(
+    engine, session, console, clock, treated_patient
+) -> None:
+    clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    treated_patient()
+    run_due(engine, console, datetime(2026, 3, 3, 7, 0, tzinfo=UTC))
+    reply(engine, "Taken", datetime(2026, 3, 3, 7, 20, tzinfo=UTC))
+    # Another message (its own MessageSid), the same round: the insert skips both pairs.
+    again = reply(engine, "pris", datetime(2026, 3, 3, 7, 40, tzinfo=UTC))
+    assert again.intent == "taken" and again.reply
+    confirmations = session.exec(select(PillConfirmation)).all()
+    assert len(confirmations) == 2
+    assert {c.confirmed_at for c in confirmations} == {datetime(2026, 3, 3, 7, 20, tzinfo=UTC)}
+
+
 def test_stop_stops_everything_and_alerts_start_resumes(
     engine, session, console, clock, treated_patient
 ) -> None:

@@ -76,8 +76,7 @@ def test_queue_orders_by_urgency_then_age_and_flags_waiting_urgent_alerts(
     other = make_patient(nurse.team_id, display_name="Bert Jansen", phone="+32 470 22 33 44")
     raise_alert(
         session,
-        team_id=nurse.team_id,
-        patient_id=other.id,
+        other,
         severity="routine",
         kind="x",
         reason="Routine thing",
@@ -86,8 +85,7 @@ def test_queue_orders_by_urgency_then_age_and_flags_waiting_urgent_alerts(
     clock.advance(minutes=1)
     raise_alert(
         session,
-        team_id=nurse.team_id,
-        patient_id=other.id,
+        other,
         severity="high",
         kind="x",
         reason="High thing",
