@@ -309,15 +309,6 @@ def effective_status(plan: Plan, doses: list[PlannedDose]) -> str:
     return plan.status
 
 
-def open_plans(session: Session, patient_id: int) -> list[Plan]:
-    """The patient's active or held plans."""
-    return list(
-        session.exec(
-            select(Plan).where(Plan.patient_id == patient_id, Plan.status.in_(OPEN_PLAN_STATUSES))
-        ).all()
-    )
-
-
 @dataclass(frozen=True)
 class ScheduledEvent:
     """A planner event and the plan it came from (None for prophylaxis)."""
