@@ -28,6 +28,7 @@ from sqlmodel import Field, SQLModel
 from reminders.core.prophylaxis import CourseStatus
 from reminders.data.statuses import (
     AlertStatus,
+    Channel,
     CheckInState,
     OutboxStatus,
     PlanStatus,
@@ -82,7 +83,14 @@ MAX_ID = 2**31 - 1
 
 
 class Team(SQLModel, table=True):
-    """A care team: its patients, users, the number patients call and the on-call number."""
+    """A care team: its patients, users, the number patients call and the on-call number.
+
+    ``oncall_phone`` is the team's fallback number (a ward or switchboard phone that is
+    always answered): the last step of the escalation policy, and the first one when
+    the rota names nobody. ``timezone`` is the zone the rota's shifts are written in.
+    ``escalation_policy`` and ``response_targets`` are the team's own settings, None for
+    the defaults of ``reminders/core/clinical_rules.toml``.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=120, unique=True)
@@ -90,6 +98,9 @@ class Team(SQLModel, table=True):
         default=None, max_length=20, description="E.164 number patients call"
     )
     oncall_phone: str | None = Field(default=None, max_length=20)
+    timezone: str = Field(default="Europe/Brussels", max_length=64)
+    escalation_policy: dict[str, Any] | None = json_field(nullable=True)
+    response_targets: dict[str, Any] | None = json_field(nullable=True)
     created_at: datetime = utc_field()
 
 
@@ -101,6 +112,11 @@ class User(SQLModel, table=True):
     email: str = Field(max_length=254, unique=True)
     name: str = Field(default="", max_length=120)
     role: str = Field(default="nurse", max_length=20)
+    #: The clinician's own mobile (E.164): on-call pages and calls go there, and an
+    #: ``ACK`` reply from it acknowledges an alert as this user.
+    phone: str | None = Field(default=None, max_length=20, index=True)
+    #: The language of the pages and calls this clinician receives (en, fr, nl).
+    language: str = Field(default="en", max_length=2)
     password_hash: str | None = Field(default=None, max_length=255)
     last_login_at: datetime | None = utc_field(nullable=True)
     is_active: bool = True
@@ -373,6 +389,68 @@ class Alert(SQLModel, table=True):
     escalation_count: int = 0
 
 
+class AlertEvent(SQLModel, table=True):
+    """One line of an alert's timeline: a page queued, its outcome, an acknowledgement.
+
+    No phone number and no message text: the page's outbox row (``outbound_id``) holds
+    those; ``target`` says whether it was the primary, the backup or the fallback.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    at: datetime = utc_field()
+    event: str = Field(max_length=20)
+    step: int | None = None
+    channel: str | None = Field(default=None, max_length=10)
+    target: str | None = Field(default=None, max_length=10)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    outcome: str | None = Field(default=None, max_length=20)
+    outbound_id: int | None = Field(default=None, foreign_key="outboundmessage.id")
+    detail: str | None = Field(default=None, max_length=200)
+
+
+# --- on-call rota -------------------------------------------------------------------------
+
+
+class OnCallShift(SQLModel, table=True):
+    """Who is on call for a team, as primary or backup, from ``starts_at`` to ``ends_at``.
+
+    Stored in UTC; entered and shown in the team's time zone. Shifts of one role may
+    overlap (a handover): the one that started last is on call.
+    """
+
+    __table_args__ = (Index("ix_oncallshift_team_ends", "team_id", "ends_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    user_id: int = Field(foreign_key="user.id")
+    role: str = Field(max_length=10)
+    starts_at: datetime = utc_field()
+    ends_at: datetime = utc_field()
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = utc_field()
+
+
+class ExpectedLevel(SQLModel, table=True):
+    """A care-team note that a patient's low-grade temperature is expected (after an infusion).
+
+    Until ``expires_at`` (or ``ended_at``), a reading below ``up_to_c`` quiets the
+    follow-up for that reading only; never a reading at or above the fever threshold,
+    never a red flag (the services refuse such a level).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    team_id: int = Field(foreign_key="team.id")
+    up_to_c: float
+    reason: str = Field(max_length=500)
+    expires_at: datetime = utc_field()
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = utc_field()
+    ended_at: datetime | None = utc_field(nullable=True)
+    ended_by: int | None = Field(default=None, foreign_key="user.id")
+
+
 # --- messages and conversations ---------------------------------------------------------
 
 
@@ -396,6 +474,10 @@ class OutboundMessage(SQLModel, table=True):
     course_id: int | None = Field(default=None, foreign_key="prophylaxiscourse.id")
     recipient: str = Field(default="patient", max_length=10)
     to_phone: str | None = Field(default=None, max_length=20)
+    #: SMS or a voice call (an on-call page); a call reads out ``body``.
+    channel: str = Field(default=Channel.SMS, max_length=10)
+    #: The clinician paged (recipient ``clinician``): a key press on the call acknowledges as them.
+    user_id: int | None = Field(default=None, foreign_key="user.id")
     kind: str = Field(max_length=40)
     dedupe_key: str = Field(max_length=200)
     body: str
@@ -560,6 +642,17 @@ class AuditAction(StrEnum):
     ACTIVATE_USER = "activate_user"
     DEACTIVATE_USER = "deactivate_user"
     UPDATE_TEAM_PHONES = "update_team_phones"
+    UPDATE_PROFILE = "update_profile"
+    # On call and escalation.
+    VIEW_ONCALL = "view_oncall"
+    EDIT_ONCALL_ROTA = "edit_oncall_rota"
+    UPDATE_ESCALATION_POLICY = "update_escalation_policy"
+    VIEW_RESPONSE_TIMES = "view_response_times"
+    EXPORT_RESPONSE_TIMES = "export_response_times"
+    UPDATE_RESPONSE_TARGETS = "update_response_targets"
+    # Expected levels (a low-grade temperature the team expects).
+    SET_EXPECTED_LEVEL = "set_expected_level"
+    END_EXPECTED_LEVEL = "end_expected_level"
     CREATE_API_TOKEN = "create_api_token"
     REVOKE_API_TOKEN = "revoke_api_token"
     SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
@@ -572,6 +665,10 @@ class AuditChannel(StrEnum):
     API = "api"
     DASHBOARD = "dashboard"
     CLI = "cli"
+    #: An SMS from a clinician's own phone (``ACK`` and the alert's code).
+    SMS = "sms"
+    #: A key pressed during an on-call voice call.
+    PHONE = "phone"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -74,6 +74,57 @@ class PlanStatus(StrEnum):
     STOPPED = "stopped"
 
 
+class Channel(StrEnum):
+    """How an outbox row reaches its recipient (``OutboundMessage.channel``)."""
+
+    SMS = "sms"
+    #: A phone call through Twilio's Calls API; the row's body is what the call reads out.
+    VOICE = "voice"
+
+
+class OnCallRole(StrEnum):
+    """A clinician's place in a team's on-call rota (``OnCallShift.role``)."""
+
+    PRIMARY = "primary"
+    BACKUP = "backup"
+
+
+class PageTarget(StrEnum):
+    """Whom an escalation step pages: the rota's primary or backup, or the team's fallback number."""
+
+    PRIMARY = "primary"
+    BACKUP = "backup"
+    FALLBACK = "fallback"
+
+
+class AlertEventKind(StrEnum):
+    """What a line of an alert's timeline (``AlertEvent.event``) records."""
+
+    #: An escalation step queued a page (SMS or call) to a person or number.
+    PAGED = "paged"
+    #: A step found nobody to page (no shift, no phone): the next target is tried at once.
+    SKIPPED = "skipped"
+    #: The carrier reported on a page (``outcome``).
+    OUTCOME = "outcome"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    #: A reply or key press that acknowledged nothing (unknown code, another team's alert).
+    REFUSED = "refused"
+
+
+class PageOutcome(StrEnum):
+    """What became of a page, in the words of the alert's timeline."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 #: A plan that still sends reminders and has tasks.
 OPEN_PLAN_STATUSES: tuple[PlanStatus, ...] = (PlanStatus.ACTIVE, PlanStatus.ON_HOLD)
 #: A check-in still waiting for the patient.

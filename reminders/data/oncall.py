@@ -1,0 +1,57 @@
+"""Who is on call: the team's rota read at a given moment (a data-layer service).
+
+The engine's escalation (``reminders.escalation``) and the web (the dashboard's "on call
+now", the API) read the rota through these functions only, so that both name the same
+person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from reminders.data.models import OnCallShift, Team, User
+from reminders.data.statuses import OnCallRole
+
+
+@dataclass(frozen=True)
+class OnCallNow:
+    """The rota at one moment: the primary's and backup's shift and user (None when unfilled)."""
+
+    primary: tuple[OnCallShift, User] | None
+    backup: tuple[OnCallShift, User] | None
+
+
+def on_call(
+    session: Session, team_id: int, role: OnCallRole, at: datetime
+) -> tuple[OnCallShift, User] | None:
+    """The shift of ``role`` covering ``at`` and its clinician, if an active user of the team holds it.
+
+    Shifts may overlap at a handover: the one that started last wins (ties: the newest
+    row). A shift whose user left the team or was deactivated covers nothing.
+    """
+    row = session.exec(
+        select(OnCallShift, User)
+        .join(User, User.id == OnCallShift.user_id)
+        .where(
+            OnCallShift.team_id == team_id,
+            OnCallShift.role == role,
+            OnCallShift.starts_at <= at,
+            OnCallShift.ends_at > at,
+            User.team_id == team_id,
+            User.is_active.is_(True),
+        )
+        .order_by(OnCallShift.starts_at.desc(), OnCallShift.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def on_call_now(session: Session, team: Team, at: datetime) -> OnCallNow:
+    """The primary and the backup of ``team`` at ``at``."""
+    return OnCallNow(
+        primary=on_call(session, team.id, OnCallRole.PRIMARY, at),
+        backup=on_call(session, team.id, OnCallRole.BACKUP, at),
+    )
