@@ -1,4 +1,4 @@
-"""Twilio webhooks: incoming SMS and delivery status callbacks.
+"""Twilio webhooks: incoming SMS, delivery status callbacks, and on-call page calls.
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over
 ``PUBLIC_BASE_URL`` + the request path (and query) and the POST parameters;
@@ -29,9 +29,18 @@ from twilio.request_validator import RequestValidator, add_port, compare, remove
 from backend.api import request_now
 from backend.db import get_session
 from backend.schemas import CONTROL_CHARACTERS
+from backend.services.paging import (
+    acknowledge_by_key,
+    acknowledge_by_sms,
+    page_language,
+    page_of_call,
+)
 from reminders.conversations import handle_inbound_sms, reply_key
-from reminders.data.models import OutboundMessage
-from reminders.data.statuses import OutboxStatus, allowed
+from reminders.core.oncall_text import parse_ack, voice_words
+from reminders.data.models import Alert, OutboundMessage
+from reminders.data.statuses import AlertStatus, OutboxStatus, PageOutcome, allowed
+from reminders.escalation import CALL_OUTCOMES, record_page_outcome
+from reminders.gateways import VOICE_PAGE_PATH
 from reminders.optout import block_for_delivery_error
 
 logger = logging.getLogger(__name__)
@@ -144,16 +153,25 @@ def _required(name: str) -> str:
 
 @webhooks.post("/sms")
 def incoming_sms() -> Response:
-    """An SMS from a patient: answer at once in TwiML (a repeated MessageSid: the same answer)."""
+    """An SMS: answer at once in TwiML (a repeated MessageSid: the same answer).
+
+    ``ACK <code>`` from a care-team member's own phone acknowledges that alert
+    (:func:`backend.services.paging.acknowledge_by_sms`); everything else, and an
+    ``ACK`` from any other number, is a patient's message.
+    """
     verify_twilio_signature()
     session = get_session()
     provider_sid = _required("MessageSid")[:64]
+    from_phone = _required("From")[:20]
+    body = form_value("Body")
+    code = parse_ack(body)
+    if code is not None:
+        answer = acknowledge_by_sms(session, from_phone, code, request_now())
+        if answer is not None:
+            session.commit()
+            return twiml(answer)
     result = handle_inbound_sms(
-        session,
-        provider_sid=provider_sid,
-        from_phone=_required("From")[:20],
-        body=form_value("Body"),
-        now=request_now(),
+        session, provider_sid=provider_sid, from_phone=from_phone, body=body, now=request_now()
     )
     session.commit()
     return twiml(result.reply, reply_status_url(provider_sid))
@@ -170,9 +188,7 @@ def delivery_status() -> Any:
     sid = _required("MessageSid")[:64]
     status = _required("MessageStatus")[:20]
     session = get_session()
-    message = session.exec(
-        select(OutboundMessage).where(OutboundMessage.provider_sid == sid)
-    ).first()
+    message = _message_with_sid(session, sid)
     if message is None:
         message = _link_twiml_reply(session, request.args.get("reply", ""), sid)
     if message is None:
@@ -194,6 +210,111 @@ def delivery_status() -> Any:
         # An opt-out at the carrier or an unreachable number: the one opt-out policy
         # (reminders.optout) blocks the patient and tells the care team.
         block_for_delivery_error(session, message, code, now)
+    if status in FINAL_STATUSES:
+        outcome = PageOutcome.DELIVERED if status in ("delivered", "read") else PageOutcome.FAILED
+        record_page_outcome(session, message, outcome, now)
+    session.add(message)
+    session.commit()
+    return "", 204
+
+
+def _message_with_sid(session: Any, sid: str) -> OutboundMessage | None:
+    """The outbox row Twilio knows as ``sid`` (a message or a call), if any."""
+    return session.exec(select(OutboundMessage).where(OutboundMessage.provider_sid == sid)).first()
+
+
+def _say(voice_language: str, text: str) -> str:
+    return f'<Say language="{escape(voice_language, _ATTRIBUTE_ENTITIES)}">{escape(text)}</Say>'
+
+
+def voice_twiml(*elements: str) -> Response:
+    """A TwiML voice answer made of the given elements."""
+    xml = f"{_TWIML_DECLARATION}<Response>{''.join(elements)}</Response>"
+    return Response(xml.encode("utf-8", "xmlcharrefreplace"), mimetype="application/xml")
+
+
+def _gather(page_id: int, voice_language: str, *texts: str) -> str:
+    """A one-key prompt that posts the key to the page's key webhook (an absolute, signed URL)."""
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    action = f"{base}{VOICE_PAGE_PATH}/{page_id}/key"
+    said = "".join(_say(voice_language, text) for text in texts)
+    return (
+        f'<Gather numDigits="1" action="{escape(action, _ATTRIBUTE_ENTITIES)}" method="POST" '
+        f'timeout="{KEY_WAIT_SECONDS}">{said}</Gather>'
+    )
+
+
+#: Seconds a page call waits for a key after its prompt.
+KEY_WAIT_SECONDS = 8
+
+
+def _signed_page_request(page_id: int) -> tuple[Any, OutboundMessage, Alert]:
+    """Check the signature; the session, voice page ``page_id`` and its alert (else 404)."""
+    verify_twilio_signature()
+    session = get_session()
+    found = page_of_call(session, page_id)
+    if found is None:
+        abort(404)
+    return session, *found
+
+
+@webhooks.post("/voice/page/<int:page_id>")
+def voice_page(page_id: int) -> Response:
+    """The words of page call ``page_id`` (Twilio fetches them when the call is answered).
+
+    The alert is read as it is now: already acknowledged or closed, the call says so
+    and hangs up; open, it reads the page (twice, once the prompt is heard) and asks
+    for the key 1.
+    """
+    session, page, alert = _signed_page_request(page_id)
+    language = page_language(session, page)
+    if alert.status != AlertStatus.OPEN:
+        key = "call_already" if alert.status == AlertStatus.ACKNOWLEDGED else "call_not_open"
+        return voice_twiml(_say(*voice_words(language, key)))
+    voice_language, no_key = voice_words(language, "call_no_key")
+    return voice_twiml(
+        _gather(page_id, voice_language, page.body, page.body), _say(voice_language, no_key)
+    )
+
+
+@webhooks.post("/voice/page/<int:page_id>/key")
+def voice_page_key(page_id: int) -> Response:
+    """A key pressed on page call ``page_id``: 1 acknowledges as the clinician called."""
+    session, page, alert = _signed_page_request(page_id)
+    answer = acknowledge_by_key(session, page, alert, form_value("Digits"), request_now())
+    session.commit()
+    if answer is None:  # another key: ask once more
+        language = page_language(session, page)
+        voice_language, no_key = voice_words(language, "call_no_key")
+        prompt = voice_words(language, "call_prompt")[1]
+        return voice_twiml(_gather(page_id, voice_language, prompt), _say(voice_language, no_key))
+    return voice_twiml(_say(answer.voice_language, answer.text))
+
+
+@webhooks.post("/voice/status")
+def voice_status() -> Any:
+    """A page call's progress: its outbox row and its alert's timeline (idempotent)."""
+    verify_twilio_signature()
+    sid = _required("CallSid")[:64]
+    status = _required("CallStatus")[:20]
+    session = get_session()
+    message = _message_with_sid(session, sid)
+    if message is None:
+        return "", 204
+    now = request_now()
+    message.provider_status = status
+    if status in ("in-progress", "completed"):
+        record_page_outcome(session, message, PageOutcome.ANSWERED, now)
+    if status == "completed":
+        if message.delivered_at is None:
+            message.delivered_at = now
+        if allowed(OutboxStatus, message.status, OutboxStatus.DELIVERED):
+            message.status = OutboxStatus.DELIVERED
+    elif status in CALL_OUTCOMES:
+        message.error_reason = f"call {status}"
+        if allowed(OutboxStatus, message.status, OutboxStatus.UNDELIVERED):
+            message.status = OutboxStatus.UNDELIVERED
+        record_page_outcome(session, message, CALL_OUTCOMES[status], now)
     session.add(message)
     session.commit()
     return "", 204
@@ -222,7 +343,7 @@ def _link_twiml_reply(session: Any, reply_to: str, sid: str) -> OutboundMessage 
     )
     if linked.rowcount != 1:
         return None
-    return session.exec(select(OutboundMessage).where(OutboundMessage.provider_sid == sid)).one()
+    return _message_with_sid(session, sid)
 
 
 def init_app(app: Flask) -> None:

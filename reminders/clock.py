@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from reminders.data.db import RECONNECT, Reconnect, database_unavailable, outage_reason
 from reminders.jobs import (
     decision_tasks_job,
+    escalate_alerts_job,
     follow_ups_job,
     plan_messages_job,
     prophylaxis_check_job,
@@ -62,7 +63,17 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         follow_ups_job,
         60,
         50,
-        "re-send unanswered check-ins, re-escalate urgent alerts",
+        "re-send unanswered check-ins, then flag them to the care team",
+    ),
+    # Every 15 s: a step of the escalation policy (a call at 5 min, the backup at 10)
+    # is taken at most 15 s late. The first page is not this job's: it is queued with
+    # the alert, in the webhook's transaction.
+    JobSpec(
+        "escalate-alerts",
+        escalate_alerts_job,
+        15,
+        10,
+        "page urgent alerts nobody acknowledged: call, backup, fallback number",
     ),
     JobSpec(
         "decision-tasks",

@@ -37,7 +37,8 @@ from sqlmodel import Session, select
 from reminders.data.alerts import raise_alert
 from reminders.data.db import session_scope, writer
 from reminders.data.models import CheckIn, OutboundMessage, Patient
-from reminders.data.statuses import OutboxStatus
+from reminders.data.statuses import OutboxStatus, PageOutcome
+from reminders.escalation import record_page_outcome
 from reminders.gateways import GatewayAuthError, PermanentSendError, TransientSendError
 from reminders.optout import block_for_delivery_error
 
@@ -102,6 +103,8 @@ class Claim:
     #: When :func:`~reminders.dispatch.claim_batch` claimed it (None for a claim
     #: rebuilt from a stale row).
     claimed_at: datetime | None = None
+    #: ``sms``, or ``voice`` for a page call (the body is what the call says).
+    channel: str = "sms"
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -398,7 +401,14 @@ def fail_out_of_attempts(
 def alert_delivery_failure(
     session: Session, message: OutboundMessage, now: datetime, reason: str
 ) -> None:
-    """Tell the team a message to their patient will not arrive (an on-call SMS: the log)."""
+    """Tell the team a message to their patient will not arrive (a page: its alert's timeline).
+
+    A page that failed is not a message to the patient: it goes on its alert's timeline,
+    and the escalation's next step pages on regardless.
+    """
+    if record_page_outcome(session, message, PageOutcome.FAILED, now, detail=reason):
+        logger.error("page %s failed permanently", message.id)
+        return
     if message.patient_id is None:
         logger.error("on-call SMS %s failed permanently", message.id)
         return

@@ -42,7 +42,7 @@ from reminders.data.db import (
     writer,
 )
 from reminders.data.models import OutboundMessage, Patient, Team
-from reminders.data.statuses import OutboxStatus
+from reminders.data.statuses import Channel, OutboxStatus
 from reminders.delivery import (
     Claim,
     DispatchReport,
@@ -97,6 +97,13 @@ def _decide(
     """
     if message.not_after is not None and now > message.not_after:
         return OutboxStatus.MISSED, "no longer useful"
+    if message.recipient == "clinician":
+        # A page: its number was chosen from the rota when the step was taken.
+        return (
+            ("send", message.to_phone)
+            if message.to_phone
+            else (OutboxStatus.CANCELLED, "page without a number")
+        )
     if message.recipient == "oncall":
         return (
             ("send", team.oncall_phone)
@@ -154,6 +161,8 @@ _DUE_COLUMNS = (
     _OUTBOX.c.patient_id,
     _OUTBOX.c.team_id,
     _OUTBOX.c.recipient,
+    _OUTBOX.c.to_phone,
+    _OUTBOX.c.channel,
     _OUTBOX.c.kind,
     _OUTBOX.c.urgent,
     _OUTBOX.c.not_after,
@@ -243,6 +252,7 @@ def claim_batch(
                         message.dedupe_key,
                         message.checkin_id,
                         now,
+                        message.channel,
                     )
                 )
                 continue
@@ -297,7 +307,10 @@ def send_and_record(
             release_claim(engine, claim, report)
             return
     try:
-        result = gateway.send(claim.to, claim.body, status_callback=status_callback)
+        if claim.channel == Channel.VOICE:
+            result = gateway.call(claim.to, page_id=claim.message_id, spoken_text=claim.body)
+        else:
+            result = gateway.send(claim.to, claim.body, status_callback=status_callback)
     except (TransientSendError, PermanentSendError) as error:
         record_failure(engine, claim, error, clock(), report)
     else:

@@ -1,4 +1,4 @@
-"""Follow-ups: unanswered check-ins, urgent alerts nobody acknowledged, missing prophylaxis.
+"""Follow-ups: unanswered check-ins, raising urgent alerts, missing prophylaxis.
 
 Decide apart from deliver: pure "should we?" functions look at one row and the
 time; the jobs below save the state change and queue the message in the same
@@ -16,7 +16,6 @@ from sqlmodel import Session, select
 from reminders.core.clinical_rules import AlertPolicy, clinical_rules
 from reminders.core.prophylaxis import missing_mandatory_prophylaxis
 from reminders.core.regimens import ProphylaxisDefault, Regimen, load_regimens
-from reminders.core.templates import render
 from reminders.data.alerts import raise_alert
 from reminders.data.models import (
     Alert,
@@ -24,7 +23,6 @@ from reminders.data.models import (
     Patient,
     Plan,
     ProphylaxisCourse,
-    Team,
 )
 from reminders.data.prophylaxis import (
     MISSING_ALERT_KIND,
@@ -34,10 +32,10 @@ from reminders.data.prophylaxis import (
 from reminders.data.statuses import (
     OPEN_CHECKIN_STATES,
     OPEN_PLAN_STATUSES,
-    AlertStatus,
     CheckInState,
 )
-from reminders.outbox import enqueue_message, queue_patient_message
+from reminders.escalation import start_escalation
+from reminders.outbox import queue_patient_message
 from reminders.rendering import patient_context, sms_allowed
 
 
@@ -58,14 +56,6 @@ def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> s
     if checkin.resend_count >= 1 and waited >= timedelta(minutes=flag_after):
         return "flag"
     return None
-
-
-def alert_needs_reescalation(alert: Alert, now: datetime, policy: AlertPolicy) -> bool:
-    """True when an urgent alert has waited unacknowledged past the re-escalation delay."""
-    if alert.severity != "urgent" or alert.status != AlertStatus.OPEN:
-        return False
-    last = alert.oncall_notified_at or alert.created_at
-    return now - last >= timedelta(minutes=policy.urgent_reescalate_after_minutes)
 
 
 def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
@@ -117,61 +107,18 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
     return counts
 
 
-def notify_on_call(
-    session: Session, alert: Alert, now: datetime, *, template: str = "oncall_alert"
-) -> bool:
-    """Queue an urgent SMS about ``alert`` to the team's on-call number (no patient phone in it)."""
-    team = session.get(Team, alert.team_id)
-    if team is None or not team.oncall_phone:
-        return False
-    body = render(
-        template,
-        "en",
-        patient_ref=f"P{alert.patient_id}",
-        reason=alert.reason[:80],
-        team_name=team.name,
-        minutes=clinical_rules().alerts.urgent_reescalate_after_minutes,
-        alert_id=alert.id,
-    )
-    queued = enqueue_message(
-        session,
-        team_id=team.id,
-        patient_id=alert.patient_id,
-        recipient="oncall",
-        kind=template,
-        body=body,
-        dedupe_key=f"alert{alert.id}:oncall{alert.escalation_count}",
-        now=now,
-        urgent=True,
-        alert_id=alert.id,
-    )
-    alert.oncall_notified_at = now
-    session.add(alert)
-    return queued
-
-
-def escalate_unacknowledged_alerts(session: Session, now: datetime) -> int:
-    """Send urgent alerts nobody acknowledged within the delay to the on-call number again."""
-    policy = clinical_rules().alerts
-    count = 0
-    open_urgent = session.exec(
-        select(Alert).where(Alert.severity == "urgent", Alert.status == AlertStatus.OPEN)
-    ).all()
-    for alert in open_urgent:
-        if alert_needs_reescalation(alert, now, policy):
-            alert.escalation_count += 1
-            if notify_on_call(session, alert, now, template="oncall_reescalation"):
-                count += 1
-    return count
-
-
 def raise_urgent_alert(
     session: Session, patient: Patient, now: datetime, **fields: object
 ) -> Alert:
-    """Raise an urgent alert about ``patient`` and notify their team's on-call number once."""
+    """Raise an urgent alert about ``patient`` and page the on-call clinician at once.
+
+    The first step of the team's escalation policy (an SMS to the rota's primary) is
+    queued in the same transaction as the alert; a repeated raise (same ``dedupe_key``)
+    pages nobody again. The clock's ``escalate-alerts`` job takes the later steps.
+    """
     alert = raise_alert(session, patient, severity="urgent", now=now, **fields)  # type: ignore[arg-type]
-    if alert.oncall_notified_at is None:
-        notify_on_call(session, alert, now)
+    if alert.escalation_count == 0:
+        start_escalation(session, alert, now)
     return alert
 
 

@@ -34,7 +34,7 @@ import logging
 import sys
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -62,12 +62,37 @@ __all__ = [
     "SmsGateway",
     "TransientSendError",
     "TwilioGateway",
+    "VoiceUrls",
     "gateway_from_config",
     "status_callback_url",
+    "voice_urls",
 ]
 
 #: Path of the status-callback webhook, appended to ``PUBLIC_BASE_URL``.
 STATUS_CALLBACK_PATH = "/twilio/status"
+#: Paths of the voice webhooks: a page's TwiML (``/<page id>``) and the calls' progress.
+VOICE_PAGE_PATH = "/twilio/voice/page"
+VOICE_STATUS_PATH = "/twilio/voice/status"
+#: The call progress Twilio reports to the voice status webhook.
+CALL_PROGRESS_EVENTS = ("initiated", "ringing", "answered", "completed")
+#: How long a page call rings before Twilio gives up ("no-answer"): under a voicemail's
+#: usual pick-up of 25-30 s, so an unanswered page is reported as such.
+CALL_RING_SECONDS = 25
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceUrls:
+    """Where Twilio fetches a page call's TwiML and posts its progress."""
+
+    page: str
+    status: str
+
+
+def voice_urls(public_base_url: str, page_id: int) -> VoiceUrls:
+    """The voice webhook URLs of page ``page_id`` (exactly what Twilio will sign)."""
+    base = public_base_url.strip().rstrip("/")
+    return VoiceUrls(page=f"{base}{VOICE_PAGE_PATH}/{page_id}", status=base + VOICE_STATUS_PATH)
+
 
 #: Twilio error codes that mean "not now" even though some arrive with HTTP 400:
 #: 20429 too many requests, 21611 the sender's outgoing queue is full.
@@ -198,6 +223,23 @@ class SmsGateway(Protocol):
         """Send ``body`` to ``to`` (E.164); raise a :class:`SendError` subclass on failure."""
         ...
 
+    def call(self, to: str, *, page_id: int, spoken_text: str) -> SendResult:
+        """Place a voice call to ``to`` (E.164) for the on-call page ``page_id``.
+
+        What the call says comes from the voice webhook of ``page_id`` (Twilio fetches
+        it when the call is answered; ``spoken_text`` is the same words, for a gateway
+        that has no webhook, like the console). Raises a :class:`SendError` subclass.
+        """
+        ...
+
+    def find_call(self, to: str, *, since: datetime) -> str | None:
+        """The provider's id of a call to ``to`` placed at or after ``since``, if any.
+
+        Crash recovery's question for a voice page whose outcome is unknown, as
+        :meth:`find_sent` is for an SMS.
+        """
+        ...
+
     def find_sent(self, to: str, body: str, *, since: datetime) -> str | None:
         """The provider's id of a message ``body`` to ``to`` it accepted at or after ``since``.
 
@@ -236,13 +278,37 @@ class ConsoleGateway:
             # Nobody will call it: shown so a developer knows which URL Twilio would use.
             lines.append(f"Status callback (not called): {status_callback}")
         lines += ["", body, "-------------------------------------------", ""]
-        block = "\n".join(lines) + "\n"
+        self._write("\n".join(lines) + "\n")
+        return SendResult(provider_sid=sid, status="sent")
+
+    def call(self, to: str, *, page_id: int, spoken_text: str) -> SendResult:
+        """Print the words the call would say and return a synthetic ``CONSOLECA...`` sid."""
+        sid = f"CONSOLECA{uuid.uuid4().hex}"
+        block = "\n".join(
+            [
+                "----- CALL (console gateway, not placed) -----",
+                f"To:   {to}",
+                f"SID:  {sid}",
+                f"Page: {page_id}",
+                "",
+                spoken_text,
+                "----------------------------------------------",
+                "",
+            ]
+        )
+        self._write(block + "\n")
+        return SendResult(provider_sid=sid, status="queued")
+
+    def find_call(self, to: str, *, since: datetime) -> str | None:
+        """Always None, as :meth:`find_sent`."""
+        return None
+
+    def _write(self, block: str) -> None:
         with self._lock:
             stream = self._stream if self._stream is not None else sys.stdout
             # One write per block so even an unlocked stream shared with others stays readable.
             stream.write(block)
             stream.flush()
-        return SendResult(provider_sid=sid, status="sent")
 
     def find_sent(self, to: str, body: str, *, since: datetime) -> str | None:
         """Always None: nothing leaves the machine, so a retry cannot duplicate an SMS.
@@ -396,6 +462,8 @@ class TwilioGateway:
         *,
         max_connections: int = 32,
         trust_env: bool = True,
+        voice_from_number: str | None = None,
+        public_base_url: str | None = None,
     ) -> None:
         if not account_sid or not auth_token:
             raise ValueError("TwilioGateway needs an account SID and an auth token")
@@ -411,6 +479,8 @@ class TwilioGateway:
         self.account_sid = account_sid
         self.from_number = from_number or None
         self.messaging_service_sid = messaging_service_sid or None
+        self.voice_from_number = voice_from_number or from_number or None
+        self.public_base_url = (public_base_url or "").strip().rstrip("/") or None
         self.api_base_url = (api_base_url or _DEFAULT_TWILIO_BASE_URL).rstrip("/")
         self.timeout = float(timeout)
         self._http = _BaseUrlHttpClient(
@@ -424,6 +494,7 @@ class TwilioGateway:
         )
         # Resolved once: the lazy properties on the way are not meant for concurrent first use.
         self._messages = self._client.api.v2010.account.messages
+        self._calls = self._client.api.v2010.account.calls
 
     def __repr__(self) -> str:
         # No token, no numbers: a repr ends up in logs and tracebacks.
@@ -444,12 +515,12 @@ class TwilioGateway:
         Twilio filters ``DateSent`` by day, so the day before ``since`` is asked for and
         the creation time is checked here.
         """
-        try:
-            found = self._messages.list(to=to, date_sent_after=since - timedelta(days=1), limit=200)
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _from_twilio_error(exc.status, exc.code, self._http.last_headers()) from None
-        except (requests.RequestException, json.JSONDecodeError) as exc:
-            raise TransientSendError(f"could not list messages ({type(exc).__name__})") from None
+        found = self._list(
+            "messages",
+            lambda: self._messages.list(
+                to=to, date_sent_after=since - timedelta(days=1), limit=200
+            ),
+        )
         for message in found:
             created = message.date_created
             if message.body == body and (
@@ -467,9 +538,62 @@ class TwilioGateway:
         )
         if status_callback:
             sender["status_callback"] = status_callback
+        message = self._create(lambda: self._messages.create(to=to, body=body, **sender))
+        return SendResult(provider_sid=message.sid, status=str(message.status or "queued"))
+
+    def call(self, to: str, *, page_id: int, spoken_text: str) -> SendResult:
+        """Create a Call whose TwiML is the voice webhook of page ``page_id``.
+
+        Twilio fetches ``PUBLIC_BASE_URL/twilio/voice/page/<page_id>`` (signed) when the
+        call is answered, and posts the call's progress to the voice status webhook.
+        Needs a caller number (``TWILIO_VOICE_FROM_NUMBER``, else ``TWILIO_FROM_NUMBER``:
+        a messaging service cannot place calls) and the public base URL.
+        """
+        if not self.voice_from_number:
+            raise PermanentSendError("no caller number configured for voice calls")
+        if not self.public_base_url:
+            raise PermanentSendError("PUBLIC_BASE_URL is needed for voice calls")
+        urls = voice_urls(self.public_base_url, page_id)
+        call = self._create(
+            lambda: self._calls.create(
+                to=to,
+                from_=self.voice_from_number,
+                url=urls.page,
+                method="POST",
+                status_callback=urls.status,
+                status_callback_method="POST",
+                status_callback_event=list(CALL_PROGRESS_EVENTS),
+                timeout=CALL_RING_SECONDS,
+            )
+        )
+        return SendResult(provider_sid=call.sid, status=str(call.status or "queued"))
+
+    def find_call(self, to: str, *, since: datetime) -> str | None:
+        """The SID of a call Twilio placed to ``to`` since ``since`` (a minute's slack), if any."""
+        found = self._list(
+            "calls",
+            lambda: self._calls.list(to=to, start_time_after=since - timedelta(days=1), limit=50),
+        )
+        for call in found:
+            created = call.date_created
+            if created is None or created >= since - timedelta(minutes=1):
+                return call.sid
+        return None
+
+    def _list(self, what: str, fetch: Callable[[], list[Any]]) -> list[Any]:
+        """Run one list request; a failure is a :class:`SendError` (no number in it)."""
+        try:
+            return fetch()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _from_twilio_error(exc.status, exc.code, self._http.last_headers()) from None
+        except (requests.RequestException, json.JSONDecodeError) as exc:
+            raise TransientSendError(f"could not list {what} ({type(exc).__name__})") from None
+
+    def _create(self, create: Callable[[], Any]) -> Any:
+        """Run one create request; map every failure to a transient or permanent :class:`SendError`."""
         twilio_error: SendError | None = None
         try:
-            message = self._messages.create(to=to, body=body, **sender)
+            created = create()
         except (TwilioRestException, TwilioServiceException) as exc:
             twilio_error = _from_twilio_error(exc.status, exc.code, self._http.last_headers())
         # Transport errors name only the host and path (no number, no body): chained, they
@@ -497,9 +621,9 @@ class TwilioGateway:
             # Raised outside the ``except`` so the TwilioRestException, whose text quotes the
             # phone number, is neither the cause nor the context of what callers log.
             raise twilio_error
-        if not message.sid:
-            raise TransientSendError("Twilio answered without a message sid")
-        return SendResult(provider_sid=message.sid, status=str(message.status or "queued"))
+        if not created.sid:
+            raise TransientSendError("Twilio answered without a sid")
+        return created
 
 
 def _request_may_have_arrived(exc: requests.RequestException) -> bool:
@@ -613,6 +737,7 @@ def gateway_from_config(config: Mapping[str, Any]) -> SmsGateway:
         raise ValueError(f"TWILIO_TIMEOUT_SECONDS must be a number, got {raw_timeout!r}") from None
     if timeout <= 0:
         raise ValueError(f"TWILIO_TIMEOUT_SECONDS must be positive, got {timeout!r}")
+    voice_from = _setting(config, "TWILIO_VOICE_FROM_NUMBER")
     base_url = _setting(config, "TWILIO_API_BASE_URL")
     if base_url is not None:
         parts = urlsplit(base_url)
@@ -625,6 +750,8 @@ def gateway_from_config(config: Mapping[str, Any]) -> SmsGateway:
         messaging_service_sid=service_sid,
         api_base_url=base_url,
         timeout=timeout,
+        voice_from_number=voice_from,
+        public_base_url=_setting(config, "PUBLIC_BASE_URL"),
     )
 
 

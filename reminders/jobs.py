@@ -19,11 +19,8 @@ from reminders.data.pruning import prune_login_throttle, prune_user_sessions
 from reminders.decision_tasks import raise_due_decision_tasks
 from reminders.delivery import DispatchReport
 from reminders.dispatch import dispatch_due_messages
-from reminders.followups import (
-    check_mandatory_prophylaxis,
-    escalate_unacknowledged_alerts,
-    follow_up_checkins,
-)
+from reminders.escalation import escalate_alerts
+from reminders.followups import check_mandatory_prophylaxis, follow_up_checkins
 from reminders.gateways import SmsGateway
 from reminders.planning import materialise_due_messages
 from reminders.planning_workers import default_planning_processes
@@ -62,15 +59,14 @@ def plan_messages_job(engine: Engine, now: datetime) -> int:
     )
 
 
-def _follow_ups(session: Session, now: datetime) -> dict[str, int]:
-    counts = follow_up_checkins(session, now)
-    counts["reescalated"] = escalate_unacknowledged_alerts(session, now)
-    return counts
-
-
 def follow_ups_job(engine: Engine, now: datetime) -> dict[str, int]:
-    """Re-send or flag unanswered check-ins; re-escalate unacknowledged urgent alerts."""
-    return _in_session(engine, now, _follow_ups, "follow-ups: %s")
+    """Re-send or flag unanswered check-ins."""
+    return _in_session(engine, now, follow_up_checkins, "follow-ups: %s")
+
+
+def escalate_alerts_job(engine: Engine, now: datetime) -> int:
+    """Take the due escalation steps of urgent alerts nobody acknowledged (calls, backup, fallback)."""
+    return _in_session(engine, now, escalate_alerts, "escalation: %d pages queued")
 
 
 def decision_tasks_job(engine: Engine, now: datetime) -> int:
@@ -109,16 +105,18 @@ def dispatch_job(
 def run_due(
     engine: Engine, gateway: SmsGateway, now: datetime, **dispatch_options: Any
 ) -> dict[str, Any]:
-    """One planning, follow-up, prophylaxis-check and dispatch pass as of ``now``."""
+    """One planning, follow-up, escalation, prophylaxis-check and dispatch pass as of ``now``."""
     planned = plan_messages_job(engine, now)
     tasks = decision_tasks_job(engine, now)
     follow_ups = follow_ups_job(engine, now)
+    pages = escalate_alerts_job(engine, now)
     prophylaxis_alerts = prophylaxis_check_job(engine, now)
     report = dispatch_job(engine, gateway, lambda: now, **dispatch_options)
     return {
         "planned": planned,
         "tasks": tasks,
         **follow_ups,
+        "escalation_pages": pages,
         "prophylaxis_alerts": prophylaxis_alerts,
         **report.as_dict(),
     }

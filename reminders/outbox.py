@@ -297,8 +297,15 @@ def enqueue_message(
     expects: str | None = None,
     alert_id: int | None = None,
     checkin_id: int | None = None,
+    to_phone: str | None = None,
+    channel: str = "sms",
+    user_id: int | None = None,
 ) -> bool:
-    """Queue one message (a reply, an alert to the on-call number); False if it was queued before."""
+    """Queue one message (a reply, a page to a clinician); False if it was queued before.
+
+    A page (``recipient="clinician"``) carries its number (``to_phone``), its ``channel``
+    (SMS or a voice call) and the clinician paged (``user_id``, None for the fallback).
+    """
     row = outbox_row(
         team_id=team_id,
         kind=kind,
@@ -313,6 +320,9 @@ def enqueue_message(
         expects=expects,
         alert_id=alert_id,
         checkin_id=checkin_id,
+        to_phone=to_phone,
+        channel=channel,
+        user_id=user_id,
     )
     return insert_ignoring_duplicates(session, [row]) == 1
 

@@ -23,7 +23,7 @@ from sqlmodel import select
 
 from reminders.data.db import session_scope
 from reminders.data.models import OutboundMessage
-from reminders.data.statuses import OutboxStatus
+from reminders.data.statuses import Channel, OutboxStatus
 from reminders.delivery import (
     IN_DOUBT,
     MAX_ATTEMPTS,
@@ -73,6 +73,7 @@ def recover_stale_claims(
                     message.team_id,
                     message.dedupe_key,
                     message.checkin_id,
+                    channel=message.channel,
                 ),
                 message.claimed_at,
                 message.status,
@@ -83,7 +84,10 @@ def recover_stale_claims(
         found = None
         if row.claim.to:
             try:
-                found = gateway.find_sent(row.claim.to, row.claim.body, since=row.claimed_at)
+                if row.claim.channel == Channel.VOICE:
+                    found = gateway.find_call(row.claim.to, since=row.claimed_at)
+                else:
+                    found = gateway.find_sent(row.claim.to, row.claim.body, since=row.claimed_at)
             except (TransientSendError, PermanentSendError):
                 found = None  # cannot tell: retrying risks a duplicate, never a loss
         if found:

@@ -132,7 +132,21 @@ _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
 _MESSAGE = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
+_CALLS = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls\.json$")
+_CALL = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<sid>[^/]+)\.json$")
 _MAX_BODY_CHARS = 1600
+
+#: How a simulated call ends (:meth:`FakeTwilio.play_call`): the callee answers (and may
+#: press keys), lets it ring out, is busy, or the call fails; the CallStatus Twilio reports.
+CALL_OUTCOMES: dict[str, str] = {
+    "answer": "completed",
+    "no-answer": "no-answer",
+    "busy": "busy",
+    "failed": "failed",
+}
+
+#: A webhook POST: ``post(url, params, headers) -> (HTTP status, body text)``.
+WebhookPost = Callable[[str, dict[str, str], dict[str, str]], tuple[int, str]]
 
 # GSM 03.38: the basic set costs one septet per character, the extension set two.
 _GSM_BASIC = frozenset(
@@ -300,7 +314,12 @@ class FakeTwilio:
         self._messages: list[dict[str, Any]] = []
         self._by_sid: dict[str, dict[str, Any]] = {}
         self._resources: dict[str, dict[str, Any]] = {}
+        self._calls: list[dict[str, Any]] = []
+        self._call_plans: dict[str, tuple[str, str | None]] = {}
         self._stats: Counter[str] = Counter()
+        #: How webhooks (a call's TwiML, key presses, call progress) are posted: None for
+        #: real HTTP, or a function such as one going through a Flask test client.
+        self.webhook_post: WebhookPost | None = None
         self._expected_auth = self._basic(account_sid, auth_token)
         # Fault injection state (guarded by _lock).
         self._forced: list[str] = []
@@ -388,9 +407,21 @@ class FakeTwilio:
         with self._lock:
             return dict(self._stats)
 
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """Calls placed, in arrival order: sid, to, from, url, status_callback, status, and
+        once played, what was said (``spoken``) and the keys pressed (``digits``)."""
+        with self._lock:
+            return [dict(c) for c in self._calls]
+
+    def calls_to(self, number: str) -> list[dict[str, Any]]:
+        """The calls placed to ``number``, in arrival order."""
+        return [c for c in self.calls if c["to"] == number]
+
     def clear(self) -> None:
         """Forget recorded messages and counters (fault settings are kept)."""
         with self._lock:
+            self._calls.clear()
             self._messages.clear()
             self._by_sid.clear()
             self._resources.clear()
@@ -497,24 +528,210 @@ class FakeTwilio:
             resource["date_updated"] = _rfc2822(self.clock())
             if error_code is not None:
                 resource["error_code"] = error_code
-        headers = {
+        if post is not None:
+            return post(target, params, self._signed_headers(target, params))
+        return self._post_signed(target, params, timeout=timeout)[0]
+
+    def _signed_headers(self, url: str, params: Mapping[str, str]) -> dict[str, str]:
+        return {
             "X-Twilio-Signature": RequestValidator(self.auth_token).compute_signature(
-                target, params
+                url, dict(params)
             ),
             "Content-Type": "application/x-www-form-urlencoded",
         }
-        if post is not None:
-            return post(target, params, headers)
+
+    def _post_signed(
+        self, url: str, params: Mapping[str, str], *, timeout: float = 5.0
+    ) -> tuple[int, str]:
+        """POST ``params`` to a webhook ``url``, signed as Twilio signs; (status, body text)."""
+        params = dict(params)
+        headers = self._signed_headers(url, params)
+        if self.webhook_post is not None:
+            return self.webhook_post(url, params, headers)
         request = urllib.request.Request(
-            target, data=urllib.parse.urlencode(params).encode(), headers=headers, method="POST"
+            url, data=urllib.parse.urlencode(params).encode(), headers=headers, method="POST"
         )
         # No proxies from the environment: test traffic must stay on this machine.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(request, timeout=timeout) as response:
-                return int(response.status)
+                return int(response.status), response.read().decode("utf-8")
         except urllib.error.HTTPError as exc:
-            return int(exc.code)
+            return int(exc.code), exc.read().decode("utf-8", "replace")
+
+    # --- voice calls -------------------------------------------------------------------
+
+    def on_call(self, number: str, outcome: str, digits: str | None = None) -> None:
+        """Play every later call to ``number`` at once, in a thread: ``outcome`` of
+        :data:`CALL_OUTCOMES`, pressing ``digits`` when answered. Without it a call stays
+        ringing until the test plays it (:meth:`play_call`)."""
+        if outcome not in CALL_OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(CALL_OUTCOMES)}, got {outcome!r}")
+        with self._lock:
+            self._call_plans[number] = (outcome, digits)
+
+    def play_call(
+        self, sid: str, outcome: str = "answer", digits: str | None = None
+    ) -> dict[str, Any]:
+        """Play call ``sid`` as Twilio would, and return its record.
+
+        ``answer``: the call's TwiML URL is fetched (signed), its ``<Say>`` texts kept in
+        ``spoken``; with ``digits`` and a ``<Gather>``, the keys are posted to the
+        gather's ``action`` (signed) and its answer's ``<Say>`` texts kept too. Then the
+        status callback reports ``completed``; for ``no-answer``, ``busy`` and ``failed``
+        only the status callback is posted. Webhook answers' HTTP statuses are kept in
+        ``webhook_statuses``.
+        """
+        if outcome not in CALL_OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(CALL_OUTCOMES)}, got {outcome!r}")
+        with self._lock:
+            record = next((c for c in self._calls if c["sid"] == sid), None)
+            if record is None:
+                raise KeyError(sid)
+            record = dict(record)
+        statuses: list[int] = []
+        spoken: list[str] = []
+        pressed = None
+        params = self._call_params(record, "in-progress")
+        if outcome == "answer":
+            status, answer = self._post_signed(record["url"], params)
+            statuses.append(status)
+            gather = None
+            if status == 200:
+                spoken += _said(answer)
+                gather = ElementTree.fromstring(answer.encode("utf-8")).find("Gather")
+            if digits and gather is not None:
+                action = urllib.parse.urljoin(record["url"], gather.get("action") or "")
+                status, answer = self._post_signed(
+                    action, {**params, "Digits": digits, "FinishedOnKey": ""}
+                )
+                statuses.append(status)
+                pressed = digits
+                if status == 200:
+                    spoken += _said(answer)
+        final = CALL_OUTCOMES[outcome]
+        with self._lock:
+            stored = next(c for c in self._calls if c["sid"] == sid)
+            stored.update(status=final, spoken=spoken, digits=pressed)
+            self._resources[sid]["status"] = final
+        if record.get("status_callback"):
+            done = self._call_params(record, final)
+            if outcome == "answer":
+                done["CallDuration"] = "21"
+            statuses.append(self._post_signed(record["status_callback"], done)[0])
+        with self._lock:
+            stored["webhook_statuses"] = statuses
+            return dict(stored)
+
+    def _call_params(self, record: Mapping[str, Any], status: str) -> dict[str, str]:
+        """The form Twilio posts to a call's webhooks."""
+        return {
+            "AccountSid": self.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": record["sid"],
+            "CallStatus": status,
+            "Called": record["to"],
+            "Caller": record["from"],
+            "Direction": "outbound-api",
+            "From": record["from"],
+            "To": record["to"],
+        }
+
+    def _calls_resource(self, handler: _Handler, method: str, path: str, raw: bytes) -> None:
+        """``POST .../Calls.json`` places a call; ``GET`` lists (To, StartTime>) or fetches one."""
+        if method == "POST" and _CALLS.match(path):
+            self._create_call(handler, raw)
+            return
+        if method != "GET":
+            handler.error(405, 20004, "Method not allowed")
+            return
+        one = _CALL.match(path)
+        with self._lock:
+            if one is not None:
+                resource = self._resources.get(one["sid"])
+                found = [dict(resource)] if resource else []
+            else:
+                query = urllib.parse.parse_qs(
+                    handler.path.split("?", 1)[1] if "?" in handler.path else ""
+                )
+                to = (query.get("To") or [None])[0]
+                found = [
+                    dict(self._resources[c["sid"]])
+                    for c in reversed(self._calls)
+                    if to is None or c["to"] == to
+                ]
+        if one is not None:
+            if not found:
+                handler.error(404, 20404, f"The requested resource {path} was not found")
+                return
+            handler.respond(200, found[0])
+            return
+        handler.respond(200, _list_page("calls", found, path))
+
+    def _create_call(self, handler: _Handler, raw: bytes) -> None:
+        """Validate a call-create form like Twilio, record the call, and play it if told to."""
+        form = urllib.parse.parse_qs(raw.decode("utf-8"), keep_blank_values=True)
+
+        def field(name: str) -> str:
+            return (form.get(name) or [""])[0]
+
+        to, from_, url = field("To"), field("From"), field("Url")
+        if not to:
+            handler.error(400, 21201, "No 'To' number is specified")
+            return
+        if not from_:
+            handler.error(400, 21213, "No 'From' number is specified")
+            return
+        if not url and not field("Twiml") and not field("ApplicationSid"):
+            handler.error(400, 21205, "Url parameter is required.")
+            return
+        if to in _TO_ERRORS or not _E164.match(to):
+            handler.error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+            return
+        if not _E164.match(from_):
+            handler.error(400, 21212, f"The 'From' number {from_} is not a valid phone number.")
+            return
+        sid = "CA" + uuid.uuid4().hex
+        stamp = _rfc2822(self.clock())
+        resource = {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "date_created": stamp,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "from": from_,
+            "from_formatted": from_,
+            "sid": sid,
+            "start_time": None,
+            "end_time": None,
+            "status": "queued",
+            "to": to,
+            "to_formatted": to,
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}.json",
+        }
+        record = {
+            "sid": sid,
+            "to": to,
+            "from": from_,
+            "url": url,
+            "method": field("Method") or "POST",
+            "status_callback": field("StatusCallback") or None,
+            "status_callback_events": form.get("StatusCallbackEvent", []),
+            "timeout": field("Timeout") or None,
+            "status": "queued",
+            "spoken": [],
+            "digits": None,
+        }
+        with self._lock:
+            self._calls.append(record)
+            self._resources[sid] = resource
+            self._stats["calls"] += 1
+            plan = self._call_plans.get(to)
+        handler.respond(201, resource)
+        if plan is not None:
+            threading.Thread(
+                target=self.play_call, args=(sid, *plan), name=f"call-{sid[:8]}", daemon=True
+            ).start()
 
     def answer_twiml(self, answer: str, inbound: Mapping[str, str]) -> list[str]:
         """Act on a webhook's TwiML answer as Twilio does; return the sids of the messages made.
@@ -568,6 +785,10 @@ class FakeTwilio:
                 {"WWW-Authenticate": 'Basic realm="Twilio API"'},
             )
             return
+        call_path = _CALLS.match(path) or _CALL.match(path)
+        if call_path is not None and call_path["account"] == self.account_sid:
+            self._calls_resource(handler, method, path, body)
+            return
         fetch = _MESSAGE.match(path) if method == "GET" else None
         listing = _MESSAGES.match(path) if method == "GET" else None
         if listing is not None and listing["account"] == self.account_sid:
@@ -609,20 +830,7 @@ class FakeTwilio:
                 if (to is None or r["to"] == to) and (after is None or r["received_at"] >= after)
             ]
         self._count("listed")
-        handler.respond(
-            200,
-            {
-                "messages": found,
-                "end": max(len(found) - 1, 0),
-                "first_page_uri": path,
-                "next_page_uri": None,
-                "page": 0,
-                "page_size": max(len(found), 50),
-                "previous_page_uri": None,
-                "start": 0,
-                "uri": path,
-            },
-        )
+        handler.respond(200, _list_page("messages", found, path))
 
     def _inject(self, handler: _Handler, fault: str) -> bool:
         """Apply ``fault``; True when the request is finished (answered or dropped)."""
@@ -754,6 +962,29 @@ class FakeTwilio:
 
 
 # --- webhook helpers (inbound SMS, status callbacks) through a Flask test client ---------
+
+
+def _list_page(key: str, found: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    """One page of a Twilio list answer holding every resource found under ``key``."""
+    return {
+        key: found,
+        "end": max(len(found) - 1, 0),
+        "first_page_uri": path,
+        "next_page_uri": None,
+        "page": 0,
+        "page_size": max(len(found), 50),
+        "previous_page_uri": None,
+        "start": 0,
+        "uri": path,
+    }
+
+
+def _said(twiml: str) -> list[str]:
+    """The texts of every ``<Say>`` of a TwiML document, in order."""
+    return [
+        (element.text or "").strip()
+        for element in ElementTree.fromstring(twiml.encode("utf-8")).iter("Say")
+    ]
 
 
 def twilio_signature(url: str, params: Mapping[str, str], auth_token: str) -> str:

@@ -22,15 +22,15 @@ from backend.dashboard.web import (
 from backend.db import get_session
 from backend.schemas import ResolveIn
 from backend.services.patients import get_patient
-from reminders.core.clinical_rules import clinical_rules
+from reminders.core.escalation import default_targets
 from reminders.data import alerts as alert_service
 from reminders.data.errors import ServiceError
 from reminders.data.models import Alert, AuditAction, Patient
 
 
 def overdue_after() -> timedelta:
-    """Urgent alerts unacknowledged for longer than this stand out (the re-escalation delay)."""
-    return timedelta(minutes=clinical_rules().alerts.urgent_reescalate_after_minutes)
+    """Urgent alerts unacknowledged for longer than this stand out (the acknowledgement target)."""
+    return timedelta(minutes=default_targets().urgent_acknowledge_minutes)
 
 
 @bp.get("/queue")

@@ -44,9 +44,8 @@ class LowGradeRule:
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    """How long the care team and the patient get before something is sent again."""
+    """How long a patient gets to answer a check-in before it is sent again, then flagged."""
 
-    urgent_reescalate_after_minutes: int
     checkin_resend_after_minutes: int
     checkin_flag_after_minutes: int
     source: str

@@ -9,8 +9,8 @@ from sqlalchemy import case, func
 from sqlmodel import Session, select
 
 from reminders.data.errors import Conflict, NotFound
-from reminders.data.models import Alert, OutboundMessage, Patient
-from reminders.data.statuses import AlertStatus
+from reminders.data.models import Alert, AlertEvent, OutboundMessage, Patient
+from reminders.data.statuses import AlertEventKind, AlertStatus
 
 SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
@@ -50,6 +50,26 @@ def raise_alert(
     session.add(alert)
     session.flush()
     return alert
+
+
+def record_event(
+    session: Session, alert_id: int, now: datetime, event: AlertEventKind, **fields: object
+) -> AlertEvent:
+    """Add a line to alert ``alert_id``'s timeline (a page, its outcome, an acknowledgement)."""
+    line = AlertEvent(alert_id=alert_id, at=now, event=event, **fields)
+    session.add(line)
+    return line
+
+
+def alert_timeline(session: Session, alert_id: int) -> list[AlertEvent]:
+    """Alert ``alert_id``'s timeline, oldest first."""
+    return list(
+        session.exec(
+            select(AlertEvent)
+            .where(AlertEvent.alert_id == alert_id)
+            .order_by(AlertEvent.at, AlertEvent.id)
+        ).all()
+    )
 
 
 def urgency_order() -> tuple[Any, ...]:
@@ -122,8 +142,20 @@ def get_alert(session: Session, team_id: int, alert_id: int) -> Alert:
     return alert
 
 
-def acknowledge_alert(session: Session, alert: Alert, user_id: int, now: datetime) -> Alert:
-    """Mark ``alert`` as seen by ``user_id`` (stops re-escalation)."""
+def acknowledge_alert(
+    session: Session,
+    alert: Alert,
+    user_id: int | None,
+    now: datetime,
+    *,
+    channel: str = "web",
+    detail: str | None = None,
+) -> Alert:
+    """Mark ``alert`` as seen by ``user_id`` (stops escalation); on the timeline once.
+
+    ``user_id`` is None only for a key pressed on a call to the team's fallback number,
+    which belongs to no one user (``detail`` says so). ``channel``: web, sms or voice.
+    """
     if alert.status == AlertStatus.RESOLVED:
         raise Conflict("alert is already resolved")
     if alert.status == AlertStatus.OPEN:
@@ -131,6 +163,15 @@ def acknowledge_alert(session: Session, alert: Alert, user_id: int, now: datetim
         alert.acknowledged_at = now
         alert.acknowledged_by = user_id
         session.add(alert)
+        record_event(
+            session,
+            alert.id,
+            now,
+            AlertEventKind.ACKNOWLEDGED,
+            channel=channel,
+            user_id=user_id,
+            detail=detail,
+        )
     return alert
 
 
@@ -141,6 +182,10 @@ def resolve_alert(session: Session, alert: Alert, user_id: int, note: str, now: 
     if alert.acknowledged_at is None:
         alert.acknowledged_at = now
         alert.acknowledged_by = user_id
+        record_event(
+            session, alert.id, now, AlertEventKind.ACKNOWLEDGED, channel="web", user_id=user_id
+        )
+    record_event(session, alert.id, now, AlertEventKind.RESOLVED, channel="web", user_id=user_id)
     alert.status = AlertStatus.RESOLVED
     alert.resolved_at = now
     alert.resolved_by = user_id

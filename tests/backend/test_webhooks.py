@@ -305,7 +305,7 @@ def test_a_reply_lost_after_its_commit_is_answered_again_to_twilios_retry(
     assert len(session.exec(select(InboundMessage)).all()) == 1
     [alert] = session.exec(select(Alert)).all()
     assert alert.severity == "urgent"
-    oncall = session.exec(select(OutboundMessage).where(OutboundMessage.recipient == "oncall"))
+    oncall = session.exec(select(OutboundMessage).where(OutboundMessage.recipient == "clinician"))
     assert len(oncall.all()) == 1
 
 

@@ -22,6 +22,7 @@ def test_jobs_have_fixed_ids_and_explicit_misfire_settings(engine) -> None:
         == {
             "plan-messages",
             "follow-ups",
+            "escalate-alerts",
             "decision-tasks",
             "prophylaxis-check",
             "prune-sessions",

@@ -74,7 +74,7 @@ def test_a_fever_reply_tells_the_patient_and_alerts_the_team_at_once(
         and "38.4" in alert.reason
         and alert.details["cmv_test_advised"] is True
     )
-    [oncall] = outbox(session, recipient="oncall")
+    [oncall] = outbox(session, recipient="clinician")
     assert oncall.urgent and oncall.status == "pending" and "+3247012" not in oncall.body
     report = session.exec(select(SymptomReport)).one()
     assert report.temperature_c == 38.4 and report.severity == "urgent"
@@ -166,7 +166,7 @@ def test_other_symptoms_reach_the_queue_without_on_call(
     reply(engine, "3, 5", IN_CMV_WINDOW + timedelta(minutes=6))
     [alert] = alerts(session)
     assert alert.severity == "high"
-    assert outbox(session, recipient="oncall") == []
+    assert outbox(session, recipient="clinician") == []
 
 
 def test_implausible_values_are_asked_again_politely(
@@ -276,24 +276,28 @@ def test_unanswered_check_in_is_resent_once_then_flagged(
     assert len(session.exec(select(CheckIn)).all()) == 1
 
 
-def test_urgent_alerts_nobody_acknowledges_are_sent_again_after_15_minutes(
+def test_without_a_rota_every_escalation_step_pages_the_fallback_number(
     engine, session, console, clock, treated_patient
 ) -> None:
+    """No shift on the rota: each step falls through to the team's fallback number at once."""
     start_checkin(engine, console, clock, treated_patient)
     t = IN_CMV_WINDOW + timedelta(minutes=5)
     reply(engine, "39.1", t)
     run_due(engine, console, t + timedelta(minutes=1))
-    assert len(outbox(session, recipient="oncall", status="sent")) == 1
-    run_due(engine, console, t + timedelta(minutes=14))
-    assert len(outbox(session, recipient="oncall")) == 1
-    run_due(engine, console, t + timedelta(minutes=16))
-    assert len(outbox(session, recipient="oncall", status="sent")) == 2
+    [first] = outbox(session, recipient="clinician", status="sent")
+    assert (first.channel, first.to_phone, first.user_id) == ("sms", "+32470999999", None)
+    run_due(engine, console, t + timedelta(minutes=4))
+    assert len(outbox(session, recipient="clinician")) == 1
+    run_due(engine, console, t + timedelta(minutes=5))
+    assert [p.channel for p in outbox(session, recipient="clinician")] == ["sms", "voice"]
+    run_due(engine, console, t + timedelta(minutes=15))
+    assert len(outbox(session, recipient="clinician", status="sent")) == 6
     [alert] = alerts(session, severity="urgent")
     alert.status = "acknowledged"
     session.add(alert)
     session.commit()
     run_due(engine, console, t + timedelta(minutes=40))
-    assert len(outbox(session, recipient="oncall")) == 2
+    assert len(outbox(session, recipient="clinician")) == 6
 
 
 # --- the one-statement look-up and the writes without model instances ------------------------

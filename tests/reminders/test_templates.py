@@ -57,7 +57,8 @@ VALUES: dict[str, dict[str, str]] = {
         "sent_time": "08:30",
         "patient_ref": "P-000123",
         "reason": "Temperature 38.4 C; cough or short of breath; CMV test advised",
-        "minutes": str(clinical_rules().alerts.urgent_reescalate_after_minutes),
+        "minutes": "15",
+        "code": "3VR",
     }
     for lang in LANGUAGES
 }

@@ -446,7 +446,7 @@ def test_a_red_flag_in_words_pages_on_call_and_tells_the_patient_to_call(
     session.expire_all()
     [alert] = session.exec(select(Alert).where(Alert.patient_id == patient.id)).all()
     assert alert.severity == "urgent" and alert.oncall_notified_at is not None
-    [page] = outbox(session, recipient="oncall")
+    [page] = outbox(session, recipient="clinician")
     assert page.urgent and "+32470123456" not in page.body
     checkin = session.exec(select(CheckIn).where(CheckIn.patient_id == patient.id)).one()
     if template == "fever_words_urgent":

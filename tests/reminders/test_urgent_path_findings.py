@@ -61,7 +61,7 @@ def test_fever_in_words_pages_on_call_and_keeps_asking_for_the_number(
     [alert] = patient_alerts(session, on_alemtuzumab.id)
     assert alert.severity == "urgent" and alert.oncall_notified_at is not None
     assert alert.details["cmv_test_advised"] is True
-    assert len(outbox(session, recipient="oncall")) == 1
+    assert len(outbox(session, recipient="clinician")) == 1
     checkin = session.exec(select(CheckIn)).one()
     assert checkin.state == "awaiting_temperature"
 
@@ -72,7 +72,7 @@ def test_red_flags_in_words_page_on_call(engine, session, on_alemtuzumab, body) 
     assert TEAM_PHONE in result.reply and "call" in result.reply.lower()
     [alert] = patient_alerts(session, on_alemtuzumab.id)
     assert alert.severity == "urgent" and alert.oncall_notified_at is not None
-    assert len(outbox(session, recipient="oncall")) == 1
+    assert len(outbox(session, recipient="clinician")) == 1
 
 
 def test_low_grade_temperature_that_keeps_coming_back_in_the_cmv_window_is_a_high_alert(
