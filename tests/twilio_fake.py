@@ -598,8 +598,10 @@ class FakeTwilio:
             statuses.append(status)
             gather = None
             if status == 200:
-                spoken += _said(answer)
                 gather = ElementTree.fromstring(answer.encode("utf-8")).find("Gather")
+                # A key pressed during the <Gather> ends it: what follows is never heard.
+                heard = gather if digits and gather is not None else None
+                spoken += _said(answer) if heard is None else _said(ElementTree.tostring(heard))
             if digits and gather is not None:
                 action = urllib.parse.urljoin(record["url"], gather.get("action") or "")
                 status, answer = self._post_signed(
@@ -979,12 +981,10 @@ def _list_page(key: str, found: list[dict[str, Any]], path: str) -> dict[str, An
     }
 
 
-def _said(twiml: str) -> list[str]:
-    """The texts of every ``<Say>`` of a TwiML document, in order."""
-    return [
-        (element.text or "").strip()
-        for element in ElementTree.fromstring(twiml.encode("utf-8")).iter("Say")
-    ]
+def _said(twiml: str | bytes) -> list[str]:
+    """The texts of every ``<Say>`` of a TwiML document (or element), in order."""
+    raw = twiml.encode("utf-8") if isinstance(twiml, str) else twiml
+    return [(element.text or "").strip() for element in ElementTree.fromstring(raw).iter("Say")]
 
 
 def twilio_signature(url: str, params: Mapping[str, str], auth_token: str) -> str:

@@ -34,7 +34,8 @@ from werkzeug.routing import Rule
 
 from backend.security import CSRF_FIELD, SESSION_ID_KEY
 from backend.services.sessions import start_user_session
-from reminders.data.models import ApiToken, Team, User
+from reminders.data.models import ApiToken, OutboundMessage, Team, User
+from reminders.outbox import enqueue_message
 from tests.conftest import Clock, bearer, issue_test_token
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, twilio_signature
 
@@ -88,7 +89,7 @@ def snapshot(session: Session) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture
 def team_a(
-    app: Flask, client: FlaskClient, session: Session, make_user, make_patient, make_plan
+    app: Flask, client: FlaskClient, session: Session, make_user, make_patient, make_plan, clock
 ) -> dict[str, Any]:
     """An admin of team A and its token, a nurse, a patient, a plan, an alert, a course."""
     app.config["TWILIO_AUTH_TOKEN"] = FAKE_AUTH_TOKEN
@@ -118,13 +119,35 @@ def team_a(
         headers=bearer(token),
     )
     assert course.status_code == 201, course.json
+    # A voice page about the alert, as the escalation queues one (the voice webhooks' id).
+    alert_id = lab.json["alerts"][0]["id"]
+    enqueue_message(
+        session,
+        team_id=team.id,
+        patient_id=patient.id,
+        recipient="clinician",
+        to_phone="+32475112233",
+        channel="voice",
+        user_id=nurse.id,
+        kind="oncall_call",
+        body="Urgent alert from the patient companion of Team A.",
+        dedupe_key="route-security-page",
+        now=clock.now,
+        urgent=True,
+        alert_id=alert_id,
+    )
+    session.commit()
+    page_id = session.exec(
+        select(OutboundMessage.id).where(OutboundMessage.dedupe_key == "route-security-page")
+    ).one()
     return {
         "admin": admin,
         "token": token,
         "ids": {
+            "page_id": page_id,
             "patient_id": patient.id,
             "plan_id": plan.id,
-            "alert_id": lab.json["alerts"][0]["id"],
+            "alert_id": alert_id,
             "course_id": course.json["id"],
             "user_id": nurse.id,
             "index": 2,
@@ -259,6 +282,8 @@ def test_a_signed_in_dashboard_session_does_not_authenticate_the_api(
 
 
 def _webhook_params(rule: Rule) -> dict[str, str]:
+    if rule.endpoint.startswith("twilio.voice"):
+        return {"CallSid": "CA" + "c" * 32, "CallStatus": "in-progress", "Digits": "1"}
     if rule.endpoint == "twilio.delivery_status":
         return {"MessageSid": "SM" + "b" * 32, "MessageStatus": "undelivered", "ErrorCode": "21610"}
     # An inbound SMS (and the default for any new webhook): a fever that would alert.
