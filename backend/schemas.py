@@ -613,6 +613,28 @@ class AlertOut(BaseModel):
         description="for an alert raised by a patient's SMS: the answer sent to the patient "
         "(the urgent advice for a fever) and whether it was delivered",
     )
+    code: str = Field(default="", description="the short code a clinician replies with: ACK <code>")
+
+
+class AlertEventOut(BaseModel):
+    """One line of an alert's timeline (no phone number, no message text)."""
+
+    at: datetime
+    event: str = Field(description="paged, skipped, outcome, acknowledged, resolved, refused")
+    step: int | None = Field(description="the escalation step (0 = the first page)")
+    channel: str | None = Field(description="sms, voice or web")
+    target: str | None = Field(description="primary, backup or fallback")
+    user_id: int | None
+    outcome: str | None = Field(
+        description="queued, delivered, answered, no_answer, busy, failed, cancelled"
+    )
+    detail: str | None
+
+
+class AlertDetailOut(AlertOut):
+    """An alert with its timeline: every page, its outcome, the acknowledgement."""
+
+    timeline: list[AlertEventOut]
 
 
 class AlertPage(BaseModel):

@@ -27,6 +27,7 @@ from backend.schemas import (
 from backend.services.plans import dose_records_of, effective_status, holds_of
 from backend.services.schedule import ScheduleWindow
 from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mosteller
+from reminders.core.oncall_text import alert_code
 from reminders.core.planner import plan_doses, risk_window_spans
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import Regimen
@@ -66,6 +67,7 @@ def patient_out(patient: Patient) -> PatientOut:
 def alert_out(alert: Alert, reply: OutboundMessage | None = None) -> AlertOut:
     """An alert for the API, with the answer its patient got (``replies_to_patient``)."""
     out = AlertOut.model_validate(alert, from_attributes=True)
+    out.code = alert_code(alert.id)
     if reply is not None:
         out.reply_to_patient = PatientReplyOut.model_validate(reply, from_attributes=True)
     return out

@@ -8,7 +8,14 @@ from typing import Any
 from backend.api import api, current_user, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
-from backend.schemas import AlertOut, AlertPage, AlertQuery, ResolveIn
+from backend.schemas import (
+    AlertDetailOut,
+    AlertEventOut,
+    AlertOut,
+    AlertPage,
+    AlertQuery,
+    ResolveIn,
+)
 from backend.serializers import alert_out
 from reminders.data import alerts as alert_service
 from reminders.data.models import AuditAction
@@ -60,11 +67,27 @@ def list_alerts(query: AlertQuery):
     )
 
 
+@api.get("/alerts/<int:alert_id>")
+@spec.validate(resp=responses(HTTP_200=AlertDetailOut), tags=TAGS)
+@audited(AuditAction.VIEW_ALERT)
+def get_alert(alert_id: int):
+    """One alert with its timeline: each page (SMS or call, to whom), its outcome, who acknowledged."""
+    session = get_session()
+    alert = alert_service.get_alert(session, current_user().team_id, alert_id)
+    audit(alert.patient_id, f"alert:{alert.id}")
+    out = alert_out(alert, alert_service.replies_to_patient(session, [alert]).get(alert.id))
+    timeline = [
+        AlertEventOut.model_validate(line, from_attributes=True)
+        for line in alert_service.alert_timeline(session, alert.id)
+    ]
+    return AlertDetailOut(**out.model_dump(), timeline=timeline)
+
+
 @api.post("/alerts/<int:alert_id>/acknowledge")
 @spec.validate(resp=responses(HTTP_200=AlertOut, HTTP_409=None), tags=TAGS)
 @audited(AuditAction.ACKNOWLEDGE_ALERT)
 def acknowledge_alert(alert_id: int):
-    """Mark an alert as seen: it is no longer re-sent to the on-call number."""
+    """Mark an alert as seen: its escalation (calls, backup, fallback number) stops."""
     return _change_alert(alert_id, alert_service.acknowledge_alert)
 
 

@@ -23,9 +23,21 @@ from backend.db import get_session
 from backend.schemas import ResolveIn
 from backend.services.patients import get_patient
 from reminders.core.escalation import default_targets
+from reminders.core.oncall_text import alert_code
 from reminders.data import alerts as alert_service
 from reminders.data.errors import ServiceError
 from reminders.data.models import Alert, AuditAction, Patient
+from reminders.data.statuses import AlertEventKind
+
+#: How the alert page says each line of the timeline.
+TIMELINE_WORDS = {
+    AlertEventKind.PAGED: "Paged",
+    AlertEventKind.SKIPPED: "Nobody to page",
+    AlertEventKind.OUTCOME: "Page outcome",
+    AlertEventKind.ACKNOWLEDGED: "Acknowledged",
+    AlertEventKind.RESOLVED: "Resolved",
+    AlertEventKind.REFUSED: "Refused",
+}
 
 
 def overdue_after() -> timedelta:
@@ -51,13 +63,20 @@ def queue() -> Any:
 
 def _alert_page(alert: Alert, patient: Patient, form: FormState, status: int = 200) -> Any:
     session = get_session()
-    users = users_by_id(session, [alert.acknowledged_by, alert.resolved_by])
+    timeline = alert_service.alert_timeline(session, alert.id)
+    users = users_by_id(
+        session,
+        [alert.acknowledged_by, alert.resolved_by, *(line.user_id for line in timeline)],
+    )
     return render_page(
         "alert.html",
         status,
         alert=alert,
         patient=patient,
         users=users,
+        timeline=timeline,
+        timeline_words=TIMELINE_WORDS,
+        code=alert_code(alert.id),
         reply=alert_service.replies_to_patient(session, [alert]).get(alert.id),
         form=form,
         waited=request_now() - alert.created_at,

@@ -244,6 +244,7 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     call("GET", f"{prefix}/patients/{pid}/reports")
     call("GET", f"{prefix}/alerts")
     alert_id = lab["alerts"][0]["id"]
+    call("GET", f"{prefix}/alerts/{alert_id}")
     call("POST", f"{prefix}/alerts/{alert_id}/acknowledge")
     call("POST", f"{prefix}/alerts/{alert_id}/resolve", {"note": "Called: valganciclovir started"})
     call("POST", f"{prefix}/plans/{plan_id}/stop", {"reason": "No response at week 4"})
@@ -276,6 +277,7 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.add_prophylaxis": ("add_prophylaxis", pid, f"course:{added['id']}"),
         "api.stop_prophylaxis": ("stop_prophylaxis", pid, f"course:{added['id']}"),
         "api.list_alerts": ("list_alerts", None, "alerts:list"),
+        "api.get_alert": ("view_alert", pid, f"alert:{alert_id}"),
         "api.acknowledge_alert": ("acknowledge_alert", pid, f"alert:{alert_id}"),
         "api.resolve_alert": ("resolve_alert", pid, f"alert:{alert_id}"),
     }

@@ -25,7 +25,8 @@ from reminders.data.models import (
 from reminders.dispatch import dispatch_due_messages
 from reminders.escalation import escalate_alerts
 from reminders.gateways import TwilioGateway
-from tests.conftest import reread
+from tests.backend.dashboard.conftest import PASSWORD, sign_in
+from tests.conftest import bearer, reread
 from tests.twilio_fake import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -327,3 +328,32 @@ def test_a_key_pressed_on_the_fallback_numbers_call_acknowledges_with_no_user(
     assert (alert.status, alert.acknowledged_by) == ("acknowledged", None)
     ack = next(e for e in alert_timeline(session, alert.id) if e.event == "acknowledged")
     assert ack.detail == "key pressed on the call to the fallback number"
+
+
+def test_the_api_and_the_alert_page_show_the_timeline_and_the_code(
+    twilio_app, client, session, ward, make_user
+) -> None:
+    patient, primary = ward
+    nurse, token = make_user(session.get(Team, patient.team_id).name, password=PASSWORD)
+    _, other_token = make_user("Hematologie — AZ Sint-Jan Brugge")
+    alert = fever_alert(client, session)
+    code = alert_code(alert.id)
+    sms(client, PRIMARY_PHONE, f"ACK {code}")
+    answer = client.get(f"/api/v1/alerts/{alert.id}", headers=bearer(token))
+    assert answer.status_code == 200, answer.json
+    assert answer.json["code"] == code and answer.json["status"] == "acknowledged"
+    assert [
+        (line["event"], line["step"], line["target"], line["channel"], line["user_id"])
+        for line in answer.json["timeline"]
+    ] == [
+        ("paged", 0, "primary", "sms", primary.id),
+        ("acknowledged", None, None, "sms", primary.id),
+    ]
+    assert PRIMARY_PHONE not in answer.get_data(as_text=True)
+    assert client.get(f"/api/v1/alerts/{alert.id}", headers=bearer(other_token)).status_code == 404
+    assert sign_in(client, nurse.email).status_code == 302
+    page = client.get(f"/alerts/{alert.id}")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "Timeline" in text and f"ACK {code}" in text
+    assert "Dr Anne-Sophie Lefèvre-Dubois" in text and "(primary)" in text
