@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from xml.etree import ElementTree
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import select
 
 from backend.db import get_engine
@@ -357,3 +358,31 @@ def test_the_api_and_the_alert_page_show_the_timeline_and_the_code(
     text = page.get_data(as_text=True)
     assert "Timeline" in text and f"ACK {code}" in text
     assert "Dr Anne-Sophie Lefèvre-Dubois" in text and "(primary)" in text
+
+
+def test_a_call_whose_dispatcher_died_after_twilio_placed_it_is_not_placed_again(
+    twilio_app, client, session, ward, fake, clock
+) -> None:
+    """Crash recovery asks Twilio's call list before calling again (no second ring at 04:00)."""
+    _, call = call_the_primary(twilio_app, client, session, fake, clock)
+    page = session.exec(select(OutboundMessage).where(OutboundMessage.channel == "voice")).one()
+    claimed_at = T0 + timedelta(minutes=5)
+    # What a dispatcher killed between Twilio's answer and its record leaves behind.
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == page.id)
+        .values(status="sending", provider_sid=None, sent_at=None, claimed_at=claimed_at)
+    )
+    session.commit()
+    gateway = TwilioGateway(
+        FAKE_ACCOUNT_SID,
+        FAKE_AUTH_TOKEN,
+        from_number=FROM_VALID,
+        api_base_url=fake.base_url,
+        public_base_url=BASE,
+    )
+    later = claimed_at + timedelta(minutes=3)
+    report = dispatch_due_messages(get_engine(twilio_app), gateway, lambda: later)
+    assert report.reconciled == 1 and len(fake.calls) == 1
+    page = reread(session).get(OutboundMessage, page.id)
+    assert (page.status, page.provider_sid) == ("sent", call["sid"])

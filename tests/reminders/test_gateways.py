@@ -489,3 +489,89 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert _retry_after({"Retry-After": "whenever"}) is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     assert 100 < (_retry_after({"Retry-After": later}) or 0) <= 120
+
+
+# --- voice calls (on-call pages) ----------------------------------------------------------
+
+CLINICIAN = "+32475112233"
+PUBLIC = "https://companion.test"
+SPOKEN = "Urgent alert from the patient companion of Hématologie. Press 1 to acknowledge."
+
+
+def test_a_call_is_placed_with_the_pages_voice_webhooks(
+    fake: FakeTwilio, make_gateway: Callable[..., TwilioGateway]
+) -> None:
+    gateway = make_gateway(public_base_url=PUBLIC + "/")
+    result = gateway.call(CLINICIAN, page_id=42, spoken_text=SPOKEN)
+    [call] = fake.calls
+    assert result.provider_sid == call["sid"] and call["sid"].startswith("CA")
+    assert (call["to"], call["from"], call["method"], call["timeout"]) == (
+        CLINICIAN,
+        FROM_VALID,
+        "POST",
+        "25",
+    )
+    assert call["url"] == f"{PUBLIC}/twilio/voice/page/42"
+    assert call["status_callback"] == f"{PUBLIC}/twilio/voice/status"
+    assert call["status_callback_events"] == ["initiated", "ringing", "answered", "completed"]
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert gateway.find_call(CLINICIAN, since=since) == call["sid"]
+    assert gateway.find_call(PATIENT, since=since) is None
+
+
+def test_a_call_needs_a_caller_number_and_the_public_url(
+    fake: FakeTwilio, make_gateway: Callable[..., TwilioGateway]
+) -> None:
+    service_only = make_gateway(
+        from_number=None, messaging_service_sid=FAKE_MESSAGING_SERVICE_SID, public_base_url=PUBLIC
+    )
+    with pytest.raises(PermanentSendError, match="no caller number"):
+        service_only.call(CLINICIAN, page_id=1, spoken_text=SPOKEN)
+    with pytest.raises(PermanentSendError, match="PUBLIC_BASE_URL"):
+        make_gateway().call(CLINICIAN, page_id=1, spoken_text=SPOKEN)
+    voice_number = make_gateway(
+        from_number=None,
+        messaging_service_sid=FAKE_MESSAGING_SERVICE_SID,
+        voice_from_number="+3228001122",
+        public_base_url=PUBLIC,
+    )
+    voice_number.call(CLINICIAN, page_id=1, spoken_text=SPOKEN)
+    assert [c["from"] for c in fake.calls] == ["+3228001122"]
+
+
+def test_call_failures_are_transient_or_permanent_like_messages(
+    fake: FakeTwilio, make_gateway: Callable[..., TwilioGateway]
+) -> None:
+    gateway = make_gateway(public_base_url=PUBLIC)
+    with pytest.raises(PermanentSendError) as refused:
+        gateway.call(TO_INVALID, page_id=1, spoken_text=SPOKEN)
+    assert refused.value.code == "21211" and TO_INVALID not in str(refused.value)
+    fake.stop()
+    with pytest.raises(TransientSendError) as down:
+        gateway.call(CLINICIAN, page_id=1, spoken_text=SPOKEN)
+    assert not down.value.maybe_sent
+    with pytest.raises(TransientSendError, match="could not list calls"):
+        gateway.find_call(CLINICIAN, since=datetime.now(UTC))
+
+
+def test_config_takes_the_voice_number_and_the_public_url(fake: FakeTwilio) -> None:
+    config = {
+        **_twilio_config(fake),
+        "TWILIO_VOICE_FROM_NUMBER": "+3228001122",
+        "PUBLIC_BASE_URL": PUBLIC,
+    }
+    gateway = gateway_from_config(config)
+    try:
+        gateway.call(CLINICIAN, page_id=7, spoken_text=SPOKEN)
+    finally:
+        gateway.close()
+    [call] = fake.calls
+    assert call["from"] == "+3228001122" and call["url"] == f"{PUBLIC}/twilio/voice/page/7"
+
+
+def test_console_gateway_prints_the_words_of_a_call(capsys: pytest.CaptureFixture[str]) -> None:
+    result = ConsoleGateway().call(CLINICIAN, page_id=9, spoken_text=SPOKEN)
+    out = capsys.readouterr().out
+    assert "CALL (console gateway, not placed)" in out and SPOKEN in out and CLINICIAN in out
+    assert result.provider_sid.startswith("CONSOLECA")
+    assert ConsoleGateway().find_call(CLINICIAN, since=datetime.now(UTC)) is None
