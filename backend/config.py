@@ -24,6 +24,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TWILIO_AUTH_TOKEN": "Twilio auth token (also verifies webhook signatures)",
     "TWILIO_FROM_NUMBER": "sending number in E.164",
     "TWILIO_MESSAGING_SERVICE_SID": "messaging service SID (instead of a from number)",
+    "TWILIO_VOICE_FROM_NUMBER": "caller number of on-call page calls (default: the from number)",
     "TWILIO_API_BASE_URL": "self-hosted Twilio-compatible endpoint (tests, staging)",
     "TWILIO_TIMEOUT_SECONDS": "timeout of every request to Twilio",
     "DISPATCH_LEASE_SECONDS": "a message claimed longer ago than this by a dispatcher that "
@@ -71,6 +72,7 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "TWILIO_AUTH_TOKEN": None,
         "TWILIO_FROM_NUMBER": None,
         "TWILIO_MESSAGING_SERVICE_SID": None,
+        "TWILIO_VOICE_FROM_NUMBER": None,
         "TWILIO_API_BASE_URL": None,
         "TWILIO_TIMEOUT_SECONDS": None,  # reminders.gateways.DEFAULT_TWILIO_TIMEOUT
         "DISPATCH_LEASE_SECONDS": 120.0,
