@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, update
 from sqlmodel import Session, select
 
 from reminders.data.errors import Conflict, NotFound
 from reminders.data.models import Alert, AlertEvent, OutboundMessage, Patient
-from reminders.data.statuses import AlertEventKind, AlertStatus
+from reminders.data.statuses import AlertEventKind, AlertStatus, OutboxStatus
 
 SEVERITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
@@ -59,6 +59,24 @@ def record_event(
     line = AlertEvent(alert_id=alert_id, at=now, event=event, **fields)
     session.add(line)
     return line
+
+
+def cancel_unsent_pages(session: Session, alert_id: int) -> int:
+    """Cancel the pages of ``alert_id`` not handed to the carrier yet (someone acknowledged).
+
+    A page still waiting (the dispatcher busy or down) must not wake a clinician for an
+    alert a colleague already took. Returns how many were cancelled.
+    """
+    cancelled = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.alert_id == alert_id,
+            OutboundMessage.recipient != "patient",
+            OutboundMessage.status == OutboxStatus.PENDING,
+        )
+        .values(status=OutboxStatus.CANCELLED, error_reason="alert acknowledged")
+    )
+    return cancelled.rowcount
 
 
 def alert_timeline(session: Session, alert_id: int) -> list[AlertEvent]:
@@ -163,6 +181,7 @@ def acknowledge_alert(
         alert.acknowledged_at = now
         alert.acknowledged_by = user_id
         session.add(alert)
+        cancel_unsent_pages(session, alert.id)
         record_event(
             session,
             alert.id,

@@ -297,3 +297,19 @@ def test_alert_codes_round_trip_and_a_mistyped_code_names_no_alert() -> None:
 )  # fmt: skip
 def test_an_ack_reply_is_read_with_its_code(body, code) -> None:
     assert parse_ack(body) == code
+
+
+def test_pages_not_sent_yet_are_cancelled_when_someone_acknowledges(
+    engine, session, console, clock, treated_patient, rota
+) -> None:
+    """The dispatcher was down: the queued call must not wake the primary after the ack."""
+    _, primary, _, t = fever(engine, console, clock, treated_patient, rota)
+    with session_scope(engine) as job:
+        escalate_alerts(job, t + timedelta(minutes=5))
+    [alert] = session.exec(select(Alert)).all()
+    acknowledge_alert(session, alert, primary.id, t + timedelta(minutes=6), channel="web")
+    session.commit()
+    statuses = [(p.channel, p.status) for p in outbox(session, recipient="clinician")]
+    assert statuses == [("sms", "cancelled"), ("voice", "cancelled")]
+    run_due(engine, console, t + timedelta(minutes=7))
+    assert {p.status for p in outbox(session, recipient="clinician")} == {"cancelled"}
