@@ -282,7 +282,9 @@ def patients_duplicate_phones() -> None:
 
     with session_scope(get_engine(), write=False) as session:
         shared = duplicate_phones(session)
-        teams = {team.id: team.name for team in session.exec(select(Team)).all()}
+        # Two columns, not the model: the command must work on a database of any
+        # revision since 0003, before the team gained its later columns.
+        teams = dict(session.exec(select(Team.id, Team.name)).all())
     if not shared:
         click.echo("No phone number is shared by active patients.")
         return

@@ -16,8 +16,9 @@ Issue 14 (alerts nobody can miss):
 * ``outboundmessage.channel`` (existing rows are ``sms``) and ``outboundmessage.user_id``
   (the clinician a page went to).
 
-Server defaults fill the existing rows and are then dropped, as the models have none.
-Downgrading drops all of it.
+Server defaults fill the existing rows; on PostgreSQL they are then dropped, as the
+models have none (SQLite cannot drop one in place; see ``upgrade``). Downgrading drops
+all of it.
 """
 
 from collections.abc import Sequence
@@ -32,37 +33,53 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("team", schema=None) as batch_op:
-        batch_op.add_column(
+    # Columns are added in place (ALTER TABLE ... ADD COLUMN), never by rebuilding a
+    # table: on SQLite a rebuild drops the old table, which fails with foreign keys on
+    # as soon as rows of other tables point at it (every team and user has some).
+    op.add_column(
+        "team",
+        sa.Column(
+            "timezone", sa.String(length=64), nullable=False, server_default="Europe/Brussels"
+        ),
+    )
+    op.add_column("team", sa.Column("escalation_policy", sa.JSON(), nullable=True))
+    op.add_column("team", sa.Column("response_targets", sa.JSON(), nullable=True))
+    op.add_column("user", sa.Column("phone", sa.String(length=20), nullable=True))
+    op.add_column(
+        "user", sa.Column("language", sa.String(length=2), nullable=False, server_default="en")
+    )
+    op.create_index("ix_user_phone", "user", ["phone"], unique=False)
+    op.add_column(
+        "outboundmessage",
+        sa.Column("channel", sa.String(length=10), nullable=False, server_default="sms"),
+    )
+    if op.get_bind().dialect.name == "sqlite":
+        # Alembic adds a foreign key on SQLite only by rebuilding the table; SQLite
+        # itself takes it in ADD COLUMN.
+        op.execute(
+            "ALTER TABLE outboundmessage ADD COLUMN user_id INTEGER "
+            'CONSTRAINT fk_outboundmessage_user_id_user REFERENCES "user" (id)'
+        )
+    else:
+        op.add_column(
+            "outboundmessage",
             sa.Column(
-                "timezone",
-                sa.String(length=64),
-                nullable=False,
-                server_default="Europe/Brussels",
-            )
+                "user_id",
+                sa.Integer(),
+                sa.ForeignKey("user.id", name="fk_outboundmessage_user_id_user"),
+                nullable=True,
+            ),
         )
-        batch_op.add_column(sa.Column("escalation_policy", sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column("response_targets", sa.JSON(), nullable=True))
-    with op.batch_alter_table("team", schema=None) as batch_op:
-        batch_op.alter_column("timezone", existing_type=sa.String(length=64), server_default=None)
-
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("phone", sa.String(length=20), nullable=True))
-        batch_op.add_column(
-            sa.Column("language", sa.String(length=2), nullable=False, server_default="en")
-        )
-        batch_op.create_index(batch_op.f("ix_user_phone"), ["phone"], unique=False)
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.alter_column("language", existing_type=sa.String(length=2), server_default=None)
-
-    with op.batch_alter_table("outboundmessage", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("channel", sa.String(length=10), nullable=False, server_default="sms")
-        )
-        batch_op.add_column(sa.Column("user_id", sa.Integer(), nullable=True))
-        batch_op.create_foreign_key("fk_outboundmessage_user_id_user", "user", ["user_id"], ["id"])
-    with op.batch_alter_table("outboundmessage", schema=None) as batch_op:
-        batch_op.alter_column("channel", existing_type=sa.String(length=10), server_default=None)
+    if op.get_bind().dialect.name != "sqlite":
+        # The models have no server defaults: every writer names the value. SQLite
+        # cannot drop a default in place, so there the defaults stay (harmless: the same
+        # values the models give).
+        for table, column, type_ in (
+            ("team", "timezone", sa.String(length=64)),
+            ("user", "language", sa.String(length=2)),
+            ("outboundmessage", "channel", sa.String(length=10)),
+        ):
+            op.alter_column(table, column, existing_type=type_, server_default=None)
 
     op.create_table(
         "alertevent",
@@ -137,15 +154,14 @@ def downgrade() -> None:
     with op.batch_alter_table("alertevent", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alertevent_alert_id"))
     op.drop_table("alertevent")
+    # SQLite drops a column in place unless a constraint names it: the foreign key's
+    # column needs the outbox rebuilt (no table points at it once alertevent is gone).
     with op.batch_alter_table("outboundmessage", schema=None) as batch_op:
-        batch_op.drop_constraint("fk_outboundmessage_user_id_user", type_="foreignkey")
         batch_op.drop_column("user_id")
         batch_op.drop_column("channel")
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_user_phone"))
-        batch_op.drop_column("language")
-        batch_op.drop_column("phone")
-    with op.batch_alter_table("team", schema=None) as batch_op:
-        batch_op.drop_column("response_targets")
-        batch_op.drop_column("escalation_policy")
-        batch_op.drop_column("timezone")
+    op.drop_index("ix_user_phone", table_name="user")
+    op.drop_column("user", "language")
+    op.drop_column("user", "phone")
+    op.drop_column("team", "response_targets")
+    op.drop_column("team", "escalation_policy")
+    op.drop_column("team", "timezone")
