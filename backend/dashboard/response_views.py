@@ -176,7 +176,7 @@ def _page(
             values={"from": figures.first_day.isoformat(), "to": figures.last_day.isoformat()}
         )
         tables = {
-            "severity": _rows("All", figures.by_severity),
+            "severity": _rows("", figures.by_severity),
             "week": [r for w, g in figures.by_week for r in _rows(_week_label(w), g)],
             "clinician": [
                 r

@@ -76,17 +76,16 @@ def tables(html: str) -> dict[str, list[list[str]]]:
     return parser.tables
 
 
-#: The per-severity table, worked out by hand (see the module docstring): group, severity,
-#: alerts; acknowledge median, p90, within target (and still open); the same for resolve.
+#: The per-severity table, worked out by hand (see the module docstring): severity, alerts; acknowledge median, p90, within target (and still open); the same for resolve.
 BY_SEVERITY_ROWS = [
     # Ack 12 / 4740 (3 d 7 h), 5 of 8, a12 overdue; resolve 180 (3 h) / 4740, 6 of 8.
-    ["All", "Urgent", "8", "12 min", "3 d 7 h", "5 of 8 (62.5%) / still open: 1 overdue",
+    ["Urgent", "8", "12 min", "3 d 7 h", "5 of 8 (62.5%) / still open: 1 overdue",
      "3 h", "3 d 7 h", "6 of 8 (75%) / still open: 1 overdue"],
     # Ack 600 (10 h) / 1500 (25 h), 2 of 4; resolve 2000 (33 h 20 min) / 12840 (8 d 22 h).
-    ["All", "High", "4", "10 h", "25 h", "2 of 4 (50%) / still open: 1 overdue",
+    ["High", "4", "10 h", "25 h", "2 of 4 (50%) / still open: 1 overdue",
      "33 h 20 min", "8 d 22 h", "2 of 3 (66.7%) / still open: 1 overdue, 1 not yet due"],
     # Ack 3000 (50 h), no target; resolve 3000, missed.
-    ["All", "Routine", "2", "50 h", "50 h", "no target / still open: 1 not yet due",
+    ["Routine", "2", "50 h", "50 h", "no target / still open: 1 not yet due",
      "50 h", "50 h", "0 of 1 (0%) / still open: 1 not yet due"],
 ]  # fmt: skip
 
@@ -214,7 +213,7 @@ def test_another_team_sees_none_of_the_alerts(client: FlaskClient, month: Month)
     signed_in_as(client, OTHER_EMAIL)
     html = client.get("/response-times").get_data(as_text=True)
     found = tables(html)
-    assert [row[:3] for row in found["by-severity"]] == [["All", "Urgent", "1"]]
+    assert [row[:2] for row in found["by-severity"]] == [["Urgent", "1"]]
     for name in (MARIE, JEAN, ANAIS, *PATIENTS):
         assert name not in html
     rows = list(csv.reader(io.StringIO(client.get("/response-times.csv").get_data(as_text=True))))
@@ -280,7 +279,7 @@ def test_an_admin_sets_the_targets_and_bad_values_are_refused_in_place(
     shown = client.get("/response-times").get_data(as_text=True)
     assert "Response-time targets saved." in shown
     # Urgent acknowledged within 10 minutes now: a2 8, a8 5, a11 10 (on the target) of 8.
-    assert tables(shown)["by-severity"][0][5].startswith("3 of 8 (37.5%)")
+    assert tables(shown)["by-severity"][0][4].startswith("3 of 8 (37.5%)")
     rows = session.exec(
         select(AuditEvent).where(AuditEvent.action == "update_response_targets")
     ).all()
