@@ -17,7 +17,7 @@ from typing import Any
 from flask import Response, request, url_for
 
 from backend.api import request_now
-from backend.dashboard.forms import FormState, collect, validate
+from backend.dashboard.forms import FormState, collect, service_error_state, validate
 from backend.dashboard.patient_views import _csv_cell
 from backend.dashboard.response_chart import ShareBar, format_minutes, format_share, share_chart
 from backend.dashboard.web import (
@@ -147,17 +147,23 @@ def _bars(figures: ResponseTimes) -> list[ShareBar]:
     return bars
 
 
-def _period_form() -> tuple[ResponseTimesQuery | None, FormState]:
+def _asked_figures(team: Team) -> tuple[ResponseTimes | None, Any]:
+    """The figures of the period the query asks for, or None and the form again (422).
+
+    A period the schema or the service refuses is shown next to its field; nothing is read.
+    """
     values = {"from": request.args.get("from", ""), "to": request.args.get("to", "")}
     data = {name: value.strip() for name, value in values.items() if value.strip()}
-    return validate(ResponseTimesQuery, data, values)
-
-
-def _figures(team: Team, query: ResponseTimesQuery) -> ResponseTimes:
-    session = get_session()
-    now = request_now()
-    period = service.choose_period(query.from_, query.to, local_today(team.timezone, now))
-    return service.response_times(session, team, period, now)
+    query, form = validate(ResponseTimesQuery, data, values)
+    if query is not None:
+        now = request_now()
+        try:
+            period = service.choose_period(query.from_, query.to, local_today(team.timezone, now))
+        except ServiceError as error:
+            form = service_error_state(error, values, set(values))
+        else:
+            return service.response_times(get_session(), team, period, now), None
+    return None, _page(team, form, None, status=422)
 
 
 def _page(
@@ -205,17 +211,12 @@ def response_times() -> Any:
     """The team's response-time figures for a period (default: the 4 full weeks before this one)."""
     session = get_session()
     team = service.get_team(session, current_user().team_id)
-    query, form = _period_form()
-    if query is None:
-        return _page(team, form, None, status=422)
-    try:
-        figures = _figures(team, query)
-    except ServiceError as error:
-        form.errors[error.field or "to"] = error.message[0].upper() + error.message[1:] + "."
-        return _page(team, form, None, status=422)
+    figures, refusal = _asked_figures(team)
+    if figures is None:
+        return refusal
     audit(AuditAction.VIEW_RESPONSE_TIMES, None, f"team:{team.id}")
     session.commit()
-    return _page(team, form, figures)
+    return _page(team, FormState(), figures)
 
 
 def _minutes(value: float) -> str:
@@ -250,14 +251,9 @@ def export_response_times() -> Any:
     """Every alert of the period with its times and minutes, as CSV (no patient data)."""
     session = get_session()
     team = service.get_team(session, current_user().team_id)
-    query, form = _period_form()
-    if query is None:
-        return _page(team, form, None, status=422)
-    try:
-        figures = _figures(team, query)
-    except ServiceError as error:
-        form.errors[error.field or "to"] = error.message[0].upper() + error.message[1:] + "."
-        return _page(team, form, None, status=422)
+    figures, refusal = _asked_figures(team)
+    if figures is None:
+        return refusal
     names = service.names_in(session, team.id, figures)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
