@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
 from backend.services import response_times as service
-from reminders.data.models import AuditEvent, Team
+from reminders.data.models import AuditEvent, Team, User
 from reminders.data.oncall import on_call
 from reminders.data.statuses import OnCallRole
 from tests.backend.response_times_month import ANAIS, JEAN, MARIE, Month, seed_month
@@ -361,3 +361,16 @@ def test_only_an_admin_changes_the_targets_and_every_route_is_audited(
             "api",
         ),
     ]
+
+
+def test_a_clinician_deactivated_since_keeps_the_alerts_of_their_shifts(
+    client: FlaskClient, session: Session, month: Month, tokens: dict[str, str]
+) -> None:
+    # Anaïs leaves after the month: her shift still covered a11 and a12 when they were raised.
+    anais = reread(session).get(User, month.anais.id)
+    anais.is_active = False
+    session.commit()
+    body = client.get(f"{API}/response-times", headers=bearer(tokens["admin"])).json
+    named = {c["clinician_name"]: severities(c["severities"]) for c in body["by_clinician"]}
+    assert named[ANAIS] == BY_CLINICIAN[ANAIS]
+    assert named[service.NO_ROTA] == BY_CLINICIAN[service.NO_ROTA]
