@@ -15,6 +15,9 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   stop and dose forms.
 * ``POST /prophylaxis/<id>/confirm`` and ``/decline``: the forms of a proposed
   course on the patient page.
+* ``/response-times`` (time to acknowledge and resolve alerts per severity, week and
+  clinician on call, with a chart and tables), ``/response-times.csv`` and, for admins,
+  ``POST /response-times/targets``.
 * ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
   /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``
@@ -54,6 +57,7 @@ def init_app(app: Flask) -> None:
         plan_views,
         prophylaxis_views,
         queue_views,
+        response_views,
         token_views,
     )
     from backend.dashboard.web import bp, register_filters

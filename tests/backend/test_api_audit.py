@@ -26,7 +26,7 @@ from backend.api.auditing import (
     declared_action,
 )
 from backend.db import get_engine, get_session
-from reminders.data.models import AuditAction, AuditEvent, Patient
+from reminders.data.models import AuditAction, AuditEvent, Patient, User
 from tests.conftest import bearer, reread
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"
@@ -251,6 +251,20 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     for course in (proposed[0], added["id"]):
         call("POST", f"{prefix}/prophylaxis/{course}/stop", {"override_reason": "team decision"})
     call("POST", f"{prefix}/patients/{pid}/discharge", {"reason": "follow-up moved to Leuven"})
+    call("GET", f"{prefix}/response-times?from=2026-02-02&to=2026-03-01")
+    call("GET", f"{prefix}/response-targets")
+    # Only an admin changes the team's targets.
+    reread(session).get(User, user.id).role = "admin"
+    session.commit()
+    call(
+        "PUT",
+        f"{prefix}/response-targets",
+        {
+            "urgent_acknowledge_minutes": 10,
+            "high_acknowledge_minutes": 720,
+            "resolve_minutes": 2880,
+        },
+    )
 
     # Every declared route was driven (a new route must be added to this walk).
     assert set(seen) == audited_endpoints(app)
@@ -280,6 +294,9 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.get_alert": ("view_alert", pid, f"alert:{alert_id}"),
         "api.acknowledge_alert": ("acknowledge_alert", pid, f"alert:{alert_id}"),
         "api.resolve_alert": ("resolve_alert", pid, f"alert:{alert_id}"),
+        "api.get_response_times": ("view_response_times", None, f"team:{user.team_id}"),
+        "api.get_response_targets": ("view_response_times", None, f"team:{user.team_id}"),
+        "api.put_response_targets": ("update_response_targets", None, f"team:{user.team_id}"),
     }
     assert seen == expected
     # Each row's action is the one its route declares.

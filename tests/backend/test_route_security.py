@@ -460,4 +460,7 @@ _FORM_VALUES = {
     "care_phone": "+32 2 555 01 99",
     "oncall_phone": "+32 470 00 00 01",
     "active": "0",
+    "urgent_acknowledge_minutes": "20",
+    "high_acknowledge_minutes": "720",
+    "resolve_minutes": "1440",
 }

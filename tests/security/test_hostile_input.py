@@ -129,8 +129,13 @@ FORM_VALUES = {
     "q": "Lefèvre",
     "page": "2",
     "days": "30",
+    "from": "2026-02-02",
+    "to": "2026-03-01",
+    "urgent_acknowledge_minutes": "20",
+    "high_acknowledge_minutes": "720",
+    "resolve_minutes": "1440",
 }
-DATE_FIELDS = {"taken_at", "start_date", "resume_date", "stopped_on", "on_date"}
+DATE_FIELDS = {"taken_at", "start_date", "resume_date", "stopped_on", "on_date", "from", "to"}
 
 
 def _hostile_form(kind: str) -> dict[str, str]:
