@@ -54,7 +54,7 @@ class DoseMark:
     label: str
 
 
-def _attrs(**values: object) -> str:
+def svg_attributes(**values: object) -> str:
     return " ".join(
         f'{key.rstrip("_").replace("_", "-")}="{escape(str(value), quote=True)}"'
         for key, value in values.items()
@@ -62,7 +62,7 @@ def _attrs(**values: object) -> str:
     )
 
 
-def _svg(chart_id: str, height: float, title: str, desc: str, body: list[str]) -> str:
+def svg_document(chart_id: str, height: float, title: str, desc: str, body: list[str]) -> str:
     title_id, desc_id = f"{chart_id}-title", f"{chart_id}-desc"
     return (
         f'<svg class="chart" id="{escape(chart_id)}" viewBox="0 0 {WIDTH} {height:.0f}" '
@@ -74,9 +74,9 @@ def _svg(chart_id: str, height: float, title: str, desc: str, body: list[str]) -
     )
 
 
-def _text(x: float, y: float, content: str, **extra: object) -> str:
+def svg_text(x: float, y: float, content: str, **extra: object) -> str:
     extra.setdefault("fill", INK)
-    return f"<text {_attrs(x=f'{x:.1f}', y=f'{y:.1f}', **extra)}>{escape(content)}</text>"
+    return f"<text {svg_attributes(x=f'{x:.1f}', y=f'{y:.1f}', **extra)}>{escape(content)}</text>"
 
 
 def _day_label(day: date) -> str:
@@ -125,10 +125,10 @@ def _date_ticks(first: date, last: date, frame: _Frame, origin: date) -> list[st
     while day <= last:
         x = frame.x(_as_day(day, origin))
         out.append(
-            f"<line {_attrs(x1=f'{x:.1f}', x2=f'{x:.1f}', y1=frame.top, y2=frame.bottom, stroke=GRID)}/>"
+            f"<line {svg_attributes(x1=f'{x:.1f}', x2=f'{x:.1f}', y1=frame.top, y2=frame.bottom, stroke=GRID)}/>"
         )
         anchor = "start" if x < 24 else ("end" if x > WIDTH - 24 else "middle")
-        out.append(_text(x, frame.bottom + 16, _day_label(day), text_anchor=anchor, fill=MUTED))
+        out.append(svg_text(x, frame.bottom + 16, _day_label(day), text_anchor=anchor, fill=MUTED))
         day += timedelta(days=step)
     return out
 
@@ -142,9 +142,9 @@ def _legend(items: Sequence[tuple[str, str]], y: float) -> tuple[list[str], floa
         if x + width > WIDTH - 4 and x > 8:
             x, y = 8.0, y + line_height
         out.append(
-            f"<rect {_attrs(x=f'{x:.1f}', y=f'{y - 10:.1f}', width=12, height=12, fill=fill, stroke=GREY)}/>"
+            f"<rect {svg_attributes(x=f'{x:.1f}', y=f'{y - 10:.1f}', width=12, height=12, fill=fill, stroke=GREY)}/>"
         )
-        out.append(_text(x + 16, y, label))
+        out.append(svg_text(x + 16, y, label))
         x += width + 10
     return out, y + line_height
 
@@ -185,30 +185,30 @@ def temperature_chart(
         lane_y = 10 + lanes.index(band.label) * (lane_height + 2)
         tip = f"<title>{escape(band.label)}: {_day_label(band.first)} to {_day_label(band.last)}</title>"
         body.append(
-            f"<rect {_attrs(x=f'{x1:.1f}', y=f'{lane_y:.1f}', width=f'{x2 - x1:.1f}', height=lane_height, fill=fill, stroke=GREY, stroke_width=0.5)}>{tip}</rect>"
+            f"<rect {svg_attributes(x=f'{x1:.1f}', y=f'{lane_y:.1f}', width=f'{x2 - x1:.1f}', height=lane_height, fill=fill, stroke=GREY, stroke_width=0.5)}>{tip}</rect>"
         )
         body.append(
-            f"<rect {_attrs(x=f'{x1:.1f}', y=frame.top, width=f'{x2 - x1:.1f}', height=frame.bottom - frame.top, fill=fill, fill_opacity='0.45')}>{tip}</rect>"
+            f"<rect {svg_attributes(x=f'{x1:.1f}', y=frame.top, width=f'{x2 - x1:.1f}', height=frame.bottom - frame.top, fill=fill, fill_opacity='0.45')}>{tip}</rect>"
         )
     step = 0.5 if y_max - y_min <= 5 else 1.0
     value = y_min
     while value <= y_max + 1e-9:
         y = frame.y(value)
         body.append(
-            f"<line {_attrs(x1=frame.left, x2=frame.right, y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GRID)}/>"
+            f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GRID)}/>"
         )
         if abs(value - round(value)) < 1e-9:
             body.append(
-                _text(frame.left - 6, y + 4, f"{value:.0f}°", text_anchor="end", fill=MUTED)
+                svg_text(frame.left - 6, y + 4, f"{value:.0f}°", text_anchor="end", fill=MUTED)
             )
         value += step
     body.extend(_date_ticks(first, last, frame, first))
     threshold_y = frame.y(threshold_c)
     body.append(
-        f"<line {_attrs(x1=frame.left, x2=frame.right, y1=f'{threshold_y:.1f}', y2=f'{threshold_y:.1f}', stroke=RED, stroke_width=2, stroke_dasharray='6 4')}/>"
+        f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=f'{threshold_y:.1f}', y2=f'{threshold_y:.1f}', stroke=RED, stroke_width=2, stroke_dasharray='6 4')}/>"
     )
     body.append(
-        _text(
+        svg_text(
             frame.right - 2, threshold_y - 5, f"{threshold_c:.1f} °C", text_anchor="end", fill=RED
         )
     )
@@ -218,19 +218,19 @@ def temperature_chart(
     if len(points) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
         body.append(
-            f"<polyline {_attrs(points=path, fill='none', stroke=BLUE, stroke_width=1.5)}/>"
+            f"<polyline {svg_attributes(points=path, fill='none', stroke=BLUE, stroke_width=1.5)}/>"
         )
     for x, y, t, at in points:
         fever = t >= threshold_c
         local = at + utc_offset if utc_offset else at
         label = f"{t:.1f} °C on {_day_label(local.date())} {local:%H:%M}"
         body.append(
-            f"<circle {_attrs(cx=f'{x:.1f}', cy=f'{y:.1f}', r=5 if fever else 3.5, fill=RED if fever else BLUE, stroke='#ffffff', stroke_width=1)}>"
+            f"<circle {svg_attributes(cx=f'{x:.1f}', cy=f'{y:.1f}', r=5 if fever else 3.5, fill=RED if fever else BLUE, stroke='#ffffff', stroke_width=1)}>"
             f"<title>{escape(label)}</title></circle>"
         )
     axis_y = frame.bottom
     body.append(
-        f"<line {_attrs(x1=frame.left, x2=frame.right, y1=axis_y, y2=axis_y, stroke=MUTED)}/>"
+        f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=axis_y, y2=axis_y, stroke=MUTED)}/>"
     )
     legend_items = [(RED, f"fever line {threshold_c:.1f} °C")]
     seen: set[str] = set()
@@ -252,7 +252,7 @@ def temperature_chart(
             else ""
         )
     )
-    return _svg(chart_id, height, "Temperature over the course", desc.strip(), body)
+    return svg_document(chart_id, height, "Temperature over the course", desc.strip(), body)
 
 
 def cmv_chart(
@@ -278,17 +278,17 @@ def cmv_chart(
     for exponent in range(0, top_exp + 1):
         y = frame.y(exponent)
         body.append(
-            f"<line {_attrs(x1=frame.left, x2=frame.right, y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GRID)}/>"
+            f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GRID)}/>"
         )
         label = "0" if exponent == 0 else f"{10**exponent:,}"
-        body.append(_text(frame.left - 6, y + 4, label, text_anchor="end", fill=MUTED))
+        body.append(svg_text(frame.left - 6, y + 4, label, text_anchor="end", fill=MUTED))
     body.extend(_date_ticks(first, last, frame, first))
     y_threshold = frame.y(level(act_above))
     body.append(
-        f"<line {_attrs(x1=frame.left, x2=frame.right, y1=f'{y_threshold:.1f}', y2=f'{y_threshold:.1f}', stroke=RED, stroke_width=2, stroke_dasharray='6 4')}/>"
+        f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=f'{y_threshold:.1f}', y2=f'{y_threshold:.1f}', stroke=RED, stroke_width=2, stroke_dasharray='6 4')}/>"
     )
     body.append(
-        _text(
+        svg_text(
             frame.right - 2,
             y_threshold - 5,
             f"act above {act_above:,.0f}",
@@ -302,16 +302,16 @@ def cmv_chart(
     if len(points) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
         body.append(
-            f"<polyline {_attrs(points=path, fill='none', stroke=BLUE, stroke_width=1.5)}/>"
+            f"<polyline {svg_attributes(points=path, fill='none', stroke=BLUE, stroke_width=1.5)}/>"
         )
     for x, y, value, at in points:
         high = value > act_above
         body.append(
-            f"<circle {_attrs(cx=f'{x:.1f}', cy=f'{y:.1f}', r=5 if high else 3.5, fill=RED if high else BLUE, stroke='#ffffff', stroke_width=1)}>"
+            f"<circle {svg_attributes(cx=f'{x:.1f}', cy=f'{y:.1f}', r=5 if high else 3.5, fill=RED if high else BLUE, stroke='#ffffff', stroke_width=1)}>"
             f"<title>{escape(f'{value:,.0f} copies/mL on {_day_label(at.date())}')}</title></circle>"
         )
     body.append(
-        f"<line {_attrs(x1=frame.left, x2=frame.right, y1=frame.bottom, y2=frame.bottom, stroke=MUTED)}/>"
+        f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=frame.bottom, y2=frame.bottom, stroke=MUTED)}/>"
     )
     rising = len(ordered) >= 2 and ordered[-1][1] > ordered[-2][1] > 0
     desc = (
@@ -320,7 +320,7 @@ def cmv_chart(
         + (", rising" if rising else "")
         + f". Action threshold {act_above:,.0f} copies/mL. Logarithmic scale."
     )
-    return _svg(chart_id, frame.bottom + 28, "CMV PCR trend (copies/mL)", desc, body)
+    return svg_document(chart_id, frame.bottom + 28, "CMV PCR trend (copies/mL)", desc, body)
 
 
 def plan_timeline_chart(
@@ -344,12 +344,14 @@ def plan_timeline_chart(
                 f" to {_day_label(end)}" if end else " (still on hold)"
             )
             body.append(
-                f"<rect {_attrs(x=f'{x1:.1f}', y=frame.top - 8, width=f'{x2 - x1:.1f}', height=frame.bottom - frame.top + 16, fill=HOLD_FILL, stroke=GREY, stroke_dasharray='3 3')}>"
+                f"<rect {svg_attributes(x=f'{x1:.1f}', y=frame.top - 8, width=f'{x2 - x1:.1f}', height=frame.bottom - frame.top + 16, fill=HOLD_FILL, stroke=GREY, stroke_dasharray='3 3')}>"
                 f"<title>{escape(label)}</title></rect>"
             )
     body.extend(_date_ticks(first, last, frame, first))
     mid = (frame.top + frame.bottom) / 2
-    body.append(f"<line {_attrs(x1=frame.left, x2=frame.right, y1=mid, y2=mid, stroke=MUTED)}/>")
+    body.append(
+        f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=mid, y2=mid, stroke=MUTED)}/>"
+    )
     for dose in doses:
         x = frame.x(_as_day(dose.on, first) + 0.5)
         kind = "unrecorded" if dose.status == "scheduled" and dose.on < today else dose.status
@@ -357,9 +359,9 @@ def plan_timeline_chart(
     if first <= today <= last:
         x = frame.x(_as_day(today, first) + 0.5)
         body.append(
-            f"<line {_attrs(x1=f'{x:.1f}', x2=f'{x:.1f}', y1=frame.top - 12, y2=frame.bottom + 4, stroke=INK, stroke_width=1.5)}/>"
+            f"<line {svg_attributes(x1=f'{x:.1f}', x2=f'{x:.1f}', y1=frame.top - 12, y2=frame.bottom + 4, stroke=INK, stroke_width=1.5)}/>"
         )
-        body.append(_text(x, frame.top - 14, "today", text_anchor="middle"))
+        body.append(svg_text(x, frame.top - 14, "today", text_anchor="middle"))
     legend_y, x = frame.bottom + 44, 12.0
     for kind, label in (
         ("given", "given"),
@@ -373,11 +375,11 @@ def plan_timeline_chart(
             x, legend_y = 12.0, legend_y + 18
         if kind == "on_hold":
             body.append(
-                f"<rect {_attrs(x=f'{x - 6:.1f}', y=f'{legend_y - 10:.1f}', width=12, height=12, fill=HOLD_FILL, stroke=GREY, stroke_dasharray='3 3')}/>"
+                f"<rect {svg_attributes(x=f'{x - 6:.1f}', y=f'{legend_y - 10:.1f}', width=12, height=12, fill=HOLD_FILL, stroke=GREY, stroke_dasharray='3 3')}/>"
             )
         else:
             body.append(_dose_marker(x, legend_y - 4, kind, ""))
-        body.append(_text(x + 10, legend_y, label))
+        body.append(svg_text(x + 10, legend_y, label))
         x += width + 8
     height = legend_y + 12
     counts = {s: sum(1 for d in doses if d.status == s) for s in ("given", "missed", "cancelled")}
@@ -391,21 +393,21 @@ def plan_timeline_chart(
         + (f"; {len(holds)} hold(s)" if holds else "")
         + "."
     )
-    return _svg(chart_id, height, "Treatment timeline", desc, body)
+    return svg_document(chart_id, height, "Treatment timeline", desc, body)
 
 
 def _dose_marker(x: float, y: float, kind: str, tip: str) -> str:
     """The mark of one dose: filled (given), cross (missed), dash (cancelled), hollow (to come)."""
     if kind == "given":
-        return f"<circle {_attrs(cx=f'{x:.1f}', cy=f'{y:.1f}', r=5, fill=GREEN)}>{tip}</circle>"
+        return f"<circle {svg_attributes(cx=f'{x:.1f}', cy=f'{y:.1f}', r=5, fill=GREEN)}>{tip}</circle>"
     if kind == "missed":
         path = f"M{x - 5:.1f},{y - 5:.1f} l10,10 m0,-10 l-10,10"
-        return f"<path {_attrs(d=path, stroke=RED, stroke_width=2.5)}>{tip}</path>"
+        return f"<path {svg_attributes(d=path, stroke=RED, stroke_width=2.5)}>{tip}</path>"
     if kind == "cancelled":
-        return f"<line {_attrs(x1=f'{x - 4:.1f}', x2=f'{x + 4:.1f}', y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GREY, stroke_width=3)}>{tip}</line>"
+        return f"<line {svg_attributes(x1=f'{x - 4:.1f}', x2=f'{x + 4:.1f}', y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GREY, stroke_width=3)}>{tip}</line>"
     if kind == "unrecorded":
-        return f"<circle {_attrs(cx=f'{x:.1f}', cy=f'{y:.1f}', r=4.5, fill='#ffffff', stroke=GREY, stroke_width=2, stroke_dasharray='2 2')}>{tip}</circle>"
-    return f"<circle {_attrs(cx=f'{x:.1f}', cy=f'{y:.1f}', r=4.5, fill='#ffffff', stroke=BLUE, stroke_width=2)}>{tip}</circle>"
+        return f"<circle {svg_attributes(cx=f'{x:.1f}', cy=f'{y:.1f}', r=4.5, fill='#ffffff', stroke=GREY, stroke_width=2, stroke_dasharray='2 2')}>{tip}</circle>"
+    return f"<circle {svg_attributes(cx=f'{x:.1f}', cy=f'{y:.1f}', r=4.5, fill='#ffffff', stroke=BLUE, stroke_width=2)}>{tip}</circle>"
 
 
 def adherence_chart(
@@ -417,29 +419,29 @@ def adherence_chart(
     for percent in (0, 50, 100):
         y = frame.y(percent)
         body.append(
-            f"<line {_attrs(x1=frame.left, x2=frame.right, y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GRID)}/>"
+            f"<line {svg_attributes(x1=frame.left, x2=frame.right, y1=f'{y:.1f}', y2=f'{y:.1f}', stroke=GRID)}/>"
         )
-        body.append(_text(frame.left - 4, y + 4, f"{percent}%", text_anchor="end", fill=MUTED))
+        body.append(svg_text(frame.left - 4, y + 4, f"{percent}%", text_anchor="end", fill=MUTED))
     slot = (frame.right - frame.left) / max(len(days), 1)
     for i, (day, sent, confirmed) in enumerate(days):
         x = frame.left + i * slot + slot * 0.15
         label = f"{_day_label(day)}: {confirmed} of {sent} confirmed"
         if sent == 0:
             body.append(
-                f"<rect {_attrs(x=f'{x:.1f}', y=frame.bottom - 2, width=f'{slot * 0.7:.1f}', height=2, fill=GREY)}><title>{escape(_day_label(day))}: no reminder</title></rect>"
+                f"<rect {svg_attributes(x=f'{x:.1f}', y=frame.bottom - 2, width=f'{slot * 0.7:.1f}', height=2, fill=GREY)}><title>{escape(_day_label(day))}: no reminder</title></rect>"
             )
             continue
         percent = 100.0 * confirmed / sent
         y = frame.y(percent)
         fill = GREEN if percent >= 80 else ("#8a5300" if percent >= 50 else RED)
         body.append(
-            f"<rect {_attrs(x=f'{x:.1f}', y=f'{y:.1f}', width=f'{slot * 0.7:.1f}', height=f'{max(frame.bottom - y, 2):.1f}', fill=fill)}><title>{escape(label)}</title></rect>"
+            f"<rect {svg_attributes(x=f'{x:.1f}', y=f'{y:.1f}', width=f'{slot * 0.7:.1f}', height=f'{max(frame.bottom - y, 2):.1f}', fill=fill)}><title>{escape(label)}</title></rect>"
         )
     if days:
         for i in (0, len(days) - 1):
             x = frame.left + i * slot + slot / 2
             body.append(
-                _text(
+                svg_text(
                     x, frame.bottom + 16, _day_label(days[i][0]), text_anchor="middle", fill=MUTED
                 )
             )
@@ -450,4 +452,4 @@ def adherence_chart(
         if sent_total
         else f"No pill reminders sent in the last {len(days)} days."
     )
-    return _svg(chart_id, frame.bottom + 24, "Pill reminders confirmed per day", desc, body)
+    return svg_document(chart_id, frame.bottom + 24, "Pill reminders confirmed per day", desc, body)

@@ -414,7 +414,7 @@ def new_sms(patient_id: int) -> Any:
     return redirect(url_for("dashboard.patient", patient_id=record.id, _anchor="messages"))
 
 
-def _csv_cell(value: object) -> str:
+def csv_cell(value: object) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -429,7 +429,7 @@ def export_patient(patient_id: int) -> Response:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     for row in export_rows(session, record):
-        writer.writerow([_csv_cell(row[column]) for column in EXPORT_COLUMNS])
+        writer.writerow([csv_cell(row[column]) for column in EXPORT_COLUMNS])
     audit(AuditAction.EXPORT_PATIENT, record.id, f"patient:{record.id}")
     session.commit()
     filename = f"patient-{record.id}-reports-and-messages-{request_now():%Y%m%d}.csv"

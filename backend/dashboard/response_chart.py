@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backend.dashboard.charts import BLUE, FONT, GREY, GRID, MUTED, WIDTH, _attrs, _svg, _text
+from backend.dashboard.charts import (
+    BLUE,
+    FONT,
+    GREY,
+    GRID,
+    MUTED,
+    WIDTH,
+    svg_attributes,
+    svg_document,
+    svg_text,
+)
 
 TRACK = "#ececec"
 #: Minutes in a day, and from how long a time is written in days (below it, in hours).
@@ -65,31 +75,31 @@ def share_chart(bars: Sequence[ShareBar], *, chart_id: str = "response-chart") -
     y = 8.0
     for bar in bars:
         y += FONT + 2
-        body.append(_text(left, y, bar.label))
+        body.append(svg_text(left, y, bar.label))
         share_text = f"{bar.within} of {bar.judged} ({format_share(bar.within, bar.judged)})"
         body.append(
-            _text(right, y, share_text if bar.judged else "none judged yet", text_anchor="end")
+            svg_text(right, y, share_text if bar.judged else "none judged yet", text_anchor="end")
         )
         top = y + 5
         body.append(
-            f"<rect {_attrs(x=left, y=f'{top:.1f}', width=f'{right - left:.1f}', height=14, fill=TRACK, stroke=GREY)}/>"
+            f"<rect {svg_attributes(x=left, y=f'{top:.1f}', width=f'{right - left:.1f}', height=14, fill=TRACK, stroke=GREY)}/>"
         )
         if bar.judged and bar.within:
             width = (right - left) * bar.within / bar.judged
             body.append(
-                f"<rect {_attrs(x=left, y=f'{top:.1f}', width=f'{width:.1f}', height=14, fill=BLUE)}/>"
+                f"<rect {svg_attributes(x=left, y=f'{top:.1f}', width=f'{width:.1f}', height=14, fill=BLUE)}/>"
             )
         y = top + 14 + FONT + 3
-        body.append(_text(left, y, bar.note, fill=MUTED))
+        body.append(svg_text(left, y, bar.note, fill=MUTED))
         y += 10
     axis = y + 4
     for percent in (0, 50, 100):
         x = left + (right - left) * percent / 100
         anchor = "start" if percent == 0 else ("end" if percent == 100 else "middle")
         body.append(
-            f"<line {_attrs(x1=f'{x:.1f}', x2=f'{x:.1f}', y1=f'{axis - 6:.1f}', y2=f'{axis:.1f}', stroke=GRID)}/>"
+            f"<line {svg_attributes(x1=f'{x:.1f}', x2=f'{x:.1f}', y1=f'{axis - 6:.1f}', y2=f'{axis:.1f}', stroke=GRID)}/>"
         )
-        body.append(_text(x, axis + FONT + 1, f"{percent}%", text_anchor=anchor, fill=MUTED))
+        body.append(svg_text(x, axis + FONT + 1, f"{percent}%", text_anchor=anchor, fill=MUTED))
     if bars:
         desc = "; ".join(
             f"{bar.label}: {bar.within} of {bar.judged} within target"
@@ -99,4 +109,6 @@ def share_chart(bars: Sequence[ShareBar], *, chart_id: str = "response-chart") -
         )
     else:
         desc = "No alert with a target in this period."
-    return _svg(chart_id, axis + FONT + 8, "Alerts answered within target", desc + ".", body)
+    return svg_document(
+        chart_id, axis + FONT + 8, "Alerts answered within target", desc + ".", body
+    )

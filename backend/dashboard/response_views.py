@@ -18,7 +18,7 @@ from flask import Response, request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState, collect, service_error_state, validate
-from backend.dashboard.patient_views import _csv_cell
+from backend.dashboard.patient_views import csv_cell
 from backend.dashboard.response_chart import ShareBar, format_minutes, format_share, share_chart
 from backend.dashboard.web import (
     admin_required,
@@ -259,7 +259,7 @@ def export_response_times() -> Any:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     for timing in figures.alerts:
-        writer.writerow([_csv_cell(cell) for cell in export_row(timing, names)])
+        writer.writerow([csv_cell(cell) for cell in export_row(timing, names)])
     audit(AuditAction.EXPORT_RESPONSE_TIMES, None, f"team:{team.id}")
     session.commit()
     filename = f"response-times-{figures.first_day}-to-{figures.last_day}.csv"
