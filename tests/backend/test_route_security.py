@@ -435,4 +435,11 @@ _FORM_VALUES = {
     "care_phone": "+32 2 555 01 99",
     "oncall_phone": "+32 470 00 00 01",
     "active": "0",
+    "user_id": "2",
+    "starts_at": "2026-03-03T08:00",
+    "ends_at": "2026-03-03T20:00",
+    "step-0-after_minutes": "0",
+    "step-0-target": "fallback",
+    "step-0-channels": "sms",
+    "repeat_every_minutes": "15",
 }
