@@ -1,4 +1,4 @@
-"""Flask CLI commands: users, API tokens, database migrations and demo data.
+"""Flask CLI commands: users and their profiles, API tokens, the on-call rota, migrations, demo data.
 
 Each command is a thin caller of a service function inside one transaction. Any command
 that meets an unreachable database prints one line and exits with status 1
@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import click
@@ -21,14 +21,18 @@ from flask.cli import AppGroup, with_appcontext
 from sqlmodel import select
 
 from backend.db import get_engine
+from reminders.core.clinical_rules import LANGUAGES
 from reminders.data.db import database_unavailable, outage_reason, session_scope, writer
 from reminders.data.errors import ServiceError
-from reminders.data.models import MAX_ID, ApiToken, User
+from reminders.data.models import MAX_ID, ApiToken, AuditAction, User
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, the clock process.")
 patients_cli = AppGroup("patients", help="Patients across all teams (operator checks).")
 tokens_cli = AppGroup("tokens", help="API tokens: create (shown once), list, revoke.")
+oncall_cli = AppGroup(
+    "oncall", help="The on-call rota: who is on call now and in the days to come."
+)
 
 
 def _now() -> datetime:
@@ -67,8 +71,20 @@ def _log_to_stderr() -> None:
 )
 @click.option("--name", default="", help="Display name.")
 @click.option("--team-phone", default=None, help="Number patients call, for a new team.")
+@click.option("--phone", default=None, help="The user's own mobile (on-call pages go there).")
+@click.option(
+    "--language", type=click.Choice(LANGUAGES), default="en", show_default=True,
+    help="Language of the user's pages and calls.",
+)  # fmt: skip
 def create_user_command(
-    email: str, team_name: str, role: str, password: str | None, name: str, team_phone: str | None
+    email: str,
+    team_name: str,
+    role: str,
+    password: str | None,
+    name: str,
+    team_phone: str | None,
+    phone: str | None,
+    language: str,
 ) -> None:
     """Create a care-team user; their API token (named "cli") is the last line of output."""
     from backend.services.teams import create_user
@@ -86,12 +102,82 @@ def create_user_command(
             name=name,
             care_phone=team_phone,
             region=current_app.config["DEFAULT_REGION"],
+            phone=phone,
+            language=language,
         )
         days = current_app.config["API_TOKEN_LIFETIME_DAYS"]
         issued = create_token(session, user, name="cli", now=now, days=days, actor=None)
         click.echo(f"Created {user.role} {user.email} in team {team_name!r}.")
     click.echo(f"API token (shown once, works {days} days; revoke it with `tokens revoke`):")
     click.echo(issued.secret)
+
+
+@click.command("set-profile")
+@with_appcontext
+@click.argument("email")
+@click.option("--phone", default=None, help="The user's own mobile, national or E.164.")
+@click.option("--clear-phone", is_flag=True, help="Remove the user's phone number.")
+@click.option("--language", type=click.Choice(LANGUAGES), default=None)
+def set_profile_command(
+    email: str, phone: str | None, clear_phone: bool, language: str | None
+) -> None:
+    """Set a user's own phone number and language (audited as update_profile)."""
+    from backend.services.audit import record_audit
+    from backend.services.teams import set_profile
+    from backend.services.tokens import user_by_email
+
+    if phone and clear_phone:
+        raise click.UsageError("give --phone or --clear-phone, not both")
+    changes = {"language": language} if language else {}
+    if phone or clear_phone:
+        changes["phone"] = None if clear_phone else phone
+    if not changes:
+        raise click.UsageError("nothing to change: give --phone, --clear-phone or --language")
+    now = _now()
+    with _one_line_errors(), session_scope(get_engine()) as session:
+        user = user_by_email(session, email)
+        set_profile(session, user, changes, region=current_app.config["DEFAULT_REGION"], now=now)
+        record_audit(
+            session, None, AuditAction.UPDATE_PROFILE, None, now,
+            target=f"user:{user.id}", team_id=user.team_id,
+        )  # fmt: skip
+        shown = f"phone ending {user.phone[-3:]}" if user.phone else "no phone"
+        click.echo(f"{user.email}: {shown}, language {user.language}.")
+
+
+@oncall_cli.command("list")
+@click.option("--team", "team_name", required=True, help="The team's name.")
+@click.option("--days", type=click.IntRange(1, 62), default=14, show_default=True)
+def oncall_list(team_name: str, days: int) -> None:
+    """Who is on call now, and the team's shifts from today, in the team's time zone."""
+    from backend.services import oncall
+    from backend.services.tokens import team_by_name
+
+    now = _now()
+    with _one_line_errors(), session_scope(get_engine(), write=False) as session:
+        team = team_by_name(session, team_name)
+        zone = oncall.team_zone(team)
+        summary = oncall.on_call_summary(session, team, now)
+        start = datetime.combine(now.astimezone(zone).date(), time(0), zone)
+        lines = oncall.list_rota(session, team, start, start + timedelta(days=days))
+        duty = {
+            role: held.user.name or held.user.email if held else "nobody"
+            for role, held in (("primary", summary.primary), ("backup", summary.backup))
+        }
+        out = [
+            f"On call now ({team.timezone}): {duty['primary']}, backup {duty['backup']}; "
+            f"fallback {'set' if summary.fallback_phone else 'NOT SET'}.",
+            *(f"Warning: {warning}" for warning in summary.warnings),
+            *(
+                f"{line.shift.id}  {oncall.local_text(line.shift.starts_at, zone)} - "
+                f"{oncall.local_text(line.shift.ends_at, zone)}  {line.shift.role:<7}  "
+                f"{line.user.name or line.user.email}"
+                + ("" if line.covers else "  (deactivated: covers nothing)")
+                for line in lines
+            ),
+        ]
+    for line in out if lines else [*out, f"No shift in the next {days} days."]:
+        click.echo(line)
 
 
 @tokens_cli.command("create")
@@ -346,6 +432,8 @@ def _fail_in_one_line(callback: Callable[..., Any]) -> Callable[..., Any]:
 def init_app(app: Flask) -> None:
     """Register the commands on ``app``."""
     app.cli.add_command(create_user_command)
+    app.cli.add_command(set_profile_command)
+    app.cli.add_command(oncall_cli)
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(reminders_cli)

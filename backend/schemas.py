@@ -25,6 +25,7 @@ from pydantic import (
 
 from reminders.core.prophylaxis import CourseStatus
 from reminders.data.models import MAX_ID
+from reminders.data.statuses import Channel, OnCallRole, PageTarget
 
 Language = Literal["en", "fr", "nl"]
 Role = Literal["nurse", "physician", "admin"]
@@ -40,6 +41,11 @@ def _valid_timezone(value: str) -> str:
         raise ValueError("unknown IANA time zone (e.g. Europe/Brussels, America/New_York)")
     ZoneInfo(value)
     return value
+
+
+def is_timezone(name: str) -> bool:
+    """True when ``name`` is an IANA time zone of the installed database (e.g. Europe/Brussels)."""
+    return name in _timezones()
 
 
 def _timezones() -> set[str]:
@@ -650,6 +656,158 @@ class ResolveIn(Strict):
     """Resolve an alert with a note."""
 
     note: str = Field(min_length=1, max_length=1000)
+
+
+# --- on call, escalation policy, own profile ---------------------------------------------
+
+#: A row id in a JSON body: a whole number (2.0, "2" and true are refused).
+BodyRowId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+#: A shift's bound: a wall time in the team's time zone, or an instant with its UTC offset.
+ShiftTime = Annotated[
+    PlausibleDateTime,
+    Field(
+        description="local date-time in the team's time zone (2026-03-29T08:00), or an "
+        "instant with its UTC offset; a local time the clocks skip moves to the change, "
+        "one they repeat is its first occurrence"
+    ),
+]
+
+
+class ShiftIn(Strict):
+    """A shift of the on-call rota (admins)."""
+
+    user_id: BodyRowId
+    role: OnCallRole
+    starts_at: ShiftTime
+    ends_at: ShiftTime
+
+
+class ShiftUpdate(Strict):
+    """Change a shift that is not over yet (admins); every field optional."""
+
+    user_id: BodyRowId | None = None
+    role: OnCallRole | None = None
+    starts_at: ShiftTime | None = None
+    ends_at: ShiftTime | None = None
+
+
+class RotaQuery(Strict):
+    """A window of the rota in the team's local dates (``to`` inclusive; default: 14 days from today)."""
+
+    from_: PlausibleDate | None = Field(default=None, alias="from")
+    to: PlausibleDate | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ShiftOut(BaseModel):
+    """A shift: its instants in UTC and in the team's time zone, and whether it counts.
+
+    ``covers`` is false for a clinician deactivated or moved to another team since: their
+    shift puts nobody on call.
+    """
+
+    id: int
+    user_id: int
+    user_name: str
+    role: str
+    starts_at: datetime
+    ends_at: datetime
+    starts_local: datetime
+    ends_local: datetime
+    covers: bool
+
+
+class ShiftSaved(BaseModel):
+    """A shift saved, and notes on local times the clocks skip or repeat."""
+
+    shift: ShiftOut
+    notes: list[str]
+
+
+class RotaOut(BaseModel):
+    """The team's shifts that overlap a window of local dates."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    timezone: str
+    from_: date = Field(serialization_alias="from")
+    to: date
+    shifts: list[ShiftOut]
+
+
+class ShiftRemoved(BaseModel):
+    """A shift taken off the rota: deleted (not begun) or ended now (running)."""
+
+    id: int
+    outcome: Literal["deleted", "ended"]
+
+
+class OnDutyOut(BaseModel):
+    """Who holds a role now, and until when."""
+
+    user_id: int
+    name: str
+    until: datetime
+
+
+class OnCallNowOut(BaseModel):
+    """Who is on call now, the fallback number, and what is missing in the next 24 hours.
+
+    ``gaps`` names, per role, the first instant nobody holds it.
+    """
+
+    at: datetime
+    timezone: str
+    primary: OnDutyOut | None
+    backup: OnDutyOut | None
+    fallback_phone: str | None
+    gaps: dict[str, datetime]
+    warnings: list[str]
+
+
+class EscalationStepIn(Strict):
+    """One step: page ``target`` on ``channels`` once the alert waited ``after_minutes``."""
+
+    after_minutes: StrictInt
+    target: PageTarget
+    channels: list[Channel] = Field(min_length=1, max_length=2)
+
+
+class EscalationPolicyIn(Strict):
+    """A team's own escalation policy (admins); the rules are checked by the policy itself."""
+
+    steps: list[EscalationStepIn] = Field(min_length=1, max_length=10)
+    repeat_every_minutes: StrictInt
+
+
+class EscalationPolicyOut(BaseModel):
+    """The policy the team follows, and whether it is the default one."""
+
+    steps: list[dict[str, Any]]
+    repeat_every_minutes: int
+    is_default: bool
+    source: str
+
+
+class ProfileUpdate(Strict):
+    """The signed-in user's own phone number (null clears it) and language."""
+
+    phone: str | None = Field(
+        default=None, min_length=3, max_length=32, description="national or E.164; stored as E.164"
+    )
+    language: Language | None = None
+
+
+class ProfileOut(BaseModel):
+    """The user's own profile."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+    phone: str | None
+    language: str
 
 
 # --- regimens ---------------------------------------------------------------------------

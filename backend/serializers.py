@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -11,22 +12,29 @@ from backend.schemas import (
     AlertOut,
     DoseOut,
     DoseWarningOut,
+    EscalationPolicyOut,
     EventOut,
     HoldOut,
     LabOut,
+    OnCallNowOut,
+    OnDutyOut,
     PatientOut,
     PatientReplyOut,
     PlanOut,
+    ProfileOut,
     ProphylaxisOut,
     RegimenSummary,
     ReportOut,
     RiskWindowOut,
     ScheduleOut,
+    ShiftOut,
     StopEligibilityOut,
 )
+from backend.services.oncall import OnCallSummary, OnDuty, RotaLine
 from backend.services.plans import dose_records_of, effective_status, holds_of
 from backend.services.schedule import ScheduleWindow
 from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mosteller
+from reminders.core.escalation import EscalationPolicy, policy_to_dict
 from reminders.core.oncall_text import alert_code
 from reminders.core.planner import plan_doses, risk_window_spans
 from reminders.core.prophylaxis import StopEligibility
@@ -39,6 +47,7 @@ from reminders.data.models import (
     Plan,
     ProphylaxisCourse,
     SymptomReport,
+    User,
 )
 from reminders.specs import build_plan_spec
 
@@ -180,3 +189,49 @@ def regimen_summary(regimen: Regimen) -> RegimenSummary:
         options=definition.get("options", {}),
         definition=definition,
     )
+
+
+def shift_out(line: RotaLine, zone: ZoneInfo) -> ShiftOut:
+    """A line of the rota, its instants in UTC and in the team's zone."""
+    shift = line.shift
+    return from_attributes(
+        ShiftOut,
+        shift,
+        user_name=line.user.name or line.user.email,
+        starts_local=shift.starts_at.astimezone(zone),
+        ends_local=shift.ends_at.astimezone(zone),
+        covers=line.covers,
+    )
+
+
+def on_call_now_out(summary: OnCallSummary) -> OnCallNowOut:
+    """Who is on call now (ids and names, never their phone numbers), and what is missing."""
+
+    def duty(held: OnDuty | None) -> OnDutyOut | None:
+        if held is None:
+            return None
+        return OnDutyOut(
+            user_id=held.user.id, name=held.user.name or held.user.email, until=held.until
+        )
+
+    return OnCallNowOut(
+        at=summary.at,
+        timezone=summary.timezone,
+        primary=duty(summary.primary),
+        backup=duty(summary.backup),
+        fallback_phone=summary.fallback_phone,
+        gaps={str(role): at for role, at in summary.gaps.items()},
+        warnings=summary.warnings,
+    )
+
+
+def policy_out(policy: EscalationPolicy, is_default: bool) -> EscalationPolicyOut:
+    """The policy a team follows, as the API shows it."""
+    return EscalationPolicyOut(
+        **policy_to_dict(policy), is_default=is_default, source=policy.source
+    )
+
+
+def profile_out(user: User) -> ProfileOut:
+    """The signed-in user's own profile."""
+    return from_attributes(ProfileOut, user)

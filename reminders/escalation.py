@@ -19,19 +19,12 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from reminders.core.escalation import (
-    EscalationPolicy,
-    PolicyError,
-    default_policy,
-    policy_from_dict,
-    step_of,
-    steps_due,
-)
+from reminders.core.escalation import EscalationPolicy, step_of, steps_due
 from reminders.core.oncall_text import alert_code, initials, kind_label, voice_page
 from reminders.core.templates import render
 from reminders.data.alerts import record_event
 from reminders.data.models import Alert, AlertEvent, OutboundMessage, Patient, Team, User
-from reminders.data.oncall import on_call
+from reminders.data.oncall import on_call, team_policy
 from reminders.data.statuses import (
     AlertEventKind,
     AlertStatus,
@@ -58,21 +51,6 @@ _FALL_THROUGH = {
 }
 
 
-def team_policy(team: Team) -> EscalationPolicy:
-    """The team's own escalation policy, or the defaults (also when the stored one is unusable)."""
-    if not team.escalation_policy:
-        return default_policy()
-    try:
-        return policy_from_dict(team.escalation_policy)
-    except PolicyError as error:
-        # Validated when saved; a stored policy the code no longer accepts must not
-        # leave an urgent alert unpaged.
-        logger.error(
-            "team %s: stored escalation policy refused (%s); defaults used", team.id, error
-        )
-        return default_policy()
-
-
 def start_escalation(session: Session, alert: Alert, now: datetime) -> int:
     """Take the steps due at once for a new urgent alert (step 0: the primary's SMS)."""
     return escalate_alert(session, alert, now)
@@ -88,7 +66,7 @@ def escalate_alert(session: Session, alert: Alert, now: datetime) -> int:
     if alert.severity != "urgent" or alert.status != AlertStatus.OPEN:
         return 0
     team = session.get_one(Team, alert.team_id)
-    policy = team_policy(team)
+    policy, _ = team_policy(team)
     queued = 0
     for step in steps_due(policy, alert.created_at, alert.escalation_count, now):
         queued += _take_step(session, alert, team, policy, step, now)

@@ -21,7 +21,11 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
 * ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
   /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``
-  (the team's API tokens, revoke) and ``/audit``: admins only.
+  (the team's API tokens, revoke), ``/admin/oncall`` (the on-call rota of the next two
+  weeks: add and remove shifts, the rota's time zone), ``/admin/escalation`` (the team's
+  escalation policy, or the defaults) and ``/audit``: admins only.
+* ``/account`` also sets the user's own phone number and language (``POST
+  /account/profile``); the queue says who is on call now.
 
 Security (details in :mod:`backend.security`): scrypt password hashes; sessions kept
 on the server (a row per sign-in, checked on every request; the signed cookie,
@@ -53,6 +57,7 @@ def init_app(app: Flask) -> None:
         account_views,
         admin_views,
         auth_views,
+        oncall_views,
         patient_views,
         plan_views,
         prophylaxis_views,

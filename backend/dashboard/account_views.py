@@ -1,30 +1,81 @@
-"""The signed-in user's account page: their open sessions and "sign out everywhere"."""
+"""The signed-in user's account page: their phone and language, open sessions, "sign out everywhere"."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import flash, redirect, url_for
+from flask import current_app, flash, redirect, request, url_for
 
 from backend.api import request_now
-from backend.dashboard.web import audit, bp, current_session, current_user, render_page
+from backend.dashboard.forms import FormState, validate
+from backend.dashboard.web import (
+    audit,
+    bp,
+    current_session,
+    current_user,
+    refuse_change,
+    render_page,
+    save_change,
+)
 from backend.db import get_session
+from backend.schemas import ProfileUpdate
 from backend.security import end_session
 from backend.services.sessions import end_user_sessions, open_user_sessions
+from backend.services.teams import set_profile
+from reminders.data.errors import ServiceError
 from reminders.data.models import AuditAction, SessionEnd
+
+PROFILE_FIELDS = ("phone", "language")
 
 logger = logging.getLogger(__name__)
 
 
-@bp.get("/account")
-def account() -> Any:
-    """Who is signed in, and where: the user's open sessions, this one marked."""
-    now = request_now()
+def _account_page(profile: FormState | None = None, status: int = 200) -> Any:
+    user = current_user()
     return render_page(
         "account.html",
-        sessions=open_user_sessions(get_session(), current_user().id, now),
+        status,
+        sessions=open_user_sessions(get_session(), user.id, request_now()),
         this_session=current_session().id,
+        profile=profile or FormState(values={"phone": user.phone, "language": user.language}),
+    )
+
+
+@bp.get("/account")
+def account() -> Any:
+    """The user's phone and language, and where they are signed in (this session marked)."""
+    return _account_page()
+
+
+@bp.post("/account/profile")
+def update_profile() -> Any:
+    """Set one's own phone (on-call pages go there; empty clears it) and language."""
+    values = {name: request.form.get(name, "") for name in PROFILE_FIELDS}
+    # An empty phone field clears the number; an empty language keeps it.
+    fields = {"phone": values["phone"].strip() or None}
+    if values["language"].strip():
+        fields["language"] = values["language"].strip()
+    data, state = validate(ProfileUpdate, fields, values)
+    if data is None:
+        return _account_page(state, 422)
+    user = current_user()
+    try:
+        set_profile(
+            get_session(),
+            user,
+            data.model_dump(exclude_unset=True),
+            region=current_app.config["DEFAULT_REGION"],
+            now=request_now(),
+        )
+    except ServiceError as error:
+        return refuse_change(error, values, PROFILE_FIELDS, _account_page)
+    return save_change(
+        AuditAction.UPDATE_PROFILE,
+        None,
+        f"user:{user.id}",
+        "Profile saved.",
+        url_for("dashboard.account"),
     )
 
 

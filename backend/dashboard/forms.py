@@ -42,6 +42,7 @@ _MESSAGES = {
     "datetime_parsing": "Enter a date and time.",
     "datetime_from_date_parsing": "Enter a date and time.",
     "literal_error": "Choose one of the options.",
+    "enum": "Choose one of the options.",
     "bool_parsing": "Choose yes or no.",
     "bool_type": "Choose yes or no.",
     "extra_forbidden": "This field is not expected here.",

@@ -21,12 +21,13 @@ from backend.dashboard.web import (
 )
 from backend.db import get_session
 from backend.schemas import ResolveIn
+from backend.services.oncall import on_call_summary
 from backend.services.patients import get_patient
 from reminders.core.escalation import default_targets
 from reminders.core.oncall_text import alert_code
 from reminders.data import alerts as alert_service
 from reminders.data.errors import ServiceError
-from reminders.data.models import Alert, AuditAction, Patient
+from reminders.data.models import Alert, AuditAction, Patient, Team
 from reminders.data.statuses import AlertEventKind
 
 #: How the alert page says each line of the timeline.
@@ -47,14 +48,18 @@ def overdue_after() -> timedelta:
 
 @bp.get("/queue")
 def queue() -> Any:
-    """Open and acknowledged alerts of the team, most urgent and oldest first."""
+    """Open and acknowledged alerts of the team, most urgent and oldest first, and who is on call."""
     session = get_session()
     page = request.args.get("page", 1, type=int)  # not a number: the first page
-    queue = alert_queue(session, current_user().team_id, request_now(), overdue_after(), page)
+    now = request_now()
+    team = session.get(Team, current_user().team_id)
+    queue = alert_queue(session, team.id, now, overdue_after(), page)
+    oncall = on_call_summary(session, team, now)
     audit(AuditAction.LIST_ALERTS, None, "alerts:list")  # the same row as GET /api/v1/alerts
     session.commit()
     return render_page(
         "queue.html",
+        oncall=oncall,
         queue=queue,
         items=queue.items,
         overdue_minutes=int(overdue_after().total_seconds() // 60),

@@ -10,6 +10,7 @@ request. Every POST needs the session's CSRF token. Views take ``now`` from
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import wraps
@@ -384,13 +385,26 @@ FIELD_LABELS = {
     "body": "Message",
     "dose_text": "Dose as prescribed",
     "weekdays": "Days",
+    "user_id": "Member",
+    "starts_at": "Starts",
+    "ends_at": "Ends",
+    "repeat_every_minutes": "Repeat every",
+    "after_minutes": "After (minutes)",
+    "target": "Page",
+    "channels": "By",
 }
+
+#: A row of a form with numbered rows (the escalation policy's steps: ``step-1-target``).
+_ROW_FIELD = re.compile(r"^step-(\d+)-(\w+)$")
 
 
 def field_label(name: str) -> str:
     """The label of a form field, for the error summary."""
     if name.startswith("opt-"):
         name = name[4:]
+    row = _ROW_FIELD.match(name)
+    if row:
+        return f"Step {int(row.group(1)) + 1}: {field_label(row.group(2)).lower()}"
     return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
 
 

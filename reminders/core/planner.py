@@ -75,13 +75,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
+from reminders.core.dates import resolve_wall_time
 from reminders.core.dose_schedule import (
     ONE_DAY,
     DoseStatus,
@@ -293,21 +294,7 @@ class PlannedEvent:
 @lru_cache(maxsize=16_384)
 def _localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """Local wall time -> (aware local, aware UTC), handling DST gaps and folds."""
-    local = naive.replace(tzinfo=tz)  # fold=0: the first of two ambiguous instants
-    utc = local.astimezone(UTC)
-    if utc.astimezone(tz).replace(tzinfo=None) == naive:
-        return local, utc
-    # Spring-forward gap: find the transition, the first valid instant after the gap.
-    lo = int(naive.replace(tzinfo=tz, fold=1).astimezone(UTC).timestamp())
-    hi = int(utc.timestamp())
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:
-            hi = mid
-        else:
-            lo = mid
-    utc = datetime.fromtimestamp(hi, UTC)
-    return utc.astimezone(tz), utc
+    return resolve_wall_time(naive, tz)
 
 
 @lru_cache(maxsize=256)

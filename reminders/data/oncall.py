@@ -2,18 +2,27 @@
 
 The engine's escalation (``reminders.escalation``) and the web (the dashboard's "on call
 now", the API) read the rota through these functions only, so that both name the same
-person.
+person. :func:`team_policy` is the one reader of a team's escalation policy.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, select
 
+from reminders.core.escalation import (
+    EscalationPolicy,
+    PolicyError,
+    default_policy,
+    policy_from_dict,
+)
 from reminders.data.models import OnCallShift, Team, User
 from reminders.data.statuses import OnCallRole
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,3 +64,23 @@ def on_call_now(session: Session, team: Team, at: datetime) -> OnCallNow:
         primary=on_call(session, team.id, OnCallRole.PRIMARY, at),
         backup=on_call(session, team.id, OnCallRole.BACKUP, at),
     )
+
+
+def team_policy(team: Team) -> tuple[EscalationPolicy, bool]:
+    """The escalation policy ``team`` follows and whether it is the default one.
+
+    A team's own policy was validated when it was saved (``policy_from_dict``); None on
+    the team row means the defaults of ``reminders/core/escalation.toml``, and so does a
+    stored policy the code no longer accepts (logged), so that no alert goes unpaged.
+    """
+    if team.escalation_policy is None:
+        return default_policy(), True
+    try:
+        return policy_from_dict(team.escalation_policy), False
+    except PolicyError as error:
+        # Validated when saved; a stored policy the code no longer accepts must not
+        # leave an urgent alert unpaged.
+        logger.error(
+            "team %s: stored escalation policy refused (%s); defaults used", team.id, error
+        )
+        return default_policy(), True

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from reminders.data.models import AuditEvent
-from tests.conftest import bearer, reread
+from backend.services.oncall import add_shift
+from reminders.data.models import AuditEvent, Team
+from tests.conftest import FIXED_NOW, bearer, reread
 
 BAD_BODIES: list[object] = [
     b"{not json",
@@ -116,12 +117,26 @@ def two_teams(client, make_user, make_patient, make_plan, session):
         headers=bearer(token_a),
     )
     assert course.status_code == 201, course.json
+    # A shift of team A's rota (its nurse has a phone to be paged on).
+    user_a.phone = "+32470112233"
+    shift, _ = add_shift(
+        session,
+        session.get(Team, user_a.team_id),
+        user_id=user_a.id,
+        role="primary",
+        starts_at=datetime(2026, 3, 3, 8, 0),
+        ends_at=datetime(2026, 3, 3, 20, 0),
+        actor=None,
+        now=FIXED_NOW,
+    )
+    session.commit()
     ids = {
         "team_id": user_a.team_id,  # not a URL argument: for the audit checks
         "patient_id": patient.id,
         "plan_id": plan.id,
         "alert_id": lab.json["alerts"][0]["id"],
         "course_id": course.json["id"],
+        "shift_id": shift.id,
         "index": 1,
         "regimen_id": "alemtuzumab_sc",
     }
@@ -199,7 +214,8 @@ def test_bad_input_never_yields_a_500_nor_leaves_data(app, client, two_teams, se
                 data="a=b",
                 headers={**bearer(token_a), "Content-Type": "text/plain"},
             )
-            assert wrong_type.status_code in (400, 404, 409, 415, 422), (
+            # 403: a nurse may not reset the escalation policy (a DELETE reads no body).
+            assert wrong_type.status_code in (400, 403, 404, 409, 415, 422), (
                 method,
                 url,
                 wrong_type.status_code,

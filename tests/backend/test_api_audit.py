@@ -154,8 +154,10 @@ def test_a_route_that_forgets_audit_or_commits_itself_answers_500_and_writes_not
 
 @pytest.fixture
 def team(make_user, session: Session) -> dict[str, Any]:
-    """A nurse of a team with an accented name, her token, and the team's on-call number."""
-    user, token = make_user(team="Hématologie — Saint-Luc", name=LONG_NAME)
+    """An admin of a team with an accented name, her phone (she can be on call) and her token."""
+    user, token = make_user(
+        team="Hématologie — Saint-Luc", role="admin", name=LONG_NAME, phone="+32 470 11 22 33"
+    )
     return {"user": user, "token": token}
 
 
@@ -265,6 +267,33 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
             "resolve_minutes": 2880,
         },
     )
+    # The rota, on call now, the escalation policy and the user's own profile.
+    call("PATCH", f"{prefix}/me", {"language": "fr"})
+    shift = call(
+        "POST",
+        f"{prefix}/oncall/shifts",
+        {
+            "user_id": user.id,
+            "role": "primary",
+            "starts_at": "2026-03-03T08:00",
+            "ends_at": "2026-03-03T20:00",
+        },
+        201,
+    )["shift"]
+    call("PATCH", f"{prefix}/oncall/shifts/{shift['id']}", {"ends_at": "2026-03-03T21:00"})
+    call("GET", f"{prefix}/oncall/shifts")
+    call("GET", f"{prefix}/oncall/now")
+    call("DELETE", f"{prefix}/oncall/shifts/{shift['id']}")
+    call("GET", f"{prefix}/oncall/policy")
+    policy = {
+        "steps": [
+            {"after_minutes": 0, "target": "primary", "channels": ["sms", "voice"]},
+            {"after_minutes": 10, "target": "fallback", "channels": ["voice"]},
+        ],
+        "repeat_every_minutes": 10,
+    }
+    call("PUT", f"{prefix}/oncall/policy", policy)
+    call("DELETE", f"{prefix}/oncall/policy")
 
     # Every declared route was driven (a new route must be added to this walk).
     assert set(seen) == audited_endpoints(app)
@@ -297,6 +326,15 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.get_response_times": ("view_response_times", None, f"team:{user.team_id}"),
         "api.get_response_targets": ("view_response_times", None, f"team:{user.team_id}"),
         "api.put_response_targets": ("update_response_targets", None, f"team:{user.team_id}"),
+        "api.update_profile": ("update_profile", None, f"user:{user.id}"),
+        "api.add_shift": ("edit_oncall_rota", None, f"shift:{shift['id']}"),
+        "api.edit_shift": ("edit_oncall_rota", None, f"shift:{shift['id']}"),
+        "api.remove_shift": ("edit_oncall_rota", None, f"shift:{shift['id']}"),
+        "api.list_shifts": ("view_oncall", None, "rota:list"),
+        "api.on_call_now": ("view_oncall", None, "oncall:now"),
+        "api.get_policy": ("view_oncall", None, f"policy:team:{user.team_id}"),
+        "api.put_policy": ("update_escalation_policy", None, f"policy:team:{user.team_id}"),
+        "api.reset_policy": ("update_escalation_policy", None, f"policy:team:{user.team_id}"),
     }
     assert seen == expected
     # Each row's action is the one its route declares.
@@ -304,7 +342,8 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         assert declared_action(app.view_functions[endpoint]) == action
     # No health data, name or number in the trail.
     dumped = " ".join(f"{r.action} {r.target}" for r in new_rows(session, 0))
-    for secret in (LONG_NAME, "+32470123456", "25000", "CMV", "pentamidine", "Leuven"):
+    secrets = (LONG_NAME, "+32470123456", "+32470112233", "25000", "CMV", "pentamidine", "Leuven")
+    for secret in secrets:
         assert secret not in dumped
 
 

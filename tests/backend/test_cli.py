@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlmodel import select
 
-from reminders.data.models import ApiToken, AuditEvent
-from tests.conftest import bearer, reread
+from reminders.data.models import ApiToken, AuditEvent, Team, User
+from tests.conftest import FIXED_NOW, bearer, reread
 
 
 def test_create_user_prints_a_token_that_works(app, client) -> None:
@@ -146,3 +146,82 @@ def test_tokens_revoke_stops_a_token_at_once_and_only_once(app, client, session)
     events = reread(session).exec(select(AuditEvent.action, AuditEvent.target)).all()
     assert ("revoke_api_token", f"token:{row.id}") in events
     assert len([e for e in events if e[0] == "revoke_api_token"]) == 1
+
+
+def test_create_user_and_set_profile_keep_the_clinicians_phone_and_language(app, session) -> None:
+    runner = app.test_cli_runner()
+    created = runner.invoke(
+        args=[
+            "create-user", "anne-sophie@saintluc.example", "--team", "Hématologie — Saint-Luc",
+            "--role", "physician", "--name", "Dr Anne-Sophie Vandenbroucke-Lefèvre",
+            "--phone", "0470 11 22 33", "--language", "fr",
+        ]
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    user = (
+        reread(session).exec(select(User).where(User.email == "anne-sophie@saintluc.example")).one()
+    )
+    assert (user.phone, user.language) == ("+32470112233", "fr")
+    taken = runner.invoke(
+        args=["create-user", "b@saintluc.example", "--team", "T", "--phone", "+32470112233"]
+    )
+    assert taken.exit_code == 1 and "phone: this number is already on another user" in taken.output
+    changed = runner.invoke(
+        args=[
+            "set-profile",
+            "anne-sophie@saintluc.example",
+            "--phone",
+            "+32 470 55 66 77",
+            "--language",
+            "nl",
+        ]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert changed.output == "anne-sophie@saintluc.example: phone ending 677, language nl.\n"
+    row = (
+        reread(session).exec(select(AuditEvent).where(AuditEvent.action == "update_profile")).one()
+    )
+    assert (row.user_id, row.team_id, row.target, row.channel) == (
+        None,
+        user.team_id,
+        f"user:{user.id}",
+        "cli",
+    )
+    cleared = runner.invoke(args=["set-profile", "anne-sophie@saintluc.example", "--clear-phone"])
+    assert cleared.exit_code == 0 and "no phone" in cleared.output
+    assert runner.invoke(args=["set-profile", "anne-sophie@saintluc.example"]).exit_code == 2
+    bad = runner.invoke(args=["set-profile", "anne-sophie@saintluc.example", "--phone", "12"])
+    assert bad.exit_code == 1 and "phone: not a valid phone number" in bad.output
+
+
+def test_oncall_list_shows_who_is_on_call_and_the_shifts_in_local_time(
+    app, session, make_user
+) -> None:
+    from backend.services.oncall import add_shift
+
+    anne, _ = make_user(
+        team="Hématologie — Saint-Luc",
+        name="Dr Anne-Sophie Vandenbroucke-Lefèvre",
+        phone="+32470112233",
+    )
+    team = session.get(Team, anne.team_id)
+    add_shift(
+        session, team, user_id=anne.id, role="primary", starts_at=datetime(2026, 3, 2, 8, 0),
+        ends_at=datetime(2026, 3, 2, 20, 0), actor=None, now=FIXED_NOW,
+    )  # fmt: skip
+    session.commit()
+    listed = app.test_cli_runner().invoke(
+        args=["oncall", "list", "--team", "Hématologie — Saint-Luc"]
+    )
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0] == (
+        "On call now (Europe/Brussels): Dr Anne-Sophie Vandenbroucke-Lefèvre, backup nobody; "
+        "fallback NOT SET."
+    )
+    assert "Warning: Nobody is backup now." in lines
+    assert lines[-1].endswith(
+        "Mon 2 Mar 08:00 CET - Mon 2 Mar 20:00 CET  primary  Dr Anne-Sophie Vandenbroucke-Lefèvre"
+    )
+    unknown = app.test_cli_runner().invoke(args=["oncall", "list", "--team", "Nowhere"])
+    assert unknown.exit_code == 1 and "no team with this name" in unknown.output

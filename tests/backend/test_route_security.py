@@ -463,4 +463,11 @@ _FORM_VALUES = {
     "urgent_acknowledge_minutes": "20",
     "high_acknowledge_minutes": "720",
     "resolve_minutes": "1440",
+    "user_id": "2",
+    "starts_at": "2026-03-03T08:00",
+    "ends_at": "2026-03-03T20:00",
+    "step-0-after_minutes": "0",
+    "step-0-target": "fallback",
+    "step-0-channels": "sms",
+    "repeat_every_minutes": "15",
 }

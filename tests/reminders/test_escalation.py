@@ -18,7 +18,8 @@ from reminders.core.oncall_text import alert_code, alert_id_from_code, parse_ack
 from reminders.data.alerts import acknowledge_alert, alert_timeline
 from reminders.data.db import session_scope
 from reminders.data.models import Alert, AlertEvent, OnCallShift, Team, User
-from reminders.escalation import escalate_alerts, team_policy
+from reminders.data.oncall import team_policy
+from reminders.escalation import escalate_alerts
 from reminders.jobs import run_due
 from tests.reminders.conftest import outbox
 from tests.reminders.test_conversations import IN_CMV_WINDOW, reply, start_checkin
@@ -204,7 +205,7 @@ def test_a_teams_own_policy_is_followed_and_a_broken_one_falls_back_to_the_defau
     run_due(engine, console, t + timedelta(minutes=2))
     assert pages(session)[2:] == [("voice", FALLBACK_PHONE)]
     team.escalation_policy = {"steps": []}
-    assert team_policy(team) == default_policy()
+    assert team_policy(team) == (default_policy(), True)
 
 
 def test_steps_missed_during_an_outage_are_all_taken_when_the_clock_is_back(

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -25,8 +25,9 @@ from werkzeug.serving import make_server
 
 from backend import create_app
 from backend.db import get_engine
+from backend.services.oncall import add_shift
 from reminders.data.models import Team, User
-from tests.conftest import bearer
+from tests.conftest import FIXED_NOW, bearer
 from tests.twilio_fake import FAKE_AUTH_TOKEN, twilio_signature
 
 #: The public URL the app believes it is served at (Twilio signs it); the socket is loopback.
@@ -114,10 +115,22 @@ def ward(live_server: LiveServer, session: Session, make_user, make_patient, mak
     admin, token = make_user(
         team="Team A", role="admin", password=PASSWORD, email="marie-francoise@hopital.example"
     )
-    nurse, _ = make_user(team="Team A", role="nurse")
+    nurse, _ = make_user(team="Team A", role="nurse", phone="+32 470 11 22 33")
     team = session.get(Team, admin.team_id)
     team.oncall_phone = "+32470999999"
     session.add(team)
+    session.commit()
+    # The nurse is primary tomorrow (a shift every rota route can name).
+    shift, _ = add_shift(
+        session,
+        team,
+        user_id=nurse.id,
+        role="primary",
+        starts_at=datetime(2026, 3, 3, 8, 0),
+        ends_at=datetime(2026, 3, 3, 20, 0),
+        actor=admin,
+        now=FIXED_NOW,
+    )
     session.commit()
     patient = make_patient(admin.team_id, display_name=LONG_NAME, phone="+32 470 12 34 56")
     plan = make_plan(patient, start_date=date(2026, 3, 2))
@@ -149,6 +162,7 @@ def ward(live_server: LiveServer, session: Session, make_user, make_patient, mak
             "alert_id": lab.json()["alerts"][0]["id"],
             "course_id": course.json()["id"],
             "user_id": nurse.id,
+            "shift_id": shift.id,
             "index": 2,
             "regimen_id": "alemtuzumab_sc",
             "filename": "index.html",

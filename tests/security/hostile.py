@@ -78,6 +78,22 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v1/prophylaxis/{course_id}/decline", "post"): {
         "reason": "allergic to cotrimoxazole: pentamidine inhalation"
     },
+    # User 2 is the ward's nurse (the fixture's second user), who has a phone.
+    ("/api/v1/oncall/shifts", "post"): {
+        "user_id": 2,
+        "role": "backup",
+        "starts_at": "2026-03-29T02:30",
+        "ends_at": "2026-03-29T08:00",
+    },
+    ("/api/v1/oncall/shifts/{shift_id}", "patch"): {"ends_at": "2026-03-03T21:00"},
+    ("/api/v1/oncall/policy", "put"): {
+        "steps": [
+            {"after_minutes": 0, "target": "primary", "channels": ["sms"]},
+            {"after_minutes": 15, "target": "fallback", "channels": ["sms", "voice"]},
+        ],
+        "repeat_every_minutes": 15,
+    },
+    ("/api/v1/me", "patch"): {"phone": "+32 470 55 44 33", "language": "nl"},
 }
 
 

@@ -134,8 +134,28 @@ FORM_VALUES = {
     "urgent_acknowledge_minutes": "20",
     "high_acknowledge_minutes": "720",
     "resolve_minutes": "1440",
+    "user_id": "2",
+    "starts_at": "2026-03-29T02:30",
+    "ends_at": "2026-03-29T08:00",
+    "step-0-after_minutes": "0",
+    "step-0-target": "primary",
+    "step-0-channels": "sms",
+    "step-1-after_minutes": "15",
+    "step-1-target": "fallback",
+    "step-1-channels": "voice",
+    "repeat_every_minutes": "15",
 }
-DATE_FIELDS = {"taken_at", "start_date", "resume_date", "stopped_on", "on_date", "from", "to"}
+DATE_FIELDS = {
+    "taken_at",
+    "start_date",
+    "resume_date",
+    "stopped_on",
+    "on_date",
+    "from",
+    "to",
+    "starts_at",
+    "ends_at",
+}
 
 
 def _hostile_form(kind: str) -> dict[str, str]:

@@ -1,22 +1,26 @@
 """Team scoping, CSRF and roles for every dashboard route, enumerated from the URL map.
 
-A new route that takes a patient, plan, alert, user, course or API token id is checked here
+A new route that takes a patient, plan, alert, user, course, API token or shift id is checked here
 without anyone having to remember to add it.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
-from reminders.data.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse
+from backend.services.oncall import add_shift
+from reminders.data.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse, Team
 from tests.backend.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import reread
 
-ID_ARGUMENTS = ("patient_id", "plan_id", "alert_id", "user_id", "course_id", "token_id")
+ID_ARGUMENTS = (
+    "patient_id", "plan_id", "alert_id", "user_id", "course_id", "token_id", "shift_id",
+)  # fmt: skip
 #: Form bodies that would succeed for the owning team, so only scoping can refuse them.
 VALID_FORMS = {
     "dashboard.edit_patient": {
@@ -91,6 +95,17 @@ def team_a(client, team_user, treated, session, clock):
         select(ProphylaxisCourse).where(ProphylaxisCourse.plan_id == plan.id)
     ).first()
     api_token = session.exec(select(ApiToken).where(ApiToken.user_id == admin_a.id)).first()
+    admin_a.phone = "+32470112233"  # on call tomorrow: a shift for the routes that name one
+    shift, _ = add_shift(
+        session,
+        session.get(Team, admin_a.team_id),
+        user_id=admin_a.id,
+        role="primary",
+        starts_at=datetime(2026, 3, 3, 8, 0),
+        ends_at=datetime(2026, 3, 3, 20, 0),
+        actor=admin_a,
+        now=clock.now,
+    )
     session.commit()  # end the read transaction: the next writer must not find it stale
     client.post("/logout", data={"csrf_token": token})
     ids = {
@@ -100,6 +115,7 @@ def team_a(client, team_user, treated, session, clock):
         "user_id": admin_a.id,
         "course_id": course.id,
         "token_id": api_token.id,
+        "shift_id": shift.id,
         "team_id": admin_a.team_id,  # not a URL argument: for the audit checks
     }
     return ids
@@ -128,8 +144,8 @@ def test_another_team_never_reaches_a_patient_plan_alert_or_user(
         # Nothing changed but the trail of team A, which keeps each attempt on its patient.
         refused = after.pop("auditevent") - before.pop("auditevent")
         assert after == before, f"{url} changed data for another team"
-        # Users and tokens are not patient data: a refused look-up of one leaves no row.
-        refused_rows = 0 if {"user_id", "token_id"} & set(rule.arguments) else tries
+        # Users, tokens and shifts are not patient data: a refused look-up leaves no row.
+        refused_rows = 0 if {"user_id", "token_id", "shift_id"} & set(rule.arguments) else tries
         assert refused == refused_rows, url
     assert checked >= 20
     rows = reread(session).exec(select(AuditEvent).where(AuditEvent.user_id == outsider.id)).all()

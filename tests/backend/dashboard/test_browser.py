@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,11 +31,12 @@ from backend import create_app
 from backend.dashboard.queries import DOSE_REMINDER_KINDS
 from backend.db import get_engine
 from backend.schemas import PatientIn, PlanIn, ProphylaxisIn
+from backend.services.oncall import add_shift
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import add_course
 from backend.services.teams import create_user
-from reminders.data.models import Alert, Patient, Plan, User
+from reminders.data.models import Alert, OnCallShift, Patient, Plan, Team, User
 from tests.backend.dashboard.conftest import PASSWORD, PLAN_START, TUESDAY
 from tests.browser import (
     DESKTOP,
@@ -55,6 +57,8 @@ TWILIO_TOKEN = "browser-test-auth-token"
 WIDTHS = [MOBILE[0], DESKTOP[0]]
 NURSE = "nurse@ward.example"
 ADMIN = "admin@ward.example"
+#: A real-length accented name, as the rota and the queue must show it at 360 px.
+ON_CALL_NAME = "Dr Anne-Sophie Vandenbroucke-Lefèvre"
 
 
 @dataclass
@@ -83,7 +87,30 @@ def _seed(session: Session, now) -> tuple[Patient, Plan]:
         name="Nora Nurse",
         care_phone="+32 2 555 01 23",
     )
-    create_user(session, email=ADMIN, team_name="Ward 5", role="admin", now=now, password=PASSWORD)
+    admin = create_user(
+        session,
+        email=ADMIN,
+        team_name="Ward 5",
+        role="admin",
+        now=now,
+        password=PASSWORD,
+        name=ON_CALL_NAME,
+        phone="+32 470 11 22 33",
+        language="fr",
+    )
+    # The admin is primary on call today and tomorrow; nobody is backup: the queue says so.
+    team = session.get(Team, admin.team_id)
+    team.oncall_phone = "+3227641111"
+    add_shift(
+        session,
+        team,
+        user_id=admin.id,
+        role="primary",
+        starts_at=datetime(2026, 3, 3, 8, 0),
+        ends_at=datetime(2026, 3, 4, 8, 0),
+        actor=admin,
+        now=now,
+    )
     patient = create_patient(
         session,
         nurse.team_id,
@@ -238,6 +265,8 @@ def test_fever_by_sms_to_hold(
     assert "Anna Peeters" in card.inner_text()
     assert "38.6" in card.inner_text()
     assert "Somebody Else" not in page.content()
+    on_call = page.locator(".oncall-now").inner_text()
+    assert ON_CALL_NAME in on_call and "Nobody is backup now." in on_call
     check_page(page, artifacts_dir, "queue", width)
 
     # 3. The patient page: timeline, charts, thread with the fever SMS, dose reminders due.
@@ -297,6 +326,8 @@ PAGES = [
     ("phone", "/patients/{p}/phone"),
     ("start-regimen", "/patients/{p}/plans/new?regimen_id=rituximab_cll_chemo"),
     ("admin", "/admin"),
+    ("oncall", "/admin/oncall"),
+    ("escalation", "/admin/escalation"),
     ("account", "/account"),
     ("audit", "/audit"),
     ("not-found", "/patients/999999"),
@@ -322,6 +353,48 @@ def test_every_page_is_accessible(
     assert page.locator("#f-display_name-error").is_visible()
     assert page.locator("#f-height_cm-error").is_visible()
     check_page(page, artifacts_dir, "enrol-errors", width)
+    assert not page.js_errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_an_admin_edits_the_rota_and_the_policy(
+    live: LiveApp, page_at: Callable[..., Page], artifacts_dir: Path, width: int
+) -> None:
+    page = fresh_page(page_at, width)
+    sign_in(page, live, ADMIN)
+    page.get_by_role("link", name="On call", exact=True).click()
+    page.wait_for_url("**/admin/oncall")
+    assert ON_CALL_NAME in page.locator(".rota").inner_text()
+    # A shift ending before it starts is refused in place.
+    page.get_by_label("Member").select_option(label="Nora Nurse (no phone)")
+    page.get_by_label("Role").select_option("backup")
+    page.get_by_label("Starts").fill("2026-03-29T02:30")
+    page.get_by_label("Ends").fill("2026-03-28T20:00")
+    page.get_by_role("button", name="Add shift").click()
+    assert page.locator("#shift-f-ends_at-error").is_visible()
+    check_page(page, artifacts_dir, "oncall-error", width)
+    # The nurse has no phone yet: she sets it on her account page.
+    with Session(live.engine) as session:
+        nurse = session.exec(select(User).where(User.email == NURSE)).one()
+        nurse.phone = f"+3247055{width:04d}"
+        session.add(nurse)
+        session.commit()
+    page.get_by_label("Ends").fill("2026-03-29T08:00")
+    page.get_by_label("Starts").fill("2026-03-28T20:00")
+    page.get_by_role("button", name="Add shift").click()
+    page.wait_for_url("**/admin/oncall")
+    assert "Shift added: backup" in page.locator(".flashes").inner_text()
+    with Session(live.engine) as session:
+        added = session.exec(select(OnCallShift).where(OnCallShift.role == "backup")).one()
+        assert added.ends_at - added.starts_at == timedelta(hours=11)  # the short night
+        session.delete(added)
+        session.commit()
+    # The policy: a second step without a later time is refused next to its field.
+    page.goto(live.url("/admin/escalation"))
+    page.locator("#f-step-1-after_minutes").fill("0")
+    page.get_by_role("button", name="Save policy").click()
+    assert page.locator("#f-step-1-after_minutes-error").is_visible()
+    check_page(page, artifacts_dir, "escalation-error", width)
     assert not page.js_errors  # type: ignore[attr-defined]
 
 
