@@ -68,7 +68,8 @@ class LevelState(StrEnum):
 
 @dataclass(frozen=True)
 class ExpectedLevelNote:
-    """A level as the rule reads it: a stored ``ExpectedLevel`` and who noted it."""
+    """A level as the rule and the pages read it: a stored ``ExpectedLevel``, who noted it
+    (``noted_by``) and who ended it early (``ended_by``), by name."""
 
     id: int
     up_to_c: float
@@ -77,6 +78,7 @@ class ExpectedLevelNote:
     created_at: datetime
     expires_at: datetime
     ended_at: datetime | None = None
+    ended_by: str | None = None
 
     def state(self, at: datetime) -> LevelState:
         """:class:`LevelState` of the level at ``at``."""
