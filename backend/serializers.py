@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -12,6 +13,7 @@ from backend.schemas import (
     DoseOut,
     DoseWarningOut,
     EventOut,
+    ExpectedLevelOut,
     HoldOut,
     LabOut,
     PatientOut,
@@ -27,6 +29,7 @@ from backend.schemas import (
 from backend.services.plans import dose_records_of, effective_status, holds_of
 from backend.services.schedule import ScheduleWindow
 from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mosteller
+from reminders.core.expected_levels import ExpectedLevelNote
 from reminders.core.planner import plan_doses, risk_window_spans
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import Regimen
@@ -177,4 +180,20 @@ def regimen_summary(regimen: Regimen) -> RegimenSummary:
         regimen,
         options=definition.get("options", {}),
         definition=definition,
+    )
+
+
+def expected_level_out(note: ExpectedLevelNote, patient_id: int, now: datetime) -> ExpectedLevelOut:
+    """An expected level with its state at ``now``."""
+    return ExpectedLevelOut(
+        id=note.id,
+        patient_id=patient_id,
+        up_to_c=note.up_to_c,
+        reason=note.reason,
+        noted_by=note.noted_by,
+        created_at=note.created_at,
+        expires_at=note.expires_at,
+        ended_at=note.ended_at,
+        ended_by=note.ended_by,
+        state=note.state(now).value,
     )

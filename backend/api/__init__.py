@@ -153,7 +153,13 @@ def _private_headers(response: Any) -> Any:
 
 def init_app(app: Flask) -> None:
     """Register the API blueprint and its OpenAPI document; every route declares its audit action."""
-    from backend.api import alerts, patients, plans, regimens  # noqa: F401  (routes register on import)
+    from backend.api import (  # noqa: F401  (routes register on import)
+        alerts,
+        expected_levels,
+        patients,
+        plans,
+        regimens,
+    )
     from backend.api.auditing import check_audit_declarations
 
     app.register_blueprint(api)

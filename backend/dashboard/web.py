@@ -384,6 +384,8 @@ FIELD_LABELS = {
     "body": "Message",
     "dose_text": "Dose as prescribed",
     "weekdays": "Days",
+    "up_to_c": "Expected up to (°C)",
+    "expires_at": "Until",
 }
 
 

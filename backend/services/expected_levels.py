@@ -15,13 +15,20 @@ from sqlmodel import Session, select
 from backend.schemas import ExpectedLevelIn
 from reminders.core.expected_levels import ExpectedLevelNote, level_problems
 from reminders.data.errors import Conflict, InvalidInput
-from reminders.data.expected_levels import expected_level_notes, levels_in_force
-from reminders.data.models import ExpectedLevel, Patient
+from reminders.data.expected_levels import expected_level_notes, levels_in_force, note_of
+from reminders.data.models import ExpectedLevel, Patient, User
 
 
 def levels_of(session: Session, patient: Patient) -> list[ExpectedLevelNote]:
     """Every level of the patient, newest first (in force, expired and ended)."""
     return expected_level_notes(session, patient.id)  # type: ignore[arg-type]
+
+
+def level_note(session: Session, level: ExpectedLevel) -> ExpectedLevelNote:
+    """One stored level as the rule and the pages read it (with its authors' names)."""
+    author = session.get(User, level.created_by) if level.created_by is not None else None
+    ender = session.get(User, level.ended_by) if level.ended_by is not None else None
+    return note_of(level, author, ender)
 
 
 def _lock(session: Session, patient: Patient) -> None:
@@ -52,8 +59,7 @@ def set_level(
     _lock(session, patient)
     if levels_in_force(session, patient.id, now):  # type: ignore[arg-type]
         raise Conflict(
-            "an expected level is in force for this patient: end it before noting another",
-            field="up_to_c",
+            "an expected level is in force for this patient: end it before noting another"
         )
     level = ExpectedLevel(
         patient_id=patient.id,
