@@ -15,6 +15,8 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   stop and dose forms.
 * ``POST /prophylaxis/<id>/confirm`` and ``/decline``: the forms of a proposed
   course on the patient page.
+* ``POST /patients/<id>/expected-level`` and ``/expected-level/end``: the care team's
+  expected low-grade temperature (a level and an expiry) on the patient page.
 * ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
   /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``
