@@ -175,15 +175,16 @@ def level_problems(
     problems: dict[str, str] = {}
     if not math.isfinite(up_to_c):
         problems["up_to_c"] = "Enter the level as a number of degrees Celsius, such as 37.8."
-    elif _tenths(up_to_c) >= _tenths(fever.threshold_c):
-        problems["up_to_c"] = (
-            f"The level must be below {fever.threshold_c:.1f} C: a temperature of"
-            f" {fever.threshold_c:.1f} C or more is a fever, never expected."
-        )
-    elif _tenths(up_to_c) < _tenths(fever.recheck_from_c):
+    elif up_to_c < fever.recheck_from_c:
         problems["up_to_c"] = (
             f"The level must be at least {fever.recheck_from_c:.1f} C: below that a reading"
             " gets no follow-up to quiet."
+        )
+    # The raw value first: a huge number is refused before it is rounded.
+    elif up_to_c >= fever.threshold_c or _tenths(up_to_c) >= _tenths(fever.threshold_c):
+        problems["up_to_c"] = (
+            f"The level must be below {fever.threshold_c:.1f} C: a temperature of"
+            f" {fever.threshold_c:.1f} C or more is a fever, never expected."
         )
     elif Decimal(repr(float(up_to_c))).as_tuple().exponent < -1:  # type: ignore[operator]
         problems["up_to_c"] = "Give the level to one decimal, such as 37.8."

@@ -203,6 +203,8 @@ def test_a_good_level_has_no_problem() -> None:
         (37.95, "below 38.0 C"),  # reads 38.0, like a reading would
         (37.4, "at least 37.5 C"),
         (37.85, "one decimal"),
+        (1e308, "below 38.0 C"),
+        (-1e308, "at least 37.5 C"),
         (float("nan"), "number"),
         (float("inf"), "number"),
     ],
