@@ -102,6 +102,12 @@ def _plausible_date(value: date) -> date:
     return value
 
 
+def _with_offset(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone offset, e.g. 2026-03-02T08:00:00+01:00")
+    return value
+
+
 def valid_email(value: str) -> str:
     """``value`` as a normalised, lower-case email address; ValueError when it is not one.
 
@@ -119,6 +125,8 @@ def valid_email(value: str) -> str:
 PlausibleDate = Annotated[date, AfterValidator(_plausible_date)]
 #: An instant whose (local) date is between :data:`EARLIEST_DATE` and :data:`LATEST_DATE`.
 PlausibleDateTime = Annotated[datetime, AfterValidator(_plausible_date)]
+#: A :data:`PlausibleDateTime` with its time zone offset: an instant, never a wall time.
+AwareDateTime = Annotated[PlausibleDateTime, AfterValidator(_with_offset)]
 #: An email address, checked and normalised by ``email-validator``.
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(valid_email)]
 #: A JSON integer: "2", 2.0 and true are refused (the forms convert their strings first).
@@ -423,15 +431,8 @@ class LabIn(Strict):
 
     kind: LabKindName
     value: float = Field(ge=0)
-    taken_at: PlausibleDateTime
+    taken_at: AwareDateTime
     note: str | None = Field(default=None, max_length=500)
-
-    @field_validator("taken_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("taken_at needs a time zone offset, e.g. 2026-03-02T08:00:00+01:00")
-        return value
 
 
 class LabOut(BaseModel):
@@ -470,6 +471,40 @@ class LabRecorded(BaseModel):
 
     lab: LabOut
     alerts: list[AlertOut]
+
+
+# --- expected levels ----------------------------------------------------------------------
+
+
+class ExpectedLevelIn(Strict):
+    """A low-grade temperature the care team expects (after an infusion), until an expiry.
+
+    ``up_to_c``: readings up to this level get no re-check and no low-grade alert; from
+    ``fever.recheck_from_c`` to below ``fever.threshold_c``, one decimal. ``expires_at``:
+    within ``fever.expected_level.max_days`` (7) days. Checked by the service
+    (``reminders.core.expected_levels.level_problems``), which names the field it refuses.
+    """
+
+    up_to_c: float = Field(allow_inf_nan=False)
+    expires_at: AwareDateTime
+    reason: str = Field(max_length=500)
+
+
+class ExpectedLevelOut(BaseModel):
+    """An expected level, who noted it and, when it ended early, who ended it."""
+
+    id: int
+    patient_id: int
+    up_to_c: float
+    reason: str
+    noted_by: str
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    ended_by: str | None
+    state: Literal["in_force", "expired", "ended", "not_yet"] = Field(
+        description="where the level stands now: only a level in force quiets a reading"
+    )
 
 
 def _valid_weekdays(value: list[int] | None) -> list[int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from backend.schemas import (
     DoseWarningOut,
     EscalationPolicyOut,
     EventOut,
+    ExpectedLevelOut,
     HoldOut,
     LabOut,
     OnCallNowOut,
@@ -35,6 +37,7 @@ from backend.services.plans import dose_records_of, effective_status, holds_of
 from backend.services.schedule import ScheduleWindow
 from reminders.core.bsa import BodySurfaceArea, dose_for, dose_warnings, mosteller
 from reminders.core.escalation import EscalationPolicy, policy_to_dict
+from reminders.core.expected_levels import ExpectedLevelNote
 from reminders.core.oncall_text import alert_code
 from reminders.core.planner import plan_doses, risk_window_spans
 from reminders.core.prophylaxis import StopEligibility
@@ -235,3 +238,19 @@ def policy_out(policy: EscalationPolicy, is_default: bool) -> EscalationPolicyOu
 def profile_out(user: User) -> ProfileOut:
     """The signed-in user's own profile."""
     return from_attributes(ProfileOut, user)
+
+
+def expected_level_out(note: ExpectedLevelNote, patient_id: int, now: datetime) -> ExpectedLevelOut:
+    """An expected level with its state at ``now``."""
+    return ExpectedLevelOut(
+        id=note.id,
+        patient_id=patient_id,
+        up_to_c=note.up_to_c,
+        reason=note.reason,
+        noted_by=note.noted_by,
+        created_at=note.created_at,
+        expires_at=note.expires_at,
+        ended_at=note.ended_at,
+        ended_by=note.ended_by,
+        state=note.state(now).value,
+    )

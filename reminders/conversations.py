@@ -39,6 +39,7 @@ from reminders.core.triage import (
     triage_report,
 )
 from reminders.data.alerts import raise_alert
+from reminders.data.expected_levels import apply_expected_levels
 from reminders.data.models import (
     CheckIn,
     InboundMessage,
@@ -602,6 +603,9 @@ def _check_in_step(
         parsed.temperature_c if parsed.temperature_c is not None else checkin.temperature_c
     )
     decision = triage_report(temperature, frozenset(checkin.symptoms or ()), tcontext)
+    # A slightly raised temperature the care team noted as expected: recorded and answered,
+    # but no re-check and no alert (never a fever, a red flag or another symptom).
+    decision = apply_expected_levels(session, patient.id, temperature, decision, now)
     report_symptoms = list(checkin.symptoms or [])
     # A plain INSERT (nothing reads the report back as a model): its id is the driver's.
     report_id = session.execute(
@@ -693,6 +697,7 @@ def _triage_values(
         "temperature": format_temperature(temperature, language) if temperature is not None else "",
         "recheck_minutes": decision.recheck_after_minutes
         or clinical_rules().fever.recheck_after_minutes,
+        "fever_c": format_temperature(clinical_rules().fever.threshold_c, language),
     }
 
 

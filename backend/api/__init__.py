@@ -155,6 +155,7 @@ def init_app(app: Flask) -> None:
     """Register the API blueprint and its OpenAPI document; every route declares its audit action."""
     from backend.api import (  # noqa: F401  (routes register on import)
         alerts,
+        expected_levels,
         oncall,
         patients,
         plans,

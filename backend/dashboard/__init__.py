@@ -18,6 +18,8 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
 * ``/response-times`` (time to acknowledge and resolve alerts per severity, week and
   clinician on call, with a chart and tables), ``/response-times.csv`` and, for admins,
   ``POST /response-times/targets``.
+* ``POST /patients/<id>/expected-level`` and ``/expected-level/end``: the care team's
+  expected low-grade temperature (a level and an expiry) on the patient page.
 * ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
   /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``

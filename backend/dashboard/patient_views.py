@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, flash, redirect, request, url_for
+from pydantic import BaseModel
 
 from backend.api import request_now
 from backend.dashboard import charts
@@ -26,6 +28,7 @@ from backend.dashboard.forms import (
 from backend.dashboard.queries import (
     DOSE_REMINDER_KINDS,
     PatientOverview,
+    expected_marks,
     export_rows,
     kind_label,
     open_alert_counts,
@@ -44,8 +47,9 @@ from backend.dashboard.web import (
     save_change,
 )
 from backend.db import get_session
-from backend.schemas import DischargeIn, LabIn, PatientIn, PatientUpdate
+from backend.schemas import DischargeIn, ExpectedLevelIn, LabIn, PatientIn, PatientUpdate
 from backend.services import discharge as discharge_service
+from backend.services import expected_levels as level_service
 from backend.services import labs as lab_service
 from backend.services import patients as patient_service
 from backend.services.patients import get_patient
@@ -58,6 +62,7 @@ from reminders.outbox import enqueue_message
 from reminders.rendering import sms_allowed
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 PATIENT_FIELDS: dict[str, FieldKind] = {
     "display_name": "text",
@@ -123,6 +128,24 @@ def patients() -> Any:
         query=query,
         alert_counts=open_alert_counts(session, current_user().team_id),
     )
+
+
+def _validate_with_local_time(
+    model: type[M], fields: dict[str, FieldKind], time_field: str, timezone: str, missing: str
+) -> tuple[M | None, FormState, dict[str, Any]]:
+    """Validate a posted form whose ``time_field`` is a ``datetime-local`` in ``timezone``.
+
+    Returns the input (None when anything is refused), the form's state and what was typed.
+    """
+    values = _raw(fields) | {time_field: request.form.get(time_field, "")}
+    data = collect(request.form, fields)
+    local = local_datetime(values[time_field], timezone)
+    if local is not None:
+        data[time_field] = local
+    result, state = validate(model, data, values)
+    if local is None:
+        state.errors[time_field] = missing
+    return (None if state.invalid else result), state, values
 
 
 def _patient_form(
@@ -246,12 +269,20 @@ def patient_page(
     session = get_session()
     now = request_now()
     overview = patient_overview(session, record, now)
+    levels = level_service.levels_of(session, record)
+    forms = forms or {}
+    if "expected" not in forms:
+        forms["expected"] = FormState(values=_expected_level_defaults(record, now))
     return render_page(
         "patient.html",
         status,
         o=overview,
         p=record,
-        forms=forms or {},
+        forms=forms,
+        levels=levels,
+        level_now=next((level for level in levels if level.in_force(now)), None),
+        level_marks=expected_marks(overview.reports, levels),
+        expected_max_days=clinical_rules().fever.expected_level.max_days,
         entries=regimen_entries(overview),
         charts=patient_charts(overview, now),
         kind_label=kind_label,
@@ -260,6 +291,71 @@ def patient_page(
         simulator=current_app.config.get("SMS_BACKEND", "console") == "console",
         fever_c=clinical_rules().fever.threshold_c,
         cmv_act=clinical_rules().cmv.act_above_copies,
+    )
+
+
+EXPECTED_LEVEL_FIELDS: dict[str, FieldKind] = {"up_to_c": "number", "reason": "text"}
+
+
+def _expected_level_defaults(record: Patient, now: datetime) -> dict[str, str]:
+    """The new-level form as first shown: until this time tomorrow, in the patient's zone."""
+    until = (now + timedelta(hours=24)).astimezone(ZoneInfo(record.timezone))
+    return {"up_to_c": "", "reason": "", "expires_at": f"{until:%Y-%m-%dT%H:%M}"}
+
+
+def _page_with_form(record: Patient, name: str) -> Callable[[FormState, int], Any]:
+    """Show the patient page again with the form ``name`` in ``state`` (its refusals)."""
+
+    def show_again(state: FormState, status: int) -> Any:
+        return patient_page(record, {name: state}, status)
+
+    return show_again
+
+
+@bp.post("/patients/<int:patient_id>/expected-level")
+def set_expected_level(patient_id: int) -> Any:
+    """Note that the patient's low-grade temperature is expected, up to a level, until a time."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    level, state, values = _validate_with_local_time(
+        ExpectedLevelIn,
+        EXPECTED_LEVEL_FIELDS,
+        "expires_at",
+        record.timezone,
+        "Enter the date and time the level ends.",
+    )
+    show_again = _page_with_form(record, "expected")
+    if level is None:
+        return show_again(state, 422)
+    try:
+        row = level_service.set_level(session, record, level, current_user().id, request_now())
+    except ServiceError as error:
+        return refuse_change(error, values, [*EXPECTED_LEVEL_FIELDS, "expires_at"], show_again)
+    return save_change(
+        AuditAction.SET_EXPECTED_LEVEL,
+        record.id,
+        f"expected_level:{row.id}",
+        f"Expected level noted: readings up to {row.up_to_c:.1f} °C get no re-check and no"
+        " low-grade alert until it ends.",
+        url_for("dashboard.patient", patient_id=record.id, _anchor="expected"),
+    )
+
+
+@bp.post("/patients/<int:patient_id>/expected-level/end")
+def end_expected_level(patient_id: int) -> Any:
+    """End the patient's expected level now: every raised reading gets its follow-up again."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    try:
+        row = level_service.end_level(session, record, current_user().id, request_now())
+    except ServiceError as error:
+        return refuse_change(error, {}, [], _page_with_form(record, "expected"))
+    return save_change(
+        AuditAction.END_EXPECTED_LEVEL,
+        record.id,
+        f"expected_level:{row.id}",
+        "Expected level ended: slightly raised readings get their re-check and alerts again.",
+        url_for("dashboard.patient", patient_id=record.id, _anchor="expected"),
     )
 
 
@@ -349,15 +445,14 @@ def new_lab(patient_id: int) -> Any:
         return render_page(
             "lab_form.html", form=FormState(values=values), p=record, kinds=LAB_KINDS
         )
-    values = _raw(LAB_FIELDS) | {"taken_at": request.form.get("taken_at", "")}
-    data = collect(request.form, LAB_FIELDS)
-    taken = local_datetime(values["taken_at"], record.timezone)
-    if taken is not None:
-        data["taken_at"] = taken
-    lab, state = validate(LabIn, data, values)
-    if taken is None:
-        state.errors["taken_at"] = "Enter the date and time the sample was taken."
-    if lab is None or state.invalid:
+    lab, state, values = _validate_with_local_time(
+        LabIn,
+        LAB_FIELDS,
+        "taken_at",
+        record.timezone,
+        "Enter the date and time the sample was taken.",
+    )
+    if lab is None:
         return render_page("lab_form.html", 422, form=state, p=record, kinds=LAB_KINDS)
     try:
         row, alerts = lab_service.record_lab(session, record, lab, current_user().id, now)

@@ -19,6 +19,7 @@ from backend.services.labs import labs_of
 from backend.services.prophylaxis import courses_of, eligibility
 from reminders.core.bsa import BodySurfaceArea
 from reminders.core.dates import local_today
+from reminders.core.expected_levels import ExpectedLevelNote, quieting_level
 from reminders.core.prophylaxis import StopEligibility
 from reminders.core.regimens import UnknownRegimen, get_regimen
 from reminders.core.templates import DOSE_REMINDER_KEYS
@@ -141,6 +142,23 @@ class PatientOverview:
     alerts: list[Alert]
     today: date
     extra: dict[str, object] = field(default_factory=dict)
+
+
+def expected_marks(
+    reports: Iterable[SymptomReport], levels: Iterable[ExpectedLevelNote]
+) -> dict[int, ExpectedLevelNote]:
+    """The readings an expected level quieted, by report id, with the level that did.
+
+    The rule the SMS conversation applied (``reminders.core.expected_levels``), read with
+    the levels in force at each reading's instant: the page marks what the SMS quieted.
+    """
+    levels = list(levels)
+    marks: dict[int, ExpectedLevelNote] = {}
+    for report in reports:
+        level = quieting_level(report.temperature_c, report.rule_ids, levels, report.reported_at)
+        if level is not None and report.id is not None:
+            marks[report.id] = level
+    return marks
 
 
 def alert_queue(

@@ -392,6 +392,8 @@ FIELD_LABELS = {
     "after_minutes": "After (minutes)",
     "target": "Page",
     "channels": "By",
+    "up_to_c": "Expected up to (°C)",
+    "expires_at": "Until",
 }
 
 #: A row of a form with numbered rows (the escalation policy's steps: ``step-1-target``).

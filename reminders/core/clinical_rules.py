@@ -29,6 +29,7 @@ class FeverRule:
     plausible_max_c: float
     source: str
     persistent_low_grade: LowGradeRule
+    expected_level: ExpectedLevelRule
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class LowGradeRule:
     in_risk_window_hours: int
     any_time_count: int
     any_time_hours: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ExpectedLevelRule:
+    """How long a care-team note "this low-grade temperature is expected" may last."""
+
+    max_days: int
     source: str
 
 
@@ -128,8 +137,13 @@ def clinical_rules() -> ClinicalRules:
     labs = data["labs"]
     return ClinicalRules(
         fever=FeverRule(
-            **{k: v for k, v in data["fever"].items() if k != "persistent_low_grade"},
+            **{
+                k: v
+                for k, v in data["fever"].items()
+                if k not in ("persistent_low_grade", "expected_level")
+            },
             persistent_low_grade=LowGradeRule(**data["fever"]["persistent_low_grade"]),
+            expected_level=ExpectedLevelRule(**data["fever"]["expected_level"]),
         ),
         alerts=AlertPolicy(**data["alerts"]),
         cmv=CmvRule(

@@ -77,6 +77,7 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "checkin_symptoms_with_jaundice",
     "reask_temperature",
     "recheck_temperature",
+    "expected_temperature",
     "fever_urgent",
     "fever_urgent_cmv",
     "fever_words_urgent",

@@ -186,6 +186,7 @@ class TriageRule(BaseModel):
     cmv_test_advised: bool = False
     recheck_after: str | None = None
     ask_temperature: bool = False
+    quiet_when_expected: bool = False
 
 
 class Combination(BaseModel):
@@ -258,6 +259,8 @@ def _check(rules: TriageRules, where: str) -> None:
                     f"{where}: rule {r.id!r}, recheck_after: {r.recheck_after!r} is not a"
                     " number in clinical_rules.toml"
                 ) from None
+        if r.quiet_when_expected:
+            _check_quietable(r, where)
         if r.patient_template and r.patient_template not in rules.patient_template_priority:
             raise TriageRulesError(
                 f"{where}: rule {r.id!r}, patient_template: {r.patient_template!r} is missing"
@@ -270,6 +273,37 @@ def _check(rules: TriageRules, where: str) -> None:
         raise TriageRulesError(f"{where}: no rule for symptom code(s) {sorted(missing)}")
     if not any(r.condition.red_flag for r in rules.rule if r.severity is Severity.URGENT):
         raise TriageRulesError(f"{where}: no urgent rule for red flags (red_flag = true)")
+
+
+#: The only condition keys a rule the care team may quiet can read: a slightly raised
+#: temperature and its persistence, nothing a patient says about how they feel.
+_QUIETABLE_CONDITIONS = frozenset(
+    {"temperature_c_at_least", "temperature_c_below", "persistent_low_grade"}
+)
+
+
+def _check_quietable(rule: TriageRule, where: str) -> None:
+    """Refuse ``quiet_when_expected`` on a rule an expected level must never quiet.
+
+    Safety (issue 14, item 7): a fever, a red flag, another symptom, the CMV window or
+    anything urgent or paging on call is never quieted, whatever the care team noted.
+    """
+    used = set(rule.condition.model_dump(exclude_none=True))
+    problem = None
+    if rule.severity is Severity.URGENT or rule.notify_on_call:
+        problem = "an urgent rule, or one that pages on call"
+    elif used - _QUIETABLE_CONDITIONS:
+        problem = f"a rule whose condition reads {sorted(used - _QUIETABLE_CONDITIONS)}"
+    elif rule.condition.temperature_c_at_least not in (None, "fever.recheck_from_c"):
+        problem = "a rule for temperatures from another threshold than fever.recheck_from_c"
+    elif "persistent_low_grade" not in used and rule.condition.temperature_c_below != (
+        "fever.threshold_c"
+    ):
+        problem = "a temperature rule not bounded below fever.threshold_c"
+    if problem:
+        raise TriageRulesError(
+            f"{where}: rule {rule.id!r}, quiet_when_expected: never allowed on {problem}"
+        )
 
 
 def _flag_codes(flags: RedFlags) -> frozenset[str]:

@@ -653,6 +653,7 @@ class AuditAction(StrEnum):
     # Expected levels (a low-grade temperature the team expects).
     SET_EXPECTED_LEVEL = "set_expected_level"
     END_EXPECTED_LEVEL = "end_expected_level"
+    VIEW_EXPECTED_LEVELS = "view_expected_levels"
     CREATE_API_TOKEN = "create_api_token"
     REVOKE_API_TOKEN = "revoke_api_token"
     SIGN_OUT_EVERYWHERE = "sign_out_everywhere"

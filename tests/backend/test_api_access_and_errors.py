@@ -64,6 +64,11 @@ VALID_BODIES = {
     "api.confirm_prophylaxis": {"dose_text": "960 mg", "times": ["08:00"]},
     "api.decline_prophylaxis": {"reason": "allergic to cotrimoxazole: pentamidine inhalation"},
     "api.discharge_patient": {"reason": "follow-up moved to another team"},
+    "api.set_expected_level": {
+        "up_to_c": 37.8,
+        "expires_at": "2026-03-02T20:00:00+01:00",
+        "reason": "rituximab infusion this morning",
+    },
 }
 
 

@@ -249,6 +249,18 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     call("GET", f"{prefix}/alerts/{alert_id}")
     call("POST", f"{prefix}/alerts/{alert_id}/acknowledge")
     call("POST", f"{prefix}/alerts/{alert_id}/resolve", {"note": "Called: valganciclovir started"})
+    level = call(
+        "POST",
+        f"{prefix}/patients/{pid}/expected-levels",
+        {
+            "up_to_c": 37.8,
+            "expires_at": "2026-03-03T10:00:00+01:00",
+            "reason": "infusion this morning: slight fever expected",
+        },
+        201,
+    )
+    call("GET", f"{prefix}/patients/{pid}/expected-levels")
+    call("POST", f"{prefix}/patients/{pid}/expected-levels/end")
     call("POST", f"{prefix}/plans/{plan_id}/stop", {"reason": "No response at week 4"})
     for course in (proposed[0], added["id"]):
         call("POST", f"{prefix}/prophylaxis/{course}/stop", {"override_reason": "team decision"})
@@ -335,6 +347,9 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.get_policy": ("view_oncall", None, f"policy:team:{user.team_id}"),
         "api.put_policy": ("update_escalation_policy", None, f"policy:team:{user.team_id}"),
         "api.reset_policy": ("update_escalation_policy", None, f"policy:team:{user.team_id}"),
+        "api.set_expected_level": ("set_expected_level", pid, f"expected_level:{level['id']}"),
+        "api.list_expected_levels": ("view_expected_levels", pid, f"patient:{pid}"),
+        "api.end_expected_level": ("end_expected_level", pid, f"expected_level:{level['id']}"),
     }
     assert seen == expected
     # Each row's action is the one its route declares.
@@ -342,7 +357,16 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         assert declared_action(app.view_functions[endpoint]) == action
     # No health data, name or number in the trail.
     dumped = " ".join(f"{r.action} {r.target}" for r in new_rows(session, 0))
-    secrets = (LONG_NAME, "+32470123456", "+32470112233", "25000", "CMV", "pentamidine", "Leuven")
+    secrets = (
+        LONG_NAME,
+        "+32470123456",
+        "+32470112233",
+        "25000",
+        "CMV",
+        "pentamidine",
+        "Leuven",
+        "37.8",
+    )
     for secret in secrets:
         assert secret not in dumped
 

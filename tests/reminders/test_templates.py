@@ -54,6 +54,7 @@ VALUES: dict[str, dict[str, str]] = {
         "observation_hours": "2",
         "recheck_minutes": str(clinical_rules().fever.recheck_after_minutes),
         "temperature": format_temperature(37.6, lang),
+        "fever_c": format_temperature(clinical_rules().fever.threshold_c, lang),
         "sent_time": "08:30",
         "patient_ref": "P-000123",
         "reason": "Temperature 38.4 C; cough or short of breath; CMV test advised",

@@ -75,6 +75,11 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "times": ["08:00"],
         "start_date": "2026-03-02",
     },
+    ("/api/v1/patients/{patient_id}/expected-levels", "post"): {
+        "up_to_c": 37.8,
+        "expires_at": "2026-03-02T20:00:00+01:00",
+        "reason": "perfusion de rituximab ce matin",
+    },
     ("/api/v1/prophylaxis/{course_id}/decline", "post"): {
         "reason": "allergic to cotrimoxazole: pentamidine inhalation"
     },

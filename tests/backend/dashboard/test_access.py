@@ -47,6 +47,12 @@ VALID_FORMS = {
     "dashboard.create_account_token": {"name": "Lab import", "days": "30"},
     "dashboard.revoke_account_token": {},
     "dashboard.revoke_team_token": {},
+    "dashboard.set_expected_level": {
+        "up_to_c": "37,8",
+        "expires_at": "2026-03-03T09:00",
+        "reason": "rituximab infusion this morning",
+    },
+    "dashboard.end_expected_level": {},
 }
 
 
