@@ -1,4 +1,5 @@
-"""Demo data for the embedded quickstart: a care team, a nurse and a patient mid-treatment."""
+"""Demo data for the embedded quickstart: a care team, a nurse, a haematologist on call and a
+patient mid-treatment."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime, time, timedelta
 from sqlmodel import Session, select
 
 from backend.schemas import PatientIn, PlanIn, ProphylaxisConfirmIn
+from backend.services.oncall import add_shift
 from backend.services.patients import create_patient
 from backend.services.plans import start_plan
 from backend.services.prophylaxis import confirm_course
@@ -18,6 +20,7 @@ from reminders.data.models import ProphylaxisCourse, Team, User
 DEMO_EMAIL = "nurse@demo.example"
 DEMO_PASSWORD = "demo-password-123"
 DEMO_TEAM = "Demo haematology"
+DEMO_ONCALL_EMAIL = "oncall@demo.example"
 
 
 def ensure_demo_data(session: Session, now: datetime, *, token_days: int) -> str | None:
@@ -38,8 +41,30 @@ def ensure_demo_data(session: Session, now: datetime, *, token_days: int) -> str
         care_phone="+32 2 555 01 23",
     )
     team = session.get(Team, user.team_id)
-    team.oncall_phone = "+32470999999"  # the demo on-call haematologist (console gateway prints it)
+    team.oncall_phone = "+32470999999"  # the ward's fallback number (the console prints pages)
     session.add(team)
+    # The haematologist on call for the next four weeks (week-long shifts, the longest
+    # the rota takes), so that an urgent reply shows the whole escalation in the console.
+    doctor = create_user(
+        session,
+        email=DEMO_ONCALL_EMAIL,
+        team_name=DEMO_TEAM,
+        role="physician",
+        now=now,
+        name="Dr Demo On-Call",
+        phone="+32 475 00 00 01",
+    )
+    for week in range(4):
+        add_shift(
+            session,
+            team,
+            user_id=doctor.id,
+            role="primary",
+            starts_at=now + timedelta(weeks=week),
+            ends_at=now + timedelta(weeks=week + 1),
+            actor=user,
+            now=now,
+        )
     patient = create_patient(
         session,
         user.team_id,

@@ -46,6 +46,10 @@ def test_demo_data_is_created_once(app, client) -> None:
     token = first.output.strip().splitlines()[-1].split()[-1]
     patients = client.get("/api/v1/patients", headers=bearer(token)).json
     assert patients["total"] == 1
+    # A haematologist is on call, so that a demo fever shows the escalation.
+    now = client.get("/api/v1/oncall/now", headers=bearer(token))
+    assert now.status_code == 200, now.json
+    assert now.json["primary"]["name"] == "Dr Demo On-Call"
     assert "already" in runner.invoke(args=["demo"]).output
 
 
