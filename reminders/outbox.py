@@ -26,6 +26,7 @@ from reminders.core.messaging import MessagePlan
 from reminders.data.models import OutboundMessage
 from reminders.data.statuses import OutboxStatus
 from reminders.rendering import PatientContext, render_for
+from reminders.wakeup import wake_dispatchers
 
 #: Rows inserted per statement on PostgreSQL, and the batches a planning pass gathers
 #: before it inserts, so that its statements keep one shape (reminders.planning).
@@ -298,7 +299,12 @@ def enqueue_message(
     alert_id: int | None = None,
     checkin_id: int | None = None,
 ) -> bool:
-    """Queue one message (a reply, an alert to the on-call number); False if it was queued before."""
+    """Queue one message (a reply, an alert to the on-call number); False if it was queued before.
+
+    An urgent row due now wakes the dispatchers when the transaction commits
+    (:func:`reminders.wakeup.wake_dispatchers`): the on-call page leaves within a
+    second instead of at the next poll.
+    """
     row = outbox_row(
         team_id=team_id,
         kind=kind,
@@ -314,7 +320,10 @@ def enqueue_message(
         alert_id=alert_id,
         checkin_id=checkin_id,
     )
-    return insert_ignoring_duplicates(session, [row]) == 1
+    queued = insert_ignoring_duplicates(session, [row]) == 1
+    if queued and urgent and (due_at is None or due_at <= now):
+        wake_dispatchers(session)
+    return queued
 
 
 def queue_patient_message(
