@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -387,8 +388,12 @@ def dispatch_due_messages(
     status_callback: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
     max_batches: int | None = None,
+    recover: bool = True,
 ) -> DispatchReport:
     """Send every due message, batch by batch, until none is due (or ``max_batches``).
+
+    The pass starts by settling stale claims (:func:`recover_stale_claims`) unless
+    ``recover`` is False (a pass woken for an urgent row soon after one that did).
 
     The next batch is claimed as soon as a thread is free, so the threads do not wait
     for the slowest send of each batch; accepted sends are recorded by a
@@ -398,7 +403,8 @@ def dispatch_due_messages(
     """
     worker = worker or worker_name()
     report = DispatchReport()
-    recover_stale_claims(engine, gateway, clock(), lease, report)
+    if recover:
+        recover_stale_claims(engine, gateway, clock(), lease, report)
     batches = 0
     max_wait = lease * CLAIM_WAIT_LEASE_FRACTION
     recorder = SentRecorder(engine, report)
@@ -501,10 +507,14 @@ def run_dispatcher(
     worker = worker_name()
     failures = 0
     ready = False
+    # Stale claims are settled at least once per interval, not on every woken pass: a
+    # burst of urgent rows wakes a pass each, and the claims settled are minutes old.
+    recovered_at = -math.inf
     # Listening starts before the first pass: a row committed during it wakes the next.
     wakeup: Wakeup = listen_for_wakeups(engine) if wakeups and not once else NoWakeup()
     with closing(wakeup):
         while not stop.is_set():
+            recover = time.monotonic() - recovered_at >= interval
             try:
                 report = dispatch_due_messages(
                     engine,
@@ -514,6 +524,7 @@ def run_dispatcher(
                     threads=threads,
                     status_callback=status_callback,
                     lease=lease,
+                    recover=recover,
                 )
             except Exception as exc:
                 if once or not database_unavailable(exc):
@@ -528,6 +539,8 @@ def run_dispatcher(
                 )
                 stop.wait(delay)
                 continue
+            if recover:
+                recovered_at = time.monotonic()
             if failures:
                 logger.info("dispatch: database reachable again after %d failed passes", failures)
                 failures = 0
