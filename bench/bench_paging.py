@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -133,8 +135,8 @@ class Outcome:
 
     @property
     def rate(self) -> float:
-        """Webhooks answered per second of load."""
-        return self.answered / self.seconds
+        """Webhooks answered a second, from the first request's start to the last answer."""
+        return self.answered / self.seconds if self.seconds else 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -223,15 +225,24 @@ def start_dispatchers(
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each of ``processes`` (started here, by their pid) and wait for it."""
+    """SIGTERM each of ``processes`` (started here, by their pid) and wait for it.
+
+    One still running after 30 s (gunicorn with queued requests) is killed, with its
+    child processes (gunicorn's workers, by their pids), which would otherwise be left
+    holding their transactions open.
+    """
     for process in processes:
         process.terminate()
     for process in processes:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            children = child_pids(process.pid)
             process.kill()
             process.wait()
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def measure(
@@ -267,9 +278,7 @@ def measure(
         measured = [*child_pids(server.pid), *(d.pid for d in dispatchers)]
         cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in measured}
         load_before = os.getloadavg()
-        began = time.monotonic()
         results = asyncio.run(_open_loop(port, requests, rate, timeout=30.0))
-        span = time.monotonic() - began
         load_after = os.getloadavg()
         answered = {pid: r for pid, r in results.items() if r[2] == 200}
         deadline = time.monotonic() + 2 * POLL_SECONDS + 10
@@ -282,8 +291,7 @@ def measure(
         cpu = {pid: (cpu_seconds(pid) or 0.0) - cpu_before[pid] for pid in measured}
     finally:
         stop(dispatchers)
-        server.terminate()
-        server.wait(timeout=30)
+        stop([server])  # killed if it still has queued requests after 30 s
     queued = count_rows(engine, OutboundMessage, OutboundMessage.recipient == "oncall")
     engine.dispose()
     first_page: dict[int, float] = {}
@@ -303,7 +311,11 @@ def measure(
         sent=len(requests),
         answered=len(answered),
         errors=len(results) - len(answered),
-        seconds=span,
+        seconds=(
+            max(r[1] for r in answered.values()) - min(r[0] for r in answered.values())
+            if answered
+            else 0.0
+        ),
         answer_latencies=[end - start for start, end, _ in answered.values()],
         page_latencies=[first_page[pid] - r[0] for pid, r in answered.items() if pid in first_page],
         after_answer=[first_page[pid] - r[1] for pid, r in answered.items() if pid in first_page],

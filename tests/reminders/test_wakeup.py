@@ -229,12 +229,14 @@ def test_only_urgent_rows_due_now_wake_the_dispatchers(session, listening, team_
     assert not listening.wait(0.5)
 
 
-def test_a_burst_of_wake_ups_is_read_in_one_wait(session, listening, team_id) -> None:
+def test_a_burst_of_wake_ups_wakes_fewer_passes_than_rows(session, listening, team_id) -> None:
     for n in range(20):
         queue_urgent(session, team_id, f"burst{n}")
         session.commit()
-    assert listening.wait(WOKEN_WITHIN)
-    assert not listening.wait(0.3)
+    wakes = 0
+    while wakes <= 20 and listening.wait(0.3 if wakes else WOKEN_WITHIN):
+        wakes += 1  # each wait reads every announcement already queued
+    assert 1 <= wakes < 20
 
 
 @pytest.mark.postgresql_only
