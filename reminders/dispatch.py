@@ -64,6 +64,11 @@ DEFAULT_LEASE = timedelta(minutes=2)
 #: The longest a dispatcher waits on its wake-up before looking at its stop event: a
 #: signal does not interrupt the wait (the wait resumes after the handler has run).
 STOP_CHECK_SECONDS = 0.5
+#: A woken pass starts at least this long after the previous pass started: a lone
+#: urgent row goes at once, a stream of them is taken a batch per interval. Each pass
+#: costs claim and record transactions (on SQLite the one write lock, shared with the
+#: web), so one pass per row would take capacity from the webhooks themselves.
+WOKEN_PASS_SPACING = 0.1
 
 #: Claim sizes when ``batch_size`` is not fixed (see :func:`_batch_size`). Every claim
 #: sorts all due rows (urgent first, then oldest), so on a large backlog a small claim
@@ -514,7 +519,8 @@ def run_dispatcher(
     wakeup: Wakeup = listen_for_wakeups(engine) if wakeups and not once else NoWakeup()
     with closing(wakeup):
         while not stop.is_set():
-            recover = time.monotonic() - recovered_at >= interval
+            started = time.monotonic()
+            recover = started - recovered_at >= interval
             try:
                 report = dispatch_due_messages(
                     engine,
@@ -551,7 +557,8 @@ def run_dispatcher(
             if not ready:
                 logger.info("dispatch: first pass done; the next within %g s", interval)
                 ready = True
-            wait_for_work(wakeup, stop, interval)
+            if wait_for_work(wakeup, stop, interval):
+                stop.wait(started + WOKEN_PASS_SPACING - time.monotonic())
 
 
 def wait_for_work(wakeup: Wakeup, stop: Event, interval: float) -> bool:
