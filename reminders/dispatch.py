@@ -68,7 +68,7 @@ STOP_CHECK_SECONDS = 0.5
 #: urgent row goes at once, a stream of them is taken a batch per interval. Each pass
 #: costs claim and record transactions (on SQLite the one write lock, shared with the
 #: web), so one pass per row would take capacity from the webhooks themselves.
-WOKEN_PASS_SPACING = 0.1
+WOKEN_PASS_SPACING = 0.25
 
 #: Claim sizes when ``batch_size`` is not fixed (see :func:`_batch_size`). Every claim
 #: sorts all due rows (urgent first, then oldest), so on a large backlog a small claim
