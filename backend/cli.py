@@ -335,7 +335,13 @@ def reminders_clock() -> None:
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
 @click.option("--threads", default=8, show_default=True, help="Concurrent sends.")
-def reminders_dispatch(once: bool, interval: float, threads: int) -> None:
+@click.option(
+    "--wakeup/--no-wakeup",
+    default=True,
+    show_default=True,
+    help="Start a pass as soon as an urgent message is queued (else only every --interval).",
+)
+def reminders_dispatch(once: bool, interval: float, threads: int, wakeup: bool) -> None:
     """Run a dispatcher: claim due messages, send them, record the outcome (several may run)."""
     from reminders.dispatch import run_dispatcher
 
@@ -352,6 +358,7 @@ def reminders_dispatch(once: bool, interval: float, threads: int) -> None:
         threads=threads,
         status_callback=callback,
         lease=timedelta(seconds=lease),
+        wakeups=wakeup,
     )
 
 

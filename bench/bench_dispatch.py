@@ -48,12 +48,13 @@ from twilio.rest import Client
 from bench.common import (
     PYTHON,
     REPO_ROOT,
+    STATUS_CALLBACK,
     FakeTwilioProcess,
     Stopwatch,
     bench_engine,
+    dispatcher_environment,
     format_table,
     machine_summary,
-    no_proxy_environment,
     phone_of,
     postgres_database,
     postgres_version,
@@ -73,7 +74,6 @@ TARGET = 0.80
 DEFAULT_MESSAGES = 20_000
 QUICK_MESSAGES = 400
 THREADS = 8  # the dispatcher's default (reminders dispatch --threads)
-STATUS_CALLBACK = "https://companion.example/twilio/status"
 
 
 @dataclass
@@ -160,15 +160,7 @@ def process_run(
 ) -> Run:
     """``processes`` × ``flask reminders dispatch --once`` side by side."""
     _backlog(engine, count, datetime.now(UTC) - timedelta(minutes=1))
-    env = no_proxy_environment() | {
-        "DATABASE_URL": url,
-        "SMS_BACKEND": "twilio",
-        "TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN,
-        "TWILIO_FROM_NUMBER": FROM_VALID,
-        "TWILIO_API_BASE_URL": fake.base_url,
-        "PUBLIC_BASE_URL": STATUS_CALLBACK.removesuffix("/twilio/status"),
-    }
+    env = dispatcher_environment(url, fake.base_url)
     flask = str(Path(PYTHON).with_name("flask"))
     command = [flask, "--app", "backend", "reminders", "dispatch", "--once"]
     command += ["--threads", str(threads)]

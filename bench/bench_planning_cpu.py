@@ -37,6 +37,7 @@ from bench.common import (
     BENCH_NOW,
     Stopwatch,
     bench_engine,
+    cpu_seconds,
     format_table,
     machine_summary,
     seed_population,
@@ -54,17 +55,12 @@ def workers_cpu_seconds() -> float | None:
 
     None where ``/proc`` is missing: the workers' CPU is then not reported.
     """
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for child in multiprocessing.active_children():
-        try:
-            stat = Path(f"/proc/{child.pid}/stat").read_text()
-        except OSError:
+        seconds = cpu_seconds(child.pid)
+        if seconds is None:
             return None
-        # Fields after the command name (which may hold spaces): utime and stime are
-        # the 12th and 13th of them (proc(5)).
-        fields = stat.rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
+        total += seconds
     return total
 
 

@@ -47,6 +47,7 @@ from reminders.data.models import (
     Team,
 )
 from reminders.outbox import outbox_row
+from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -89,6 +90,17 @@ REGIMEN_OPTIONS: dict[str, dict[str, Any]] = {
 LANGUAGES: tuple[str, ...] = ("en", "fr", "nl", "nl", "fr")
 PATIENTS_PER_TEAM = 500
 INSERT_BATCH = 5_000
+#: Where Twilio reports deliveries in the benchmarks (never called: nothing listens there).
+STATUS_CALLBACK = "https://companion.example/twilio/status"
+#: Display names of real length, with the accents and particles patients' names have.
+ACCENTED_NAMES: tuple[str, ...] = (
+    "Marie-Françoise Van den Bossche-Lefèvre",
+    "Jean-Baptiste Vandenbroucke-Dupont",
+    "Anne-Sophie Verhaegen-Delvaux",
+    "Zoë Öztürk-Janssens",
+    "Hélène De Smedt-Nuñez",
+    "François-Xavier Kowalczyk",
+)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -139,6 +151,26 @@ def machine_summary() -> str:
     )
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far; None without ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces): utime and stime are the
+    # 12th and 13th of them (proc(5)).
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux ``/proc``; none elsewhere)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def spread(values: Sequence[float]) -> str:
     """Median and range of repeated measurements, e.g. ``1,234 (1,200-1,300)``."""
     if len(values) == 1:
@@ -179,17 +211,17 @@ def sqlite_database(directory: Path, name: str = "bench.sqlite3") -> str:
     return url
 
 
-def postgres_database() -> str:
-    """URL of the benchmark database on the local server, created if needed, schema fresh."""
+def postgres_database(name: str = POSTGRES_DATABASE) -> str:
+    """URL of the benchmark database ``name`` on the local server, created if needed, schema fresh."""
     admin = sqlalchemy.create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         exists = conn.execute(
-            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_DATABASE}
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
         ).first()
         if not exists:
-            conn.execute(text(f'CREATE DATABASE "{POSTGRES_DATABASE}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = f"{POSTGRES_SERVER}/{POSTGRES_DATABASE}"
+    url = f"{POSTGRES_SERVER}/{name}"
     engine = make_engine(url)
     SQLModel.metadata.drop_all(engine)
     SQLModel.metadata.create_all(engine)
@@ -271,6 +303,7 @@ def seed_population(
     seed: int = 1,
     first_id: int = 1,
     quiet_hours: bool = True,
+    names: Sequence[str] = (),
 ) -> Population:
     """Store ``patients`` consenting patients on mixed regimens with prophylaxis courses.
 
@@ -281,7 +314,8 @@ def seed_population(
     Monday, Wednesday and Friday. One plan in 20 has a closed hold, and half of
     the plans already under way have their first dose recorded as given.
     ``quiet_hours=False`` gives every patient an empty quiet window, for benchmarks
-    that run on the real clock and must not depend on the hour in Brussels.
+    that run on the real clock and must not depend on the hour in Brussels. ``names``
+    are given in turn as display names (default: "Patient <id>").
     """
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -317,7 +351,9 @@ def seed_population(
             {
                 "id": pid,
                 "team_id": first_team + n // PATIENTS_PER_TEAM,
-                "display_name": f"Patient {pid}",
+                "display_name": names[n % len(names)] if names else f"Patient {pid}",
+                # A page names the patient by initials and this reference only.
+                "hospital_ref": f"BENCH-{pid}",
                 "phone": phone_of(pid),
                 "timezone": rng.choice(TIMEZONES),
                 "language": rng.choice(LANGUAGES),
@@ -542,6 +578,18 @@ class FakeTwilioProcess:
         self.process.stdin.flush()
         return json.loads(self.process.stdout.readline())
 
+    def received(self, number: str) -> list[tuple[str, float]]:
+        """``(body, accepted at)`` of each message accepted for ``number`` so far.
+
+        The moment is the fake's ``datetime.now(UTC)`` when it recorded the message, as
+        seconds since the epoch: the same clock as ``time.time()`` on this machine.
+        """
+        assert self.process is not None and self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(f"received {number}\n")
+        self.process.stdin.flush()
+        return [(body, at) for body, at in json.loads(self.process.stdout.readline())]
+
     def accepted(self) -> int:
         """Messages the server has accepted so far."""
         return int(self.stats().get("accepted", 0))
@@ -565,6 +613,20 @@ class FakeTwilioProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def dispatcher_environment(database_url: str, twilio_url: str) -> dict[str, str]:
+    """The environment of a ``flask --app backend reminders dispatch`` process sending
+    through the real twilio client to the fake at ``twilio_url``."""
+    return no_proxy_environment() | {
+        "DATABASE_URL": database_url,
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": FROM_VALID,
+        "TWILIO_API_BASE_URL": twilio_url,
+        "PUBLIC_BASE_URL": STATUS_CALLBACK.removesuffix("/twilio/status"),
+    }
 
 
 def no_proxy_environment() -> dict[str, str]:

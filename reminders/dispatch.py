@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from threading import Condition, Event
 from typing import Any
@@ -52,11 +54,21 @@ from reminders.delivery import (
 )
 from reminders.gateways import PermanentSendError, SmsGateway, TransientSendError
 from reminders.recovery import recover_stale_claims
+from reminders.wakeup import NoWakeup, Wakeup, listen_for_wakeups
 
 logger = logging.getLogger(__name__)
 
 #: A row claimed longer ago than this by a dispatcher that never recorded it is reclaimed.
 DEFAULT_LEASE = timedelta(minutes=2)
+
+#: The longest a dispatcher waits on its wake-up before looking at its stop event: a
+#: signal does not interrupt the wait (the wait resumes after the handler has run).
+STOP_CHECK_SECONDS = 0.5
+#: A woken pass starts at least this long after the previous pass started: a lone
+#: urgent row goes at once, a stream of them is taken a batch per interval. Each pass
+#: costs claim and record transactions (on SQLite the one write lock, shared with the
+#: web), so one pass per row would take capacity from the webhooks themselves.
+WOKEN_PASS_SPACING = 0.25
 
 #: Claim sizes when ``batch_size`` is not fixed (see :func:`_batch_size`). Every claim
 #: sorts all due rows (urgent first, then oldest), so on a large backlog a small claim
@@ -394,8 +406,12 @@ def dispatch_due_messages(
     status_callback: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
     max_batches: int | None = None,
+    recover: bool = True,
 ) -> DispatchReport:
     """Send every due message, batch by batch, until none is due (or ``max_batches``).
+
+    The pass starts by settling stale claims (:func:`recover_stale_claims`) unless
+    ``recover`` is False (a pass woken for an urgent row soon after one that did).
 
     The next batch is claimed as soon as a thread is free, so the threads do not wait
     for the slowest send of each batch; accepted sends are recorded by a
@@ -405,7 +421,8 @@ def dispatch_due_messages(
     """
     worker = worker or worker_name()
     report = DispatchReport()
-    recover_stale_claims(engine, gateway, clock(), lease, report)
+    if recover:
+        recover_stale_claims(engine, gateway, clock(), lease, report)
     batches = 0
     max_wait = lease * CLAIM_WAIT_LEASE_FRACTION
     recorder = SentRecorder(engine, report)
@@ -475,8 +492,13 @@ def run_dispatcher(
     stop: Event | None = None,
     clock: Clock | None = None,
     reconnect: Reconnect = RECONNECT,
+    wakeups: bool = True,
 ) -> None:
     """Dispatch in a loop until SIGTERM/SIGINT (or once); a stop never interrupts a send.
+
+    Between passes the dispatcher waits up to ``interval`` seconds for a wake-up (an
+    urgent row committed: :mod:`reminders.wakeup`) and starts the next pass at once
+    when one comes; ``wakeups=False`` only polls.
 
     While the database is unreachable, each failed pass logs one line and the next is
     tried after ``reconnect``'s growing wait, until the database is back: a dispatcher
@@ -502,33 +524,67 @@ def run_dispatcher(
     gc.freeze()
     worker = worker_name()
     failures = 0
+    ready = False
+    # Stale claims are settled at least once per interval, not on every woken pass: a
+    # burst of urgent rows wakes a pass each, and the claims settled are minutes old.
+    recovered_at = -math.inf
+    # Listening starts before the first pass: a row committed during it wakes the next.
+    wakeup: Wakeup = listen_for_wakeups(engine) if wakeups and not once else NoWakeup()
+    with closing(wakeup):
+        while not stop.is_set():
+            started = time.monotonic()
+            recover = started - recovered_at >= interval
+            try:
+                report = dispatch_due_messages(
+                    engine,
+                    gateway,
+                    clock,
+                    worker=worker,
+                    threads=threads,
+                    status_callback=status_callback,
+                    lease=lease,
+                    recover=recover,
+                )
+            except Exception as exc:
+                if once or not database_unavailable(exc):
+                    raise
+                failures += 1
+                delay = reconnect.delay(failures)
+                # One line, no traceback: an outage of minutes must not bury the log.
+                logger.warning(
+                    "dispatch: database unreachable (%s); retrying in %g s",
+                    outage_reason(exc),
+                    delay,
+                )
+                stop.wait(delay)
+                continue
+            if recover:
+                recovered_at = time.monotonic()
+            if failures:
+                logger.info("dispatch: database reachable again after %d failed passes", failures)
+                failures = 0
+            if any(report.as_dict().values()):
+                logger.info("dispatch: %s", report.as_dict())
+            if once:
+                return
+            if not ready:
+                logger.info("dispatch: first pass done; the next within %g s", interval)
+                ready = True
+            if wait_for_work(wakeup, stop, interval):
+                stop.wait(started + WOKEN_PASS_SPACING - time.monotonic())
+
+
+def wait_for_work(wakeup: Wakeup, stop: Event, interval: float) -> bool:
+    """Wait until ``wakeup`` fires (True), ``interval`` seconds pass or ``stop`` is set.
+
+    Waits on the wake-up in slices of :data:`STOP_CHECK_SECONDS`, so a stop is seen
+    within that time; a wake-up that never comes costs nothing but the poll interval.
+    """
+    deadline = time.monotonic() + interval
     while not stop.is_set():
-        try:
-            report = dispatch_due_messages(
-                engine,
-                gateway,
-                clock,
-                worker=worker,
-                threads=threads,
-                status_callback=status_callback,
-                lease=lease,
-            )
-        except Exception as exc:
-            if once or not database_unavailable(exc):
-                raise
-            failures += 1
-            delay = reconnect.delay(failures)
-            # One line, no traceback: an outage of minutes must not bury the log.
-            logger.warning(
-                "dispatch: database unreachable (%s); retrying in %g s", outage_reason(exc), delay
-            )
-            stop.wait(delay)
-            continue
-        if failures:
-            logger.info("dispatch: database reachable again after %d failed passes", failures)
-            failures = 0
-        if any(report.as_dict().values()):
-            logger.info("dispatch: %s", report.as_dict())
-        if once:
-            return
-        stop.wait(interval)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if wakeup.wait(min(left, STOP_CHECK_SECONDS)):
+            return True
+    return False

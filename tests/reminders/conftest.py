@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from backend.db import get_engine
 from reminders.data.models import OutboundMessage
 from reminders.gateways import ConsoleGateway
 from reminders.outbox import insert_ignoring_duplicates, outbox_row
-from tests.twilio_fake import FakeTwilio
+from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +87,27 @@ def outbox(session: Session, **filters: Any) -> list[OutboundMessage]:
     for name, value in filters.items():
         query = query.where(getattr(OutboundMessage, name) == value)
     return list(session.exec(query).all())
+
+
+def dispatcher_environment(
+    database_url: str, twilio_url: str, public_base_url: str = "https://companion.test"
+) -> dict[str, str]:
+    """The environment of a ``reminders dispatch`` process sending to the Twilio fake.
+
+    No proxy variables: test traffic stays on 127.0.0.1 even where CI sets them.
+    """
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": FROM_VALID,
+        "TWILIO_API_BASE_URL": twilio_url,
+        "PUBLIC_BASE_URL": public_base_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        environment.pop(name, None)
+        environment.pop(name.lower(), None)
+    return environment

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bench_dispatch, bench_planning, bench_planning_cpu
+from bench import bench_dispatch, bench_paging, bench_planning, bench_planning_cpu
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +54,14 @@ def test_the_planning_cpu_benchmark_accounts_for_both_sides(tmp_path: Path) -> N
     assert alone["own_cpu"] > 0
     assert workers["workers_cpu"] > alone["workers_cpu"] >= 0
     assert bench_planning_cpu.ceiling(result, cores=2) > 0
+
+
+def test_the_paging_benchmark_measures_every_page_once(tmp_path: Path) -> None:
+    """Woken and polling-only runs on SQLite: every urgent reply answered and paged once."""
+    woken, polling = bench_paging.main(["--quick", "--no-postgres", "--workdir", str(tmp_path)])
+    assert (woken.setup.wakeup, polling.setup.wakeup) == (True, False)
+    for outcome in (woken, polling):
+        assert outcome.answered == outcome.sent > 0 and outcome.errors == 0
+        assert outcome.pages == outcome.answered and outcome.duplicates == 0
+        assert len(outcome.page_latencies) == outcome.pages
+        assert all(latency > 0 for latency in outcome.page_latencies)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -28,7 +27,7 @@ from reminders.dispatch import (
 from reminders.gateways import TwilioGateway
 from reminders.outbox import insert_ignoring_duplicates, outbox_row
 from tests.conftest import reread
-from tests.reminders.conftest import queue_due
+from tests.reminders.conftest import dispatcher_environment, queue_due
 from tests.twilio_fake import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -256,16 +255,7 @@ def test_two_dispatcher_processes_send_a_shared_backlog_exactly_once(
     session.add(patient)
     session.commit()
     queue(session, patient, backlog, due=datetime.now(UTC) - timedelta(minutes=1))
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SMS_BACKEND": "twilio",
-        "TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN,
-        "TWILIO_FROM_NUMBER": FROM_VALID,
-        "TWILIO_API_BASE_URL": fake_twilio.base_url,
-        "PUBLIC_BASE_URL": "https://companion.test",
-    }
+    env = dispatcher_environment(database_url, fake_twilio.base_url)
     command = [
         sys.executable,
         "-m",

@@ -11,7 +11,6 @@ page the steps queue is already due for the dispatcher, which runs on the real t
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.parse
 from datetime import UTC, datetime, timedelta
@@ -28,12 +27,11 @@ from reminders.data.db import session_scope
 from reminders.data.models import Alert, OnCallShift, OutboundMessage, Team
 from reminders.escalation import escalate_alerts
 from reminders.outbox import enqueue_message
+from tests.reminders.conftest import dispatcher_environment
 from tests.reminders.test_outage_processes import Process
 from tests.security.conftest import PUBLIC_BASE, serving
 from tests.twilio_fake import (
-    FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
-    FROM_VALID,
     FakeTwilio,
     inbound_sms_params,
     twilio_signature,
@@ -111,23 +109,9 @@ def ward(session, make_user, make_patient, make_plan, clock):
 def dispatcher(database_url: str, tmp_path: Path):
     """A dispatcher process of its own, sending through the test Twilio server."""
     with FakeTwilio() as fake:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "SMS_BACKEND": "twilio",
-            "TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN,
-            "TWILIO_FROM_NUMBER": FROM_VALID,
-            "TWILIO_API_BASE_URL": fake.base_url,
-            "PUBLIC_BASE_URL": PUBLIC_BASE,
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-            env.pop(name, None)
-            env.pop(name.lower(), None)
-        process = Process(
-            ["dispatch", "--interval", "0.2", "--threads", "2"], env, tmp_path / "dispatch.log"
-        )
+        env = dispatcher_environment(database_url, fake.base_url, PUBLIC_BASE)
+        # The default poll (5 s): a page within the second is the wake-up's doing.
+        process = Process(["dispatch", "--threads", "2"], env, tmp_path / "dispatch.log")
         try:
             yield fake, process
         finally:
