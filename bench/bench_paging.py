@@ -292,7 +292,7 @@ def measure(
     finally:
         stop(dispatchers)
         stop([server])  # killed if it still has queued requests after 30 s
-    queued = count_rows(engine, OutboundMessage, OutboundMessage.recipient == "oncall")
+    queued = count_rows(engine, OutboundMessage, OutboundMessage.recipient == "clinician")
     engine.dispose()
     first_page: dict[int, float] = {}
     duplicates = 0
