@@ -48,6 +48,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -278,7 +279,12 @@ def measure(
         measured = [*child_pids(server.pid), *(d.pid for d in dispatchers)]
         cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in measured}
         load_before = os.getloadavg()
-        results = asyncio.run(_open_loop(port, requests, rate, timeout=30.0))
+        # In a thread of its own: the calling thread may already run an event loop (a
+        # test process whose earlier tests drove a browser), and asyncio.run refuses that.
+        with ThreadPoolExecutor(max_workers=1) as load_thread:
+            results = load_thread.submit(
+                asyncio.run, _open_loop(port, requests, rate, timeout=30.0)
+            ).result()
         load_after = os.getloadavg()
         answered = {pid: r for pid, r in results.items() if r[2] == 200}
         deadline = time.monotonic() + 2 * POLL_SECONDS + 10
