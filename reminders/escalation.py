@@ -88,8 +88,8 @@ def escalate_alerts(session: Session, now: datetime) -> int:
 def _take_step(
     session: Session, alert: Alert, team: Team, policy: EscalationPolicy, step: int, now: datetime
 ) -> int:
-    wanted = PageTarget(step_of(policy, step).target)
-    for target in _FALL_THROUGH[wanted]:
+    taken = step_of(policy, step)
+    for target in _FALL_THROUGH[PageTarget(taken.target)]:
         found = _reach(session, team, target, now)
         if isinstance(found, str):
             _event(
@@ -97,9 +97,9 @@ def _take_step(
             )
             continue
         user, phone = found
-        for channel in step_of(policy, step).channels:
+        for channel in taken.channels:
             _page(session, alert, team, step, target, Channel(channel), user, phone, now)
-        return len(step_of(policy, step).channels)
+        return len(taken.channels)
     logger.error("alert %s: step %s reached nobody (no rota, no fallback number)", alert.id, step)
     return 0
 

@@ -8,29 +8,19 @@ the rows.
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import inspect, text
 
-from backend.migrations import alembic_config
 from reminders.data.db import make_engine
+from tests.backend.test_report_rule_ids_migration import migrate
 
 AT = "2026-03-17 17:05:00"
-
-
-def _migrate(url: str, connect_args: dict, revision: str, *, down: bool = False) -> None:
-    engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
-    config = alembic_config(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-    engine.dispose()
 
 
 def test_existing_rows_get_the_defaults_and_a_downgrade_keeps_them(
     empty_database: tuple[str, dict],
 ) -> None:
     url, connect_args = empty_database
-    _migrate(url, connect_args, "0009_report_rule_ids")
+    migrate(url, connect_args, "0009_report_rule_ids")
     engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
     try:
         with engine.begin() as conn:
@@ -60,7 +50,7 @@ def test_existing_rows_get_the_defaults_and_a_downgrade_keeps_them(
             )
         engine.dispose()
 
-        _migrate(url, connect_args, "head")
+        migrate(url, connect_args, "head")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT timezone FROM team")).scalar_one() == "Europe/Brussels"
             user = conn.execute(text('SELECT phone, language FROM "user"')).one()
@@ -71,7 +61,7 @@ def test_existing_rows_get_the_defaults_and_a_downgrade_keeps_them(
                 assert conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one() == 0
         engine.dispose()
 
-        _migrate(url, connect_args, "0009_report_rule_ids", down=True)
+        migrate(url, connect_args, "0009_report_rule_ids", down=True)
         tables = set(inspect(engine).get_table_names())
         assert not tables & {"oncallshift", "alertevent", "expectedlevel"}
         assert "timezone" not in {c["name"] for c in inspect(engine).get_columns("team")}
@@ -79,6 +69,6 @@ def test_existing_rows_get_the_defaults_and_a_downgrade_keeps_them(
             assert conn.execute(text("SELECT COUNT(*) FROM outboundmessage")).scalar_one() == 1
             assert conn.execute(text('SELECT COUNT(*) FROM "user"')).scalar_one() == 1
         engine.dispose()
-        _migrate(url, connect_args, "head")  # and up again
+        migrate(url, connect_args, "head")  # and up again
     finally:
         engine.dispose()

@@ -176,17 +176,22 @@ def fake(twilio_app, client):
         yield server
 
 
-def call_the_primary(twilio_app, client, session, fake, clock) -> tuple[Alert, dict]:
-    """A fever at T0, nobody acknowledges: at 5 minutes the primary's phone rings."""
-    alert = fever_alert(client, session)
-    engine = get_engine(twilio_app)
-    gateway = TwilioGateway(
+def twilio_gateway(fake: FakeTwilio) -> TwilioGateway:
+    """The real twilio client, pointed at the test Twilio server, with the app's public URL."""
+    return TwilioGateway(
         FAKE_ACCOUNT_SID,
         FAKE_AUTH_TOKEN,
         from_number=FROM_VALID,
         api_base_url=fake.base_url,
         public_base_url=BASE,
     )
+
+
+def call_the_primary(twilio_app, client, session, fake, clock) -> tuple[Alert, dict]:
+    """A fever at T0, nobody acknowledges: at 5 minutes the primary's phone rings."""
+    alert = fever_alert(client, session)
+    engine = get_engine(twilio_app)
+    gateway = twilio_gateway(fake)
     at = T0 + timedelta(minutes=5)
     with session_scope(engine) as job:
         assert escalate_alerts(job, at) == 1
@@ -312,13 +317,7 @@ def test_a_key_pressed_on_the_fallback_numbers_call_acknowledges_with_no_user(
     session.commit()
     alert = fever_alert(client, session)
     engine = get_engine(twilio_app)
-    gateway = TwilioGateway(
-        FAKE_ACCOUNT_SID,
-        FAKE_AUTH_TOKEN,
-        from_number=FROM_VALID,
-        api_base_url=fake.base_url,
-        public_base_url=BASE,
-    )
+    gateway = twilio_gateway(fake)
     with session_scope(engine) as job:
         escalate_alerts(job, T0 + timedelta(minutes=5))
     dispatch_due_messages(engine, gateway, lambda: T0 + timedelta(minutes=5))
@@ -374,13 +373,7 @@ def test_a_call_whose_dispatcher_died_after_twilio_placed_it_is_not_placed_again
         .values(status="sending", provider_sid=None, sent_at=None, claimed_at=claimed_at)
     )
     session.commit()
-    gateway = TwilioGateway(
-        FAKE_ACCOUNT_SID,
-        FAKE_AUTH_TOKEN,
-        from_number=FROM_VALID,
-        api_base_url=fake.base_url,
-        public_base_url=BASE,
-    )
+    gateway = twilio_gateway(fake)
     later = claimed_at + timedelta(minutes=3)
     report = dispatch_due_messages(get_engine(twilio_app), gateway, lambda: later)
     assert report.reconciled == 1 and len(fake.calls) == 1

@@ -25,7 +25,8 @@ from reminders.data.models import SymptomReport
 AT = datetime(2026, 3, 17, 17, 5, tzinfo=UTC)
 
 
-def _migrate(url: str, connect_args: dict, revision: str, *, down: bool = False) -> None:
+def migrate(url: str, connect_args: dict, revision: str, *, down: bool = False) -> None:
+    """Upgrade (or with ``down``, downgrade) the database at ``url`` to ``revision``."""
     engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
     config = alembic_config(url)
     with engine.begin() as connection:
@@ -38,7 +39,7 @@ def test_reports_from_before_get_no_rule_ids_and_a_downgrade_keeps_them(
     empty_database: tuple[str, dict],
 ) -> None:
     url, connect_args = empty_database
-    _migrate(url, connect_args, "head")
+    migrate(url, connect_args, "head")
     engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
     try:
         with Session(engine) as session:
@@ -76,14 +77,14 @@ def test_reports_from_before_get_no_rule_ids_and_a_downgrade_keeps_them(
             report_id, patient_id = report.id, patient.id
         engine.dispose()
 
-        _migrate(url, connect_args, "0008", down=True)
+        migrate(url, connect_args, "0008", down=True)
         with engine.connect() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("symptomreport")}
             assert "rule_ids" not in columns and {"severity", "summary"} <= columns
             assert conn.execute(text("SELECT id FROM symptomreport")).scalars().all() == [report_id]
         engine.dispose()
 
-        _migrate(url, connect_args, "0009_report_rule_ids")
+        migrate(url, connect_args, "0009_report_rule_ids")
         with Session(engine) as session:
             again = session.get(SymptomReport, report_id)
             assert again is not None
