@@ -184,10 +184,7 @@ def delivery_status() -> Any:
     ``?reply=<incoming MessageSid>``: the callback of the message Twilio made from our
     TwiML answer to that SMS; its first callback links Twilio's sid to the stored reply.
     """
-    verify_twilio_signature()
-    sid = _required("MessageSid")[:64]
-    status = _required("MessageStatus")[:20]
-    session = get_session()
+    session, sid, status = _status_callback("MessageSid", "MessageStatus")
     message = _message_with_sid(session, sid)
     if message is None:
         message = _link_twiml_reply(session, request.args.get("reply", ""), sid)
@@ -216,6 +213,14 @@ def delivery_status() -> Any:
     session.add(message)
     session.commit()
     return "", 204
+
+
+def _status_callback(sid_field: str, status_field: str) -> tuple[Any, str, str]:
+    """A status callback's signature checked, then (session, the sid it reports on, its status)."""
+    verify_twilio_signature()
+    sid = _required(sid_field)[:64]
+    status = _required(status_field)[:20]
+    return get_session(), sid, status
 
 
 def _message_with_sid(session: Any, sid: str) -> OutboundMessage | None:
@@ -294,10 +299,7 @@ def voice_page_key(page_id: int) -> Response:
 @webhooks.post("/voice/status")
 def voice_status() -> Any:
     """A page call's progress: its outbox row and its alert's timeline (idempotent)."""
-    verify_twilio_signature()
-    sid = _required("CallSid")[:64]
-    status = _required("CallStatus")[:20]
-    session = get_session()
+    session, sid, status = _status_callback("CallSid", "CallStatus")
     message = _message_with_sid(session, sid)
     if message is None:
         return "", 204

@@ -235,15 +235,29 @@ def record_page_outcome(
     ).first()
     if seen is not None:
         return False
+    record_page_event(session, message, now, AlertEventKind.OUTCOME, outcome=outcome, detail=detail)
+    return True
+
+
+def record_page_event(
+    session: Session,
+    page: OutboundMessage,
+    now: datetime,
+    event: AlertEventKind,
+    *,
+    outcome: PageOutcome | None = None,
+    detail: str | None = None,
+) -> None:
+    """Put a line about ``page`` on its alert's timeline: its channel, clinician and outbox row."""
+    assert page.alert_id is not None, "a page belongs to an alert"
     record_event(
         session,
-        message.alert_id,
+        page.alert_id,
         now,
-        AlertEventKind.OUTCOME,
-        channel=message.channel,
-        user_id=message.user_id,
+        event,
+        channel=page.channel,
+        user_id=page.user_id,
         outcome=outcome,
-        outbound_id=message.id,
+        outbound_id=page.id,
         detail=detail[:200] if detail else None,
     )
-    return True

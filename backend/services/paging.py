@@ -16,9 +16,10 @@ from sqlmodel import Session, select
 
 from backend.services.audit import record_audit
 from reminders.core.oncall_text import ack_reply, alert_id_from_code, voice_words
-from reminders.data.alerts import acknowledge_alert, record_event
+from reminders.data.alerts import acknowledge_alert
 from reminders.data.models import Alert, AuditAction, AuditChannel, OutboundMessage, User
 from reminders.data.statuses import AlertEventKind, AlertStatus, Channel
+from reminders.escalation import record_page_event
 
 
 def acknowledge_by_sms(session: Session, from_phone: str, code: str, now: datetime) -> str | None:
@@ -87,13 +88,11 @@ def acknowledge_by_key(
         return CallAnswer(*voice_words(language, "call_already"))
     user = session.get(User, page.user_id) if page.user_id is not None else None
     if user is not None and (not user.is_active or user.team_id != alert.team_id):
-        record_event(
+        record_page_event(
             session,
-            alert.id,
+            page,
             now,
             AlertEventKind.REFUSED,
-            channel=Channel.VOICE,
-            outbound_id=page.id,
             detail="key pressed by a user no longer active in the team",
         )
         return CallAnswer(*voice_words(language, "call_not_open"))
