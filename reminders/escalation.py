@@ -235,18 +235,13 @@ def record_page_outcome(
     ).first()
     if seen is not None:
         return False
+    detail = detail[:200] if detail else None
     record_page_event(session, message, now, AlertEventKind.OUTCOME, outcome=outcome, detail=detail)
     return True
 
 
 def record_page_event(
-    session: Session,
-    page: OutboundMessage,
-    now: datetime,
-    event: AlertEventKind,
-    *,
-    outcome: PageOutcome | None = None,
-    detail: str | None = None,
+    session: Session, page: OutboundMessage, now: datetime, event: AlertEventKind, **fields: object
 ) -> None:
     """Put a line about ``page`` on its alert's timeline: its channel, clinician and outbox row."""
     assert page.alert_id is not None, "a page belongs to an alert"
@@ -257,7 +252,6 @@ def record_page_event(
         event,
         channel=page.channel,
         user_id=page.user_id,
-        outcome=outcome,
         outbound_id=page.id,
-        detail=detail[:200] if detail else None,
+        **fields,
     )
