@@ -177,12 +177,6 @@ def test_a_translation_counts_by_its_key(content: Path) -> None:
     assert f"{content / 'nl' / 'koorts.md'}: error: has no translation in en, fr" in message
 
 
-def test_an_exception_needs_a_reason(content: Path) -> None:
-    path = content / "translations.toml"
-    edit(path, '[cmv]\nreason = "translation pending (issue 15)"', '[cmv]\nreason = ""')
-    assert f"{path}: error: [cmv] needs a 'reason'" in failure(content)
-
-
 def test_a_stale_exception_is_a_warning(content: Path) -> None:
     path = content / "translations.toml"
     edit(path, "[family]", '[fever]\nreason = "translation pending (issue 15)"\n\n[family]')
@@ -195,12 +189,25 @@ def test_a_stale_exception_is_a_warning(content: Path) -> None:
     assert [w.path for w in relaxed.warnings] == [path]
 
 
-def test_an_exception_for_no_page_is_a_warning(content: Path) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            '[cmv]\nreason = "translation pending (issue 15)"',
+            '[cmv]\nreason = ""',
+            "error: [cmv] needs a 'reason'",
+        ),
+        (
+            "[family]",
+            '[famly]\nreason = "typo"\n\n[family]',
+            "warning: [famly] is listed, but no page has translation_key 'famly'",
+        ),
+    ],
+)
+def test_problems_in_the_exceptions_list(content: Path, old: str, new: str, problem: str) -> None:
     path = content / "translations.toml"
-    edit(path, "[family]", '[famly]\nreason = "typo"\n\n[family]')
-    assert f"{path}: warning: [famly] is listed, but no page has translation_key" in failure(
-        content
-    )
+    edit(path, old, new)
+    assert f"{path}: {problem}" in failure(content)
 
 
 def test_a_page_may_not_take_the_place_of_a_generated_home(content: Path) -> None:
@@ -212,32 +219,42 @@ def test_a_page_may_not_take_the_place_of_a_generated_home(content: Path) -> Non
 # -- sources: cited by title, body and year (content/sources.toml) ------------
 
 
-def test_a_source_needs_a_title(content: Path) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "problems"),
+    [
+        (
+            'title = "Results of inotuzumab',
+            'name = "Results of inotuzumab',
+            [
+                "error: ['004_74c35664e4c4c820.txt'] needs a 'title'",
+                "warning: ['004_74c35664e4c4c820.txt'] has an unknown field 'name'",
+            ],
+        ),
+        (
+            "year = 2013",
+            'year = "2013"',
+            ["error: ['004_74c35664e4c4c820.txt'] 'year' must be a int"],
+        ),
+        (
+            "year = 2011",
+            "year = 211",
+            ["error: ['003_a1949903592dbecf.txt'] 'year' 211 is not plausible"],
+        ),
+        (
+            '["004_74c35664e4c4c820.txt"]',
+            '["005_not_a_seed.txt"]',
+            [f"error: cites '005_not_a_seed.txt', which is not in {SEEDS_DIR}"],
+        ),
+    ],
+)
+def test_problems_in_the_sources_list(
+    content: Path, old: str, new: str, problems: list[str]
+) -> None:
     path = content / "sources.toml"
-    text = path.read_text(encoding="utf-8")
-    path.write_text(
-        text.replace('title = "Results of inotuzumab', 'name = "Results of inotuzumab'),
-        encoding="utf-8",
-    )
+    edit(path, old, new)
     message = failure(content)
-    assert f"{path}: error: ['004_74c35664e4c4c820.txt'] needs a 'title'" in message
-    assert f"{path}: warning: ['004_74c35664e4c4c820.txt'] has an unknown field 'name'" in message
-
-
-def test_a_source_year_is_a_plausible_number(content: Path) -> None:
-    path = content / "sources.toml"
-    edit(path, "year = 2013", 'year = "2013"')
-    edit(path, "year = 2011", "year = 211")
-    message = failure(content)
-    assert "['004_74c35664e4c4c820.txt'] 'year' must be a int" in message
-    assert "['003_a1949903592dbecf.txt'] 'year' 211 is not plausible" in message
-
-
-def test_a_source_must_exist_among_the_seeds(content: Path) -> None:
-    path = content / "sources.toml"
-    edit(path, '["004_74c35664e4c4c820.txt"]', '["005_not_a_seed.txt"]')
-    message = failure(content)
-    assert f"{path}: error: cites '005_not_a_seed.txt', which is not in {SEEDS_DIR}" in message
+    for problem in problems:
+        assert f"{path}: {problem}" in message
 
 
 # -- the page frame (site/strings.toml) --------------------------------------
