@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from backend.infosite.clinical import LANGUAGES, placeholder_values
-from backend.infosite.content import Page, Site, load_site, relative_url
+from backend.infosite.content import HOME_KEY, Page, Site, load_site, relative_url
 from backend.infosite.errors import BuildError, Problem
 from backend.infosite.markdown import make_markdown, sentences_text, text_blocks
 
@@ -85,7 +85,14 @@ class _Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.home = next((p for p in site.pages if p.output == "index.html"), None)
+        missing = [
+            f"[{lang}] has no {key!r}"
+            for lang in LANGUAGES
+            for key in self.strings["en"]
+            if key not in self.strings[lang]
+        ]
+        if missing:
+            raise BuildError([Problem(site_dir / "strings.toml", "; ".join(missing))])
 
     def term_href(self, page: Page) -> Callable[[str], str]:
         """Where a glossary key links to from ``page`` (its own #id on the glossary page)."""
@@ -97,17 +104,30 @@ class _Renderer:
 
         return href
 
-    def common(self, output: str, language: str) -> dict:
-        """Template values every page shares: strings, menu, links to home, search and fever."""
+    def common(self, output: str, language: str, versions: dict[str, str]) -> dict:
+        """Template values every page shares: strings, menu, language switch, links.
+
+        ``versions`` is the output path of this page in each language it exists
+        in: the language switch links to them, or to a language's home page when
+        the page is not there yet, and ``<link rel="alternate" hreflang>`` names them.
+        """
         fever = self.site.page_with_key(language, FEVER_KEY) or self.site.page_with_key(
             "en", FEVER_KEY
         )
         glossary = next((e.page for e in self.site.glossaries.get(language, {}).values()), None)
+        english_home = self.site.home_output("en")
+        alternates = [
+            {"lang": lang, "url": relative_url(output, versions[lang])}
+            for lang in LANGUAGES
+            if lang in versions
+        ]
+        x_default = versions.get("en", english_home)
+        alternates.append({"lang": "x-default", "url": relative_url(output, x_default)})
         return {
             "lang": language,
             "root": _root(output),
             "s": self.strings[language],
-            "home_url": relative_url(output, self.home.output) if self.home else None,
+            "home_url": relative_url(output, self.site.home_output(language)),
             "search_url": relative_url(output, "search.html"),
             "fever_url": relative_url(output, fever.output) if fever else None,
             "glossary_url": relative_url(output, glossary.output) if glossary else None,
@@ -119,35 +139,48 @@ class _Renderer:
                 }
                 for p in self.site.pages_in(language)
             ],
+            "languages": [
+                {
+                    "lang": lang,
+                    "name": self.strings[lang]["language_name"],
+                    "home_note": None if lang in versions else self.strings[lang]["home_note"],
+                    "url": relative_url(output, versions.get(lang, self.site.home_output(lang))),
+                }
+                for lang in LANGUAGES
+                if lang != language
+            ],
+            "alternates": alternates,
             "advice": placeholder_values(language)["urgent_advice"],
             "fallback": placeholder_values(language)["emergency_fallback"],
             "is_fever_page": False,
-            "english_home": False,
+            "english_home_url": relative_url(output, english_home) if language != "en" else None,
         }
 
     def page(self, page: Page) -> str:
         env = {"values": page.values, "term_href": self.term_href(page)}
         body = self.md.renderer.render(page.tokens, self.md.options, env)
-        context = self.common(page.output, page.language)
+        context = self.common(page.output, page.language, self.site.versions(page.translation_key))
         context.update(
             page=page,
             body=Markup(body),
-            translations=[
-                {
-                    "lang": p.language,
-                    "name": self.strings[p.language]["language_name"],
-                    "url": relative_url(page.output, p.output),
-                }
-                for p in self.site.translations(page)
-            ],
-            sources=[(name, self.site.sources[name]) for name in page.sources],
-            english_home=page.language != "en" and self.home is not None,
+            citations=[self.site.sources[name].citation for name in page.sources],
             is_fever_page=page.translation_key == FEVER_KEY,
         )
         return self.jinja.get_template("page.html").render(context)
 
+    def generated_home(self, language: str) -> str:
+        """A short home page for a language whose home page is not written yet."""
+        output = self.site.home_output(language)
+        context = self.common(output, language, self.site.versions(HOME_KEY))
+        context["pages"] = [
+            {"title": p.title, "summary": p.summary, "url": relative_url(output, p.output)}
+            for p in self.site.pages_in(language)
+        ]
+        return self.jinja.get_template("home.html").render(context)
+
     def search_page(self) -> str:
-        return self.jinja.get_template("search.html").render(self.common("search.html", "en"))
+        context = self.common("search.html", "en", {"en": "search.html"})
+        return self.jinja.get_template("search.html").render(context)
 
     def search_index(self) -> str:
         entries = [
@@ -166,6 +199,8 @@ class _Renderer:
         files: dict[str, bytes] = {}
         for page in self.site.pages:
             files[page.output] = self.page(page).encode("utf-8")
+        for language in self.site.generated_homes():
+            files[self.site.home_output(language)] = self.generated_home(language).encode("utf-8")
         files["search.html"] = self.search_page().encode("utf-8")
         files[SEARCH_INDEX] = self.search_index().encode("utf-8")
         for path in sorted((self.site_dir / "assets").rglob("*")):
@@ -176,7 +211,8 @@ class _Renderer:
         # The service worker must sit at the root so that its scope covers every page.
         # Its cache name changes with the content, so visitors get new pages after a build.
         version = hashlib.sha256(b"".join(files[k] for k in sorted(files))).hexdigest()[:12]
-        precache = ["index.html", "assets/style.css", "assets/site.js"] + [
+        homes = [self.site.home_output(lang) for lang in LANGUAGES]
+        precache = [*homes, "assets/style.css", "assets/site.js"] + [
             p.output for p in self.site.pages if p.translation_key in OFFLINE_KEYS
         ]
         worker = (self.site_dir / "assets" / SERVICE_WORKER).read_text(encoding="utf-8")
@@ -247,7 +283,9 @@ def build_site(
     write_site(files, out_dir)
     return BuildReport(
         out_dir=out_dir,
-        pages=[p.output for p in site.pages] + ["search.html"],
+        pages=[p.output for p in site.pages]
+        + [site.home_output(lang) for lang in site.generated_homes()]
+        + ["search.html"],
         sizes={name: len(data) for name, data in files.items()},
         warnings=site.warnings,
     )

@@ -12,6 +12,7 @@ import pytest
 
 from backend.infosite import BuildReport, Site, build_site, load_site
 from backend.infosite.build import CONTENT_DIR, SEEDS_DIR
+from backend.infosite.content import HOME_KEY
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,18 @@ def cmudict_ready(tmp_path_factory: pytest.TempPathFactory) -> None:
 def read_built(report: BuildReport, output: str) -> str:
     """Text of one built file."""
     return (Path(report.out_dir) / output).read_text(encoding="utf-8")
+
+
+def built_pages(site: Site) -> dict[str, tuple[str, str | None]]:
+    """(language, translation key) of every HTML page a build writes, by output path.
+
+    The content pages, the home pages the builder generates for languages that
+    have none yet, and the (English) search page, which has no key.
+    """
+    pages: dict[str, tuple[str, str | None]] = {
+        p.output: (p.language, p.translation_key) for p in site.pages
+    }
+    for language in site.generated_homes():
+        pages[site.home_output(language)] = (language, HOME_KEY)
+    pages["search.html"] = ("en", None)
+    return pages

@@ -25,7 +25,11 @@ VOID = frozenset(
 
 
 class PageFacts(HTMLParser):
-    """Ids, links, resources, the title and the text inside each CSS class of one page."""
+    """Ids, links, resources, the title and the text inside each CSS class of one page.
+
+    Also the ``<link rel="alternate" hreflang>`` of the page (``alternates``) and
+    the links of its language switch (``switch``), both by language.
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -33,6 +37,8 @@ class PageFacts(HTMLParser):
         self.links: list[str] = []
         self.resources: list[str] = []
         self.lang: str | None = None
+        self.alternates: dict[str, str] = {}
+        self.switch: dict[str, str] = {}
         self.title = ""
         self.text_by_class: dict[str, list[str]] = {}
         self._open: list[tuple[str, list[str]]] = []
@@ -46,6 +52,10 @@ class PageFacts(HTMLParser):
             self.lang = values.get("lang")
         if tag == "a" and "href" in values:
             self.links.append(values["href"])
+            if any("language-switch" in classes for _tag, classes in self._open):
+                self.switch[values.get("lang", "")] = values["href"]
+        if tag == "link" and values.get("rel") == "alternate":
+            self.alternates[values.get("hreflang", "")] = values.get("href", "")
         if tag in ("link", "script", "img", "iframe", "source", "audio", "video"):
             resource = values.get("href") or values.get("src")
             if resource:

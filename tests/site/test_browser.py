@@ -1,6 +1,7 @@
-"""Every built page in headless Chromium, on a phone (360 px) and a desktop (1280 px):
-no horizontal scrolling, no broken links, no axe-core violations, no console errors.
-Screenshots of each go to the artifacts folder."""
+"""Every built page in every language in headless Chromium, on a phone (360 px) and a
+desktop (1280 px): no horizontal scrolling, no broken links, no axe-core violations
+(the language switch in the header included), no console errors. Screenshots of each
+go to the artifacts folder."""
 
 from __future__ import annotations
 
@@ -22,14 +23,16 @@ from tests.browser import (
     no_horizontal_scroll,
     overflowing_elements,
 )
+from tests.site.conftest import built_pages
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
-# Every page the build writes (read at collection so each is a test of its own).
-OUTPUTS = [*sorted(p.output for p in load_site(CONTENT_DIR).pages), "search.html"]
+# Every page the build writes, generated home pages included (read at collection so
+# each is a test of its own).
+OUTPUTS = sorted(built_pages(load_site(CONTENT_DIR)))
 WIDTHS = [MOBILE[0], DESKTOP[0]]
 # Answers to link checks, shared by all tests: each target is fetched once.
 _link_cache: dict[str, tuple[int, str]] = {}
@@ -85,6 +88,20 @@ def test_page_in_browser(
     assert not violations, format_violations(violations)
     assert not broken_links(page, site_url)
     assert not errors, errors
+
+
+def test_language_switch_on_a_phone(page_at: Callable[..., Page], site_url: str) -> None:
+    page = page_at(MOBILE[0])
+    page.goto(site_url + "fever.html")
+    page.click(".language-switch a[hreflang='fr']")
+    page.wait_for_url("**/fr/fievre.html")
+    assert page.get_attribute("html", "lang") == "fr"
+    # The CMV page is not in Dutch yet: the switch leads to the Dutch home page.
+    page.goto(site_url + "cmv.html")
+    page.click(".language-switch a[hreflang='nl']")
+    page.wait_for_url("**/nl/index.html")
+    assert page.get_attribute("html", "lang") == "nl"
+    assert page.is_visible("a[href='koorts.html']")
 
 
 def test_search_finds_pages(

@@ -10,7 +10,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from backend.infosite import BuildReport, Site
-from tests.site.conftest import read_built
+from backend.infosite.content import Source
+from reminders.core.clinical_rules import LANGUAGES
+from tests.site.conftest import built_pages, read_built
 from tests.site.html_tools import parse
 
 PAGE_BUDGET_BYTES = 100 * 1024
@@ -63,12 +65,41 @@ def test_schedule_covers_every_regimen(site: Site) -> None:
     assert schedule.anchors >= REGIMEN_SECTIONS
 
 
-def test_every_page_lists_its_sources(built: BuildReport, site: Site) -> None:
+def test_every_page_cites_its_sources_by_title_body_and_year(
+    built: BuildReport, site: Site
+) -> None:
     for page in site.pages:
         assert page.sources, page.rel
-        facts = parse(read_built(built, page.output))
-        for name in page.sources:
-            assert name in facts.text, f"{page.output} does not show its source {name}"
+        shown = parse(read_built(built, page.output)).text_by_class["citation"]
+        assert shown == [site.sources[name].citation for name in page.sources], page.output
+    cmv = parse(read_built(built, "cmv.html")).text_by_class["citation"]
+    assert (
+        "Use of alemtuzumab in B-cell chronic lymphocytic leukaemia: Belgian recommendations. "
+        "Belgian Journal of Hematology, 2011."
+    ) in cmv
+
+
+def test_seed_file_names_appear_nowhere_in_the_built_site(built: BuildReport, site: Site) -> None:
+    """File names stay in the data: a reader could not look them up."""
+    names = {name for name in site.sources} | {name.removesuffix(".txt") for name in site.sources}
+    for output in built.sizes:
+        data = (built.out_dir / output).read_bytes()
+        shown = [name for name in names if name.encode() in data]
+        assert not shown, f"{output} shows {shown}"
+
+
+@pytest.mark.parametrize(
+    ("source", "citation"),
+    [
+        (Source("Title", "Journal", 2011), "Title. Journal, 2011."),
+        (Source("Title", "Journal"), "Title. Journal."),
+        (Source("Title", year=2013), "Title. 2013."),
+        (Source("Title"), "Title."),
+        (Source("Is it a question?", "Journal", 2016), "Is it a question? Journal, 2016."),
+    ],
+)
+def test_citation_says_only_what_the_source_states(source: Source, citation: str) -> None:
+    assert source.citation == citation
 
 
 def test_no_shortcode_is_left_unfilled(built: BuildReport) -> None:
@@ -143,16 +174,74 @@ def test_pages_have_language_title_and_one_h1(built: BuildReport, site: Site) ->
     for page in site.pages:
         html = read_built(built, page.output)
         facts = parse(html)
-        assert facts.lang == page.language
         assert facts.title.startswith(page.title)
-        assert html.count("<h1") == 1, page.output
+    for output, (language, _key) in built_pages(site).items():
+        html = read_built(built, output)
+        assert parse(html).lang == language, output
+        assert html.count("<h1") == 1, output
+
+
+def test_every_language_has_a_home_page(built: BuildReport, site: Site) -> None:
+    homes = {language: site.home_output(language) for language in LANGUAGES}
+    assert homes == {"en": "index.html", "fr": "fr/index.html", "nl": "nl/index.html"}
+    # Until fr and nl have a home page of their own, the builder writes one that
+    # lists the pages already in that language and leads to the English guide.
+    for language in site.generated_homes():
+        facts = parse(read_built(built, homes[language]))
+        assert facts.lang == language
+        listed = {
+            posixpath.normpath(posixpath.join(posixpath.dirname(homes[language]), href))
+            for href in facts.links
+        }
+        assert {p.output for p in site.pages_in(language)} <= listed
+        assert "index.html" in listed
+
+
+def _target(output: str, href: str) -> str:
+    resolved = _resolve(output, href)
+    assert resolved is not None, f"{output}: {href} leaves the site"
+    return resolved[0]
+
+
+def test_language_switch_leads_to_the_same_page_or_that_language_home(
+    built: BuildReport, site: Site
+) -> None:
+    for output, (language, key) in built_pages(site).items():
+        versions = site.versions(key) if key else {language: output}
+        switch = parse(read_built(built, output)).switch
+        assert set(switch) == set(LANGUAGES) - {language}, output
+        for other, href in switch.items():
+            expected = versions.get(other, site.home_output(other))
+            assert _target(output, href) == expected, (output, other)
+
+
+def test_hreflang_names_every_existing_translation_and_a_default(
+    built: BuildReport, site: Site
+) -> None:
+    for page in site.pages:
+        alternates = parse(read_built(built, page.output)).alternates
+        versions = site.versions(page.translation_key)
+        expected = {**versions, "x-default": versions.get("en", "index.html")}
+        shown = {lang: _target(page.output, href) for lang, href in alternates.items()}
+        assert shown == expected, page.output
 
 
 def test_translations_link_to_each_other(built: BuildReport) -> None:
     english = parse(read_built(built, "fever.html"))
-    assert "fr/fievre.html" in english.links and "nl/koorts.html" in english.links
+    assert english.switch == {"fr": "fr/fievre.html", "nl": "nl/koorts.html"}
+    assert english.alternates == {
+        "en": "fever.html",
+        "fr": "fr/fievre.html",
+        "nl": "nl/koorts.html",
+        "x-default": "fever.html",
+    }
     french = parse(read_built(built, "fr/fievre.html"))
-    assert "../fever.html" in french.links and "../nl/koorts.html" in french.links
+    assert french.switch == {"en": "../fever.html", "nl": "../nl/koorts.html"}
+    # A page not translated yet leads to the other language's home, and says so.
+    cmv = parse(read_built(built, "cmv.html"))
+    assert cmv.switch == {"fr": "fr/index.html", "nl": "nl/index.html"}
+    assert cmv.text_by_class["home-note"] == ["(accueil)", "(startpagina)"]
+    assert set(cmv.alternates) == {"en", "x-default"}
 
 
 def test_search_index_lists_every_page(built: BuildReport, site: Site) -> None:

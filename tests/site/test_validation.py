@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.infosite import BuildError, build_site, load_site
-from backend.infosite.build import CONTENT_DIR, MARKER, SEEDS_DIR
+from backend.infosite.build import CONTENT_DIR, MARKER, SEEDS_DIR, SITE_DIR
 
 
 @pytest.fixture
@@ -152,3 +152,117 @@ def test_rebuild_replaces_the_previous_build(tmp_path: Path) -> None:
     (out / "stale.html").write_text("old", encoding="utf-8")
     build_site(out)
     assert (out / MARKER).exists() and not (out / "stale.html").exists()
+
+
+# -- every page in every language (content/translations.toml) -----------------
+
+
+def test_a_page_missing_in_a_language_fails_unless_listed(content: Path) -> None:
+    """Today only the fever page is in French and Dutch; the others are listed exceptions."""
+    edit(content / "translations.toml", '[cmv]\nreason = "translation pending (issue 15)"\n', "")
+    message = failure(content)
+    page = content / "en" / "cmv.md"
+    assert (
+        f"{page}: error: has no translation in fr, nl (translation_key 'cmv'): write it, "
+        "or list [cmv] with its reason in translations.toml"
+    ) in message
+    assert message.count("has no translation") == 1
+
+
+def test_a_translation_counts_by_its_key(content: Path) -> None:
+    """A Dutch page without translation_key is keyed by its file name: not a translation."""
+    edit(content / "nl" / "koorts.md", "translation_key: fever\n", "")
+    message = failure(content)
+    assert f"{content / 'en' / 'fever.md'}: error: has no translation in nl" in message
+    assert f"{content / 'nl' / 'koorts.md'}: error: has no translation in en, fr" in message
+
+
+def test_a_stale_exception_is_a_warning(content: Path) -> None:
+    path = content / "translations.toml"
+    edit(path, "[family]", '[fever]\nreason = "translation pending (issue 15)"\n\n[family]')
+    message = failure(content, strict=True)
+    assert (
+        f"{path}: warning: [fever] is listed as untranslated, but the page now exists in "
+        "en, fr, nl: remove the entry"
+    ) in message
+    relaxed = load_site(content, seeds_dir=SEEDS_DIR, strict=False)
+    assert [w.path for w in relaxed.warnings] == [path]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            '[cmv]\nreason = "translation pending (issue 15)"',
+            '[cmv]\nreason = ""',
+            "error: [cmv] needs a 'reason'",
+        ),
+        (
+            "[family]",
+            '[famly]\nreason = "typo"\n\n[family]',
+            "warning: [famly] is listed, but no page has translation_key 'famly'",
+        ),
+    ],
+)
+def test_problems_in_the_exceptions_list(content: Path, old: str, new: str, problem: str) -> None:
+    path = content / "translations.toml"
+    edit(path, old, new)
+    assert f"{path}: {problem}" in failure(content)
+
+
+def test_a_page_may_not_take_the_place_of_a_generated_home(content: Path) -> None:
+    page = content / "fr" / "fievre.md"
+    edit(page, "slug: fievre", "slug: index")
+    assert f"{page}: error: is built as fr/index.html, the home page of 'fr'" in failure(content)
+
+
+# -- sources: cited by title, body and year (content/sources.toml) ------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problems"),
+    [
+        (
+            'title = "Results of inotuzumab',
+            'name = "Results of inotuzumab',
+            [
+                "error: ['004_74c35664e4c4c820.txt'] needs a 'title'",
+                "warning: ['004_74c35664e4c4c820.txt'] has an unknown field 'name'",
+            ],
+        ),
+        (
+            "year = 2013",
+            'year = "2013"',
+            ["error: ['004_74c35664e4c4c820.txt'] 'year' must be a int"],
+        ),
+        (
+            "year = 2011",
+            "year = 211",
+            ["error: ['003_a1949903592dbecf.txt'] 'year' 211 is not plausible"],
+        ),
+        (
+            '["004_74c35664e4c4c820.txt"]',
+            '["005_not_a_seed.txt"]',
+            [f"error: cites '005_not_a_seed.txt', which is not in {SEEDS_DIR}"],
+        ),
+    ],
+)
+def test_problems_in_the_sources_list(
+    content: Path, old: str, new: str, problems: list[str]
+) -> None:
+    path = content / "sources.toml"
+    edit(path, old, new)
+    message = failure(content)
+    for problem in problems:
+        assert f"{path}: {problem}" in message
+
+
+# -- the page frame (site/strings.toml) --------------------------------------
+
+
+def test_every_language_has_every_frame_string(tmp_path: Path) -> None:
+    site_dir = tmp_path / "site"
+    shutil.copytree(SITE_DIR, site_dir)
+    edit(site_dir / "strings.toml", 'home_note = "startpagina"\n', "")
+    with pytest.raises(BuildError, match=r"strings.toml: error: \[nl\] has no 'home_note'"):
+        build_site(tmp_path / "public", site_dir=site_dir)
