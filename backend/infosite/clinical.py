@@ -16,6 +16,7 @@ from reminders.core.clinical_rules import (
     urgent_advice,
 )
 from reminders.core.red_flags import red_flags, site_wording
+from reminders.core.templates import get_template
 
 __all__ = ["LANGUAGES", "format_number", "placeholder_values"]
 
@@ -59,5 +60,7 @@ def placeholder_values(language: str) -> dict[str, str]:
         "checkin_resend_after": format_duration(alerts.checkin_resend_after_minutes, language),
         "checkin_flag_after": format_duration(alerts.checkin_flag_after_minutes, language),
         "cd4_recovered": format_number(rules.cd4.recovered_at_least, language),
+        # The symptom check-in's last line ("Reply numbers, or 0 if none."), as the SMS says it.
+        "checkin_reply_line": get_template("checkin_symptoms", language).text.splitlines()[-1],
         **{RED_FLAG_PREFIX + flag.id: site_wording(flag, language) for flag in red_flags()},
     }

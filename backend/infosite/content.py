@@ -31,6 +31,7 @@ import datetime
 import posixpath
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -423,7 +424,8 @@ class _Reader:
                     page.source,
                     "is a glossary but defines no terms (use 'Term' then ': definition')",
                 )
-            terms = [e.term.casefold() for e in entries.values()]
+            # A reader's order: "Lénalidomide" before "Lyse", whatever the code points say.
+            terms = [_collation_key(e.term) for e in entries.values()]
             if terms != sorted(terms):
                 self.warn(page.source, "glossary terms are not in alphabetical order")
             glossaries[page.language] = entries
@@ -598,3 +600,9 @@ def load_site(content_dir: Path, *, seeds_dir: Path | None = None, strict: bool 
     if errors or (strict and warnings):
         raise BuildError(errors + warnings)
     return Site(content_dir, pages, sources, glossaries, warnings)
+
+
+def _collation_key(term: str) -> str:
+    """``term`` case-folded without its accents: the order of a dictionary in en, fr and nl."""
+    decomposed = unicodedata.normalize("NFKD", term.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

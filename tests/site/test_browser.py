@@ -96,10 +96,9 @@ def test_language_switch_on_a_phone(page_at: Callable[..., Page], site_url: str)
     page.click(".language-switch a[hreflang='fr']")
     page.wait_for_url("**/fr/fievre.html")
     assert page.get_attribute("html", "lang") == "fr"
-    # The CMV page is not in Dutch yet: the switch leads to the Dutch home page.
     page.goto(site_url + "cmv.html")
     page.click(".language-switch a[hreflang='nl']")
-    page.wait_for_url("**/nl/index.html")
+    page.wait_for_url("**/nl/cmv.html")
     assert page.get_attribute("html", "lang") == "nl"
     assert page.is_visible("a[href='koorts.html']")
 
@@ -122,10 +121,11 @@ def test_search_finds_pages(
 def test_header_search_box_leads_to_results(page_at: Callable[..., Page], site_url: str) -> None:
     page = page_at(DESKTOP[0])
     page.goto(site_url + "index.html")
-    page.fill("#site-search", "acyclovir")
+    page.fill("#site-search", "aciclovir")
     page.press("#site-search", "Enter")
     page.wait_for_selector(".search-results a")
-    assert "infection-pills.html" in page.eval_on_selector(".search-results a", "a => a.href")
+    found = page.eval_on_selector_all(".search-results a", "els => els.map(a => a.href)")
+    assert any(href.endswith("/infection-pills.html") for href in found), found
 
 
 def test_pages_read_without_javascript(browser: Browser, site_url: str) -> None:

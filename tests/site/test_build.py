@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from backend.infosite import BuildReport, Site
+from backend.infosite import BuildReport, Site, build_site
+from backend.infosite.build import CONTENT_DIR
 from backend.infosite.content import Source
 from reminders.core.clinical_rules import LANGUAGES
 from tests.site.conftest import built_pages, read_built
@@ -138,18 +140,22 @@ def test_every_link_and_resource_resolves(built: BuildReport) -> None:
 
 
 def test_glossary_links_reach_a_definition(built: BuildReport, site: Site) -> None:
-    glossary = site.glossaries["en"]
-    glossary_ids = parse(read_built(built, "glossary.html")).ids
-    assert set(glossary) <= glossary_ids
-    linked: set[str] = set()
+    """Each page's glossary links land on a term of its own language's glossary, and every term is used."""
+    assert set(site.glossaries) == set(LANGUAGES)
+    linked: dict[str, set[str]] = {language: set() for language in LANGUAGES}
+    for language, glossary in site.glossaries.items():
+        page = next(p for p in site.pages if p.glossary and p.language == language)
+        assert set(glossary) <= parse(read_built(built, page.output)).ids
     for page in site.pages:
+        glossary = site.glossaries[page.language]
         html = read_built(built, page.output)
         for href in re.findall(r'class="term" href="([^"]+)"', html):
             fragment = href.partition("#")[2]
             assert fragment in glossary, f"{page.output}: glossary link {href}"
-            linked.add(fragment)
+            linked[page.language].add(fragment)
     # Every term in the glossary is used somewhere: a glossary of unused words helps nobody.
-    assert linked == set(glossary)
+    for language, glossary in site.glossaries.items():
+        assert linked[language] == set(glossary), language
 
 
 def test_each_page_with_its_css_and_scripts_is_under_100_kb(built: BuildReport) -> None:
@@ -237,8 +243,24 @@ def test_translations_link_to_each_other(built: BuildReport) -> None:
     }
     french = parse(read_built(built, "fr/fievre.html"))
     assert french.switch == {"en": "../fever.html", "nl": "../nl/koorts.html"}
-    # A page not translated yet leads to the other language's home, and says so.
     cmv = parse(read_built(built, "cmv.html"))
+    assert cmv.switch == {"fr": "fr/cmv.html", "nl": "nl/cmv.html"}
+
+
+def test_a_page_listed_as_untranslated_leads_to_the_other_homes(tmp_path: Path) -> None:
+    """A page kept in one language (listed in translations.toml) switches to the other homes."""
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    for language, name in (("fr", "cmv.md"), ("nl", "cmv.md")):
+        (content / language / name).unlink()
+    for page in content.glob("[fn][rl]/*.md"):  # the French and Dutch links to their CMV page
+        text = page.read_text(encoding="utf-8")
+        page.write_text(re.sub(r"\]\(cmv\.md(#[^)]*)?\)", "](index.md)", text), encoding="utf-8")
+    with (content / "translations.toml").open("a", encoding="utf-8") as file:
+        file.write('\n[cmv]\nreason = "kept in English for this test"\n')
+    out = tmp_path / "public"
+    build_site(out, content_dir=content)  # the glossaries now have unlinked terms: warnings only
+    cmv = parse((out / "cmv.html").read_text(encoding="utf-8"))
     assert cmv.switch == {"fr": "fr/index.html", "nl": "nl/index.html"}
     assert cmv.text_by_class["home-note"] == ["(accueil)", "(startpagina)"]
     assert set(cmv.alternates) == {"en", "x-default"}
