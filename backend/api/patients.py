@@ -64,7 +64,8 @@ def patient_request(patient_id: int) -> tuple[Session, Patient, datetime]:
     """
     session = get_session()
     now = request_now()
-    return session, patient_service.get_patient(session, current_user().team_id, patient_id), now
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    return session, patient, now
 
 
 def patient_list(
