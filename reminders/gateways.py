@@ -385,29 +385,14 @@ class _BaseUrlHttpClient(TwilioHttpClient):
             self._rewritten[url] = rewritten
         return rewritten
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> TwilioResponse:
-        """Send the request to the rewritten URL; remember the response headers."""
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
+        """Send the request to the rewritten URL; remember the response headers.
+
+        Only the URL changes: the other arguments (``params``, ``data``, ``headers``,
+        ``auth``, ``timeout``, ``allow_redirects``) go to twilio's client as given.
+        """
         self._local.headers = None
-        response = super().request(
-            method,
-            self.rewrite(url),
-            params=params,
-            data=data,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            allow_redirects=allow_redirects,
-        )
+        response = super().request(method, self.rewrite(url), *args, **kwargs)
         self._local.headers = response.headers
         return response
 
