@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from reminders.core.prophylaxis import CourseStatus
+from reminders.core.regions import region_codes
 from reminders.data.models import MAX_ID
 from reminders.data.statuses import Channel, OnCallRole, PageTarget
 
@@ -41,6 +42,13 @@ def _valid_timezone(value: str) -> str:
         raise ValueError("unknown IANA time zone (e.g. Europe/Brussels, America/New_York)")
     ZoneInfo(value)
     return value
+
+
+def _known_region(value: str) -> str:
+    code = value.upper()
+    if code not in region_codes():
+        raise ValueError(f"unknown region: one of {', '.join(region_codes())}")
+    return code
 
 
 def is_timezone(name: str) -> bool:
@@ -134,6 +142,13 @@ StrictInt = Annotated[int, Field(strict=True)]
 
 TimeZoneName = Annotated[str, AfterValidator(_valid_timezone)]
 HHMM = Annotated[str, AfterValidator(_valid_hhmm)]
+#: A country of ``reminders/core/regions.toml``: the emergency number and the temperature
+#: units of a patient's SMS.
+RegionCode = Annotated[
+    str,
+    Field(min_length=2, max_length=2, description="ISO 3166 code (BE, FR, LU, NL, US)"),
+    AfterValidator(_known_region),
+]
 #: A wall-clock time in the patient's time zone ("22:00" in, "22:00:00" out). JSON Schema's
 #: "time" format is an RFC 3339 time *with* an offset, which these are not.
 LocalTime = Annotated[
@@ -182,6 +197,11 @@ class PatientIn(Strict):
     hospital_ref: str | None = Field(default=None, max_length=40)
     timezone: TimeZoneName = "Europe/Brussels"
     language: Language = "en"
+    region: RegionCode | None = Field(
+        default=None,
+        description="where the patient lives: their SMS name its emergency number and write "
+        "temperatures in its units; null: the installation's DEFAULT_REGION",
+    )
     sms_consent: StrictBool = False
     discreet: StrictBool = False
     quiet_start: LocalTime = time(22, 0)
@@ -208,6 +228,7 @@ class PatientUpdate(Strict):
     hospital_ref: str | None = Field(default=None, max_length=40)
     timezone: TimeZoneName | None = None
     language: Language | None = None
+    region: RegionCode | None = None
     sms_consent: StrictBool | None = None
     discreet: StrictBool | None = None
     quiet_start: LocalTime | None = None
@@ -229,6 +250,7 @@ class PatientOut(BaseModel):
     phone: str
     timezone: str
     language: str
+    region: str
     sms_consent: bool
     opted_out: bool
     sms_blocked_reason: str | None

@@ -30,7 +30,7 @@ from reminders.core.parser import Expecting, Intent, ParsedReply, parse_reply
 from reminders.core.planner import is_in_cmv_window, risk_windows_on, treatment_end
 from reminders.core.prophylaxis import ENDED_COURSE_STATUSES
 from reminders.core.regimens import get_regimen
-from reminders.core.templates import format_temperature
+from reminders.core.regions import get_region, temperature_text
 from reminders.core.triage import (
     Severity,
     TriageContext,
@@ -628,7 +628,7 @@ def _check_in_step(
     if parsed.has_free_text and decision.severity is not Severity.URGENT:
         # Words the parser could not read may matter ("36.8 but my leg is swollen").
         _forward_free_text(session, context, inbound, parsed, now)
-    values = _triage_values(decision, temperature, patient.language)
+    values = _triage_values(decision, temperature, patient)
     if decision.awaits_temperature:
         # Fever in words: the patient is told to call now, and the check-in waits for
         # the number (a reply with it is triaged together with the words).
@@ -691,13 +691,17 @@ def _schedule_recheck(
 
 
 def _triage_values(
-    decision: TriageDecision, temperature: float | None, language: str
+    decision: TriageDecision, temperature: float | None, patient: Patient
 ) -> dict[str, object]:
+    """The temperatures a triage answer quotes, with the units of the patient's region."""
+    language, region = patient.language, get_region(patient.region)
     return {
-        "temperature": format_temperature(temperature, language) if temperature is not None else "",
+        "temperature": temperature_text(temperature, language, region)
+        if temperature is not None
+        else "",
         "recheck_minutes": decision.recheck_after_minutes
         or clinical_rules().fever.recheck_after_minutes,
-        "fever_c": format_temperature(clinical_rules().fever.threshold_c, language),
+        "fever": temperature_text(clinical_rules().fever.threshold_c, language, region),
     }
 
 

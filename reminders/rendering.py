@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from reminders.core.planner import PlannedEvent
 from reminders.core.regimens import get_regimen
+from reminders.core.regions import get_region
 from reminders.core.templates import render
 from reminders.data.models import Patient, Plan, Team
 from reminders.data.plans import current_plan
@@ -116,7 +117,10 @@ def render_for(
     values.update(extra)
     # Without a known drug the discreet wording reads naturally ("your treatment").
     discreet = context.patient.discreet or not context.drug
-    return render(template, context.patient.language, discreet=discreet, **values)
+    patient = context.patient
+    return render(
+        template, patient.language, discreet=discreet, region=get_region(patient.region), **values
+    )
 
 
 def drug_name(plan: Plan | None) -> str | None:

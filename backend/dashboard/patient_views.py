@@ -59,6 +59,7 @@ from backend.services.patients import get_patient
 from reminders.conversations import find_patient_by_phone, handle_inbound_sms
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.regimens import ProphylaxisDefault, get_regimen
+from reminders.core.regions import all_regions, default_region, region_codes
 from reminders.data.errors import ServiceError
 from reminders.data.models import AuditAction, Patient
 from reminders.outbox import enqueue_message
@@ -73,6 +74,7 @@ PATIENT_FIELDS: dict[str, FieldKind] = {
     "hospital_ref": "optional",
     "timezone": "text",
     "language": "text",
+    "region": "optional",  # left out: the installation's region
     "sms_consent": "bool",
     "discreet": "bool",
     "quiet_start": "optional",
@@ -149,7 +151,10 @@ def _validate_with_local_time(
 def _patient_form(
     template_form: FormState, status: int = 200, patient: Patient | None = None
 ) -> Any:
-    return render_page("patient_form.html", status, form=template_form, patient=patient)
+    regions = [(r.code, f"{r.name} (emergency {r.emergency_number})") for r in all_regions()]
+    return render_page(
+        "patient_form.html", status, form=template_form, patient=patient, regions=regions
+    )
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -163,6 +168,7 @@ def new_patient() -> Any:
         }
         defaults = {k: f"{v:%H:%M}" if hasattr(v, "strftime") else v for k, v in defaults.items()}
         defaults["pill_times"] = ", ".join(defaults.get("pill_times") or [])
+        defaults["region"] = region() if region() in region_codes() else default_region().code
         return _patient_form(FormState(values=defaults))
     values = _raw(PATIENT_FIELDS)
     data, state = validate(PatientIn, collect(request.form, PATIENT_FIELDS), values)

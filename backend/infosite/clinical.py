@@ -1,7 +1,7 @@
 """The clinical values the site quotes, taken from ``reminders.core.clinical_rules``.
 
 Pages never write the fever threshold or the urgent advice themselves: they use
-placeholders such as ``{{ urgent_advice }}`` or ``{{ fever_c }}``, and the
+placeholders such as ``{{ urgent_advice }}`` or ``{{ fever }}``, and the
 builder fills them from here. So the site, the SMS templates and the triage
 rules quote one source of truth, and a clinician who changes
 ``clinical_rules.toml`` or ``advice.toml`` changes the site too.
@@ -16,6 +16,7 @@ from reminders.core.clinical_rules import (
     urgent_advice,
 )
 from reminders.core.red_flags import red_flags, site_wording
+from reminders.core.regions import temperature_text
 from reminders.core.templates import get_template
 
 __all__ = ["LANGUAGES", "format_number", "placeholder_values"]
@@ -52,10 +53,10 @@ def placeholder_values(language: str) -> dict[str, str]:
     return {
         "urgent_advice": urgent_advice(language),
         "emergency_fallback": emergency_fallback(language),
-        # Temperatures keep one decimal, as in the advice sentence ("38.0 C").
-        "fever_c": format_number(fever.threshold_c, language, 1),
-        "fever_f": format_number(fever.threshold_f, language, 1),
-        "recheck_from_c": format_number(fever.recheck_from_c, language, 1),
+        # Temperatures as the site's readers write them (regions.toml's default region:
+        # "38,0 C" in Belgium), as in the advice sentence.
+        "fever": temperature_text(fever.threshold_c, language),
+        "recheck_from": temperature_text(fever.recheck_from_c, language),
         "recheck_after": format_duration(fever.recheck_after_minutes, language),
         "checkin_resend_after": format_duration(alerts.checkin_resend_after_minutes, language),
         "checkin_flag_after": format_duration(alerts.checkin_flag_after_minutes, language),

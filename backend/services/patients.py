@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from backend.schemas import PatientIn, PatientUpdate
 from backend.services.messaging import resync_patient_messages, send_welcome
+from reminders.core.regions import default_region, region_codes
 from reminders.data.errors import Conflict, InvalidInput, NotFound
 from reminders.data.models import Patient
 
@@ -79,6 +80,9 @@ def create_patient(
     """Enrol a patient in ``team_id``; Conflict (409) when an active patient has the number."""
     values = data.model_dump()
     values["phone"] = normalize_phone(data.phone, region)
+    values["region"] = data.region or (region if region in region_codes() else None)
+    if values["region"] is None:
+        values["region"] = default_region().code
     if phone_in_use(session, values["phone"]):
         raise Conflict(PHONE_IN_USE, field="phone")
     patient = Patient(team_id=team_id, created_at=now, updated_at=now, **values)
@@ -92,7 +96,15 @@ def update_patient(
 ) -> Patient:
     """Apply the fields set in ``data`` to ``patient``."""
     changes = data.model_dump(exclude_unset=True)
-    for key in ("display_name", "timezone", "language", "sms_consent", "discreet", "pill_times"):
+    for key in (
+        "display_name",
+        "timezone",
+        "language",
+        "region",
+        "sms_consent",
+        "discreet",
+        "pill_times",
+    ):
         if key in changes and changes[key] is None:
             raise InvalidInput("may not be null", field=key)
     if changes.get("phone") is not None:

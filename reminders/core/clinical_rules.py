@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from reminders.core.datafiles import read_toml
+from reminders.core.regions import Region, default_region, temperature_text
 
 _HERE = Path(__file__).parent
 LANGUAGES = ("en", "fr", "nl")
@@ -157,11 +158,17 @@ def _advice() -> dict:
     return read_toml(_HERE / "advice.toml")
 
 
-def urgent_advice(language: str) -> str:
-    """The fever advice sentence, word for word, in ``language`` (en, fr or nl)."""
-    return _advice()["urgent_advice"][language]
+def urgent_advice(language: str, region: Region | None = None) -> str:
+    """The fever advice sentence, word for word, in ``language`` (en, fr or nl).
+
+    The threshold is written as a reader in ``region`` writes temperatures (the
+    default region's way when None).
+    """
+    fever = temperature_text(clinical_rules().fever.threshold_c, language, region)
+    return _advice()["urgent_advice"][language].format(fever=fever)
 
 
-def emergency_fallback(language: str) -> str:
-    """What to do if the care team cannot be reached, in ``language``."""
-    return _advice()["emergency_fallback"][language]
+def emergency_fallback(language: str, region: Region | None = None) -> str:
+    """What to do if the care team cannot be reached, in ``language``: call ``region``'s emergency number."""
+    number = (region or default_region()).emergency_number
+    return _advice()["emergency_fallback"][language].format(emergency_number=number)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reminders.core.clinical_rules import LANGUAGES, clinical_rules
 from reminders.core.datafiles import load_validated
+from reminders.core.regions import Region, temperature_text
 
 __all__ = [
     "RedFlag",
@@ -149,10 +150,7 @@ def applicable_flags(
     )
 
 
-def site_wording(flag: RedFlag, language: str) -> str:
-    """The flag's line on the site's "call now" list, with the fever numbers filled in."""
-    fever = clinical_rules().fever
-    decimal = (lambda v: f"{v:.1f}".replace(".", ",")) if language != "en" else "{:.1f}".format
-    return flag.site[language].format(
-        fever_c=decimal(fever.threshold_c), fever_f=decimal(fever.threshold_f)
-    )
+def site_wording(flag: RedFlag, language: str, region: Region | None = None) -> str:
+    """The flag's line on the site's "call now" list, with the fever threshold as ``region`` writes it."""
+    fever = temperature_text(clinical_rules().fever.threshold_c, language, region)
+    return flag.site[language].format(fever=fever)

@@ -28,6 +28,7 @@ from typing import Literal
 
 from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_advice
 from reminders.core.datafiles import read_toml
+from reminders.core.regions import Region
 
 __all__ = [
     "AUTO_PLACEHOLDERS",
@@ -223,14 +224,22 @@ def template_placeholders(key: str, *, discreet: bool = False) -> frozenset[str]
     return _placeholders(text, key) - AUTO_PLACEHOLDERS
 
 
-def render(key: str, language: str, *, discreet: bool = False, **values: object) -> str:
+def render(
+    key: str,
+    language: str,
+    *,
+    discreet: bool = False,
+    region: Region | None = None,
+    **values: object,
+) -> str:
     """Fill the template ``key`` in ``language`` with ``values``.
 
     Unknown languages fall back to English. A missing value raises ``KeyError``
     naming the placeholder; extra values are ignored (so a caller can pass the
     same dictionary to every template, including ``drug`` in discreet mode).
-    ``urgent_advice`` and ``emergency_fallback`` come from advice.toml and may
-    not be passed.
+    ``urgent_advice`` and ``emergency_fallback`` come from advice.toml, written for
+    the reader's ``region`` (its emergency number and temperature units; the default
+    region when None), and may not be passed.
     """
     passed = AUTO_PLACEHOLDERS & values.keys()
     if passed:
@@ -239,8 +248,8 @@ def render(key: str, language: str, *, discreet: bool = False, **values: object)
     text = tpl.discreet if discreet and tpl.discreet is not None else tpl.text
     lang = tpl.language
     filled: dict[str, object] = {
-        "urgent_advice": urgent_advice(lang),
-        "emergency_fallback": emergency_fallback(lang),
+        "urgent_advice": urgent_advice(lang, region),
+        "emergency_fallback": emergency_fallback(lang, region),
     }
     for name in _placeholders(text, key) - AUTO_PLACEHOLDERS:
         if name not in values:

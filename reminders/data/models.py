@@ -249,6 +249,9 @@ class Patient(TableBase, table=True):
     phone: str = Field(max_length=20, index=True, description="E.164")
     timezone: str = Field(default="Europe/Brussels", max_length=64)
     language: str = Field(default="en", max_length=2)
+    #: Where the patient lives (ISO 3166 code, ``reminders/core/regions.toml``): the
+    #: emergency number their SMS name and how temperatures are written to them.
+    region: str = Field(default="BE", max_length=2)
     sms_consent: bool = False
     opted_out: bool = False
     opted_out_at: datetime | None = utc_field(nullable=True)

@@ -21,6 +21,7 @@ def test_create_read_update_patient(client, make_user) -> None:
     patient = created.json
     assert patient["phone"] == "+32470123456"  # national number read in DEFAULT_REGION BE
     assert patient["timezone"] == "Europe/Brussels"
+    assert patient["region"] == "BE"  # DEFAULT_REGION: 112 and Celsius in the SMS
     assert patient["created_at"].endswith("Z") or patient["created_at"].endswith("+00:00")
 
     got = client.get(f"/api/v1/patients/{patient['id']}", headers=bearer(token))
@@ -28,11 +29,17 @@ def test_create_read_update_patient(client, make_user) -> None:
 
     updated = client.patch(
         f"/api/v1/patients/{patient['id']}",
-        json={"timezone": "America/New_York", "phone": "+1 212 555 0199", "quiet_start": "22:30"},
+        json={
+            "timezone": "America/New_York",
+            "phone": "+1 212 555 0199",
+            "quiet_start": "22:30",
+            "region": "us",
+        },
         headers=bearer(token),
     )
     assert updated.status_code == 200, updated.json
     assert updated.json["timezone"] == "America/New_York"
+    assert updated.json["region"] == "US"
     assert updated.json["phone"] == "+12125550199"
     assert updated.json["quiet_start"] == "22:30:00"
 
@@ -49,6 +56,12 @@ def test_invalid_phone_and_time_zone_name_the_field(client, make_user) -> None:
         headers=bearer(token),
     )
     assert bad_zone.status_code == 422 and bad_zone.json["field"] == "timezone"
+    bad_region = client.post(
+        "/api/v1/patients",
+        json={"display_name": "X", "phone": "+32470123456", "region": "XX"},
+        headers=bearer(token),
+    )
+    assert bad_region.status_code == 422 and bad_region.json["field"] == "region"
     assert client.get("/api/v1/patients", headers=bearer(token)).json["total"] == 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlmodel import select
 
 from backend.schemas import HoldIn, ResumeIn
@@ -45,9 +46,9 @@ def reply(engine, body: str, now: datetime, sid: str | None = None, phone: str =
         )
 
 
-def start_checkin(engine, console, clock, treated_patient):
+def start_checkin(engine, console, clock, treated_patient, **patient_overrides):
     clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    patient = treated_patient()
+    patient = treated_patient(**patient_overrides)
     run_due(engine, console, IN_CMV_WINDOW)
     return patient
 
@@ -119,6 +120,27 @@ def test_fahrenheit_and_unprompted_fever_are_triaged_too(
     assert urgent_advice("en") in result.reply
     [alert] = alerts(session, patient_id=patient.id, severity="urgent")
     assert alert.details["temperature_c"] == 38.4 and "breathing" in alert.details["symptoms"]
+
+
+@pytest.mark.parametrize(
+    ("region", "language", "told", "not_told"),
+    [
+        ("BE", "fr", ["112", "38,0 C", "37,6 C"], [" F", "911"]),
+        ("US", "en", ["911", "100.4 F (38.0 C)", "99.7 F (37.6 C)"], ["112"]),
+    ],
+)
+def test_the_safety_text_names_the_patients_emergency_number_and_units(
+    engine, console, clock, treated_patient, region, language, told, not_told
+) -> None:
+    """112 and Celsius for a Belgian patient; 911 and Fahrenheit first for an American one."""
+    start_checkin(engine, console, clock, treated_patient, region=region, language=language)
+    now = IN_CMV_WINDOW + timedelta(minutes=5)
+    recheck = reply(engine, "37.6", now).reply
+    urgent = reply(engine, "38.4", now + timedelta(hours=1, minutes=3), "SMregion2").reply
+    for words in told:
+        assert words in recheck + urgent, (words, recheck, urgent)
+    for words in not_told:
+        assert words not in recheck + urgent, (words, recheck, urgent)
 
 
 def test_a_slightly_raised_temperature_is_asked_again_in_an_hour(

@@ -15,6 +15,7 @@ from reminders.core.clinical_rules import (
     urgent_advice,
 )
 from reminders.core.parser import SYMPTOM_MENU, Expecting, Intent, parse_reply
+from reminders.core.regions import get_region, temperature_text
 from reminders.core.templates import (
     AUTO_PLACEHOLDERS,
     DRUG_PLACEHOLDERS,
@@ -53,8 +54,8 @@ VALUES: dict[str, dict[str, str]] = {
         # From the regimen data (003, Table 2: at least 2 hours of observation).
         "observation_hours": "2",
         "recheck_minutes": str(clinical_rules().fever.recheck_after_minutes),
-        "temperature": format_temperature(37.6, lang),
-        "fever_c": format_temperature(clinical_rules().fever.threshold_c, lang),
+        "temperature": temperature_text(37.6, lang),
+        "fever": temperature_text(clinical_rules().fever.threshold_c, lang),
         "sent_time": "08:30",
         "patient_ref": "P-000123",
         "reason": "Temperature 38.4 C; cough or short of breath; CMV test advised",
@@ -404,3 +405,30 @@ def test_french_never_writes_de_before_a_drug_name(key):
     # "de alemtuzumab" is wrong (d'alemtuzumab); the templates avoid "de {drug}".
     for text in (get_template(key, "fr").text, get_template(key, "fr").discreet or ""):
         assert not re.search(r"\b(de|du) \{(drug|medicine|premedication)\}", text), text
+
+
+# --------------------------------------------------------------------------- regions
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize(
+    ("code", "number", "fever"),
+    [("BE", "112", {"en": "38.0 C", "fr": "38,0 C", "nl": "38,0 C"}), ("US", "911", None)],
+)
+def test_safety_text_follows_the_patients_region(lang, code, number, fever):
+    """112 and Celsius only for Belgium; 911 and Fahrenheit first for the United States."""
+    region = get_region(code)
+    values = VALUES[lang] | {
+        "temperature": temperature_text(37.6, lang, region),
+        "fever": temperature_text(clinical_rules().fever.threshold_c, lang, region),
+    }
+    urgent = render("fever_urgent", lang, region=region, **values)
+    assert urgent.endswith(emergency_fallback(lang, region)) and number in urgent
+    expected = render("expected_temperature", lang, region=region, **values)
+    if code == "BE":
+        assert fever[lang] in urgent and " F" not in urgent + expected
+    else:
+        decimal = "," if lang != "en" else "."
+        assert f"100{decimal}4 F (38{decimal}0 C)" in urgent
+        assert f"99{decimal}7 F (37{decimal}6 C)" in expected
+    for key in TEMPLATE_KEYS:
+        text = render(key, lang, region=region, **values)
+        assert segments(text).segments <= max(2, get_template(key, lang).max_segments), (key, text)

@@ -18,6 +18,7 @@ from reminders.core.clinical_rules import (
     urgent_advice,
 )
 from reminders.core.red_flags import RedFlag, load_red_flags, site_wording
+from reminders.core.regions import default_region, get_region
 from reminders.core.triage import Severity, TriageContext, triage_report
 from tests.site.conftest import read_built
 from tests.site.html_tools import parse
@@ -43,13 +44,17 @@ def test_fever_page_quotes_the_urgent_advice_word_for_word(
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_advice_numbers_match_the_fever_rule(language: str) -> None:
+    """The advice writes the rule's threshold: Celsius alone in Belgium, Fahrenheit first in the US."""
     fever = clinical_rules().fever
-    advice = urgent_advice(language)
-    celsius = re.search(r"(\d+[.,]\d+)\s*C\b", advice)
-    fahrenheit = re.search(r"(\d+[.,]\d+)\s*F\b", advice)
-    assert celsius and fahrenheit, advice
+    belgian = urgent_advice(language, get_region("BE"))
+    american = urgent_advice(language, get_region("US"))
+    celsius = re.search(r"(\d+[.,]\d+)\s*C\b", belgian)
+    assert celsius and not re.search(r"\bF\b", belgian), belgian
     assert float(celsius.group(1).replace(",", ".")) == fever.threshold_c
+    fahrenheit = re.search(r"(\d+[.,]\d+)\s*F \((\d+[.,]\d+)\s*C\)", american)
+    assert fahrenheit, american
     assert float(fahrenheit.group(1).replace(",", ".")) == fever.threshold_f
+    assert float(fahrenheit.group(2).replace(",", ".")) == fever.threshold_c
     # The Fahrenheit figure is the Celsius one converted, to one decimal.
     assert round(fever.threshold_c * 9 / 5 + 32, 1) == fever.threshold_f
 
@@ -58,11 +63,15 @@ def test_the_advice_numbers_match_the_fever_rule(language: str) -> None:
 def test_fever_page_numbers_come_from_the_rule(
     built: BuildReport, site: Site, language: str
 ) -> None:
+    """The site is written for the default region (Belgium): 38,0 C, no Fahrenheit, 112."""
     text = parse(read_built(built, fever_pages(site)[language])).text
     fever = clinical_rules().fever
+    region = default_region()
+    assert region.temperature_units == ("C",) and region.emergency_number == "112"
     decimal = "," if language in ("fr", "nl") else "."
     assert f"{fever.threshold_c:.1f}".replace(".", decimal) + " C" in text
-    assert f"{fever.threshold_f:.1f}".replace(".", decimal) + " F" in text
+    assert f"{fever.threshold_f:.1f}".replace(".", decimal) + " F" not in text
+    assert emergency_fallback(language, region) in text
 
 
 def test_every_page_carries_the_advice_in_its_banner(built: BuildReport, site: Site) -> None:

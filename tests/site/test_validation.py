@@ -94,7 +94,7 @@ def test_unknown_glossary_term(content: Path) -> None:
 
 def test_unknown_placeholder(content: Path) -> None:
     page = content / "en" / "fever.md"
-    edit(page, "{{ fever_c }}", "{{ fever_kelvin }}")
+    edit(page, "{{ fever }}", "{{ fever_kelvin }}")
     assert f"{page}: error: unknown placeholder {{{{ fever_kelvin }}}}" in failure(content)
 
 
