@@ -135,7 +135,8 @@ def test_the_printed_weeks_carry_the_planners_doses_and_blood_tests() -> None:
     assert printed.treatment_line == "Treatment: alemtuzumab"
     assert printed.fever_advice == urgent_advice("en")
     assert printed.no_answer == emergency_fallback("en")
-    assert [d for week in printed.weeks for d in week if d.is_today][0].day == TODAY
+    today = [d.day for week in printed.weeks for d in week if d.is_today]
+    assert today == [TODAY]
     pills = {p.name: p for p in printed.pills}
     assert pills[COTRIMOXAZOLE].times == "08:00, 20:00"
     assert pills[COTRIMOXAZOLE].days == "on Monday, Wednesday, Friday"
