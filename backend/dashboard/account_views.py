@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState, validate
@@ -15,8 +15,9 @@ from backend.dashboard.web import (
     current_session,
     current_user,
     refuse_change,
+    region,
     render_page,
-    save_change,
+    save_team_change,
 )
 from backend.db import get_session
 from backend.schemas import ProfileUpdate
@@ -31,7 +32,12 @@ PROFILE_FIELDS = ("phone", "language")
 logger = logging.getLogger(__name__)
 
 
-def _account_page(profile: FormState | None = None, status: int = 200) -> Any:
+@bp.get("/account", endpoint="account")
+def account_page(profile: FormState | None = None, status: int = 200) -> Any:
+    """The user's phone and language, and where they are signed in (this session marked).
+
+    ``profile``: the profile form shown again after a refusal.
+    """
     user = current_user()
     return render_page(
         "account.html",
@@ -40,12 +46,6 @@ def _account_page(profile: FormState | None = None, status: int = 200) -> Any:
         this_session=current_session().id,
         profile=profile or FormState(values={"phone": user.phone, "language": user.language}),
     )
-
-
-@bp.get("/account")
-def account() -> Any:
-    """The user's phone and language, and where they are signed in (this session marked)."""
-    return _account_page()
 
 
 @bp.post("/account/profile")
@@ -58,24 +58,20 @@ def update_profile() -> Any:
         fields["language"] = values["language"].strip()
     data, state = validate(ProfileUpdate, fields, values)
     if data is None:
-        return _account_page(state, 422)
+        return account_page(state, 422)
     user = current_user()
     try:
         set_profile(
             get_session(),
             user,
             data.model_dump(exclude_unset=True),
-            region=current_app.config["DEFAULT_REGION"],
+            region=region(),
             now=request_now(),
         )
     except ServiceError as error:
-        return refuse_change(error, values, PROFILE_FIELDS, _account_page)
-    return save_change(
-        AuditAction.UPDATE_PROFILE,
-        None,
-        f"user:{user.id}",
-        "Profile saved.",
-        url_for("dashboard.account"),
+        return refuse_change(error, values, PROFILE_FIELDS, account_page)
+    return save_team_change(
+        AuditAction.UPDATE_PROFILE, f"user:{user.id}", "Profile saved.", "dashboard.account"
     )
 
 

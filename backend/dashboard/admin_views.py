@@ -5,42 +5,50 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, flash, request, url_for
+from flask import request
 from sqlmodel import Session
 
 from backend.api import request_now
 from backend.dashboard import team_admin
 from backend.dashboard.forms import (
+    FieldKind,
     FormState,
     RoleIn,
     TeamPhonesIn,
     UserCreateIn,
     collect,
     validate,
+    validate_form,
 )
 from backend.dashboard.web import (
     admin_required,
     bp,
+    current_team,
     current_user,
+    flash_refusal,
     refuse_change,
+    region,
     render_page,
-    save_change,
+    save_team_change,
 )
 from backend.db import get_session
 from backend.errors import http_status
 from backend.services.audit import list_audit
 from backend.services.sessions import open_session_counts
 from reminders.data.errors import InvalidInput, ServiceError
-from reminders.data.models import AuditAction, Team, User
+from reminders.data.models import AuditAction, User
 
 AUDIT_PAGE_SIZE = 100
 
 T = TypeVar("T")
 
 
-def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) -> Any:
+@bp.get("/admin", endpoint="admin")
+@admin_required
+def admin_page(forms: dict[str, FormState] | None = None, status: int = 200) -> Any:
+    """The team's members and phone numbers; ``forms`` holds a form shown again after a refusal."""
     session = get_session()
-    team = session.get(Team, current_user().team_id)
+    team = current_team()
     forms = forms or {}
     forms.setdefault(
         "phones",
@@ -57,11 +65,13 @@ def _admin_page(forms: dict[str, FormState] | None = None, status: int = 200) ->
     )
 
 
-@bp.get("/admin")
-@admin_required
-def admin() -> Any:
-    """The team's members and phone numbers."""
-    return _admin_page()
+def _admin_form(name: str) -> Callable[[FormState, int], Any]:
+    """Show the admin page again with its form ``name`` in ``state`` (its refusals)."""
+
+    def show_again(state: FormState, status: int) -> Any:
+        return admin_page({name: state}, status)
+
+    return show_again
 
 
 @bp.post("/admin/users")
@@ -72,28 +82,16 @@ def create_member() -> Any:
     values = {k: request.form.get(k, "") for k in ("email", "name", "role")}
     data, state = validate(UserCreateIn, collect(request.form, fields), values)
     if data is None:
-        return _admin_page({"user": state}, 422)
-    session = get_session()
+        return admin_page({"user": state}, 422)
     try:
-        user = team_admin.add_member(
-            session,
-            session.get(Team, current_user().team_id),
-            email=data.email,
-            name=data.name,
-            role=data.role,
-            password=data.password,
-            now=request_now(),
-        )
+        user = team_admin.add_member(get_session(), current_team(), data, request_now())
     except ServiceError as error:
-        return refuse_change(
-            error, values, fields, lambda state, status: _admin_page({"user": state}, status)
-        )
-    return save_change(
+        return refuse_change(error, values, fields, _admin_form("user"))
+    return save_team_change(
         AuditAction.CREATE_USER,
-        None,
         f"user:{user.id}",
         f"{user.email} can now sign in as {user.role}.",
-        url_for("dashboard.admin"),
+        "dashboard.admin",
     )
 
 
@@ -113,12 +111,9 @@ def _member_action(
     try:
         result = change(session, member)
     except ServiceError as error:
-        session.rollback()
-        flash(error.message[0].upper() + error.message[1:] + ".", "error")
-        return _admin_page(status=http_status(error))
-    return save_change(
-        action, None, f"user:{member.id}", done(member, result), url_for("dashboard.admin")
-    )
+        flash_refusal(error)
+        return admin_page(status=http_status(error))
+    return save_team_change(action, f"user:{member.id}", done(member, result), "dashboard.admin")
 
 
 @bp.post("/admin/users/<int:user_id>/role")
@@ -173,30 +168,25 @@ def end_member_sessions(user_id: int) -> Any:
 @admin_required
 def team_phones() -> Any:
     """Set the number patients call and the on-call number (urgent alerts go there)."""
-    fields = {"care_phone": "optional", "oncall_phone": "optional"}
-    values = {k: request.form.get(k, "") for k in fields}
-    data, state = validate(TeamPhonesIn, collect(request.form, fields), values)
+    fields: dict[str, FieldKind] = {"care_phone": "optional", "oncall_phone": "optional"}
+    data, state = validate_form(TeamPhonesIn, request.form, fields)
     if data is None:
-        return _admin_page({"phones": state}, 422)
-    session = get_session()
+        return admin_page({"phones": state}, 422)
     try:
-        team_admin.set_team_phones(
-            session,
-            session.get(Team, current_user().team_id),
+        team = team_admin.set_team_phones(
+            get_session(),
+            current_team(),
             care_phone=data.care_phone,
             oncall_phone=data.oncall_phone,
-            region=current_app.config["DEFAULT_REGION"],
+            region=region(),
         )
     except ServiceError as error:
-        return refuse_change(
-            error, values, fields, lambda state, status: _admin_page({"phones": state}, status)
-        )
-    return save_change(
+        return refuse_change(error, state.values, fields, _admin_form("phones"))
+    return save_team_change(
         AuditAction.UPDATE_TEAM_PHONES,
-        None,
-        f"team:{current_user().team_id}",
+        f"team:{team.id}",
         "Team phone numbers saved.",
-        url_for("dashboard.admin"),
+        "dashboard.admin",
     )
 
 

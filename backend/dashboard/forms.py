@@ -23,7 +23,8 @@ from backend.schemas import Email, Role, Strict
 from reminders.data.errors import ServiceError
 
 M = TypeVar("M", bound=BaseModel)
-FieldKind = Literal["text", "optional", "bool", "number", "times", "date", "int"]
+#: "int_list": checkboxes of whole numbers (several values under one name).
+FieldKind = Literal["text", "optional", "bool", "number", "times", "date", "int", "int_list"]
 
 #: Friendlier words for pydantic's error types (the rest keep pydantic's message).
 _MESSAGES = {
@@ -89,10 +90,15 @@ def collect(form: MultiDict[str, str], spec: Mapping[str, FieldKind]) -> dict[st
 
     Empty optional fields are left out (so an update does not erase them);
     numbers accept a decimal comma; "times" is a list of HH:MM separated by
-    commas or spaces.
+    commas or spaces; "int_list" is left out when no box is ticked.
     """
     data: dict[str, Any] = {}
     for name, kind in spec.items():
+        if kind == "int_list":
+            ticked = form.getlist(name)
+            if ticked:
+                data[name] = [form_integer(value) for value in ticked]
+            continue
         raw = form.get(name, "")
         raw = raw.strip() if isinstance(raw, str) else raw
         if kind == "bool":
@@ -151,16 +157,32 @@ def validate(
         return None, state
 
 
+def validate_form(
+    model: type[M], form: MultiDict[str, str], fields: Mapping[str, FieldKind]
+) -> tuple[M | None, FormState]:
+    """Validate the posted ``fields`` with ``model``; the state keeps what was typed in them."""
+    values = {
+        name: form.getlist(name) if kind == "int_list" else form.get(name, "")
+        for name, kind in fields.items()
+    }
+    return validate(model, collect(form, fields), values)
+
+
+def sentence(text: str) -> str:
+    """A service's message as the pages write it: a capital first letter and a full stop."""
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 def service_error_state(
     error: ServiceError, values: Mapping[str, Any], fields: set[str]
 ) -> FormState:
     """A service refusal shown on the form: next to its field when the form has it."""
     state = FormState(values=dict(values))
-    message = error.message[0].upper() + error.message[1:]
     if error.field and error.field in fields:
-        state.errors[error.field] = message if message.endswith(".") else message + "."
+        state.errors[error.field] = sentence(error.message)
     else:
-        state.message = message if message.endswith(".") else message + "."
+        state.message = sentence(error.message)
     return state
 
 

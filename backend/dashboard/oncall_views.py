@@ -10,45 +10,54 @@ import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from flask import flash, request, url_for
+from flask import flash, request
 from werkzeug.datastructures import MultiDict
 
 from backend.api import request_now
-from backend.dashboard.forms import FormState, collect, form_integer, validate
+from backend.dashboard.forms import FieldKind, FormState, form_integer, sentence, validate_form
 from backend.dashboard.team_admin import team_users
 from backend.dashboard.web import (
     admin_required,
     bp,
+    current_team,
     current_user,
+    flash_refusal,
     refuse_change,
     render_page,
-    save_change,
+    save_team_change,
 )
 from backend.db import get_session
 from backend.schemas import ShiftIn
 from backend.services import oncall as oncall_service
 from reminders.core.escalation import CHANNELS, TARGETS, policy_to_dict
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Team
+from reminders.data.models import AuditAction
 from reminders.data.oncall import team_policy
 
-SHIFT_FIELDS = {"user_id": "int", "role": "text", "starts_at": "text", "ends_at": "text"}
+SHIFT_FIELDS: dict[str, FieldKind] = {
+    "user_id": "int",
+    "role": "text",
+    "starts_at": "text",
+    "ends_at": "text",
+}
 #: Empty rows the policy form offers below the team's steps, to add steps.
 EXTRA_STEP_ROWS = 2
-
-
-def _team() -> Team:
-    return get_session().get(Team, current_user().team_id)
 
 
 # --- the rota -----------------------------------------------------------------------------
 
 
-def _rota_page(
+@bp.get("/admin/oncall", endpoint="oncall_rota")
+@admin_required
+def rota_page(
     shift_form: FormState | None = None, zone_form: FormState | None = None, status: int = 200
 ) -> Any:
+    """Who is on call now and in the next two weeks; add and remove shifts.
+
+    ``shift_form`` and ``zone_form``: a form shown again after a refusal.
+    """
     session = get_session()
-    team = _team()
+    team = current_team()
     zone = oncall_service.team_zone(team)
     now = request_now()
     today = now.astimezone(zone).date()
@@ -94,41 +103,34 @@ def _first_day(today: date) -> date:
     return first if abs(first - today) <= timedelta(days=366) else today
 
 
-@bp.get("/admin/oncall")
-@admin_required
-def oncall_rota() -> Any:
-    """Who is on call now and in the next two weeks; add and remove shifts."""
-    return _rota_page()
-
-
 @bp.post("/admin/oncall/shifts")
 @admin_required
 def add_shift() -> Any:
     """Put a member on call, from and to local date-times in the team's time zone."""
-    values = {name: request.form.get(name, "") for name in SHIFT_FIELDS}
-    data, state = validate(ShiftIn, collect(request.form, SHIFT_FIELDS), values)
+    data, state = validate_form(ShiftIn, request.form, SHIFT_FIELDS)
     if data is None:
-        return _rota_page(shift_form=state, status=422)
-    session = get_session()
-    team = _team()
+        return rota_page(shift_form=state, status=422)
+    team = current_team()
     try:
         shift, notes = oncall_service.add_shift(
-            session, team, **data.model_dump(), actor=current_user(), now=request_now()
+            get_session(), team, **data.model_dump(), actor=current_user(), now=request_now()
         )
     except ServiceError as error:
         return refuse_change(
-            error, values, SHIFT_FIELDS, lambda s, status: _rota_page(shift_form=s, status=status)
+            error,
+            state.values,
+            SHIFT_FIELDS,
+            lambda s, status: rota_page(shift_form=s, status=status),
         )
     for note in notes:
         flash(note, "info")
     zone = oncall_service.team_zone(team)
-    return save_change(
+    return save_team_change(
         AuditAction.EDIT_ONCALL_ROTA,
-        None,
         f"shift:{shift.id}",
         f"Shift added: {shift.role} from {oncall_service.local_text(shift.starts_at, zone)} "
         f"to {oncall_service.local_text(shift.ends_at, zone)}.",
-        url_for("dashboard.oncall_rota"),
+        "dashboard.oncall_rota",
     )
 
 
@@ -141,16 +143,11 @@ def remove_shift(shift_id: int) -> Any:
     try:
         outcome = oncall_service.remove_shift(session, shift, request_now())
     except ServiceError as error:
-        session.rollback()
-        flash(error.message[0].upper() + error.message[1:] + ".", "error")
-        return _rota_page(status=409)
+        flash_refusal(error)
+        return rota_page(status=409)
     message = "Shift removed." if outcome == "deleted" else "The running shift was ended now."
-    return save_change(
-        AuditAction.EDIT_ONCALL_ROTA,
-        None,
-        f"shift:{shift_id}",
-        message,
-        url_for("dashboard.oncall_rota"),
+    return save_team_change(
+        AuditAction.EDIT_ONCALL_ROTA, f"shift:{shift_id}", message, "dashboard.oncall_rota"
     )
 
 
@@ -160,17 +157,16 @@ def rota_timezone() -> Any:
     """Write the rota in another time zone (the shifts keep their instants)."""
     values = {"timezone": request.form.get("timezone", "")}
     try:
-        team = oncall_service.set_timezone(get_session(), _team(), values["timezone"])
+        team = oncall_service.set_timezone(get_session(), current_team(), values["timezone"])
     except ServiceError as error:
         return refuse_change(
-            error, values, values, lambda s, status: _rota_page(zone_form=s, status=status)
+            error, values, values, lambda s, status: rota_page(zone_form=s, status=status)
         )
-    return save_change(
+    return save_team_change(
         AuditAction.EDIT_ONCALL_ROTA,
-        None,
         f"team:{team.id}",
         f"The rota is now written in {team.timezone}.",
-        url_for("dashboard.oncall_rota"),
+        "dashboard.oncall_rota",
     )
 
 
@@ -190,8 +186,14 @@ def _policy_values(policy: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _policy_page(form: FormState | None = None, status: int = 200) -> Any:
-    policy, is_default = team_policy(_team())
+@bp.get("/admin/escalation", endpoint="escalation_policy")
+@admin_required
+def policy_page(form: FormState | None = None, status: int = 200) -> Any:
+    """The steps an urgent alert goes through until someone acknowledges it.
+
+    ``form``: the policy form shown again after a refusal.
+    """
+    policy, is_default = team_policy(current_team())
     return render_page(
         "escalation.html",
         status,
@@ -261,51 +263,41 @@ def _form_field(field: str | None, origin: list[int]) -> str | None:
     return field if field == "repeat_every_minutes" else None
 
 
-@bp.get("/admin/escalation")
-@admin_required
-def escalation_policy() -> Any:
-    """The steps an urgent alert goes through until someone acknowledges it."""
-    return _policy_page()
-
-
 @bp.post("/admin/escalation")
 @admin_required
 def save_escalation_policy() -> Any:
     """Save the team's own policy (validated; the same as the defaults means the defaults)."""
     data, origin = policy_from_form(request.form)
     try:
-        oncall_service.set_policy(get_session(), _team(), data)
+        oncall_service.set_policy(get_session(), current_team(), data)
     except ServiceError as error:
         get_session().rollback()
         state = FormState(values=_posted_values(request.form))
         field = _form_field(error.field, origin)
         # The policy's message starts with its field ("steps[1].after_minutes must ..."):
         # next to the form's own field it reads without it.
-        message = error.message.removeprefix(error.field or "").lstrip(" :")
-        message = message[0].upper() + message[1:] + "."
+        message = sentence(error.message.removeprefix(error.field or "").lstrip(" :"))
         if field:
             state.errors[field] = message
         else:
             state.message = message
-        return _policy_page(state, 422)
-    return save_change(
-        AuditAction.UPDATE_ESCALATION_POLICY,
-        None,
-        f"policy:team:{current_user().team_id}",
-        "Escalation policy saved.",
-        url_for("dashboard.escalation_policy"),
-    )
+        return policy_page(state, 422)
+    return _policy_saved("Escalation policy saved.")
 
 
 @bp.post("/admin/escalation/reset")
 @admin_required
 def reset_escalation_policy() -> Any:
     """Follow the default policy again."""
-    oncall_service.reset_policy(get_session(), _team())
-    return save_change(
+    oncall_service.reset_policy(get_session(), current_team())
+    return _policy_saved("The team follows the default escalation policy again.")
+
+
+def _policy_saved(message: str) -> Any:
+    """Save the team's new policy with its audit row and go back to the policy page."""
+    return save_team_change(
         AuditAction.UPDATE_ESCALATION_POLICY,
-        None,
         f"policy:team:{current_user().team_id}",
-        "The team follows the default escalation policy again.",
-        url_for("dashboard.escalation_policy"),
+        message,
+        "dashboard.escalation_policy",
     )

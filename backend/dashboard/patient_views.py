@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
-from flask import Response, current_app, flash, redirect, request, url_for
+from flask import Response, current_app, redirect, request, url_for
 from pydantic import BaseModel
 
 from backend.api import request_now
@@ -24,6 +24,7 @@ from backend.dashboard.forms import (
     collect,
     local_datetime,
     validate,
+    validate_form,
 )
 from backend.dashboard.queries import (
     DOSE_REMINDER_KINDS,
@@ -43,8 +44,10 @@ from backend.dashboard.web import (
     current_user,
     not_available,
     refuse_change,
+    region,
     render_page,
     save_change,
+    save_patient_change,
 )
 from backend.db import get_session
 from backend.schemas import DischargeIn, ExpectedLevelIn, LabIn, PatientIn, PatientUpdate
@@ -98,11 +101,6 @@ EXPORT_COLUMNS = [
     "symptoms",
     "text",
 ]
-
-
-def region() -> str:
-    """The region national phone numbers are read in."""
-    return current_app.config["DEFAULT_REGION"]
 
 
 def _raw(fields: dict[str, FieldKind]) -> dict[str, Any]:
@@ -186,72 +184,6 @@ def new_patient() -> Any:
     )
 
 
-@bp.route("/patients/<int:patient_id>/edit", methods=["GET", "POST"])
-def edit_patient(patient_id: int) -> Any:
-    """Contact preferences, quiet hours, reminder times and measurements."""
-    session = get_session()
-    patient = get_patient(session, current_user().team_id, patient_id)
-    if request.method == "GET":
-        values = {name: getattr(patient, name) for name in PATIENT_FIELDS}
-        values.update(
-            {k: f"{v:%H:%M}" for k, v in values.items() if hasattr(v, "strftime")},
-            pill_times=", ".join(patient.pill_times or []),
-        )
-        return _patient_form(FormState(values=values), patient=patient)
-    values = _raw(PATIENT_FIELDS)
-    fields = collect(request.form, PATIENT_FIELDS)
-    for name in CLEARABLE:
-        fields.setdefault(name, None)
-    data, state = validate(PatientUpdate, fields, values)
-    if data is None:
-        return _patient_form(state, 422, patient)
-    try:
-        patient_service.update_patient(session, patient, data, request_now(), region=region())
-    except ServiceError as error:
-        return refuse_change(
-            error,
-            values,
-            PATIENT_FIELDS,
-            lambda state, status: _patient_form(state, status, patient),
-        )
-    return save_change(
-        AuditAction.UPDATE_PATIENT,
-        patient.id,
-        f"patient:{patient.id}",
-        "Contact preferences saved; upcoming reminders were re-planned.",
-        url_for("dashboard.patient", patient_id=patient.id),
-    )
-
-
-@bp.post("/patients/<int:patient_id>/discharge")
-def discharge_patient(patient_id: int) -> Any:
-    """Discharge the patient: SMS stop and their number is free (409 while care goes on)."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    values = {"reason": request.form.get("reason", "")}
-    data, state = validate(DischargeIn, collect(request.form, {"reason": "text"}), values)
-    if data is None:
-        return patient_page(record, {"discharge": state}, 422)
-    try:
-        discharge_service.discharge_patient(
-            session, record, current_user().id, data.reason, request_now()
-        )
-    except ServiceError as error:
-        return refuse_change(
-            error,
-            values,
-            {"reason"},
-            lambda state, status: patient_page(record, {"discharge": state}, status),
-        )
-    return save_change(
-        AuditAction.DISCHARGE_PATIENT,
-        record.id,
-        f"patient:{record.id}",
-        "Patient discharged: SMS have stopped and the phone number is free.",
-        url_for("dashboard.patient", patient_id=record.id),
-    )
-
-
 @bp.get("/patients/<int:patient_id>")
 def patient(patient_id: int) -> Any:
     """The patient page: alerts, timeline, prophylaxis, labs, temperatures, SMS, adherence."""
@@ -294,6 +226,68 @@ def patient_page(
     )
 
 
+@bp.route("/patients/<int:patient_id>/edit", methods=["GET", "POST"])
+def edit_patient(patient_id: int) -> Any:
+    """Contact preferences, quiet hours, reminder times and measurements."""
+    session = get_session()
+    patient = get_patient(session, current_user().team_id, patient_id)
+    if request.method == "GET":
+        values = {name: getattr(patient, name) for name in PATIENT_FIELDS}
+        values.update(
+            {k: f"{v:%H:%M}" for k, v in values.items() if hasattr(v, "strftime")},
+            pill_times=", ".join(patient.pill_times or []),
+        )
+        return _patient_form(FormState(values=values), patient=patient)
+    values = _raw(PATIENT_FIELDS)
+    fields = collect(request.form, PATIENT_FIELDS)
+    for name in CLEARABLE:
+        fields.setdefault(name, None)
+    data, state = validate(PatientUpdate, fields, values)
+    if data is None:
+        return _patient_form(state, 422, patient)
+    try:
+        patient_service.update_patient(session, patient, data, request_now(), region=region())
+    except ServiceError as error:
+        return refuse_change(
+            error,
+            values,
+            PATIENT_FIELDS,
+            lambda state, status: _patient_form(state, status, patient),
+        )
+    return save_patient_change(
+        AuditAction.UPDATE_PATIENT,
+        patient,
+        f"patient:{patient.id}",
+        "Contact preferences saved; upcoming reminders were re-planned.",
+    )
+
+
+DISCHARGE_FIELDS: dict[str, FieldKind] = {"reason": "text"}
+
+
+@bp.post("/patients/<int:patient_id>/discharge")
+def discharge_patient(patient_id: int) -> Any:
+    """Discharge the patient: SMS stop and their number is free (409 while care goes on)."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    data, state = validate_form(DischargeIn, request.form, DISCHARGE_FIELDS)
+    show_again = page_with_form(record, "discharge")
+    if data is None:
+        return show_again(state, 422)
+    try:
+        discharge_service.discharge_patient(
+            session, record, current_user().id, data.reason, request_now()
+        )
+    except ServiceError as error:
+        return refuse_change(error, state.values, DISCHARGE_FIELDS, show_again)
+    return save_patient_change(
+        AuditAction.DISCHARGE_PATIENT,
+        record,
+        f"patient:{record.id}",
+        "Patient discharged: SMS have stopped and the phone number is free.",
+    )
+
+
 EXPECTED_LEVEL_FIELDS: dict[str, FieldKind] = {"up_to_c": "number", "reason": "text"}
 
 
@@ -303,7 +297,7 @@ def _expected_level_defaults(record: Patient, now: datetime) -> dict[str, str]:
     return {"up_to_c": "", "reason": "", "expires_at": f"{until:%Y-%m-%dT%H:%M}"}
 
 
-def _page_with_form(record: Patient, name: str) -> Callable[[FormState, int], Any]:
+def page_with_form(record: Patient, name: str) -> Callable[[FormState, int], Any]:
     """Show the patient page again with the form ``name`` in ``state`` (its refusals)."""
 
     def show_again(state: FormState, status: int) -> Any:
@@ -324,20 +318,20 @@ def set_expected_level(patient_id: int) -> Any:
         record.timezone,
         "Enter the date and time the level ends.",
     )
-    show_again = _page_with_form(record, "expected")
+    show_again = page_with_form(record, "expected")
     if level is None:
         return show_again(state, 422)
     try:
         row = level_service.set_level(session, record, level, current_user().id, request_now())
     except ServiceError as error:
         return refuse_change(error, values, [*EXPECTED_LEVEL_FIELDS, "expires_at"], show_again)
-    return save_change(
+    return save_patient_change(
         AuditAction.SET_EXPECTED_LEVEL,
-        record.id,
+        record,
         f"expected_level:{row.id}",
         f"Expected level noted: readings up to {row.up_to_c:.1f} °C get no re-check and no"
         " low-grade alert until it ends.",
-        url_for("dashboard.patient", patient_id=record.id, _anchor="expected"),
+        anchor="expected",
     )
 
 
@@ -349,13 +343,13 @@ def end_expected_level(patient_id: int) -> Any:
     try:
         row = level_service.end_level(session, record, current_user().id, request_now())
     except ServiceError as error:
-        return refuse_change(error, {}, [], _page_with_form(record, "expected"))
-    return save_change(
+        return refuse_change(error, {}, [], page_with_form(record, "expected"))
+    return save_patient_change(
         AuditAction.END_EXPECTED_LEVEL,
-        record.id,
+        record,
         f"expected_level:{row.id}",
         "Expected level ended: slightly raised readings get their re-check and alerts again.",
-        url_for("dashboard.patient", patient_id=record.id, _anchor="expected"),
+        anchor="expected",
     )
 
 
@@ -465,13 +459,13 @@ def new_lab(patient_id: int) -> Any:
                 "lab_form.html", status, form=state, p=record, kinds=LAB_KINDS
             ),
         )
-    return save_change(
+    return save_patient_change(
         AuditAction.RECORD_LAB,
-        record.id,
+        record,
         f"lab:{row.id}",
         "Lab result recorded."
         + (f" {len(alerts)} alert(s) raised: see the patient's alerts." if alerts else ""),
-        url_for("dashboard.patient", patient_id=record.id, _anchor="labs"),
+        anchor="labs",
     )
 
 
@@ -503,10 +497,13 @@ def new_sms(patient_id: int) -> Any:
         now=now,
         urgent=True,  # typed by a person now: it is not held back by quiet hours
     )
-    audit(AuditAction.SEND_SMS, record.id, f"patient:{record.id}")
-    session.commit()
-    flash("SMS queued: it is sent within a minute.", "success")
-    return redirect(url_for("dashboard.patient", patient_id=record.id, _anchor="messages"))
+    return save_patient_change(
+        AuditAction.SEND_SMS,
+        record,
+        f"patient:{record.id}",
+        "SMS queued: it is sent within a minute.",
+        anchor="messages",
+    )
 
 
 def csv_cell(value: object) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from functools import wraps
 from typing import Any
 
 from flask import request, url_for
 from pydantic import BaseModel
+from sqlmodel import Session
 
 from backend.api import request_now
 from backend.dashboard import charts
@@ -15,8 +17,8 @@ from backend.dashboard.forms import (
     DoseIndexIn,
     FieldKind,
     FormState,
-    collect,
     validate,
+    validate_form,
 )
 from backend.dashboard.queries import regimen_name
 from backend.dashboard.web import (
@@ -26,6 +28,7 @@ from backend.dashboard.web import (
     refuse_change,
     render_page,
     save_change,
+    save_patient_change,
 )
 from backend.db import get_session
 from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, ResumeIn, StopIn
@@ -259,106 +262,100 @@ def plan(plan_id: int) -> Any:
     return _plan_page(record, patient)
 
 
+#: The change one form of the plan page makes: the request's session, the plan, its patient
+#: and the form's validated input in; the confirmation shown to the user out.
+PlanChange = Callable[[Session, Plan, Patient, Any], str]
+
+
 def _plan_action(
     plan_id: int,
     form_name: str,
     audit_action: AuditAction,
     model: type[BaseModel],
     fields: dict[str, FieldKind],
-    action: Callable[[Any, Plan, Patient, Any], object],
-    done: str,
+    change: PlanChange,
 ) -> Any:
-    """Validate one plan form, call its service, and either re-show the page or go to the patient."""
+    """Validate one plan form, make its change, and either re-show the page or go to the patient."""
     session = get_session()
     record, patient = plan_service.get_plan(session, current_user().team_id, plan_id)
-    values = {name: request.form.get(name, "") for name in fields}
-    data, state = validate(model, collect(request.form, fields), values)
+    data, state = validate_form(model, request.form, fields)
     if data is None:
         return _plan_page(record, patient, {form_name: state}, 422)
     try:
-        action(session, record, patient, data)
+        done = change(session, record, patient, data)
     except ServiceError as error:
         return refuse_change(
             error,
-            values,
+            state.values,
             fields,
             lambda state, status: _plan_page(record, patient, {form_name: state}, status),
         )
-    return save_change(
-        audit_action,
-        patient.id,
-        f"plan:{record.id}",
-        done,
-        url_for("dashboard.patient", patient_id=patient.id),
-    )
+    return save_patient_change(audit_action, patient, f"plan:{record.id}", done)
+
+
+def plan_form(
+    form_name: str, audit_action: AuditAction, model: type[BaseModel], fields: dict[str, FieldKind]
+) -> Callable[[PlanChange], Callable[[int], Any]]:
+    """Make the view of the plan page's form ``form_name`` from the change it makes.
+
+    The view validates the form with ``model``; a refusal shows the plan page again with
+    the form's errors, a change is saved with its ``audit_action`` row.
+    """
+
+    def decorate(change: PlanChange) -> Callable[[int], Any]:
+        @wraps(change)
+        def view(plan_id: int) -> Any:
+            return _plan_action(plan_id, form_name, audit_action, model, fields, change)
+
+        return view
+
+    return decorate
 
 
 @bp.post("/plans/<int:plan_id>/hold")
-def hold_plan(plan_id: int) -> Any:
+@plan_form("hold", AuditAction.HOLD_PLAN, HoldIn, {"reason": "text", "start_date": "date"})
+def hold_plan(session: Session, plan: Plan, patient: Patient, data: HoldIn) -> str:
     """Put therapy on hold: dose reminders stop at once, check-ins and pills go on."""
-    user_id, now = current_user().id, request_now()
-    return _plan_action(
-        plan_id,
-        "hold",
-        AuditAction.HOLD_PLAN,
-        HoldIn,
-        {"reason": "text", "start_date": "date"},
-        lambda s, plan, patient, data: plan_service.hold_plan(s, plan, patient, data, user_id, now),
-        "Plan on hold: dose reminders have stopped.",
-    )
+    plan_service.hold_plan(session, plan, patient, data, current_user().id, request_now())
+    return "Plan on hold: dose reminders have stopped."
 
 
 @bp.post("/plans/<int:plan_id>/resume")
-def resume_plan(plan_id: int) -> Any:
+@plan_form("resume", AuditAction.RESUME_PLAN, ResumeIn, {"resume_date": "date"})
+def resume_plan(session: Session, plan: Plan, patient: Patient, data: ResumeIn) -> str:
     """Resume a held plan; the remaining doses continue from the resume date."""
-    user_id, now = current_user().id, request_now()
-    return _plan_action(
-        plan_id,
-        "resume",
-        AuditAction.RESUME_PLAN,
-        ResumeIn,
-        {"resume_date": "date"},
-        lambda s, plan, patient, data: plan_service.resume_plan(
-            s, plan, patient, data, user_id, now
-        ),
-        "Plan resumed: dose reminders are planned again.",
-    )
+    plan_service.resume_plan(session, plan, patient, data, current_user().id, request_now())
+    return "Plan resumed: dose reminders are planned again."
 
 
 @bp.post("/plans/<int:plan_id>/extend")
-def extend_plan(plan_id: int) -> Any:
+@plan_form("extend", AuditAction.EXTEND_PLAN, ExtendIn, {"weeks": "int"})
+def extend_plan(session: Session, plan: Plan, patient: Patient, data: ExtendIn) -> str:
     """Extend therapy by whole weeks, within the regimen's limit."""
-    now = request_now()
-    return _plan_action(
-        plan_id,
-        "extend",
-        AuditAction.EXTEND_PLAN,
-        ExtendIn,
-        {"weeks": "int"},
-        lambda s, plan, patient, data: plan_service.extend_plan(s, plan, patient, data.weeks, now),
-        "Plan extended.",
-    )
+    plan_service.extend_plan(session, plan, patient, data.weeks, request_now())
+    return "Plan extended."
 
 
 @bp.post("/plans/<int:plan_id>/stop")
-def stop_plan(plan_id: int) -> Any:
+@plan_form("stop", AuditAction.STOP_PLAN, StopIn, {"reason": "text", "stopped_on": "date"})
+def stop_plan(session: Session, plan: Plan, patient: Patient, data: StopIn) -> str:
     """Stop therapy early (prophylaxis goes on until the care team stops it)."""
-    now = request_now()
-    return _plan_action(
-        plan_id,
-        "stop",
-        AuditAction.STOP_PLAN,
-        StopIn,
-        {"reason": "text", "stopped_on": "date"},
-        lambda s, plan, patient, data: plan_service.stop_plan(s, plan, patient, data, now),
-        "Plan stopped: no more dose reminders.",
-    )
+    plan_service.stop_plan(session, plan, patient, data, request_now())
+    return "Plan stopped: no more dose reminders."
+
+
+DOSE_FIELDS: dict[str, FieldKind] = {
+    "status": "text",
+    "on_date": "date",
+    "dose_mg": "number",
+    "note": "optional",
+    "confirm": "bool",
+}
 
 
 @bp.post("/plans/<int:plan_id>/doses")
 def record_dose(plan_id: int) -> Any:
     """Record a dose as given (with the amount confirmed) or missed."""
-    user_id, now = current_user().id, request_now()
     index_state = validate(DoseIndexIn, {"index": request.form.get("index", "")}, {})
     if index_state[0] is None:
         session = get_session()
@@ -366,20 +363,11 @@ def record_dose(plan_id: int) -> Any:
         state = FormState(values=dict(request.form), errors=index_state[1].errors)
         return _plan_page(record, patient, {"dose": state}, 422)
     index = index_state[0].index
-    return _plan_action(
-        plan_id,
-        "dose",
-        AuditAction.RECORD_DOSE,
-        DoseRecordIn,
-        {
-            "status": "text",
-            "on_date": "date",
-            "dose_mg": "number",
-            "note": "optional",
-            "confirm": "bool",
-        },
-        lambda s, plan, patient, data: plan_service.record_dose(
-            s, plan, patient, index, data, user_id, now
-        ),
-        f"Dose {index} recorded.",
-    )
+
+    def change(session: Session, plan: Plan, patient: Patient, data: DoseRecordIn) -> str:
+        plan_service.record_dose(
+            session, plan, patient, index, data, current_user().id, request_now()
+        )
+        return f"Dose {index} recorded."
+
+    return _plan_action(plan_id, "dose", AuditAction.RECORD_DOSE, DoseRecordIn, DOSE_FIELDS, change)

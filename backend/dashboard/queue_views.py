@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState, validate
@@ -13,6 +13,7 @@ from backend.dashboard.queries import alert_queue, users_by_id
 from backend.dashboard.web import (
     audit,
     bp,
+    current_team,
     current_user,
     refuse_change,
     render_page,
@@ -27,7 +28,7 @@ from reminders.core.escalation import default_targets
 from reminders.core.oncall_text import alert_code
 from reminders.data import alerts as alert_service
 from reminders.data.errors import ServiceError
-from reminders.data.models import Alert, AuditAction, Patient, Team
+from reminders.data.models import Alert, AuditAction, Patient
 from reminders.data.statuses import AlertEventKind
 
 #: How the alert page says each line of the timeline.
@@ -52,7 +53,7 @@ def queue() -> Any:
     session = get_session()
     page = request.args.get("page", 1, type=int)  # not a number: the first page
     now = request_now()
-    team = session.get(Team, current_user().team_id)
+    team = current_team()
     queue = alert_queue(session, team.id, now, overdue_after(), page)
     oncall = on_call_summary(session, team, now)
     audit(AuditAction.LIST_ALERTS, None, "alerts:list")  # the same row as GET /api/v1/alerts
@@ -105,10 +106,7 @@ def acknowledge_alert(alert_id: int) -> Any:
     session = get_session()
     alert = alert_service.get_alert(session, current_user().team_id, alert_id)
     alert_service.acknowledge_alert(session, alert, current_user().id, request_now())
-    audit(AuditAction.ACKNOWLEDGE_ALERT, alert.patient_id, f"alert:{alert.id}")
-    session.commit()
-    flash("Alert acknowledged.", "success")
-    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.queue"))
+    return _save_alert_change(AuditAction.ACKNOWLEDGE_ALERT, alert, "Alert acknowledged.")
 
 
 @bp.post("/alerts/<int:alert_id>/resolve")
@@ -130,10 +128,10 @@ def resolve_alert(alert_id: int) -> Any:
             ("note",),
             lambda state, status: _alert_page(alert, patient, state, status),
         )
-    return save_change(
-        AuditAction.RESOLVE_ALERT,
-        alert.patient_id,
-        f"alert:{alert.id}",
-        "Alert resolved.",
-        safe_next(request.form.get("next")) or url_for("dashboard.queue"),
-    )
+    return _save_alert_change(AuditAction.RESOLVE_ALERT, alert, "Alert resolved.")
+
+
+def _save_alert_change(action: AuditAction, alert: Alert, message: str) -> Any:
+    """:func:`save_change` for an alert: back to the page the form came from, or the queue."""
+    back = safe_next(request.form.get("next")) or url_for("dashboard.queue")
+    return save_change(action, alert.patient_id, f"alert:{alert.id}", message, back)

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import wraps
 from typing import Any
 
-from flask import Response, request, url_for
+from flask import Response, request
 
 from backend.api import request_now
-from backend.dashboard.forms import FormState, collect, service_error_state, validate
+from backend.dashboard.forms import (
+    FieldKind,
+    FormState,
+    service_error_state,
+    validate,
+    validate_form,
+)
 from backend.dashboard.patient_views import csv_cell
 from backend.dashboard.response_chart import ShareBar, format_minutes, format_share, share_chart
 from backend.dashboard.web import (
@@ -27,7 +35,7 @@ from backend.dashboard.web import (
     current_user,
     refuse_change,
     render_page,
-    save_change,
+    save_team_change,
 )
 from backend.db import get_session
 from backend.schemas_response_times import ResponseTargetsIn, ResponseTimesQuery
@@ -42,7 +50,7 @@ from reminders.core.response_times import (
 from reminders.data.errors import ServiceError
 from reminders.data.models import AuditAction, Team
 
-TARGET_FIELDS = {
+TARGET_FIELDS: dict[str, FieldKind] = {
     "urgent_acknowledge_minutes": "int",
     "high_acknowledge_minutes": "int",
     "resolve_minutes": "int",
@@ -147,23 +155,31 @@ def _bars(figures: ResponseTimes) -> list[ShareBar]:
     return bars
 
 
-def _asked_figures(team: Team) -> tuple[ResponseTimes | None, Any]:
-    """The figures of the period the query asks for, or None and the form again (422).
+def for_asked_period(view: Callable[[Team, ResponseTimes], Any]) -> Callable[[], Any]:
+    """Call ``view`` with the team and its figures for the period the query asks for.
 
-    A period the schema or the service refuses is shown next to its field; nothing is read.
+    A period the schema or the service refuses is shown next to its field (the form again,
+    422) and ``view`` is not called: nothing is read.
     """
-    values = {"from": request.args.get("from", ""), "to": request.args.get("to", "")}
-    data = {name: value.strip() for name, value in values.items() if value.strip()}
-    query, form = validate(ResponseTimesQuery, data, values)
-    if query is not None:
-        now = request_now()
-        try:
-            period = service.choose_period(query.from_, query.to, local_today(team.timezone, now))
-        except ServiceError as error:
-            form = service_error_state(error, values, set(values))
-        else:
-            return service.response_times(get_session(), team, period, now), None
-    return None, _page(team, form, None, status=422)
+
+    @wraps(view)
+    def with_figures() -> Any:
+        team = service.get_team(get_session(), current_user().team_id)
+        values = {"from": request.args.get("from", ""), "to": request.args.get("to", "")}
+        data = {name: value.strip() for name, value in values.items() if value.strip()}
+        query, form = validate(ResponseTimesQuery, data, values)
+        if query is not None:
+            now = request_now()
+            today = local_today(team.timezone, now)
+            try:
+                period = service.choose_period(query.from_, query.to, today)
+            except ServiceError as error:
+                form = service_error_state(error, values, set(values))
+            else:
+                return view(team, service.response_times(get_session(), team, period, now))
+        return _page(team, form, None, status=422)
+
+    return with_figures
 
 
 def _page(
@@ -207,15 +223,11 @@ def _page(
 
 
 @bp.get("/response-times")
-def response_times() -> Any:
+@for_asked_period
+def response_times(team: Team, figures: ResponseTimes) -> Any:
     """The team's response-time figures for a period (default: the 4 full weeks before this one)."""
-    session = get_session()
-    team = service.get_team(session, current_user().team_id)
-    figures, refusal = _asked_figures(team)
-    if figures is None:
-        return refusal
     audit(AuditAction.VIEW_RESPONSE_TIMES, None, f"team:{team.id}")
-    session.commit()
+    get_session().commit()
     return _page(team, FormState(), figures)
 
 
@@ -247,13 +259,10 @@ def export_row(timing: AlertTiming, names: dict[int, str]) -> list[str]:
 
 
 @bp.get("/response-times.csv")
-def export_response_times() -> Any:
+@for_asked_period
+def export_response_times(team: Team, figures: ResponseTimes) -> Any:
     """Every alert of the period with its times and minutes, as CSV (no patient data)."""
     session = get_session()
-    team = service.get_team(session, current_user().team_id)
-    figures, refusal = _asked_figures(team)
-    if figures is None:
-        return refusal
     names = service.names_in(session, team.id, figures)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -279,8 +288,7 @@ def update_response_targets() -> Any:
     """Set the team's targets (minutes); a refused value is shown next to its field."""
     session = get_session()
     team = service.get_team(session, current_user().team_id)
-    values = {name: request.form.get(name, "") for name in TARGET_FIELDS}
-    data, state = validate(ResponseTargetsIn, collect(request.form, TARGET_FIELDS), values)
+    data, state = validate_form(ResponseTargetsIn, request.form, TARGET_FIELDS)
 
     def show_again(state: FormState, status: int) -> Any:
         # The form again without figures: showing them would be a view with no audit row.
@@ -291,11 +299,10 @@ def update_response_targets() -> Any:
     try:
         service.set_team_targets(session, team, data.model_dump())
     except ServiceError as error:
-        return refuse_change(error, values, TARGET_FIELDS, show_again)
-    return save_change(
+        return refuse_change(error, state.values, TARGET_FIELDS, show_again)
+    return save_team_change(
         AuditAction.UPDATE_RESPONSE_TARGETS,
-        None,
         f"team:{team.id}",
         "Response-time targets saved.",
-        url_for("dashboard.response_times"),
+        "dashboard.response_times",
     )

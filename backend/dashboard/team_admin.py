@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from backend.dashboard.forms import UserCreateIn
 from backend.services.patients import normalize_phone
 from backend.services.sessions import end_user_sessions
 from backend.services.teams import create_user
@@ -37,19 +38,16 @@ def get_team_user(session: Session, team_id: int, user_id: int) -> User:
     return user
 
 
-def add_member(
-    session: Session,
-    team: Team,
-    *,
-    email: str,
-    name: str,
-    role: str,
-    password: str,
-    now: datetime,
-) -> User:
-    """Create a member of ``team`` who can sign in with ``password`` (no API token)."""
+def add_member(session: Session, team: Team, member: UserCreateIn, now: datetime) -> User:
+    """Create ``member`` in ``team``, who signs in with the password given (no API token)."""
     return create_user(
-        session, email=email, team_name=team.name, role=role, now=now, password=password, name=name
+        session,
+        email=member.email,
+        team_name=team.name,
+        role=member.role,
+        now=now,
+        password=member.password,
+        name=member.name,
     )
 
 

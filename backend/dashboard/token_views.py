@@ -15,27 +15,33 @@ from sqlmodel import Session
 
 from backend.api import request_now
 from backend.config import MAX_API_TOKEN_LIFETIME_DAYS
-from backend.dashboard.forms import (
-    FormState,
-    TokenCreateIn,
-    collect,
-    service_error_state,
-    validate,
+from backend.dashboard.forms import FieldKind, FormState, TokenCreateIn, validate_form
+from backend.dashboard.web import (
+    admin_required,
+    bp,
+    current_user,
+    flash_refusal,
+    refuse_change,
+    render_page,
 )
-from backend.dashboard.web import admin_required, bp, current_user, render_page
 from backend.db import get_session
-from backend.errors import http_status
 from backend.services import tokens
 from backend.services.tokens import IssuedToken
 from reminders.data.errors import ServiceError
 from reminders.data.models import ApiToken
 
-TOKEN_FIELDS = {"name": "text", "days": "int"}
+TOKEN_FIELDS: dict[str, FieldKind] = {"name": "text", "days": "int"}
 
 
-def _own_tokens_page(
-    form: FormState | None = None, issued: IssuedToken | None = None, status: int = 200
+@bp.get("/account/tokens", endpoint="account_tokens")
+def own_tokens_page(
+    form: FormState | None = None, status: int = 200, issued: IssuedToken | None = None
 ) -> Any:
+    """The signed-in user's API tokens, and the form to create one.
+
+    ``form``: the form shown again after a refusal (with ``status``); ``issued``: a token just
+    created, shown this once.
+    """
     default_days = current_app.config["API_TOKEN_LIFETIME_DAYS"]
     return _render(
         "tokens.html",
@@ -48,31 +54,21 @@ def _own_tokens_page(
     )
 
 
-@bp.get("/account/tokens")
-def account_tokens() -> Any:
-    """The signed-in user's API tokens, and the form to create one."""
-    return _own_tokens_page()
-
-
 @bp.post("/account/tokens")
 def create_account_token() -> Any:
     """Create a token for the signed-in user and show it, this once, in the answer."""
-    values = {name: request.form.get(name, "") for name in TOKEN_FIELDS}
-    data, state = validate(TokenCreateIn, collect(request.form, TOKEN_FIELDS), values)
+    data, state = validate_form(TokenCreateIn, request.form, TOKEN_FIELDS)
     if data is None:
-        return _own_tokens_page(state, status=422)
+        return own_tokens_page(state, status=422)
     session, user = get_session(), current_user()
     try:
         issued = tokens.create_token(
             session, user, name=data.name, now=request_now(), days=data.days, actor=user
         )
     except ServiceError as error:
-        session.rollback()
-        return _own_tokens_page(
-            service_error_state(error, values, set(TOKEN_FIELDS)), status=http_status(error)
-        )
+        return refuse_change(error, state.values, TOKEN_FIELDS, own_tokens_page)
     session.commit()
-    return _own_tokens_page(issued=issued, status=201)
+    return own_tokens_page(issued=issued, status=201)
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
@@ -119,8 +115,7 @@ def _revoke(session: Session, token: ApiToken, back: str) -> Any:
     try:
         tokens.revoke_token(session, token, request_now(), current_user())
     except ServiceError as error:
-        session.rollback()
-        flash(error.message[0].upper() + error.message[1:] + ".", "error")
+        flash_refusal(error)
         return redirect(url_for(back))
     session.commit()
     flash(f"Token “{token.name}” revoked: it no longer works.", "success")

@@ -22,6 +22,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -32,7 +33,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from backend.api import request_now
-from backend.dashboard.forms import FormState, service_error_state
+from backend.dashboard.forms import FormState, sentence, service_error_state
 from backend.dashboard.queries import open_alert_count
 from backend.db import get_session
 from backend.errors import http_status
@@ -42,7 +43,7 @@ from backend.services import sessions
 from backend.services.audit import record_audit, record_refused_access, set_channel
 from reminders.core.bsa import dose_places
 from reminders.data.errors import NotFound, ServiceError
-from reminders.data.models import AuditAction, AuditChannel, User, UserSession
+from reminders.data.models import AuditAction, AuditChannel, Patient, Team, User, UserSession
 from reminders.data.statuses import AlertStatus, OutboxStatus, PlanStatus
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 def current_user() -> User:
     """The signed-in user of this request (the gate guarantees one on private routes)."""
     return cast(User, g.dashboard_user)
+
+
+def current_team() -> Team:
+    """The signed-in user's team."""
+    return cast(Team, get_session().get(Team, current_user().team_id))
+
+
+def region() -> str:
+    """The region national phone numbers are read in."""
+    return current_app.config["DEFAULT_REGION"]
 
 
 def current_session() -> UserSession:
@@ -252,6 +263,22 @@ def save_change(
     return redirect(to)
 
 
+def save_patient_change(
+    action: AuditAction, patient: Patient, target: str, message: str, anchor: str | None = None
+) -> Response:
+    """:func:`save_change` for a change of ``patient``'s care: back to their page (at ``anchor``)."""
+    to = url_for("dashboard.patient", patient_id=patient.id, _anchor=anchor)
+    return save_change(action, patient.id, target, message, to)
+
+
+def save_team_change(action: AuditAction, target: str, message: str, endpoint: str) -> Response:
+    """:func:`save_change` for a change about no patient (the team, its members, one's account).
+
+    The user goes on to the page of ``endpoint``.
+    """
+    return save_change(action, None, target, message, url_for(endpoint))
+
+
 def refuse_change(
     error: ServiceError,
     values: Mapping[str, Any],
@@ -264,6 +291,12 @@ def refuse_change(
     """
     get_session().rollback()
     return show_again(service_error_state(error, values, set(fields)), http_status(error))
+
+
+def flash_refusal(error: ServiceError) -> None:
+    """Undo what the service began and say why on the next page (a refusal with no form)."""
+    get_session().rollback()
+    flash(sentence(error.message), "error")
 
 
 @bp.before_request

@@ -8,10 +8,11 @@ and cached; callers get frozen dataclasses, never raw dictionaries.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from reminders.core.datafiles import read_toml
 
 _HERE = Path(__file__).parent
 LANGUAGES = ("en", "fr", "nl")
@@ -125,15 +126,10 @@ class ClinicalRules:
     prophylaxis_check: ProphylaxisCheck
 
 
-def _load_toml(name: str) -> dict:
-    with (_HERE / name).open("rb") as fh:
-        return tomllib.load(fh)
-
-
 @cache
 def clinical_rules() -> ClinicalRules:
     """Return the clinical thresholds from ``clinical_rules.toml``."""
-    data = _load_toml("clinical_rules.toml")
+    data = read_toml(_HERE / "clinical_rules.toml")
     labs = data["labs"]
     return ClinicalRules(
         fever=FeverRule(
@@ -158,7 +154,7 @@ def clinical_rules() -> ClinicalRules:
 
 @cache
 def _advice() -> dict:
-    return _load_toml("advice.toml")
+    return read_toml(_HERE / "advice.toml")
 
 
 def urgent_advice(language: str) -> str:

@@ -1,4 +1,4 @@
-"""Loading the core's TOML data files into validated pydantic models.
+"""Reading the core's TOML data files, and loading them into validated pydantic models.
 
 The triage rules and the red flags are lists of entries with an ``id``; a validation
 error names the file, the entry by its id ("rule 'fever', severity: ...") and the field,
@@ -14,9 +14,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["load_validated"]
+__all__ = ["load_validated", "read_toml"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The contents of the TOML file at ``path`` (``OSError``, ``TOMLDecodeError`` as they come)."""
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
 
 
 def load_validated(path: Path, model: type[M], error: type[ValueError], entries: str) -> M:
@@ -25,8 +31,7 @@ def load_validated(path: Path, model: type[M], error: type[ValueError], entries:
     ``entries`` is the key of the list of entries (``"rule"``, ``"flag"``).
     """
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = read_toml(path)
         return model.model_validate(data)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise error(f"{path.name}: {exc}") from exc

@@ -13,13 +13,14 @@ times in.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from reminders.core.datafiles import read_toml
 
 __all__ = [
     "CHANNELS",
@@ -180,8 +181,7 @@ def targets_to_dict(targets: ResponseTargets) -> dict[str, int]:
 
 @cache
 def _defaults() -> dict[str, Any]:
-    with _FILE.open("rb") as fh:
-        return tomllib.load(fh)
+    return read_toml(_FILE)
 
 
 @cache

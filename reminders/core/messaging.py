@@ -9,7 +9,6 @@ is past its freshness limit.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from reminders.core.datafiles import read_toml
 from reminders.core.planner import PlannedEvent
 
 
@@ -82,8 +82,7 @@ class MessagePlan:
 @cache
 def message_rules() -> dict[str, tuple[MessageRule, ...]]:
     """The rules by event kind."""
-    with (Path(__file__).parent / "message_rules.toml").open("rb") as fh:
-        data = tomllib.load(fh)
+    data = read_toml(Path(__file__).parent / "message_rules.toml")
     rules: dict[str, list[MessageRule]] = {}
     for raw in data["rules"]:
         values = dict(raw)

@@ -10,12 +10,12 @@ code names no other alert. ``ACK <code>`` from a clinician's own phone acknowled
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from reminders.core.datafiles import read_toml
 from reminders.core.templates import format_temperature
 
 __all__ = [
@@ -44,8 +44,7 @@ _ACK = re.compile(r"^\s*ack\b[\s:#-]*([a-z0-9]{2,10})\s*[.!]?\s*$", re.IGNORECAS
 @cache
 def oncall_words() -> dict[str, dict[str, Any]]:
     """The words of ``oncall_words.toml`` by language; every language has the same keys."""
-    with _FILE.open("rb") as fh:
-        data = tomllib.load(fh)
+    data = read_toml(_FILE)
     reference = set(_flatten(data["en"]))
     for language, words in data.items():
         keys = set(_flatten(words))

@@ -43,6 +43,8 @@ from pydantic import (
     model_validator,
 )
 
+from reminders.core.datafiles import read_toml
+
 DEFAULT_DIRECTORY = Path(__file__).parent / "regimens"
 _VALUE_ERROR = re.compile(r"^Value error, ")
 
@@ -931,8 +933,7 @@ def _error_message(filename: str, exc: ValidationError) -> str:
 def load_regimen_file(path: Path) -> Regimen:
     """Parse and validate one regimen file; its id is the file stem."""
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = read_toml(path)
     except OSError as exc:
         raise RegimenError(f"{path.name}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_advice
+from reminders.core.datafiles import read_toml
 
 __all__ = [
     "AUTO_PLACEHOLDERS",
@@ -141,8 +142,7 @@ def _parsed_placeholders(text: str) -> frozenset[str]:
 def _load_language(language: str) -> dict[str, Template]:
     path = _MESSAGES / f"{language}.toml"
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = read_toml(path)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise TemplateError(f"{path.name}: {exc}") from exc
     templates = {}

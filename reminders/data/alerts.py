@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import Session, select
 
+from reminders.data.db import add_and_flush
 from reminders.data.errors import Conflict, NotFound
 from reminders.data.models import Alert, AlertEvent, OutboundMessage, Patient
 from reminders.data.statuses import AlertEventKind, AlertStatus, OutboxStatus
@@ -47,9 +48,7 @@ def raise_alert(
         dedupe_key=dedupe_key,
         created_at=now,
     )
-    session.add(alert)
-    session.flush()
-    return alert
+    return add_and_flush(session, alert)
 
 
 def record_event(
@@ -81,13 +80,8 @@ def cancel_unsent_pages(session: Session, alert_id: int) -> int:
 
 def alert_timeline(session: Session, alert_id: int) -> list[AlertEvent]:
     """Alert ``alert_id``'s timeline, oldest first."""
-    return list(
-        session.exec(
-            select(AlertEvent)
-            .where(AlertEvent.alert_id == alert_id)
-            .order_by(AlertEvent.at, AlertEvent.id)
-        ).all()
-    )
+    timeline = select(AlertEvent).where(AlertEvent.alert_id == alert_id)
+    return list(session.exec(timeline.order_by(AlertEvent.at, AlertEvent.id)).all())
 
 
 def urgency_order() -> tuple[Any, ...]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -23,6 +23,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+R = TypeVar("R")
 
 
 def make_engine(url: str, *, connect_timeout: float | None = None, **kwargs: Any) -> Engine:
@@ -130,6 +132,13 @@ def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def add_and_flush(session: Session, row: R) -> R:
+    """Add ``row`` to ``session`` and flush it, so that it has its id; return it."""
+    session.add(row)
+    session.flush()
+    return row
 
 
 #: What a client should wait before trying again while the database is unreachable

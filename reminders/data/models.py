@@ -1,6 +1,7 @@
 """The SQLModel tables: teams, users, sessions, sign-in counters, patients, plans, labs, alerts, SMS,
 audit.
 
+Every table has an integer primary key ``id`` (:class:`TableBase`).
 Every datetime column is :class:`UTCDateTime`: stored as UTC and returned
 timezone-aware on SQLite and PostgreSQL alike. Dates without a time (a plan's
 start, a hold's resume date) are the patient's local calendar dates.
@@ -75,6 +76,20 @@ def json_field(factory: Any = None, *, nullable: bool = False) -> Any:
     return Field(default_factory=factory, sa_column=Column(JSON, nullable=nullable))
 
 
+def user_ref() -> Any:
+    """A nullable reference to a care-team user: who did something, or who was paged.
+
+    None when no user did it (an operator at the command line, the team's fallback number).
+    """
+    return Field(default=None, foreign_key="user.id")
+
+
+class TableBase(SQLModel):
+    """What every table shares: an integer primary key ``id``, None until the row is inserted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
 #: The largest id an INTEGER column holds on both engines (SQLite's is larger).
 MAX_ID = 2**31 - 1
 
@@ -82,7 +97,7 @@ MAX_ID = 2**31 - 1
 # --- care teams -------------------------------------------------------------------------
 
 
-class Team(SQLModel, table=True):
+class Team(TableBase, table=True):
     """A care team: its patients, users, the number patients call and the on-call number.
 
     ``oncall_phone`` is the team's fallback number (a ward or switchboard phone that is
@@ -92,7 +107,6 @@ class Team(SQLModel, table=True):
     the defaults of ``reminders/core/clinical_rules.toml``.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=120, unique=True)
     care_phone: str | None = Field(
         default=None, max_length=20, description="E.164 number patients call"
@@ -104,10 +118,9 @@ class Team(SQLModel, table=True):
     created_at: datetime = utc_field()
 
 
-class User(SQLModel, table=True):
+class User(TableBase, table=True):
     """A care-team member (nurse, physician, admin)."""
 
-    id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id", index=True)
     email: str = Field(max_length=254, unique=True)
     name: str = Field(default="", max_length=120)
@@ -123,7 +136,7 @@ class User(SQLModel, table=True):
     created_at: datetime = utc_field()
 
 
-class LoginThrottle(SQLModel, table=True):
+class LoginThrottle(TableBase, table=True):
     """Failed sign-ins of one account from one client: how long it must wait (issue 12).
 
     One row per pair of HMAC-SHA256 keys (the app's ``SECRET_KEY``): ``account_key`` of
@@ -136,7 +149,6 @@ class LoginThrottle(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("account_key", "address_key", name="uq_loginthrottle_pair"),)
 
-    id: int | None = Field(default=None, primary_key=True)
     account_key: str = Field(max_length=64)
     address_key: str = Field(max_length=64)
     #: Failures in a row since the last success (for the ``*`` row: in the current window).
@@ -148,7 +160,7 @@ class LoginThrottle(SQLModel, table=True):
     last_success_at: datetime | None = utc_field(nullable=True)
 
 
-class ApiToken(SQLModel, table=True):
+class ApiToken(TableBase, table=True):
     """A named bearer token for the JSON API: shown once, expiring, revocable.
 
     Only the SHA-256 digest of the token is stored, so a database leak does not leak
@@ -159,13 +171,12 @@ class ApiToken(SQLModel, table=True):
     Statuses (active, expired, revoked) are derived: ``backend.services.tokens``.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     token_hash: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=80)
     prefix: str | None = Field(default=None, max_length=8)
     created_at: datetime = utc_field()
-    created_by_user_id: int | None = Field(default=None, foreign_key="user.id")
+    created_by_user_id: int | None = user_ref()
     expires_at: datetime = utc_field()
     last_used_at: datetime | None = utc_field(nullable=True)
     revoked_at: datetime | None = utc_field(nullable=True)
@@ -184,7 +195,7 @@ class SessionEnd(StrEnum):
     REPLACED = "replaced"
 
 
-class UserSession(SQLModel, table=True):
+class UserSession(TableBase, table=True):
     """A signed-in dashboard session, checked on every request (``backend.services.sessions``).
 
     The browser's cookie holds a random session id; only its SHA-256 digest is stored, so
@@ -194,7 +205,6 @@ class UserSession(SQLModel, table=True):
     header itself; no address is kept.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     id_hash: str = Field(max_length=64, unique=True)
     device: str = Field(default="", max_length=80)
@@ -213,7 +223,7 @@ class UserSession(SQLModel, table=True):
 ACTIVE_PATIENT = text("discharged_at IS NULL")
 
 
-class Patient(SQLModel, table=True):
+class Patient(TableBase, table=True):
     """A patient, their contact preferences and body measurements.
 
     A phone number belongs to at most one active patient in the whole installation
@@ -233,7 +243,6 @@ class Patient(SQLModel, table=True):
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id", index=True)
     display_name: str = Field(max_length=120)
     hospital_ref: str | None = Field(default=None, max_length=40)
@@ -256,14 +265,13 @@ class Patient(SQLModel, table=True):
     updated_at: datetime = utc_field()
     #: Set when the team discharges the patient: no more SMS, and the number is free.
     discharged_at: datetime | None = utc_field(nullable=True)
-    discharged_by: int | None = Field(default=None, foreign_key="user.id")
+    discharged_by: int | None = user_ref()
     discharge_reason: str | None = Field(default=None, max_length=500)
 
 
-class Plan(SQLModel, table=True):
+class Plan(TableBase, table=True):
     """A regimen started for a patient on a date; holds, outcomes and labs shape it."""
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     regimen_id: str = Field(max_length=64)
     options: dict[str, Any] = json_field(dict)
@@ -272,41 +280,39 @@ class Plan(SQLModel, table=True):
     extension_weeks: int = 0
     stopped_on: date | None = None
     stop_reason: str | None = Field(default=None, max_length=500)
-    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_by: int | None = user_ref()
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
 
 
-class PlanHold(SQLModel, table=True):
+class PlanHold(TableBase, table=True):
     """Therapy put on hold from ``start_date`` until ``resume_date`` (open while None)."""
 
-    id: int | None = Field(default=None, primary_key=True)
     plan_id: int = Field(foreign_key="plan.id", index=True)
     start_date: date
     resume_date: date | None = None
     reason: str = Field(max_length=500)
-    created_by: int | None = Field(default=None, foreign_key="user.id")
-    resumed_by: int | None = Field(default=None, foreign_key="user.id")
+    created_by: int | None = user_ref()
+    resumed_by: int | None = user_ref()
     created_at: datetime = utc_field()
 
 
-class DoseRecord(SQLModel, table=True):
+class DoseRecord(TableBase, table=True):
     """A dose recorded by the care team as given (with the confirmed amount) or missed."""
 
     __table_args__ = (UniqueConstraint("plan_id", "dose_index"),)
 
-    id: int | None = Field(default=None, primary_key=True)
     plan_id: int = Field(foreign_key="plan.id", index=True)
     dose_index: int
     status: str = Field(max_length=10)
     on_date: date
     dose_mg: float | None = None
     note: str | None = Field(default=None, max_length=500)
-    recorded_by: int | None = Field(default=None, foreign_key="user.id")
+    recorded_by: int | None = user_ref()
     recorded_at: datetime = utc_field()
 
 
-class ProphylaxisCourse(SQLModel, table=True):
+class ProphylaxisCourse(TableBase, table=True):
     """Infection-prevention pills: dose and times as the care team entered them.
 
     A course never ends by itself: only a care-team user sets ``stopped_on``.
@@ -320,7 +326,6 @@ class ProphylaxisCourse(SQLModel, table=True):
         UniqueConstraint("plan_id", "regimen_entry", name="uq_prophylaxiscourse_plan_entry"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     plan_id: int | None = Field(default=None, foreign_key="plan.id", index=True)
     drug: str = Field(max_length=60)
@@ -332,36 +337,35 @@ class ProphylaxisCourse(SQLModel, table=True):
     cd4_rule: bool = False
     status: str = Field(default=CourseStatus.ACTIVE, max_length=20)
     stopped_on: date | None = None
-    stopped_by: int | None = Field(default=None, foreign_key="user.id")
+    stopped_by: int | None = user_ref()
     stop_note: str | None = Field(default=None, max_length=500)
     #: The regimen's prophylaxis entry this course was proposed for (None: entered by hand).
     regimen_entry: str | None = Field(default=None, max_length=64)
     confirmed_at: datetime | None = utc_field(nullable=True)
-    confirmed_by: int | None = Field(default=None, foreign_key="user.id")
+    confirmed_by: int | None = user_ref()
     declined_at: datetime | None = utc_field(nullable=True)
-    declined_by: int | None = Field(default=None, foreign_key="user.id")
+    declined_by: int | None = user_ref()
     decline_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = utc_field()
 
 
-class LabResult(SQLModel, table=True):
+class LabResult(TableBase, table=True):
     """A laboratory result: CMV PCR (copies/mL), CD4 (cells/uL) or ANC (cells/uL)."""
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     kind: str = Field(max_length=20)
     value: float
     unit: str = Field(max_length=20)
     taken_at: datetime = utc_field()
     note: str | None = Field(default=None, max_length=500)
-    recorded_by: int | None = Field(default=None, foreign_key="user.id")
+    recorded_by: int | None = user_ref()
     recorded_at: datetime = utc_field()
 
 
 # --- alerts -----------------------------------------------------------------------------
 
 
-class Alert(SQLModel, table=True):
+class Alert(TableBase, table=True):
     """Something the care team must look at, with who acknowledged and resolved it."""
 
     __table_args__ = (
@@ -369,7 +373,6 @@ class Alert(SQLModel, table=True):
         Index("ix_alert_team_status", "team_id", "status"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id")
     patient_id: int = Field(foreign_key="patient.id", index=True)
     severity: str = Field(max_length=10)
@@ -381,29 +384,28 @@ class Alert(SQLModel, table=True):
     status: str = Field(default=AlertStatus.OPEN, max_length=20)
     created_at: datetime = utc_field()
     acknowledged_at: datetime | None = utc_field(nullable=True)
-    acknowledged_by: int | None = Field(default=None, foreign_key="user.id")
+    acknowledged_by: int | None = user_ref()
     resolved_at: datetime | None = utc_field(nullable=True)
-    resolved_by: int | None = Field(default=None, foreign_key="user.id")
+    resolved_by: int | None = user_ref()
     resolution_note: str | None = Field(default=None, max_length=1000)
     oncall_notified_at: datetime | None = utc_field(nullable=True)
     escalation_count: int = 0
 
 
-class AlertEvent(SQLModel, table=True):
+class AlertEvent(TableBase, table=True):
     """One line of an alert's timeline: a page queued, its outcome, an acknowledgement.
 
     No phone number and no message text: the page's outbox row (``outbound_id``) holds
     those; ``target`` says whether it was the primary, the backup or the fallback.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)
     at: datetime = utc_field()
     event: str = Field(max_length=20)
     step: int | None = None
     channel: str | None = Field(default=None, max_length=10)
     target: str | None = Field(default=None, max_length=10)
-    user_id: int | None = Field(default=None, foreign_key="user.id")
+    user_id: int | None = user_ref()
     outcome: str | None = Field(default=None, max_length=20)
     outbound_id: int | None = Field(default=None, foreign_key="outboundmessage.id")
     detail: str | None = Field(default=None, max_length=200)
@@ -412,7 +414,7 @@ class AlertEvent(SQLModel, table=True):
 # --- on-call rota -------------------------------------------------------------------------
 
 
-class OnCallShift(SQLModel, table=True):
+class OnCallShift(TableBase, table=True):
     """Who is on call for a team, as primary or backup, from ``starts_at`` to ``ends_at``.
 
     Stored in UTC; entered and shown in the team's time zone. Shifts of one role may
@@ -421,17 +423,16 @@ class OnCallShift(SQLModel, table=True):
 
     __table_args__ = (Index("ix_oncallshift_team_ends", "team_id", "ends_at"),)
 
-    id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id")
     user_id: int = Field(foreign_key="user.id")
     role: str = Field(max_length=10)
     starts_at: datetime = utc_field()
     ends_at: datetime = utc_field()
-    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_by: int | None = user_ref()
     created_at: datetime = utc_field()
 
 
-class ExpectedLevel(SQLModel, table=True):
+class ExpectedLevel(TableBase, table=True):
     """A care-team note that a patient's low-grade temperature is expected (after an infusion).
 
     Until ``expires_at`` (or ``ended_at``), a reading below ``up_to_c`` quiets the
@@ -439,22 +440,21 @@ class ExpectedLevel(SQLModel, table=True):
     never a red flag (the services refuse such a level).
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     team_id: int = Field(foreign_key="team.id")
     up_to_c: float
     reason: str = Field(max_length=500)
     expires_at: datetime = utc_field()
-    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_by: int | None = user_ref()
     created_at: datetime = utc_field()
     ended_at: datetime | None = utc_field(nullable=True)
-    ended_by: int | None = Field(default=None, foreign_key="user.id")
+    ended_by: int | None = user_ref()
 
 
 # --- messages and conversations ---------------------------------------------------------
 
 
-class OutboundMessage(SQLModel, table=True):
+class OutboundMessage(TableBase, table=True):
     """The SMS outbox: one row per message to send, claimed and sent by a dispatcher.
 
     ``dedupe_key`` makes materialisation idempotent (a planning pass may run twice);
@@ -466,7 +466,6 @@ class OutboundMessage(SQLModel, table=True):
         Index("ix_outbound_status_next_attempt", "status", "next_attempt_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id")
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
     alert_id: int | None = Field(default=None, foreign_key="alert.id")
@@ -477,7 +476,7 @@ class OutboundMessage(SQLModel, table=True):
     #: SMS or a voice call (an on-call page); a call reads out ``body``.
     channel: str = Field(default=Channel.SMS, max_length=10)
     #: The clinician paged (recipient ``clinician``): a key press on the call acknowledges as them.
-    user_id: int | None = Field(default=None, foreign_key="user.id")
+    user_id: int | None = user_ref()
     kind: str = Field(max_length=40)
     dedupe_key: str = Field(max_length=200)
     body: str
@@ -501,7 +500,7 @@ class OutboundMessage(SQLModel, table=True):
     expects: str | None = Field(default=None, max_length=20)
 
 
-class PlanningPass(SQLModel, table=True):
+class PlanningPass(TableBase, table=True):
     """A committed planning pass over all patients: how far the outbox is planned.
 
     Written in the pass's own transaction, so a row exists only if the pass's messages
@@ -511,7 +510,6 @@ class PlanningPass(SQLModel, table=True):
     (``reminders.planning.replan_patient``), looking back in full.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     #: The ``now`` of the pass (a pass only trusts passes made at or before its own now).
     planned_at: datetime = utc_field(index=True)
     planned_from: datetime = utc_field()
@@ -519,10 +517,9 @@ class PlanningPass(SQLModel, table=True):
     rows_written: int = 0
 
 
-class InboundMessage(SQLModel, table=True):
+class InboundMessage(TableBase, table=True):
     """An SMS received from a patient; ``provider_sid`` (Twilio MessageSid) is unique."""
 
-    id: int | None = Field(default=None, primary_key=True)
     provider_sid: str = Field(max_length=64, unique=True)
     team_id: int | None = Field(default=None, foreign_key="team.id")
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
@@ -533,12 +530,11 @@ class InboundMessage(SQLModel, table=True):
     received_at: datetime = utc_field()
 
 
-class CheckIn(SQLModel, table=True):
+class CheckIn(TableBase, table=True):
     """One symptom check-in conversation: temperature, then the symptom menu."""
 
     __table_args__ = (UniqueConstraint("patient_id", "event_key"),)
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     plan_id: int | None = Field(default=None, foreign_key="plan.id")
     event_key: str = Field(max_length=100)
@@ -554,10 +550,9 @@ class CheckIn(SQLModel, table=True):
     closed_at: datetime | None = utc_field(nullable=True)
 
 
-class SymptomReport(SQLModel, table=True):
+class SymptomReport(TableBase, table=True):
     """What a patient reported (by SMS or through a nurse), with its triage result."""
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
     reported_at: datetime = utc_field(index=True)
@@ -571,12 +566,11 @@ class SymptomReport(SQLModel, table=True):
     rule_ids: list[str] = json_field(list)
 
 
-class PillConfirmation(SQLModel, table=True):
+class PillConfirmation(TableBase, table=True):
     """A patient confirmed (TAKEN) a prophylaxis intake: the basis of adherence."""
 
     __table_args__ = (UniqueConstraint("patient_id", "event_key"),)
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     course_id: int | None = Field(default=None, foreign_key="prophylaxiscourse.id")
     event_key: str = Field(max_length=100)
@@ -677,7 +671,7 @@ class AuditChannel(StrEnum):
     PHONE = "phone"
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(TableBase, table=True):
     """Who viewed or changed which patient, when and through which channel.
 
     No health data, no SMS text: ids, an :class:`AuditAction` and a short target such as
@@ -686,9 +680,8 @@ class AuditEvent(SQLModel, table=True):
     by migration 0008) refuse ``UPDATE`` and ``DELETE`` from any client.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     at: datetime = utc_field(index=True)
-    user_id: int | None = Field(default=None, foreign_key="user.id")
+    user_id: int | None = user_ref()
     team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
     action: str = Field(max_length=60)

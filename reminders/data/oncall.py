@@ -24,18 +24,19 @@ from reminders.data.statuses import OnCallRole
 
 logger = logging.getLogger(__name__)
 
+#: A shift on the rota and the clinician who holds it.
+ShiftHolder = tuple[OnCallShift, User]
+
 
 @dataclass(frozen=True)
 class OnCallNow:
     """The rota at one moment: the primary's and backup's shift and user (None when unfilled)."""
 
-    primary: tuple[OnCallShift, User] | None
-    backup: tuple[OnCallShift, User] | None
+    primary: ShiftHolder | None
+    backup: ShiftHolder | None
 
 
-def on_call(
-    session: Session, team_id: int, role: OnCallRole, at: datetime
-) -> tuple[OnCallShift, User] | None:
+def on_call(session: Session, team_id: int, role: OnCallRole, at: datetime) -> ShiftHolder | None:
     """The shift of ``role`` covering ``at`` and its clinician, if an active user of the team holds it.
 
     Shifts may overlap at a handover: the one that started last wins (ties: the newest
