@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_advice
+from reminders.core.datafiles import read_toml
 from reminders.core.dates import resolve_wall_time
 from reminders.core.ical import CalendarEvent
 from reminders.core.planner import (
@@ -121,8 +122,7 @@ def calendar_words(language: str) -> CalendarWords:
         raise ValueError(f"no calendar words for language {language!r}")
     path = _WORDS / f"{language}.toml"
     try:
-        with path.open("rb") as fh:
-            return CalendarWords.model_validate(tomllib.load(fh))
+        return CalendarWords.model_validate(read_toml(path))
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ValueError(f"{path.name}: {exc}") from exc
 

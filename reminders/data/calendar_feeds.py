@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
+from reminders.data.db import add_and_flush
 from reminders.data.errors import Conflict, InvalidInput, NotFound
 from reminders.data.models import CalendarFeed, Patient
 
@@ -100,9 +101,7 @@ def create_feed(
         created_by=user_id,
         created_at=now,
     )
-    session.add(row)
-    session.flush()
-    return IssuedFeed(row=row, token=token)
+    return IssuedFeed(row=add_and_flush(session, row), token=token)
 
 
 def get_feed(session: Session, patient_id: int, feed_id: int) -> CalendarFeed:

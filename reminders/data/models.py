@@ -779,7 +779,7 @@ for _table, (_column, _kind) in STATUS_COLUMNS.items():
 # --- the treatment calendar's private feeds (issue 15, item 7) --------------------------
 
 
-class CalendarFeed(SQLModel, table=True):
+class CalendarFeed(TableBase, table=True):
     """A private iCalendar link to a patient's doses and blood tests, for a family's phone.
 
     The link carries a random token; only its SHA-256 digest is stored (like
@@ -790,12 +790,11 @@ class CalendarFeed(SQLModel, table=True):
     most once an hour (:mod:`reminders.data.calendar_feeds`).
     """
 
-    id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     token_hash: str = Field(max_length=64, unique=True)
     label: str = Field(max_length=80)
-    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_by: int | None = user_ref()
     created_at: datetime = utc_field()
     revoked_at: datetime | None = utc_field(nullable=True)
-    revoked_by: int | None = Field(default=None, foreign_key="user.id")
+    revoked_by: int | None = user_ref()
     last_fetched_at: datetime | None = utc_field(nullable=True)
