@@ -27,7 +27,7 @@ from reminders.core.treatment_calendar import (
     printable_calendar,
 )
 from reminders.data.calendar_feeds import find_feed, note_fetch
-from reminders.data.models import Patient, ProphylaxisCourse, Team
+from reminders.data.models import Patient, Plan, ProphylaxisCourse, Team
 from reminders.data.plans import current_plan
 from reminders.rendering import display_phone
 from reminders.specs import build_prophylaxis_spec, load_plan_spec
@@ -50,38 +50,40 @@ def team_phone(team: Team) -> str:
     return display_phone(team.care_phone) if team.care_phone else team.name
 
 
-def _specs(session: Session, patient: Patient) -> tuple[PlanSpec | None, list[ProphylaxisSpec]]:
-    """The current plan's spec (None without a plan) and the prescribed courses' specs."""
+def _plan_spec(session: Session, patient: Patient) -> tuple[Plan | None, PlanSpec | None]:
+    """The patient's current plan and its spec (None, None without a plan)."""
     plan = current_plan(session, patient.id)
-    spec = load_plan_spec(session, plan, patient) if plan is not None else None
+    return plan, load_plan_spec(session, plan, patient) if plan is not None else None
+
+
+def _course_specs(session: Session, patient: Patient) -> list[ProphylaxisSpec]:
+    """The specs of the patient's prescribed prophylaxis courses."""
     courses = session.exec(
         select(ProphylaxisCourse)
         .where(ProphylaxisCourse.patient_id == patient.id)
         .order_by(ProphylaxisCourse.id)
     ).all()
     # Proposed and declined courses were never prescribed: no tablet to show.
-    prescribed = [
+    return [
         build_prophylaxis_spec(c, patient.timezone)
         for c in courses
         if c.status in (CourseStatus.ACTIVE, CourseStatus.STOPPED)
     ]
-    return spec, prescribed
 
 
 def print_page(session: Session, patient: Patient, now: datetime) -> PrintPage:
     """The printed calendar of ``patient`` from the local day of ``now``."""
-    spec, courses = _specs(session, patient)
+    _, spec = _plan_spec(session, patient)
     team = session.get(Team, patient.team_id)
     calendar = printable_calendar(
         spec,
-        courses,
+        _course_specs(session, patient),
         today=local_today(patient.timezone, now),
         timezone=patient.timezone,
         language=patient.language,
         discreet=patient.discreet,
     )
-    phone = display_phone(team.care_phone) if team.care_phone else None
-    return PrintPage(calendar, team.name, phone)
+    return PrintPage(calendar, team.name, team_phone(team) if team.care_phone else None)
 
 
 def feed_document(session: Session, token: str, now: datetime) -> str | None:
@@ -95,8 +97,7 @@ def feed_document(session: Session, token: str, now: datetime) -> str | None:
         return None
     feed, patient = found
     note_fetch(session, feed, now)
-    plan = current_plan(session, patient.id)
-    spec = load_plan_spec(session, plan, patient) if plan is not None else None
+    plan, spec = _plan_spec(session, patient)
     events = feed_events(
         spec,
         today=local_today(patient.timezone, now),
