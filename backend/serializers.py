@@ -242,15 +242,6 @@ def profile_out(user: User) -> ProfileOut:
 
 def expected_level_out(note: ExpectedLevelNote, patient_id: int, now: datetime) -> ExpectedLevelOut:
     """An expected level with its state at ``now``."""
-    return ExpectedLevelOut(
-        id=note.id,
-        patient_id=patient_id,
-        up_to_c=note.up_to_c,
-        reason=note.reason,
-        noted_by=note.noted_by,
-        created_at=note.created_at,
-        expires_at=note.expires_at,
-        ended_at=note.ended_at,
-        ended_by=note.ended_by,
-        state=note.state(now).value,
+    return from_attributes(
+        ExpectedLevelOut, note, patient_id=patient_id, state=note.state(now).value
     )

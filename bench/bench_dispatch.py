@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,23 +45,20 @@ from sqlalchemy.engine import Engine
 from twilio.rest import Client
 
 from bench.common import (
-    PYTHON,
-    REPO_ROOT,
     STATUS_CALLBACK,
     FakeTwilioProcess,
     Stopwatch,
     bench_engine,
-    dispatcher_environment,
     format_table,
-    machine_summary,
+    headline,
     phone_of,
     postgres_database,
-    postgres_version,
     reminder_body,
     seed_due_messages,
     seed_population,
     spread,
     sqlite_database,
+    start_dispatcher,
     status_counts,
 )
 from reminders.data.models import OutboundMessage
@@ -160,13 +156,10 @@ def process_run(
 ) -> Run:
     """``processes`` × ``flask reminders dispatch --once`` side by side."""
     _backlog(engine, count, datetime.now(UTC) - timedelta(minutes=1))
-    env = dispatcher_environment(url, fake.base_url)
-    flask = str(Path(PYTHON).with_name("flask"))
-    command = [flask, "--app", "backend", "reminders", "dispatch", "--once"]
-    command += ["--threads", str(threads)]
+    options = ("--once", "--threads", str(threads))
     before = fake.accepted()
     with Stopwatch() as sw:
-        children = [subprocess.Popen(command, cwd=REPO_ROOT, env=env) for _ in range(processes)]
+        children = [start_dispatcher(url, fake.base_url, *options) for _ in range(processes)]
         codes = [child.wait() for child in children]
     if any(codes):
         raise RuntimeError(f"a dispatcher exited with {codes}")
@@ -223,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the benchmark, print the table and return its rows (for the smoke test)."""
     args = parse_args(argv)
     count = QUICK_MESSAGES if args.quick else args.messages
-    print(f"Dispatch benchmark on {machine_summary()}; PostgreSQL {postgres_version()}", flush=True)
+    print(headline("Dispatch", postgres=True), flush=True)
     print(f"{count:,} messages, {args.threads} threads per sender", flush=True)
     baselines: list[Run] = []
     paths: dict[str, list[Run]] = {}

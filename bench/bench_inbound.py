@@ -50,7 +50,7 @@ from bench.common import (
     bench_engine,
     count_rows,
     format_table,
-    machine_summary,
+    headline,
     no_proxy_environment,
     phone_of,
     seed_open_checkins,
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     seconds, patients = (3, 3_000) if args.quick else (args.seconds, args.patients)
     connections = args.connections or args.workers * args.threads
-    print(f"Inbound benchmark on {machine_summary()}", flush=True)
+    print(headline("Inbound"), flush=True)
     worker_class = f" --worker-class {args.worker_class}" if args.worker_class else ""
     print(
         f"gunicorn --workers {args.workers} --threads {args.threads}{worker_class}; "

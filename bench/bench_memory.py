@@ -37,24 +37,23 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from bench.common import (
-    PYTHON,
     REPO_ROOT,
     FakeTwilioProcess,
     bench_engine,
     count_rows,
+    dispatcher_environment,
     format_table,
-    machine_summary,
+    headline,
     no_proxy_environment,
     postgres_database,
+    reminders_command,
     seed_due_messages,
     seed_population,
     sqlite_database,
 )
 from reminders.data.models import OutboundMessage
-from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID
 
 TARGET_MB = 300.0
-FLASK = str(Path(PYTHON).with_name("flask"))
 
 
 def _env(url: str, **extra: str) -> dict[str, str]:
@@ -100,7 +99,7 @@ def clock_peak(engine: Engine, url: str, timeout: float) -> list[dict[str, Any]]
     """Run the clock until its first planning pass is committed; its and its workers' peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [FLASK, "--app", "backend", "reminders", "clock"],
+        reminders_command("clock"),
         cwd=REPO_ROOT,
         env=_env(url, SMS_BACKEND="console"),
         stderr=subprocess.DEVNULL,
@@ -161,17 +160,9 @@ def dispatcher_peak(engine: Engine, url: str, backlog: int) -> dict[str, Any]:
     with FakeTwilioProcess() as fake:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [FLASK, "--app", "backend", "reminders", "dispatch", "--once"],
+            reminders_command("dispatch", "--once"),
             cwd=REPO_ROOT,
-            env=_env(
-                url,
-                SMS_BACKEND="twilio",
-                TWILIO_ACCOUNT_SID=FAKE_ACCOUNT_SID,
-                TWILIO_AUTH_TOKEN=FAKE_AUTH_TOKEN,
-                TWILIO_FROM_NUMBER=FROM_VALID,
-                TWILIO_API_BASE_URL=fake.base_url,
-                PUBLIC_BASE_URL="https://companion.example",
-            ),
+            env=dispatcher_environment(url, fake.base_url) | {"PYTHONUNBUFFERED": "1"},
             stderr=subprocess.DEVNULL,
         )
         code, peak = _watch(process)
@@ -215,7 +206,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the benchmark, print the table and return its rows (for the smoke test)."""
     args = parse_args(argv)
     patients, backlog = (5_000, 500) if args.quick else (args.patients, args.backlog)
-    print(f"Memory benchmark on {machine_summary()}", flush=True)
+    print(headline("Memory"), flush=True)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-memory-", dir=args.workdir) as tmp:
         print("SQLite", flush=True)

@@ -63,22 +63,19 @@ from bench.bench_inbound import (
 )
 from bench.common import (
     ACCENTED_NAMES,
-    PYTHON,
-    REPO_ROOT,
     FakeTwilioProcess,
     bench_engine,
     child_pids,
     count_rows,
     cpu_seconds,
-    dispatcher_environment,
     format_table,
-    machine_summary,
+    headline,
     phone_of,
     postgres_database,
-    postgres_version,
     seed_open_checkins,
     seed_population,
     sqlite_database,
+    start_dispatcher,
 )
 from reminders.data.models import OutboundMessage
 from tests.twilio_fake import FAKE_AUTH_TOKEN, FROM_VALID, inbound_sms_params, twilio_signature
@@ -197,25 +194,15 @@ def start_dispatchers(
     url: str, fake: FakeTwilioProcess, count: int, wakeup: bool, logs: Path
 ) -> list[subprocess.Popen[bytes]]:
     """``count`` × ``flask --app backend reminders dispatch`` (the Procfile's ``dispatcher``)."""
-    flask = str(Path(PYTHON).with_name("flask"))
-    command = [
-        flask,
-        "--app",
-        "backend",
-        "reminders",
-        "dispatch",
-        "--interval",
-        f"{POLL_SECONDS:g}",
-    ]
+    options = ["--interval", f"{POLL_SECONDS:g}"]
     if not wakeup:
-        command.append("--no-wakeup")
-    env = dispatcher_environment(url, fake.base_url)
+        options.append("--no-wakeup")
     processes = []
     for n in range(count):
-        log = (logs / f"dispatch{n}.log").open("wb")
-        processes.append(
-            subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
+        with (logs / f"dispatch{n}.log").open("wb") as log:
+            processes.append(
+                start_dispatcher(url, fake.base_url, *options, stdout=log, stderr=subprocess.STDOUT)
+            )
     deadline = time.monotonic() + 60
     for n in range(count):  # each listening and past its first pass
         while "first pass done" not in (logs / f"dispatch{n}.log").read_text():
@@ -374,7 +361,7 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
     """Run the benchmark, print the table and return the outcomes (for the smoke test)."""
     args = parse_args(argv)
     rate, seconds = (30.0, 3) if args.quick else (args.rate, args.seconds)
-    print(f"Paging benchmark on {machine_summary()}; PostgreSQL {postgres_version()}", flush=True)
+    print(headline("Paging", postgres=True), flush=True)
     print(
         f"gunicorn --workers {args.workers} --threads {args.pg_threads} (PostgreSQL), "
         f"{args.threads} (SQLite); {rate:g} fever replies/s "

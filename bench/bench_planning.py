@@ -53,7 +53,7 @@ from bench.common import (
     bench_engine,
     count_rows,
     format_table,
-    machine_summary,
+    headline,
     seed_population,
     spread,
     sqlite_database,
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     sizes = QUICK_SIZES if args.quick else tuple(int(n) for n in args.patients.split(","))
     baseline_jobs = args.baseline_jobs or (200 if args.quick else 5_000)
     processes = default_planning_processes() if args.processes is None else args.processes
-    print(f"Planning benchmark on {machine_summary()}", flush=True)
+    print(headline("Planning"), flush=True)
     print(f"planning worker processes: {processes}", flush=True)
     warm_up_workers(processes)
     results: list[dict[str, Any]] = []

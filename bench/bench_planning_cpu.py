@@ -39,7 +39,7 @@ from bench.common import (
     bench_engine,
     cpu_seconds,
     format_table,
-    machine_summary,
+    headline,
     seed_population,
     sqlite_database,
 )
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     sizes = QUICK_SIZES if args.quick else tuple(int(n) for n in args.patients.split(","))
     processes = args.processes or default_planning_processes() or 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"Planning CPU benchmark on {machine_summary()}", flush=True)
+    print(headline("Planning CPU"), flush=True)
     warm_up_workers(processes)
     with tempfile.TemporaryDirectory(prefix="bench-planning-cpu-", dir=args.workdir) as tmp:
         results = [measure_size(size, Path(tmp), processes, profile=args.profile) for size in sizes]

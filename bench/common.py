@@ -6,8 +6,9 @@ the quarter of an hour the API would need, and the benchmarks measure the
 reminder engine, not enrolment. Identifiers are assigned here, so rows can
 refer to each other without reading anything back.
 
-The population is deterministic for a given seed: regimens, start dates, time
-zones, languages and prophylaxis courses are drawn from a seeded generator.
+The population is the same on every run: regimens, start dates, time zones,
+languages and prophylaxis courses are drawn from a generator seeded with
+:data:`POPULATION_SEED`.
 """
 
 from __future__ import annotations
@@ -51,9 +52,13 @@ from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: The ``flask`` script of this Python's environment (the venv's).
+FLASK = str(Path(PYTHON).with_name("flask"))
 
 #: The instant the in-process benchmarks run "as of": a Monday, 10:00 in Brussels.
 BENCH_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+#: The seed of :func:`seed_population`'s draws: every run seeds the same population.
+POPULATION_SEED = 1
 
 #: PostgreSQL server of this machine; the benchmarks use their own database on it so
 #: they never touch the test suite's tables in ``test``.
@@ -149,6 +154,12 @@ def machine_summary() -> str:
         f"SQLite {sqlite3.sqlite_version}, SQLAlchemy {sqlalchemy.__version__}; "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
+
+
+def headline(benchmark: str, *, postgres: bool = False) -> str:
+    """A benchmark's first line: its name and the machine, with PostgreSQL's version if it uses it."""
+    line = f"{benchmark} benchmark on {machine_summary()}"
+    return f"{line}; PostgreSQL {postgres_version()}" if postgres else line
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -300,8 +311,6 @@ def seed_population(
     patients: int,
     now: datetime = BENCH_NOW,
     *,
-    seed: int = 1,
-    first_id: int = 1,
     quiet_hours: bool = True,
     names: Sequence[str] = (),
 ) -> Population:
@@ -315,10 +324,12 @@ def seed_population(
     the plans already under way have their first dose recorded as given.
     ``quiet_hours=False`` gives every patient an empty quiet window, for benchmarks
     that run on the real clock and must not depend on the hour in Brussels. ``names``
-    are given in turn as display names (default: "Patient <id>").
+    are given in turn as display names (default: "Patient <id>"). Patient ids run
+    from 1 to ``patients`` (the benchmarks' lists of ids count on it), and a patient's
+    plan has the patient's id.
     """
     started = time.perf_counter()
-    rng = random.Random(seed)
+    rng = random.Random(POPULATION_SEED)
     team_count = max(1, -(-patients // PATIENTS_PER_TEAM))
     first_team = _next_id(engine, Team)
     teams = [
@@ -343,7 +354,7 @@ def seed_population(
     created = now - timedelta(days=220)
     quiet = (clock_time(22, 0), clock_time(7, 0)) if quiet_hours else (clock_time(0), clock_time(0))
     for n in range(patients):
-        pid = first_id + n
+        pid = n + 1
         regimen = rng.choices(regimen_ids, weights)[0]
         regimens[regimen] = regimens.get(regimen, 0) + 1
         start = now.date() + timedelta(days=rng.randint(-200, 7))
@@ -627,6 +638,28 @@ def dispatcher_environment(database_url: str, twilio_url: str) -> dict[str, str]
         "TWILIO_API_BASE_URL": twilio_url,
         "PUBLIC_BASE_URL": STATUS_CALLBACK.removesuffix("/twilio/status"),
     }
+
+
+def reminders_command(*args: str) -> list[str]:
+    """``flask --app backend reminders <args>``: an engine process as the ``Procfile`` starts it."""
+    return [FLASK, "--app", "backend", "reminders", *args]
+
+
+def start_dispatcher(
+    database_url: str, twilio_url: str, *options: str, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """``reminders dispatch <options>`` (the ``Procfile``'s ``dispatcher``) on ``database_url``.
+
+    It sends through the real twilio client to the fake at ``twilio_url``
+    (:func:`dispatcher_environment`); ``popen`` goes to :class:`subprocess.Popen`
+    (``stdout``, ``stderr``: where its log goes).
+    """
+    return subprocess.Popen(
+        reminders_command("dispatch", *options),
+        cwd=REPO_ROOT,
+        env=dispatcher_environment(database_url, twilio_url),
+        **popen,
+    )
 
 
 def no_proxy_environment() -> dict[str, str]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Protocol, TextIO, runtime_checkable
+from typing import Any, Protocol, TextIO, TypedDict, Unpack, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -155,6 +155,13 @@ class SendError(Exception):
         self.http_status = http_status
 
 
+class ProviderDetails(TypedDict, total=False):
+    """:class:`SendError`'s ``code`` and ``http_status``, as its subclasses pass them on."""
+
+    code: str | None
+    http_status: int | None
+
+
 class TransientSendError(SendError):
     """Retry later with backoff; ``retry_after`` is the server's hint in seconds, if any.
 
@@ -168,12 +175,11 @@ class TransientSendError(SendError):
         self,
         reason: str,
         *,
-        code: str | None = None,
-        http_status: int | None = None,
         retry_after: float | None = None,
         maybe_sent: bool = False,
+        **details: Unpack[ProviderDetails],
     ) -> None:
-        super().__init__(reason, code=code, http_status=http_status)
+        super().__init__(reason, **details)
         self.retry_after = retry_after
         self.maybe_sent = maybe_sent
 
@@ -186,14 +192,9 @@ class PermanentSendError(SendError):
     """
 
     def __init__(
-        self,
-        reason: str,
-        *,
-        code: str | None = None,
-        http_status: int | None = None,
-        opted_out: bool = False,
+        self, reason: str, *, opted_out: bool = False, **details: Unpack[ProviderDetails]
     ) -> None:
-        super().__init__(reason, code=code, http_status=http_status)
+        super().__init__(reason, **details)
         self.opted_out = opted_out
 
 
@@ -385,29 +386,14 @@ class _BaseUrlHttpClient(TwilioHttpClient):
             self._rewritten[url] = rewritten
         return rewritten
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> TwilioResponse:
-        """Send the request to the rewritten URL; remember the response headers."""
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
+        """Send the request to the rewritten URL; remember the response headers.
+
+        Only the URL changes: the other arguments (``params``, ``data``, ``headers``,
+        ``auth``, ``timeout``, ``allow_redirects``) go to twilio's client as given.
+        """
         self._local.headers = None
-        response = super().request(
-            method,
-            self.rewrite(url),
-            params=params,
-            data=data,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            allow_redirects=allow_redirects,
-        )
+        response = super().request(method, self.rewrite(url), *args, **kwargs)
         self._local.headers = response.headers
         return response
 

@@ -282,54 +282,22 @@ def cancel_pending_for_patient(session: Session, patient_id: int, reason: str) -
         session.add(message)
 
 
-def enqueue_message(
-    session: Session,
-    *,
-    team_id: int,
-    kind: str,
-    body: str,
-    dedupe_key: str,
-    now: datetime,
-    patient_id: int | None = None,
-    recipient: str = "patient",
-    urgent: bool = False,
-    due_at: datetime | None = None,
-    not_after: datetime | None = None,
-    expects: str | None = None,
-    alert_id: int | None = None,
-    checkin_id: int | None = None,
-    to_phone: str | None = None,
-    channel: str = "sms",
-    user_id: int | None = None,
-) -> bool:
+def enqueue_message(session: Session, *, now: datetime, **columns: Any) -> bool:
     """Queue one message (a reply, a page to a clinician); False if it was queued before.
 
-    A page (``recipient="clinician"``) carries its number (``to_phone``), its ``channel``
+    ``columns`` are the row's, as :func:`outbox_row` takes them: ``team_id``, ``kind``,
+    ``body`` and ``dedupe_key`` always, then any other outbox column (``patient_id``,
+    ``urgent``, ``due_at``, ``expects`` ...); a column left out takes the model's
+    default, so :func:`outbox_row` stays the one place that knows them. A page
+    (``recipient="clinician"``) carries its number (``to_phone``), its ``channel``
     (SMS or a voice call) and the clinician paged (``user_id``, None for the fallback).
     An urgent row due now wakes the dispatchers when the transaction commits
     (:func:`reminders.wakeup.wake_dispatchers`): the page leaves within a second instead
     of at the next poll.
     """
-    row = outbox_row(
-        team_id=team_id,
-        kind=kind,
-        body=body,
-        dedupe_key=dedupe_key,
-        now=now,
-        due_at=due_at,
-        patient_id=patient_id,
-        recipient=recipient,
-        urgent=urgent,
-        not_after=not_after,
-        expects=expects,
-        alert_id=alert_id,
-        checkin_id=checkin_id,
-        to_phone=to_phone,
-        channel=channel,
-        user_id=user_id,
-    )
+    row = outbox_row(now=now, **columns)
     queued = insert_ignoring_duplicates(session, [row]) == 1
-    if queued and urgent and (due_at is None or due_at <= now):
+    if queued and row["urgent"] and row["due_at"] <= now:
         wake_dispatchers(session)
     return queued
 

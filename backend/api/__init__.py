@@ -98,6 +98,11 @@ def current_user() -> User:
     return g.api_user
 
 
+def default_region() -> str:
+    """The region a national phone number is read in (``DEFAULT_REGION``, e.g. BE)."""
+    return current_app.config["DEFAULT_REGION"]
+
+
 @api.before_request
 def _authenticate() -> Any:
     """Check the bearer token first, then (only for a known user) read and check the body.

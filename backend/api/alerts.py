@@ -47,16 +47,8 @@ def list_alerts(query: AlertQuery):
     week-4 response review), with the decision and its source.
     """
     session = get_session()
-    rows, total = alert_service.list_alerts(
-        session,
-        current_user().team_id,
-        status=query.status,
-        severity=query.severity,
-        kind=query.kind,
-        patient_id=query.patient_id,
-        page=query.page,
-        per_page=query.per_page,
-    )
+    # The query's fields are list_alerts' filters and page, by the same names.
+    rows, total = alert_service.list_alerts(session, current_user().team_id, **query.model_dump())
     replies = alert_service.replies_to_patient(session, rows)
     audit(None, "alerts:list")
     return AlertPage(

@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from flask import current_app
 from werkzeug.exceptions import Forbidden
 
-from backend.api import api, current_user, request_now, responses, spec
+from backend.api import api, current_user, default_region, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
 from backend.schemas import (
@@ -40,6 +39,8 @@ from reminders.data.oncall import team_policy
 TAGS = ["on call"]
 #: An admin-only change: 403 for other members, 409/422 for a refusal.
 ADMIN_CHANGE = {"HTTP_403": ErrorOut, "HTTP_409": ErrorOut, "HTTP_422": None}
+#: A change to one's own profile: 409 for clearing the phone of someone on the rota.
+PROFILE_CHANGE = responses(HTTP_200=ProfileOut, HTTP_409=ErrorOut, HTTP_422=None)
 #: The longest window the rota lists at once.
 MAX_ROTA_DAYS = 62
 
@@ -177,21 +178,12 @@ def reset_policy():
 
 
 @api.patch("/me")
-@spec.validate(
-    json=ProfileUpdate,
-    resp=responses(HTTP_200=ProfileOut, HTTP_409=ErrorOut, HTTP_422=None),
-    tags=TAGS,
-)
+@spec.validate(json=ProfileUpdate, resp=PROFILE_CHANGE, tags=TAGS)
 @audited(AuditAction.UPDATE_PROFILE)
 def update_profile(json: ProfileUpdate):
     """Set one's own phone number (E.164 after normalising; null clears it) and language."""
     user = current_user()
-    set_profile(
-        get_session(),
-        user,
-        json.model_dump(exclude_unset=True),
-        region=current_app.config["DEFAULT_REGION"],
-        now=request_now(),
-    )
+    changes = json.model_dump(exclude_unset=True)
+    set_profile(get_session(), user, changes, region=default_region(), now=request_now())
     audit(None, f"user:{user.id}")
     return profile_out(user)

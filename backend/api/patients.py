@@ -6,15 +6,14 @@ and leaves the commit to the decorator, which writes the row in the same transac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import current_app
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from backend.api import api, current_user, request_now, responses, spec
+from backend.api import api, current_user, default_region, request_now, responses, spec
 from backend.api.auditing import audit, audited
 from backend.db import get_session
 from backend.schemas import (
@@ -58,17 +57,39 @@ R = TypeVar("R")
 COURSE_CHANGE = responses(HTTP_200=ProphylaxisOut, HTTP_409=None, HTTP_422=None)
 
 
+def patient_request(patient_id: int) -> tuple[Session, Patient, datetime]:
+    """What a patient route starts with: the request's session, the patient and now.
+
+    The patient is read through the caller's team: another team's patient is a 404.
+    """
+    session = get_session()
+    now = request_now()
+    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    return session, patient, now
+
+
+def patient_list(
+    patient_id: int, items_of: Callable[[Session, Patient, datetime], Iterable[BaseModel]]
+) -> list[dict[str, Any]]:
+    """``items_of(session, patient, now)`` for one of the caller's team's patients, as JSON.
+
+    The read is audited as one of the patient (``patient:<id>``).
+    """
+    session, patient, now = patient_request(patient_id)
+    items = [item.model_dump(mode="json") for item in items_of(session, patient, now)]
+    audit(patient.id, f"patient:{patient.id}")
+    return items
+
+
 def _patient_records(
     patient_id: int,
     records_of: Callable[[Session, int], Sequence[R]],
     out: Callable[[R], BaseModel],
 ) -> list[dict[str, Any]]:
     """The records (labs, reports) of one of the caller's team's patients as JSON, audited."""
-    session = get_session()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    records = [out(record).model_dump(mode="json") for record in records_of(session, patient.id)]
-    audit(patient.id, f"patient:{patient.id}")
-    return records
+    return patient_list(
+        patient_id, lambda session, patient, _: map(out, records_of(session, patient.id))
+    )
 
 
 def _course_out(
@@ -76,6 +97,14 @@ def _course_out(
 ) -> ProphylaxisOut:
     """A course with its stop eligibility now."""
     return prophylaxis_out(course, prophylaxis_service.eligibility(session, course, patient, now))
+
+
+def _courses_out(session: Session, patient: Patient, now: datetime) -> list[ProphylaxisOut]:
+    """The patient's courses, each with its stop eligibility now."""
+    return [
+        _course_out(session, course, patient, now)
+        for course in prophylaxis_service.courses_of(session, patient.id)
+    ]
 
 
 def _change_course(course_id: int, change: Callable[..., Any], json: BaseModel) -> ProphylaxisOut:
@@ -107,7 +136,7 @@ def create_patient(json: PatientIn):
         current_user().team_id,
         json,
         request_now(),
-        region=current_app.config["DEFAULT_REGION"],
+        region=default_region(),
     )
     audit(patient.id, f"patient:{patient.id}")
     return patient_out(patient), 201
@@ -147,11 +176,8 @@ def update_patient(patient_id: int, json: PatientUpdate):
 
     409 when the new phone number belongs to another active patient.
     """
-    session = get_session()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    patient_service.update_patient(
-        session, patient, json, request_now(), region=current_app.config["DEFAULT_REGION"]
-    )
+    session, patient, now = patient_request(patient_id)
+    patient_service.update_patient(session, patient, json, now, region=default_region())
     audit(patient.id, f"patient:{patient.id}")
     return patient_out(patient)
 
@@ -166,11 +192,8 @@ def discharge_patient(patient_id: int, json: DischargeIn):
 
     409 while a plan is open or a prophylaxis course is active or proposed.
     """
-    session = get_session()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    discharge_service.discharge_patient(
-        session, patient, current_user().id, json.reason, request_now()
-    )
+    session, patient, now = patient_request(patient_id)
+    discharge_service.discharge_patient(session, patient, current_user().id, json.reason, now)
     audit(patient.id, f"patient:{patient.id}")
     return patient_out(patient)
 
@@ -180,9 +203,8 @@ def discharge_patient(patient_id: int, json: DischargeIn):
 @audited(AuditAction.VIEW_SCHEDULE)
 def get_schedule(patient_id: int, query: ScheduleQuery):
     """Every dated event (doses, premedication, pills, labs, check-ins, milestones) in a window."""
-    session = get_session()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    window = schedule_between(session, patient, query.from_, query.to, request_now())
+    session, patient, now = patient_request(patient_id)
+    window = schedule_between(session, patient, query.from_, query.to, now)
     audit(patient.id, f"patient:{patient.id}")
     return schedule_out(patient, window)
 
@@ -192,9 +214,8 @@ def get_schedule(patient_id: int, query: ScheduleQuery):
 @audited(AuditAction.RECORD_LAB)
 def record_lab(patient_id: int, json: LabIn):
     """Record a CMV PCR, CD4 or ANC result; the lab rules may raise alerts."""
-    session = get_session()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    lab, alerts = lab_service.record_lab(session, patient, json, current_user().id, request_now())
+    session, patient, now = patient_request(patient_id)
+    lab, alerts = lab_service.record_lab(session, patient, json, current_user().id, now)
     audit(patient.id, f"lab:{lab.id}")
     return LabRecorded(lab=lab_out(lab), alerts=[alert_out(a) for a in alerts]), 201
 
@@ -222,9 +243,7 @@ def list_reports(patient_id: int):
 @audited(AuditAction.ADD_PROPHYLAXIS)
 def add_prophylaxis(patient_id: int, json: ProphylaxisIn):
     """Start an infection-prevention course with the dose and times the care team prescribed."""
-    session = get_session()
-    now = request_now()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
+    session, patient, now = patient_request(patient_id)
     course = prophylaxis_service.add_course(session, patient, json, now)
     audit(patient.id, f"course:{course.id}")
     return _course_out(session, course, patient, now), 201
@@ -235,15 +254,7 @@ def add_prophylaxis(patient_id: int, json: ProphylaxisIn):
 @audited(AuditAction.VIEW_PROPHYLAXIS)
 def list_prophylaxis(patient_id: int):
     """The patient's prophylaxis courses with their stop eligibility."""
-    session = get_session()
-    now = request_now()
-    patient = patient_service.get_patient(session, current_user().team_id, patient_id)
-    courses = [
-        _course_out(session, c, patient, now).model_dump(mode="json")
-        for c in prophylaxis_service.courses_of(session, patient.id)
-    ]
-    audit(patient.id, f"patient:{patient.id}")
-    return courses
+    return patient_list(patient_id, _courses_out)
 
 
 @api.post("/prophylaxis/<int:course_id>/stop")

@@ -25,10 +25,11 @@ from backend.schemas_response_times import (
     SeverityFiguresOut,
     WeekFiguresOut,
 )
+from backend.serializers import from_attributes
 from backend.services import response_times as service
 from reminders.core.dates import local_today
 from reminders.core.escalation import ResponseTargets
-from reminders.core.response_times import Figures, MeasureFigures, ResponseTimes
+from reminders.core.response_times import Figures, ResponseTimes
 from reminders.data.models import AuditAction, Team
 
 TAGS = ["response times"]
@@ -36,35 +37,17 @@ TAGS = ["response times"]
 
 def targets_out(team: Team, targets: ResponseTargets) -> ResponseTargetsOut:
     """The targets in force for ``team``."""
-    return ResponseTargetsOut(
-        urgent_acknowledge_minutes=targets.urgent_acknowledge_minutes,
-        high_acknowledge_minutes=targets.high_acknowledge_minutes,
-        resolve_minutes=targets.resolve_minutes,
-        team_default=team.response_targets is None,
-    )
-
-
-def _measure_out(figures: MeasureFigures) -> MeasureOut:
-    return MeasureOut(
-        target_minutes=figures.target_minutes,
-        measured=figures.measured,
-        median_minutes=figures.median_minutes,
-        p90_minutes=figures.p90_minutes,
-        within_target=figures.within_target,
-        judged=figures.judged,
-        share_within_target=figures.share_within_target,
-        overdue=figures.overdue,
-        pending=figures.pending,
-    )
+    return from_attributes(ResponseTargetsOut, targets, team_default=team.response_targets is None)
 
 
 def _severities_out(groups: tuple[Figures, ...]) -> list[SeverityFiguresOut]:
+    # MeasureOut names the attributes of MeasureFigures (share_within_target is its property).
     return [
-        SeverityFiguresOut(
-            severity=f.severity,
-            count=f.count,
-            acknowledge=_measure_out(f.acknowledge),
-            resolve=_measure_out(f.resolve),
+        from_attributes(
+            SeverityFiguresOut,
+            f,
+            acknowledge=from_attributes(MeasureOut, f.acknowledge),
+            resolve=from_attributes(MeasureOut, f.resolve),
         )
         for f in groups
     ]
