@@ -25,6 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     never reach a test.
     """
     from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
+    from backend.calendar_feed import init_app as init_calendar_feed
     from backend.config import (
         check_config,
         default_config,
@@ -51,6 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     webhooks.init_app(app)
     dashboard.init_app(app)
+    init_calendar_feed(app)  # the family's calendar link: no sign-in, its own blueprint
     infosite.init_app(app)
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app

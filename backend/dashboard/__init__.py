@@ -20,6 +20,8 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   ``POST /response-times/targets``.
 * ``POST /patients/<id>/expected-level`` and ``/expected-level/end``: the care team's
   expected low-grade temperature (a level and an expiry) on the patient page.
+* ``/patients/<id>/calendar`` (the family's calendar links: make one, shown once;
+  revoke) and ``/patients/<id>/calendar/print`` (one A4 page in the patient's language).
 * ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
   /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``
@@ -59,6 +61,7 @@ def init_app(app: Flask) -> None:
         account_views,
         admin_views,
         auth_views,
+        calendar_views,
         oncall_views,
         patient_views,
         plan_views,

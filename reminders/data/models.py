@@ -655,6 +655,11 @@ class AuditAction(StrEnum):
     REVOKE_API_TOKEN = "revoke_api_token"
     SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
     END_USER_SESSIONS = "end_user_sessions"
+    # The treatment calendar: the printed page and the private feed links (issue 15, item 7).
+    PRINT_CALENDAR = "print_calendar"
+    VIEW_CALENDAR_FEEDS = "view_calendar_feeds"
+    CREATE_CALENDAR_FEED = "create_calendar_feed"
+    REVOKE_CALENDAR_FEED = "revoke_calendar_feed"
 
 
 class AuditChannel(StrEnum):
@@ -772,3 +777,27 @@ for _table, (_column, _kind) in STATUS_COLUMNS.items():
     # Every assignment through the ORM: a move that ``reminders.data.statuses.TRANSITIONS`` does
     # not list raises ``IllegalTransition`` before anything is written.
     event.listen(getattr(_table, _column), "set", _checker(_kind), active_history=True)
+
+
+# --- the treatment calendar's private feeds (issue 15, item 7) --------------------------
+
+
+class CalendarFeed(TableBase, table=True):
+    """A private iCalendar link to a patient's doses and blood tests, for a family's phone.
+
+    The link carries a random token; only its SHA-256 digest is stored (like
+    :class:`ApiToken`), so a copy of this table opens no calendar, and the token is shown
+    once, when the link is made. ``label`` says whose phone it is for ("daughter's
+    phone"), so the team can tell links apart and revoke the right one. A link works
+    until ``revoked_at`` (or the patient's discharge); ``last_fetched_at`` is written at
+    most once an hour (:mod:`reminders.data.calendar_feeds`).
+    """
+
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    label: str = Field(max_length=80)
+    created_by: int | None = user_ref()
+    created_at: datetime = utc_field()
+    revoked_at: datetime | None = utc_field(nullable=True)
+    revoked_by: int | None = user_ref()
+    last_fetched_at: datetime | None = utc_field(nullable=True)

@@ -47,6 +47,9 @@ PUBLIC_ENDPOINTS = {
     "infosite.serve",
     "dashboard.static",
     "dashboard.login",
+    # A family's calendar link: the unguessable token in the path is the credential (a
+    # phone's calendar app cannot sign in); tests/backend/dashboard/test_calendar.py.
+    "calendar.feed",
 }
 #: Blueprints and how their routes are protected.
 PROTECTED_BLUEPRINTS = {"api": "api", "twilio": "webhook", "dashboard": "session"}

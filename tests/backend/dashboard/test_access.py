@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
 from backend.services.oncall import add_shift
+from reminders.data.calendar_feeds import create_feed
 from reminders.data.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse, Team
 from tests.backend.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import reread
@@ -53,6 +54,8 @@ VALID_FORMS = {
         "reason": "rituximab infusion this morning",
     },
     "dashboard.end_expected_level": {},
+    "dashboard.create_calendar_feed": {"label": "Daughter's phone"},
+    "dashboard.revoke_calendar_feed": {},
 }
 
 
@@ -112,6 +115,7 @@ def team_a(client, team_user, treated, session, clock):
         actor=admin_a,
         now=clock.now,
     )
+    feed = create_feed(session, patient, "Son's phone", admin_a.id, clock.now).row
     session.commit()  # end the read transaction: the next writer must not find it stale
     client.post("/logout", data={"csrf_token": token})
     ids = {
@@ -122,6 +126,7 @@ def team_a(client, team_user, treated, session, clock):
         "course_id": course.id,
         "token_id": api_token.id,
         "shift_id": shift.id,
+        "feed_id": feed.id,
         "team_id": admin_a.team_id,  # not a URL argument: for the audit checks
     }
     return ids
