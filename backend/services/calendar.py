@@ -20,6 +20,7 @@ from reminders.core.dates import local_today
 from reminders.core.ical import ical_document
 from reminders.core.planner import PlanSpec, ProphylaxisSpec
 from reminders.core.prophylaxis import CourseStatus
+from reminders.core.regions import get_region
 from reminders.core.treatment_calendar import (
     PrintedCalendar,
     calendar_words,
@@ -82,6 +83,7 @@ def print_page(session: Session, patient: Patient, now: datetime) -> PrintPage:
         timezone=patient.timezone,
         language=patient.language,
         discreet=patient.discreet,
+        region=get_region(patient.region),
     )
     return PrintPage(calendar, team.name, team_phone(team) if team.care_phone else None)
 
@@ -105,6 +107,7 @@ def feed_document(session: Session, token: str, now: datetime) -> str | None:
         discreet=patient.discreet,
         namespace=f"plan:{plan.id}" if plan is not None else "",
         team_phone=team_phone(session.get(Team, patient.team_id)),
+        region=get_region(patient.region),
     )
     return ical_document(
         events,

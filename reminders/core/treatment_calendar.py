@@ -39,6 +39,7 @@ from reminders.core.planner import (
     plan_events,
     treatment_end,
 )
+from reminders.core.regions import Region
 
 __all__ = [
     "FEED_PAST_DAYS",
@@ -210,6 +211,7 @@ def printable_calendar(
     timezone: str,
     language: str,
     discreet: bool,
+    region: Region | None = None,
     weeks: int = PRINT_WEEKS,
 ) -> PrintedCalendar:
     """The printed page: ``weeks`` weeks from the Monday of ``today``'s week.
@@ -259,8 +261,8 @@ def printable_calendar(
         else words.treatment_line.format(drug=plan.regimen.drug),
         has_marks=bool(marks),
         pills=tuple(pills),
-        fever_advice=urgent_advice(language),
-        no_answer=emergency_fallback(language),
+        fever_advice=urgent_advice(language, region),
+        no_answer=emergency_fallback(language, region),
     )
 
 
@@ -341,6 +343,7 @@ def feed_events(
     discreet: bool,
     namespace: str,
     team_phone: str,
+    region: Region | None = None,
 ) -> list[CalendarEvent]:
     """The feed's events: the plan's doses and blood tests in :func:`feed_window`, by time.
 
@@ -355,8 +358,8 @@ def feed_events(
     footer = "\n".join(
         (
             words.questions.format(phone=team_phone),
-            urgent_advice(language),
-            emergency_fallback(language),
+            urgent_advice(language, region),
+            emergency_fallback(language, region),
         )
     )
     events = []

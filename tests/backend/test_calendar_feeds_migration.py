@@ -1,4 +1,4 @@
-"""Migration 0011_calendar_feeds on SQLite and PostgreSQL: a new table, and back again.
+"""Migration 0012_calendar_feeds on SQLite and PostgreSQL: a new table, and back again.
 
 Existing rows (a team, a patient with an accented name) are untouched both ways; the
 table's digest column is unique, so two links can never share a token.
@@ -21,7 +21,7 @@ def test_the_feed_table_comes_and_goes_and_keeps_the_patients(
     empty_database: tuple[str, dict],
 ) -> None:
     url, connect_args = empty_database
-    migrate(url, connect_args, "0010_oncall_escalation")
+    migrate(url, connect_args, "0011_patient_region")
     engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
     try:
         with engine.begin() as conn:
@@ -35,10 +35,10 @@ def test_the_feed_table_comes_and_goes_and_keeps_the_patients(
             conn.execute(
                 text(
                     "INSERT INTO patient (id, team_id, display_name, phone, timezone, language, "
-                    "sms_consent, opted_out, discreet, quiet_start, quiet_end, dose_time, "
+                    "region, sms_consent, opted_out, discreet, quiet_start, quiet_end, dose_time, "
                     "checkin_time, pill_times, created_at, updated_at) VALUES (1, 1, "
                     "'Marie-Françoise Vanden Bossche-Lefèvre', '+32470123456', "
-                    "'Europe/Brussels', 'fr', true, false, false, '22:00:00', '07:00:00', "
+                    "'Europe/Brussels', 'fr', 'BE', true, false, false, '22:00:00', '07:00:00', "
                     "'09:00:00', '18:00:00', '[]', :at, :at)"
                 ),
                 {"at": AT},
@@ -59,7 +59,7 @@ def test_the_feed_table_comes_and_goes_and_keeps_the_patients(
             conn.execute(insert, {"digest": DIGEST, "at": AT})
         engine.dispose()
 
-        migrate(url, connect_args, "0010_oncall_escalation", down=True)
+        migrate(url, connect_args, "0011_patient_region", down=True)
         engine.dispose()
         assert "calendarfeed" not in inspect(engine).get_table_names()
         with engine.connect() as conn:

@@ -1,8 +1,8 @@
 """the treatment calendar's private feed links
 
-Revision ID: 0011_calendar_feeds
-Revises: 0010_oncall_escalation
-Create Date: 2026-12-14 12:00:00
+Revision ID: 0012_calendar_feeds
+Revises: 0011_patient_region
+Create Date: 2026-12-07 16:00:00
 
 Issue 15, item 7: ``calendarfeed``, one row per private iCalendar link of a patient (the
 SHA-256 digest of its token, a label, who made it and when, when it was revoked and last
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_calendar_feeds"
-down_revision: str | None = "0010_oncall_escalation"
+revision: str = "0012_calendar_feeds"
+down_revision: str | None = "0011_patient_region"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
