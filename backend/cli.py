@@ -24,7 +24,8 @@ from backend.db import get_engine
 from reminders.core.clinical_rules import LANGUAGES
 from reminders.data.db import database_unavailable, outage_reason, session_scope, writer
 from reminders.data.errors import ServiceError
-from reminders.data.models import MAX_ID, ApiToken, AuditAction, User
+from reminders.data.models import MAX_ID, ApiToken, User
+from reminders.data.statuses import AuditAction
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 reminders_cli = AppGroup("reminders", help="SMS reminders: planning, dispatch, the clock process.")

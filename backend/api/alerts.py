@@ -18,7 +18,7 @@ from backend.schemas import (
 )
 from backend.serializers import alert_out
 from reminders.data import alerts as alert_service
-from reminders.data.models import AuditAction
+from reminders.data.statuses import AuditAction
 
 TAGS = ["alerts"]
 CHANGE = responses(HTTP_200=AlertOut, HTTP_409=None, HTTP_422=None)

@@ -34,7 +34,7 @@ from backend.api import current_user, request_now
 from backend.db import get_session
 from backend.services.audit import record_audit, record_refused_access, set_channel
 from reminders.data.errors import NotFound
-from reminders.data.models import AuditAction, AuditChannel
+from reminders.data.statuses import AuditAction, AuditChannel
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,7 +18,8 @@ from backend.api.patients import patient_list, patient_request
 from backend.schemas import ExpectedLevelIn, ExpectedLevelOut
 from backend.serializers import expected_level_out
 from backend.services import expected_levels as level_service
-from reminders.data.models import AuditAction, Patient
+from reminders.data.models import Patient
+from reminders.data.statuses import AuditAction
 
 TAGS = ["patients"]
 #: The answers of noting a level: 409 while another is in force, 422 naming the field.

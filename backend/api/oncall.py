@@ -33,8 +33,9 @@ from backend.serializers import on_call_now_out, policy_out, profile_out, shift_
 from backend.services import oncall as oncall_service
 from backend.services.teams import set_profile
 from reminders.data.errors import InvalidInput
-from reminders.data.models import AuditAction, Team
+from reminders.data.models import Team
 from reminders.data.oncall import team_policy
+from reminders.data.statuses import AuditAction
 
 TAGS = ["on call"]
 #: An admin-only change: 403 for other members, 409/422 for a refusal.

@@ -49,7 +49,8 @@ from backend.services import patients as patient_service
 from backend.services import prophylaxis as prophylaxis_service
 from backend.services import reports as report_service
 from backend.services.schedule import schedule_between
-from reminders.data.models import AuditAction, Patient, ProphylaxisCourse
+from reminders.data.models import Patient, ProphylaxisCourse
+from reminders.data.statuses import AuditAction
 
 TAGS = ["patients"]
 R = TypeVar("R")

@@ -14,7 +14,8 @@ from backend.schemas import DoseRecordIn, ExtendIn, HoldIn, PlanIn, PlanOut, Res
 from backend.serializers import plan_out
 from backend.services import patients as patient_service
 from backend.services import plans as plan_service
-from reminders.data.models import AuditAction, Patient, Plan
+from reminders.data.models import Patient, Plan
+from reminders.data.statuses import AuditAction
 
 TAGS = ["plans"]
 CHANGE = responses(HTTP_200=PlanOut, HTTP_409=None, HTTP_422=None)

@@ -30,7 +30,8 @@ from backend.services import response_times as service
 from reminders.core.dates import local_today
 from reminders.core.escalation import ResponseTargets
 from reminders.core.response_times import Figures, ResponseTimes
-from reminders.data.models import AuditAction, Team
+from reminders.data.models import Team
+from reminders.data.statuses import AuditAction
 
 TAGS = ["response times"]
 

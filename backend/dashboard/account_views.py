@@ -25,7 +25,7 @@ from backend.security import end_session
 from backend.services.sessions import end_user_sessions, open_user_sessions
 from backend.services.teams import set_profile
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, SessionEnd
+from reminders.data.statuses import AuditAction, SessionEnd
 
 PROFILE_FIELDS = ("phone", "language")
 

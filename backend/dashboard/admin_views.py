@@ -36,7 +36,8 @@ from backend.errors import http_status
 from backend.services.audit import list_audit
 from backend.services.sessions import open_session_counts
 from reminders.data.errors import InvalidInput, ServiceError
-from reminders.data.models import AuditAction, User
+from reminders.data.models import User
+from reminders.data.statuses import AuditAction
 
 AUDIT_PAGE_SIZE = 100
 

@@ -15,7 +15,7 @@ from backend.security import GENERIC_LOGIN_ERROR, end_session, start_session, th
 from backend.services.audit import record_audit
 from backend.services.sessions import end_user_session, start_user_session
 from backend.services.signin import DEVICE_COOKIE, POLICY, attempt_sign_in
-from reminders.data.models import AuditAction, SessionEnd
+from reminders.data.statuses import AuditAction, SessionEnd
 
 logger = logging.getLogger(__name__)
 

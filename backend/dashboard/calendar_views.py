@@ -24,7 +24,8 @@ from backend.services import calendar as calendar_service
 from backend.services.patients import get_patient
 from reminders.data import calendar_feeds
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Patient
+from reminders.data.models import Patient
+from reminders.data.statuses import AuditAction
 
 FEED_FIELDS = ("label",)
 

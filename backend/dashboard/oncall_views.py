@@ -31,8 +31,8 @@ from backend.schemas import ShiftIn
 from backend.services import oncall as oncall_service
 from reminders.core.escalation import CHANNELS, TARGETS, policy_to_dict
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction
 from reminders.data.oncall import team_policy
+from reminders.data.statuses import AuditAction
 
 SHIFT_FIELDS: dict[str, FieldKind] = {
     "user_id": "int",

@@ -61,7 +61,8 @@ from reminders.core.clinical_rules import clinical_rules
 from reminders.core.regimens import ProphylaxisDefault, get_regimen
 from reminders.core.regions import all_regions, default_region, region_codes
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Patient
+from reminders.data.models import Patient
+from reminders.data.statuses import AuditAction
 from reminders.outbox import enqueue_message
 from reminders.rendering import sms_allowed
 

@@ -50,7 +50,8 @@ from reminders.core.regimens import (
     load_regimens,
 )
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Patient, Plan
+from reminders.data.models import Patient, Plan
+from reminders.data.statuses import AuditAction
 
 WEEKDAY_NAMES = {
     "mon": "Monday",

@@ -24,7 +24,8 @@ from backend.db import get_session
 from backend.schemas import ProphylaxisConfirmIn, ProphylaxisDeclineIn
 from backend.services import prophylaxis as prophylaxis_service
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Patient, ProphylaxisCourse
+from reminders.data.models import Patient, ProphylaxisCourse
+from reminders.data.statuses import AuditAction
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from reminders.core.escalation import default_targets
 from reminders.core.oncall_text import alert_code
 from reminders.data import alerts as alert_service
 from reminders.data.errors import ServiceError
-from reminders.data.models import Alert, AuditAction, Patient
-from reminders.data.statuses import AlertEventKind
+from reminders.data.models import Alert, Patient
+from reminders.data.statuses import AlertEventKind, AuditAction
 
 #: How the alert page says each line of the timeline.
 TIMELINE_WORDS = {

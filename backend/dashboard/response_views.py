@@ -48,7 +48,8 @@ from reminders.core.response_times import (
     ResponseTimes,
 )
 from reminders.data.errors import ServiceError
-from reminders.data.models import AuditAction, Team
+from reminders.data.models import Team
+from reminders.data.statuses import AuditAction
 
 TARGET_FIELDS: dict[str, FieldKind] = {
     "urgent_acknowledge_minutes": "int",

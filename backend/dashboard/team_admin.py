@@ -16,7 +16,8 @@ from backend.services.patients import normalize_phone
 from backend.services.sessions import end_user_sessions
 from backend.services.teams import create_user
 from reminders.data.errors import Conflict, NotFound
-from reminders.data.models import SessionEnd, Team, User
+from reminders.data.models import Team, User
+from reminders.data.statuses import SessionEnd
 
 
 def team_users(session: Session, team_id: int) -> list[User]:

@@ -43,8 +43,8 @@ from backend.services import sessions
 from backend.services.audit import record_audit, record_refused_access, set_channel
 from reminders.core.bsa import dose_places
 from reminders.data.errors import NotFound, ServiceError
-from reminders.data.models import AuditAction, AuditChannel, Patient, Team, User, UserSession
-from reminders.data.statuses import AlertStatus, OutboxStatus, PlanStatus
+from reminders.data.models import Patient, Team, User, UserSession
+from reminders.data.statuses import AlertStatus, AuditAction, AuditChannel, OutboxStatus, PlanStatus
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The audit trail: who viewed or changed which patient, when, and through which channel.
 
-Rows hold ids, an action from :class:`reminders.data.models.AuditAction` (one vocabulary for the
+Rows hold ids, an action from :class:`reminders.data.statuses.AuditAction` (one vocabulary for the
 API, the care-team pages and the CLI), a short target such as ``plan:12`` and the channel;
 never health data, phone numbers or SMS text. A change and its row are committed in one
 transaction; a read gets its row before the data leaves. Rows are append-only (ORM guard
@@ -27,16 +27,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from reminders.data.models import (
-    Alert,
-    AuditAction,
-    AuditChannel,
-    AuditEvent,
-    Patient,
-    Plan,
-    ProphylaxisCourse,
-    User,
-)
+from reminders.data.models import Alert, AuditEvent, Patient, Plan, ProphylaxisCourse, User
+from reminders.data.statuses import AuditAction, AuditChannel
 
 #: Where a request's session says which channel it serves (set by the API and the pages).
 CHANNEL_KEY = "audit_channel"

@@ -17,8 +17,8 @@ from sqlmodel import Session, select
 from backend.services.audit import record_audit
 from reminders.core.oncall_text import ack_reply, alert_id_from_code, voice_words
 from reminders.data.alerts import acknowledge_alert
-from reminders.data.models import Alert, AuditAction, AuditChannel, OutboundMessage, User
-from reminders.data.statuses import AlertEventKind, AlertStatus, Channel
+from reminders.data.models import Alert, OutboundMessage, User
+from reminders.data.statuses import AlertEventKind, AlertStatus, AuditAction, AuditChannel, Channel
 from reminders.escalation import record_page_event
 
 

@@ -29,18 +29,10 @@ from reminders.core.planner import (
 )
 from reminders.core.regimens import Regimen, UnknownRegimen, get_regimen
 from reminders.data.errors import Conflict, InvalidInput, NotFound
-from reminders.data.models import (
-    AuditAction,
-    DoseRecord,
-    Patient,
-    Plan,
-    PlanHold,
-    ProphylaxisCourse,
-    User,
-)
+from reminders.data.models import DoseRecord, Patient, Plan, PlanHold, ProphylaxisCourse, User
 from reminders.data.plans import pick_current_plan
 from reminders.data.prophylaxis import propose_regimen_courses
-from reminders.data.statuses import OPEN_PLAN_STATUSES, PlanStatus
+from reminders.data.statuses import OPEN_PLAN_STATUSES, AuditAction, PlanStatus
 from reminders.specs import build_plan_spec
 
 #: How far back a plan may start: a patient may be enrolled mid-treatment.

@@ -30,7 +30,8 @@ from backend.security import (
     IDLE_TIMEOUT,
     LAST_SEEN_STEP,
 )
-from reminders.data.models import SessionEnd, User, UserSession
+from reminders.data.models import User, UserSession
+from reminders.data.statuses import SessionEnd
 
 #: Longest session id looked up: ours are 43 characters; anything longer is not one of ours.
 MAX_SESSION_ID_LENGTH = 128

@@ -29,7 +29,8 @@ from backend.schemas import LINE_CONTROL_CHARACTERS, valid_email
 from backend.services.audit import record_audit
 from reminders.data.db import session_scope
 from reminders.data.errors import Conflict, InvalidInput, NotFound
-from reminders.data.models import ApiToken, AuditAction, Team, User
+from reminders.data.models import ApiToken, Team, User
+from reminders.data.statuses import AuditAction
 
 #: A token's status: usable, past its ``expires_at``, or revoked (revoked wins).
 TOKEN_STATUSES = ("active", "expired", "revoked")

@@ -9,8 +9,8 @@ Vocabularies (roles, statuses, kinds) are stored as plain strings, so that a new
 value needs no database migration; the statuses of plans, alerts, outbox messages and
 check-ins are the enums of :mod:`reminders.data.statuses`, and every change of one through
 the ORM is checked against its allowed transitions (below); the audit trail's actions
-and channels are the enums :class:`AuditAction` and :class:`AuditChannel` beside
-:class:`AuditEvent`, whose rows are append-only (ORM guard and database triggers).
+and channels are the enums ``AuditAction`` and ``AuditChannel`` of the same module, and
+:class:`AuditEvent` rows are append-only (ORM guard and database triggers).
 """
 
 from __future__ import annotations
@@ -182,19 +182,6 @@ class ApiToken(TableBase, table=True):
     revoked_at: datetime | None = utc_field(nullable=True)
 
 
-class SessionEnd(StrEnum):
-    """Why a care-team session (:class:`UserSession`) ended."""
-
-    SIGNED_OUT = "signed_out"
-    SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
-    ENDED_BY_ADMIN = "ended_by_admin"
-    USER_DEACTIVATED = "user_deactivated"
-    IDLE = "idle"
-    EXPIRED = "expired"
-    #: The same browser signed in again (as anyone) without signing out first.
-    REPLACED = "replaced"
-
-
 class UserSession(TableBase, table=True):
     """A signed-in dashboard session, checked on every request (``backend.services.sessions``).
 
@@ -212,7 +199,7 @@ class UserSession(TableBase, table=True):
     last_seen_at: datetime = utc_field()
     expires_at: datetime = utc_field()
     ended_at: datetime | None = utc_field(nullable=True)
-    #: A :class:`SessionEnd` value once ended.
+    #: A ``reminders.data.statuses.SessionEnd`` value once ended.
     ended_reason: str | None = Field(default=None, max_length=30)
 
 
@@ -583,101 +570,10 @@ class PillConfirmation(TableBase, table=True):
 # --- the audit trail ---------------------------------------------------------------------
 
 
-class AuditAction(StrEnum):
-    """What an audit row records: one vocabulary for the API, the care-team pages and the CLI.
-
-    The same operation has the same name whichever way it was done (viewing a patient
-    through ``GET /api/v1/patients/<id>`` or the patient page is ``view_patient``), so
-    the audit page reads the same for both channels. ``backend.services.audit.record_audit``
-    refuses a name that is not here.
-    """
-
-    # Patients.
-    LIST_PATIENTS = "list_patients"
-    ENROL_PATIENT = "enrol_patient"
-    VIEW_PATIENT = "view_patient"
-    UPDATE_PATIENT = "update_patient"
-    DISCHARGE_PATIENT = "discharge_patient"
-    EXPORT_PATIENT = "export_patient"
-    VIEW_SCHEDULE = "view_schedule"
-    # Labs.
-    RECORD_LAB = "record_lab"
-    VIEW_LABS = "view_labs"
-    # Symptom reports.
-    VIEW_REPORTS = "view_reports"
-    # Plans and doses.
-    START_PLAN = "start_plan"
-    VIEW_PLAN = "view_plan"
-    HOLD_PLAN = "hold_plan"
-    RESUME_PLAN = "resume_plan"
-    EXTEND_PLAN = "extend_plan"
-    STOP_PLAN = "stop_plan"
-    RECORD_DOSE = "record_dose"
-    CONFIRM_DOSE_WARNING = "confirm_dose_warning"
-    # Prophylaxis courses.
-    ADD_PROPHYLAXIS = "add_prophylaxis"
-    VIEW_PROPHYLAXIS = "view_prophylaxis"
-    CONFIRM_PROPHYLAXIS = "confirm_prophylaxis"
-    DECLINE_PROPHYLAXIS = "decline_prophylaxis"
-    STOP_PROPHYLAXIS = "stop_prophylaxis"
-    # Alerts.
-    LIST_ALERTS = "list_alerts"
-    VIEW_ALERT = "view_alert"
-    ACKNOWLEDGE_ALERT = "acknowledge_alert"
-    RESOLVE_ALERT = "resolve_alert"
-    # SMS.
-    SEND_SMS = "send_sms"
-    VIEW_PHONE_SIMULATOR = "view_phone_simulator"
-    SIMULATED_REPLY = "simulated_reply"
-    # A user asked for another team's patient (answered 404); kept in that patient's team.
-    REFUSED_OTHER_TEAM = "refused_other_team"
-    # Accounts and the team (no patient).
-    LOGIN = "login"
-    LOGOUT = "logout"
-    CREATE_USER = "create_user"
-    CHANGE_ROLE = "change_role"
-    ACTIVATE_USER = "activate_user"
-    DEACTIVATE_USER = "deactivate_user"
-    UPDATE_TEAM_PHONES = "update_team_phones"
-    UPDATE_PROFILE = "update_profile"
-    # On call and escalation.
-    VIEW_ONCALL = "view_oncall"
-    EDIT_ONCALL_ROTA = "edit_oncall_rota"
-    UPDATE_ESCALATION_POLICY = "update_escalation_policy"
-    VIEW_RESPONSE_TIMES = "view_response_times"
-    EXPORT_RESPONSE_TIMES = "export_response_times"
-    UPDATE_RESPONSE_TARGETS = "update_response_targets"
-    # Expected levels (a low-grade temperature the team expects).
-    SET_EXPECTED_LEVEL = "set_expected_level"
-    END_EXPECTED_LEVEL = "end_expected_level"
-    VIEW_EXPECTED_LEVELS = "view_expected_levels"
-    CREATE_API_TOKEN = "create_api_token"
-    REVOKE_API_TOKEN = "revoke_api_token"
-    SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
-    END_USER_SESSIONS = "end_user_sessions"
-    # The treatment calendar: the printed page and the private feed links (issue 15, item 7).
-    PRINT_CALENDAR = "print_calendar"
-    VIEW_CALENDAR_FEEDS = "view_calendar_feeds"
-    CREATE_CALENDAR_FEED = "create_calendar_feed"
-    REVOKE_CALENDAR_FEED = "revoke_calendar_feed"
-
-
-class AuditChannel(StrEnum):
-    """How the action reached the companion."""
-
-    API = "api"
-    DASHBOARD = "dashboard"
-    CLI = "cli"
-    #: An SMS from a clinician's own phone (``ACK`` and the alert's code).
-    SMS = "sms"
-    #: A key pressed during an on-call voice call.
-    PHONE = "phone"
-
-
 class AuditEvent(TableBase, table=True):
     """Who viewed or changed which patient, when and through which channel.
 
-    No health data, no SMS text: ids, an :class:`AuditAction` and a short target such as
+    No health data, no SMS text: ids, an ``AuditAction`` (statuses) and a short target such as
     ``plan:12``. Rows are append-only: :func:`_refuse_audit_change` stops the ORM from
     changing or deleting one, and database triggers (:data:`AUDIT_TRIGGERS`, also installed
     by migration 0008) refuse ``UPDATE`` and ``DELETE`` from any client.

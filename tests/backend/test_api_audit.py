@@ -26,7 +26,8 @@ from backend.api.auditing import (
     declared_action,
 )
 from backend.db import get_engine, get_session
-from reminders.data.models import AuditAction, AuditEvent, Patient, User
+from reminders.data.models import AuditEvent, Patient, User
+from reminders.data.statuses import AuditAction
 from tests.conftest import bearer, reread
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"

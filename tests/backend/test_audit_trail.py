@@ -21,14 +21,8 @@ from backend.db import get_engine
 from backend.migrations import alembic_config
 from backend.services.audit import channel_of, record_audit, set_channel
 from reminders.data.db import make_engine
-from reminders.data.models import (
-    AUDIT_TRIGGER_MESSAGE,
-    AuditAction,
-    AuditChannel,
-    AuditEvent,
-    AuditRowImmutable,
-    Patient,
-)
+from reminders.data.models import AUDIT_TRIGGER_MESSAGE, AuditEvent, AuditRowImmutable, Patient
+from reminders.data.statuses import AuditAction, AuditChannel
 from tests.conftest import POSTGRES_URL, empty_postgres_schema, truncate_all
 
 LONG_NAME = "Marie-Françoise Van den Bossche-Lefèvre"

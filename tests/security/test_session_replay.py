@@ -17,7 +17,8 @@ import requests
 from sqlmodel import Session, select
 
 from backend.security import SESSION_ID_KEY
-from reminders.data.models import AuditEvent, SessionEnd, User, UserSession
+from reminders.data.models import AuditEvent, User, UserSession
+from reminders.data.statuses import SessionEnd
 from tests.conftest import Clock, reread
 from tests.security.conftest import (
     LONG_NAME,

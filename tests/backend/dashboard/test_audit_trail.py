@@ -15,7 +15,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from reminders.data.models import Alert, AuditAction, AuditEvent, Patient, ProphylaxisCourse
+from reminders.data.models import Alert, AuditEvent, Patient, ProphylaxisCourse
+from reminders.data.statuses import AuditAction
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, sign_in
 from tests.conftest import bearer, reread
 

@@ -26,8 +26,9 @@ from backend.services.sessions import (
     start_user_session,
     touch_user_session,
 )
-from reminders.data.models import AuditEvent, SessionEnd, User, UserSession
+from reminders.data.models import AuditEvent, User, UserSession
 from reminders.data.pruning import SESSION_RETENTION, prune_user_sessions
+from reminders.data.statuses import SessionEnd
 from tests.backend.dashboard.conftest import PASSWORD, csrf_of, post_form, sign_in
 from tests.conftest import reread
 
