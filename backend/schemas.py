@@ -187,6 +187,13 @@ class Strict(BaseModel):
 # --- patients ---------------------------------------------------------------------------
 
 
+def _distinct_times(times: list[str]) -> list[str]:
+    """Pill times once each, in the order of the day: one reminder a time."""
+    if len(set(times)) != len(times):
+        raise ValueError("pill times must be distinct")
+    return sorted(times)
+
+
 class PatientIn(Strict):
     """A new patient."""
 
@@ -215,9 +222,7 @@ class PatientIn(Strict):
     @field_validator("pill_times")
     @classmethod
     def _distinct_times(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("pill times must be distinct")
-        return sorted(value)
+        return _distinct_times(value)
 
 
 class PatientUpdate(Strict):
@@ -238,6 +243,11 @@ class PatientUpdate(Strict):
     pill_times: list[HHMM] | None = Field(default=None, max_length=6)
     height_cm: float | None = Field(default=None, ge=50, le=250)
     weight_kg: float | None = Field(default=None, ge=20, le=350)
+
+    @field_validator("pill_times")
+    @classmethod
+    def _distinct_times(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _distinct_times(value)
 
 
 class PatientOut(BaseModel):

@@ -40,6 +40,18 @@ def test_create_read_update_patient(client, make_user) -> None:
     assert updated.status_code == 200, updated.json
     assert updated.json["timezone"] == "America/New_York"
     assert updated.json["region"] == "US"
+    twice = client.patch(
+        f"/api/v1/patients/{patient['id']}",
+        json={"pill_times": ["20:00", "08:00", "20:00"]},
+        headers=bearer(token),
+    )
+    assert twice.status_code == 422 and twice.json["field"] == "pill_times"
+    ordered = client.patch(
+        f"/api/v1/patients/{patient['id']}",
+        json={"pill_times": ["20:00", "08:00"]},
+        headers=bearer(token),
+    )
+    assert ordered.status_code == 200 and ordered.json["pill_times"] == ["08:00", "20:00"]
     assert updated.json["phone"] == "+12125550199"
     assert updated.json["quiet_start"] == "22:30:00"
 
