@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -260,11 +261,6 @@ def test_a_page_may_not_take_the_place_of_a_generated_home(content: Path) -> Non
             "year = 211",
             ["error: ['003_a1949903592dbecf.txt'] 'year' 211 is not plausible"],
         ),
-        (
-            '["004_74c35664e4c4c820.txt"]',
-            '["005_not_a_seed.txt"]',
-            [f"error: cites '005_not_a_seed.txt', which is not in {SEEDS_DIR}"],
-        ),
     ],
 )
 def test_problems_in_the_sources_list(
@@ -275,6 +271,22 @@ def test_problems_in_the_sources_list(
     message = failure(content)
     for problem in problems:
         assert f"{path}: {problem}" in message
+
+
+def test_a_source_that_is_not_a_seed(content: Path, tmp_path: Path) -> None:
+    """Checked against a folder of the seeds' names, so that it runs wherever the clone is."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for name in tomllib.loads((content / "sources.toml").read_text(encoding="utf-8")):
+        (seeds / name).write_text("", encoding="utf-8")
+    path = content / "sources.toml"
+    assert load_site(content, seeds_dir=seeds, strict=True).pages
+    edit(path, '["004_74c35664e4c4c820.txt"]', '["005_not_a_seed.txt"]')
+    with pytest.raises(BuildError) as caught:
+        load_site(content, seeds_dir=seeds, strict=True)
+    assert f"{path}: error: cites '005_not_a_seed.txt', which is not in {seeds}" in str(
+        caught.value
+    )
 
 
 # -- the page frame (site/strings.toml) --------------------------------------
