@@ -20,7 +20,7 @@ from sqlmodel import Session
 from reminders.core.planner import PlannedEvent
 from reminders.core.regimens import get_regimen
 from reminders.core.regions import get_region
-from reminders.core.templates import render
+from reminders.core.templates import render, to_gsm7
 from reminders.data.models import Patient, Plan, Team
 from reminders.data.plans import current_plan
 
@@ -48,10 +48,12 @@ class PatientContext:
         patient = self.patient
         return MappingProxyType(
             {
-                "first_name": patient.display_name.split()[0]
+                # Names as GSM-7 spells them: "Loïc" is "Loic" in the SMS (the stored
+                # name is unchanged), and the message stays 160 characters a segment.
+                "first_name": to_gsm7(patient.display_name.split()[0])
                 if patient.display_name.strip()
                 else "",
-                "team_name": team.name,
+                "team_name": to_gsm7(team.name),
                 "team_phone": display_phone(team.care_phone) if team.care_phone else team.name,
                 "drug": self.drug or "",
                 "patient_ref": f"P{patient.id}",

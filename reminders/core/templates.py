@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import string
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache, lru_cache
@@ -45,6 +46,7 @@ __all__ = [
     "resolve_language",
     "segments",
     "template_placeholders",
+    "to_gsm7",
 ]
 
 _MESSAGES = Path(__file__).with_name("messages")
@@ -317,3 +319,35 @@ def segments(text: str) -> SegmentInfo:
 def gsm_incompatible(text: str) -> str:
     """The characters of ``text`` that force UCS-2 (empty when it is GSM-7)."""
     return "".join(dict.fromkeys(ch for ch in text if ch not in _GSM_BASIC | _GSM_EXTENSION))
+
+
+#: Letters NFKD does not take apart, and punctuation phones type, with their GSM-7 form.
+_GSM_SPELLINGS = {
+    "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Œ": "OE", "œ": "oe", "ı": "i",
+    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"',
+    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " ",
+}  # fmt: skip
+
+
+def to_gsm7(text: str) -> str:
+    """``text`` spelt with the GSM-7 alphabet where it can be: "François" -> "Francois".
+
+    For the names placed in an SMS (the patient's, the team's): one accent outside the
+    GSM-7 set (ç, ï, ë, ô ...) would send the whole message as UCS-2, 70 characters a
+    segment instead of 160. Letters GSM-7 has (é, è, à, ù, ä, ö, ñ, ü, Ç, ß ...) stay; others
+    lose their accent; a character with no GSM-7 spelling (a name in Cyrillic) stays as it
+    is, so that the name is still the person's (the message then goes as UCS-2).
+    """
+    return "".join(_gsm7_char(ch) for ch in text)
+
+
+@lru_cache(maxsize=512)
+def _gsm7_char(ch: str) -> str:
+    if ch in _GSM_BASIC or ch in _GSM_EXTENSION:
+        return ch
+    if ch in _GSM_SPELLINGS:
+        return _GSM_SPELLINGS[ch]
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    if base and all(c in _GSM_BASIC for c in base):
+        return base
+    return ch

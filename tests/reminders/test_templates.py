@@ -29,7 +29,9 @@ from reminders.core.templates import (
     resolve_language,
     segments,
     template_placeholders,
+    to_gsm7,
 )
+from reminders.rendering import patient_context, render_for
 
 TEAM_PHONE = "+32 2 555 01 23"
 DRUG = "alemtuzumab"
@@ -432,3 +434,34 @@ def test_safety_text_follows_the_patients_region(lang, code, number, fever):
     for key in TEMPLATE_KEYS:
         text = render(key, lang, region=region, **values)
         assert segments(text).segments <= max(2, get_template(key, lang).max_segments), (key, text)
+
+
+# --------------------------------------------------------------------------- names in GSM-7
+@pytest.mark.parametrize(
+    ("name", "spelt"),
+    [
+        ("François", "Francois"),
+        ("Loïc", "Loic"),
+        ("Noël", "Noel"),
+        ("Zoë", "Zoe"),
+        ("Hélène", "Hélène"),  # é and è are GSM-7: kept
+        ("Łukasz", "Lukasz"),
+        ("Hématologie – Hôpital d’Enfants", "Hématologie - Hopital d'Enfants"),
+        ("Жанна", "Жанна"),  # no GSM-7 spelling: the name stays the person's
+    ],
+)
+def test_names_are_spelt_in_gsm7_where_they_can_be(name, spelt):
+    assert to_gsm7(name) == spelt
+
+
+def test_an_accented_first_name_keeps_the_welcome_in_one_gsm7_segment(
+    session, make_user, make_patient
+):
+    """The stored name is unchanged; the SMS spells it in GSM-7 (issue 15, item 4)."""
+    user, _ = make_user()
+    patient = make_patient(
+        user.team_id, display_name="Loïc-François Vanden Bossche-Noël", language="fr"
+    )
+    text = render_for(patient_context(session, patient), "welcome")
+    assert text.startswith("Bonjour Loic-Francois,") and segments(text).encoding == "GSM-7"
+    assert patient.display_name == "Loïc-François Vanden Bossche-Noël"
