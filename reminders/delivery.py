@@ -75,6 +75,8 @@ class DispatchReport:
     unconfirmed: int = 0
     auth_failed: int = 0
     released: int = 0
+    #: SMS sent longer than their template's segment budget (counted, never stopped).
+    over_budget: int = 0
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
 
     def add(self, name: str, count: int = 1) -> None:

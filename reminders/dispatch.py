@@ -36,6 +36,7 @@ from sqlalchemy.sql import Select
 from sqlmodel import select
 
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
+from reminders.core.templates import DEFAULT_LANGUAGE, segments_over_budget
 from reminders.data.db import (
     RECONNECT,
     Reconnect,
@@ -207,6 +208,7 @@ _PATIENTS = select(
     _PATIENT.c.discharged_at,
     _PATIENT.c.quiet_start,
     _PATIENT.c.quiet_end,
+    _PATIENT.c.language,
 ).where(_PATIENT.c.id.in_(bindparam("b_ids", expanding=True)))
 _TEAMS = select(_TEAM.c.id, _TEAM.c.oncall_phone).where(
     _TEAM.c.id.in_(bindparam("b_ids", expanding=True))
@@ -249,6 +251,8 @@ def claim_batch(
             patient = patients.get(message.patient_id)
             action, detail = _decide(message, patient, teams[message.team_id], now, local_times)
             if action == "send":
+                if message.channel == Channel.SMS:
+                    _count_over_budget(message, patient, report)
                 claimed.append(
                     {"b_id": message.id, "b_now": now, "b_worker": worker, "b_to": detail}
                 )
@@ -288,6 +292,24 @@ def claim_batch(
             conn.execute(_CLAIM_MANY, claimed)
     report.add("claimed", len(claims))
     return claims
+
+
+def _count_over_budget(message: Any, patient: Any, report: DispatchReport) -> None:
+    """Count an SMS longer than its template's budget, and log it by id and kind only.
+
+    It is still sent: a long SMS costs more and may arrive in parts, but holding back a
+    reminder or an answer would be worse. The count is in the dispatcher's report.
+    """
+    language = patient.language if patient is not None else DEFAULT_LANGUAGE
+    over = segments_over_budget(message.kind, language, message.body)
+    if over is not None:
+        report.add("over_budget")
+        logger.warning(
+            "outbox %s: %s takes %s segments, over its budget of %s",
+            message.id,
+            message.kind,
+            *over,
+        )
 
 
 def _by_id(conn: Connection, query: Select[Any], ids: list[int]) -> dict[int, Any]:

@@ -45,6 +45,7 @@ __all__ = [
     "render",
     "resolve_language",
     "segments",
+    "segments_over_budget",
     "template_placeholders",
     "to_gsm7",
 ]
@@ -351,3 +352,16 @@ def _gsm7_char(ch: str) -> str:
     if base and all(c in _GSM_BASIC for c in base):
         return base
     return ch
+
+
+def segments_over_budget(kind: str, language: str, body: str) -> tuple[int, int] | None:
+    """(segments used, budget) when ``body``, an SMS of template ``kind``, is over its budget.
+
+    The budget is the template's ``max_segments`` in ``language`` (one segment unless a
+    documented exception says more); None within it, and for a kind that is no template.
+    """
+    if kind not in TEMPLATE_KEYS:
+        return None
+    budget = get_template(kind, language).max_segments
+    used = segments(body).segments
+    return (used, budget) if used > budget else None

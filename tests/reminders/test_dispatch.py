@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
+from reminders.core.regimens import get_regimen
+from reminders.core.templates import get_template, render, segments
 from reminders.data.db import session_scope
 from reminders.data.models import Alert, OutboundMessage, Patient, Team
 from reminders.delivery import MAX_ATTEMPTS, DispatchReport
@@ -336,3 +338,38 @@ def test_claims_grow_with_a_large_backlog_only() -> None:
     assert _batch_size(750.0, GROW_AFTER) == int(750 * CLAIM_AHEAD_SECONDS)
     assert _batch_size(100_000.0, GROW_AFTER) == BATCH_MAX
     assert _batch_size(1.0, GROW_AFTER) == BATCH_MIN  # slow sends: small claims
+
+
+def test_an_sms_over_its_segment_budget_is_sent_counted_and_logged_without_its_text(
+    engine, session, patient, gateway, fake_twilio, caplog
+) -> None:
+    """The premedication reminder with the real alemtuzumab text takes two segments."""
+    items = get_regimen("alemtuzumab_iv").premedication.items
+    long = render(
+        "premedication_reminder",
+        "en",
+        time="08:00",
+        premedication="; ".join(item.text for item in items),
+        drug="alemtuzumab",
+    )
+    short = render("pill_taken_ack", "en")
+    rows = [
+        outbox_row(
+            team_id=patient.team_id,
+            patient_id=patient.id,
+            kind=kind,
+            body=body,
+            dedupe_key=f"budget:{kind}",
+            now=NOW,
+        )
+        for kind, body in (("premedication_reminder", long), ("pill_taken_ack", short))
+    ]
+    insert_ignoring_duplicates(session, rows)
+    session.commit()
+    assert segments(long).segments == 2 > get_template("premedication_reminder").max_segments
+    with caplog.at_level("WARNING", logger="reminders.dispatch"):
+        report = dispatch_due_messages(engine, gateway, lambda: NOW)
+    assert (report.sent, report.over_budget) == (2, 1)
+    [warning] = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
+    assert "premedication_reminder takes 2 segments, over its budget of 1" in warning
+    assert "paracetamol" not in warning and patient.phone not in warning

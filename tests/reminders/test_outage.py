@@ -195,7 +195,8 @@ def test_dispatcher_waits_out_an_outage_then_sends_each_due_message_once(
     printed = stream.getvalue()
     for message in due:
         assert printed.count(message.body) == 1, message.kind
-    warnings = _one_line_records(caplog, "reminders.dispatch")
+    # The outage's warnings (an SMS over its segment budget is counted apart).
+    warnings = [w for w in _one_line_records(caplog, "reminders.dispatch") if "budget" not in w]
     assert all("database unreachable" in w for w in warnings), warnings
     delays = [float(w.rsplit("retrying in ", 1)[1].split(" ")[0]) for w in warnings]
     assert delays[:3] == [0.05, 0.1, 0.2] and max(delays) == FAST.longest, warnings
