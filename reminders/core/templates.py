@@ -276,6 +276,8 @@ _GSM_BASIC = frozenset(
 # Extension table: each character is sent as ESC + character, so it counts 2.
 _GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
 
+_NOT_GSM = re.compile("[^" + re.escape("".join(sorted(_GSM_BASIC | _GSM_EXTENSION))) + "]")
+_GSM_ESCAPED = re.compile("[" + re.escape("".join(sorted(_GSM_EXTENSION))) + "]")
 _GSM_SINGLE, _GSM_MULTI = 160, 153
 _UCS2_SINGLE, _UCS2_MULTI = 70, 67
 
@@ -310,7 +312,10 @@ def _pack(sizes: list[int], single: int, multi: int) -> int:
 
 def segments(text: str) -> SegmentInfo:
     """Encoding, length in units and number of segments of an SMS body (GSM 03.38)."""
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in text):
+    # One regular-expression pass each (the dispatcher checks every SMS it claims).
+    if _NOT_GSM.search(text) is None:
+        if _GSM_ESCAPED.search(text) is None and len(text) <= _GSM_SINGLE:
+            return SegmentInfo("GSM-7", len(text), 1 if text else 0)
         sizes = [2 if ch in _GSM_EXTENSION else 1 for ch in text]
         return SegmentInfo("GSM-7", sum(sizes), _pack(sizes, _GSM_SINGLE, _GSM_MULTI))
     sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]  # astral chars: surrogate pairs
