@@ -59,7 +59,7 @@ from backend.services.patients import get_patient
 from reminders.conversations import find_patient_by_phone, handle_inbound_sms
 from reminders.core.clinical_rules import clinical_rules
 from reminders.core.regimens import ProphylaxisDefault, get_regimen
-from reminders.core.regions import all_regions, default_region, region_codes
+from reminders.core.regions import all_regions, get_region
 from reminders.data.errors import ServiceError
 from reminders.data.models import Patient
 from reminders.data.statuses import AuditAction
@@ -169,7 +169,7 @@ def new_patient() -> Any:
         }
         defaults = {k: f"{v:%H:%M}" if hasattr(v, "strftime") else v for k, v in defaults.items()}
         defaults["pill_times"] = ", ".join(defaults.get("pill_times") or [])
-        defaults["region"] = region() if region() in region_codes() else default_region().code
+        defaults["region"] = get_region(region()).code
         return _patient_form(FormState(values=defaults))
     values = _raw(PATIENT_FIELDS)
     data, state = validate(PatientIn, collect(request.form, PATIENT_FIELDS), values)

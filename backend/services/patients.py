@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from backend.schemas import PatientIn, PatientUpdate
 from backend.services.messaging import resync_patient_messages, send_welcome
-from reminders.core.regions import default_region, region_codes
+from reminders.core.regions import get_region
 from reminders.data.errors import Conflict, InvalidInput, NotFound
 from reminders.data.models import Patient
 
@@ -80,9 +80,8 @@ def create_patient(
     """Enrol a patient in ``team_id``; Conflict (409) when an active patient has the number."""
     values = data.model_dump()
     values["phone"] = normalize_phone(data.phone, region)
-    values["region"] = data.region or (region if region in region_codes() else None)
-    if values["region"] is None:
-        values["region"] = default_region().code
+    # Unless given, the installation's region (the default one when the data lacks it).
+    values["region"] = data.region or get_region(region).code
     if phone_in_use(session, values["phone"]):
         raise Conflict(PHONE_IN_USE, field="phone")
     patient = Patient(team_id=team_id, created_at=now, updated_at=now, **values)

@@ -22,6 +22,7 @@ __all__ = [
     "celsius_to_fahrenheit",
     "default_region",
     "get_region",
+    "one_decimal",
     "region_codes",
     "temperature_text",
 ]
@@ -99,7 +100,8 @@ def celsius_to_fahrenheit(value_c: float) -> float:
     return value_c * 9 / 5 + 32
 
 
-def _one_decimal(value: float, language: str) -> str:
+def one_decimal(value: float, language: str) -> str:
+    """``value`` rounded half up to one decimal: "37.6" in English, "37,6" in French and Dutch."""
     text = str(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
     return text.replace(".", ",") if language in ("fr", "nl") else text
 
@@ -112,8 +114,8 @@ def temperature_text(value_c: float, language: str, region: Region | None = None
     """
     units = (region or default_region()).temperature_units
     written = {
-        "C": f"{_one_decimal(value_c, language)} C",
-        "F": f"{_one_decimal(celsius_to_fahrenheit(value_c), language)} F",
+        "C": f"{one_decimal(value_c, language)} C",
+        "F": f"{one_decimal(celsius_to_fahrenheit(value_c), language)} F",
     }
     first, *others = units
     return written[first] + "".join(f" ({written[unit]})" for unit in others)

@@ -22,14 +22,13 @@ import string
 import tomllib
 import unicodedata
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
 from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_advice
 from reminders.core.datafiles import read_toml
-from reminders.core.regions import Region
+from reminders.core.regions import Region, one_decimal
 
 __all__ = [
     "AUTO_PLACEHOLDERS",
@@ -263,8 +262,7 @@ def render(
 
 def format_temperature(value_c: float, language: str) -> str:
     """A temperature for an SMS: "37.6" in English, "37,6" in French and Dutch."""
-    text = str(Decimal(repr(value_c)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
-    return text if resolve_language(language) == "en" else text.replace(".", ",")
+    return one_decimal(value_c, resolve_language(language))
 
 
 # --------------------------------------------------------------------------- segments

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,10 +12,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.db import get_engine
+from bench.common import dispatcher_environment as bench_dispatcher_environment
 from reminders.data.models import OutboundMessage
 from reminders.gateways import ConsoleGateway
 from reminders.outbox import insert_ignoring_duplicates, outbox_row
-from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FROM_VALID, FakeTwilio
+from tests.twilio_fake import FakeTwilio
 
 
 @pytest.fixture(autouse=True)
@@ -96,18 +96,7 @@ def dispatcher_environment(
 
     No proxy variables: test traffic stays on 127.0.0.1 even where CI sets them.
     """
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SMS_BACKEND": "twilio",
-        "TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN,
-        "TWILIO_FROM_NUMBER": FROM_VALID,
-        "TWILIO_API_BASE_URL": twilio_url,
+    return bench_dispatcher_environment(database_url, twilio_url) | {
         "PUBLIC_BASE_URL": public_base_url,
         "PYTHONUNBUFFERED": "1",
     }
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        environment.pop(name, None)
-        environment.pop(name.lower(), None)
-    return environment
