@@ -2,7 +2,8 @@
 
 Kept beside :mod:`backend.schemas` (same base classes and date bounds) in a module of
 their own. The figures' counting rules and percentile definition are in
-:mod:`reminders.core.response_times`.
+:mod:`reminders.core.response_times`, whose :class:`MeasureFigures` the API answers with
+as it is (one declaration of a measure's figures).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.schemas import PlausibleDate, Strict
+from reminders.core.response_times import MeasureFigures
 
 #: The bounds the targets accept (``reminders.core.escalation.targets_from_dict``'s): from
 #: one minute to 30 days.
@@ -58,32 +60,13 @@ class ResponseTargetsOut(BaseModel):
     team_default: bool
 
 
-class MeasureOut(BaseModel):
-    """One measure (acknowledge or resolve) over a group of alerts, in minutes.
-
-    ``share_within_target`` is ``within_target / judged`` (0 to 1); null without a target
-    or without a judged alert. ``overdue``: still open past the target (misses);
-    ``pending``: still open within it (not judged yet).
-    """
-
-    target_minutes: int | None
-    measured: int
-    median_minutes: float | None
-    p90_minutes: float | None
-    within_target: int
-    judged: int
-    share_within_target: float | None
-    overdue: int
-    pending: int
-
-
 class SeverityFiguresOut(BaseModel):
     """The alerts of one severity in a group: how many, and both measures."""
 
     severity: str
     count: int
-    acknowledge: MeasureOut
-    resolve: MeasureOut
+    acknowledge: MeasureFigures
+    resolve: MeasureFigures
 
 
 class WeekFiguresOut(BaseModel):

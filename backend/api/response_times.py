@@ -17,7 +17,6 @@ from backend.schemas_response_times import (
     OPEN_ALERTS_RULE,
     PERCENTILE_DEFINITION,
     ClinicianFiguresOut,
-    MeasureOut,
     ResponseTargetsIn,
     ResponseTargetsOut,
     ResponseTimesOut,
@@ -42,16 +41,7 @@ def targets_out(team: Team, targets: ResponseTargets) -> ResponseTargetsOut:
 
 
 def _severities_out(groups: tuple[Figures, ...]) -> list[SeverityFiguresOut]:
-    # MeasureOut names the attributes of MeasureFigures (share_within_target is its property).
-    return [
-        from_attributes(
-            SeverityFiguresOut,
-            f,
-            acknowledge=from_attributes(MeasureOut, f.acknowledge),
-            resolve=from_attributes(MeasureOut, f.resolve),
-        )
-        for f in groups
-    ]
+    return [from_attributes(SeverityFiguresOut, f) for f in groups]
 
 
 def response_times_out(

@@ -123,8 +123,15 @@ class AlertTiming:
 
 @dataclass(frozen=True)
 class MeasureFigures:
-    """The figures of one measure over a group of alerts."""
+    """One measure (acknowledge or resolve) over a group of alerts, in minutes.
 
+    ``share_within_target`` is ``within_target / judged`` (0 to 1); null without a target
+    or without a judged alert. ``overdue``: still open past the target (misses);
+    ``pending``: still open within it (not judged yet).
+    """
+
+    # The API answers with this class as it is (backend/schemas_response_times.py), so
+    # the share is a field, not a property: a property would not be serialised.
     target_minutes: int | None
     #: Alerts whose minutes enter the percentiles (done and overdue).
     measured: int
@@ -133,17 +140,11 @@ class MeasureFigures:
     within_target: int
     #: Alerts judged against the target: done and overdue (the share's denominator).
     judged: int
+    share_within_target: float | None
     #: Still open past the target (counted as misses).
     overdue: int
     #: Still open within the target (not judged yet).
     pending: int
-
-    @property
-    def share_within_target(self) -> float | None:
-        """Within target / judged (0 to 1); None without a target or without a judged alert."""
-        if self.target_minutes is None or self.judged == 0:
-            return None
-        return self.within_target / self.judged
 
 
 @dataclass(frozen=True)
@@ -235,13 +236,15 @@ def time_alert(
 def _measure_figures(timings: Sequence[MeasureTiming], target: int | None) -> MeasureFigures:
     measured = [t.minutes for t in timings if t.measured]
     judged = [t for t in timings if t.outcome in (Outcome.WITHIN, Outcome.MISSED, Outcome.OVERDUE)]
+    within = sum(1 for t in judged if t.outcome is Outcome.WITHIN)
     return MeasureFigures(
         target_minutes=target,
         measured=len(measured),
         median_minutes=nearest_rank(measured, 50),
         p90_minutes=nearest_rank(measured, 90),
-        within_target=sum(1 for t in judged if t.outcome is Outcome.WITHIN),
+        within_target=within,
         judged=len(judged),
+        share_within_target=within / len(judged) if target is not None and judged else None,
         overdue=sum(1 for t in timings if t.outcome is Outcome.OVERDUE),
         pending=sum(1 for t in timings if t.outcome is Outcome.PENDING),
     )
