@@ -33,7 +33,6 @@ from reminders.core.triage import (
 from reminders.data.alerts import raise_alert
 from reminders.data.expected_levels import apply_expected_levels
 from reminders.data.models import CheckIn, Patient, Plan, ProphylaxisCourse, SymptomReport
-from reminders.data.plans import current_plan
 from reminders.data.statuses import CheckInState, PlanStatus, check_transition
 from reminders.followups import raise_urgent_alert
 from reminders.inbound import Answer, StoredInbound, answer, forward_free_text, reply_key
@@ -111,10 +110,6 @@ class OpenCheckIn:
             session.expire(loaded)
 
 
-#: "Not passed" for an optional plan argument (None means the patient has no plan).
-_UNSET: Any = object()
-
-
 _ONGOING_PROPHYLAXIS = (
     select(ProphylaxisCourse.id)
     .where(
@@ -134,19 +129,16 @@ _RECENT_TEMPERATURES = select(SymptomReport.reported_at, SymptomReport.temperatu
 def triage_context(
     session: Session,
     patient: Patient,
+    plan: Plan | None,
     now: datetime,
-    *,
-    plan: Plan | None = _UNSET,
-    temperature_c: float | None = None,
+    temperature_c: float | None,
 ) -> TriageContext:
     """What triage needs beyond the reply: CMV window and risk, the drug, earlier readings.
 
-    ``plan``: the patient's current plan when the caller has loaded it already.
+    ``plan``: the patient's current plan (read with the reply, ``PatientContext.plan``).
     ``temperature_c``: this reply's reading; when it is slightly raised, the patient's
     earlier readings are looked up to tell whether it keeps coming back.
     """
-    if plan is _UNSET:
-        plan = current_plan(session, patient.id)
     if plan is None:
         return TriageContext()
     regimen = get_regimen(plan.regimen_id)
@@ -191,10 +183,8 @@ def _recent_temperatures(
     return [(at, celsius) for at, celsius in rows]
 
 
-def symptom_menu(session: Session, patient: Patient, plan: Plan | None = _UNSET) -> str:
-    """The symptom menu for the patient's regimen (with yellow skin/eyes for inotuzumab)."""
-    if plan is _UNSET:
-        plan = current_plan(session, patient.id)
+def symptom_menu(plan: Plan | None) -> str:
+    """The symptom menu for the regimen of ``plan`` (with yellow skin/eyes for inotuzumab)."""
     extra = get_regimen(plan.regimen_id).extra_symptoms if plan is not None else ()
     return "checkin_symptoms_with_jaundice" if "jaundice" in extra else "checkin_symptoms"
 
@@ -235,9 +225,7 @@ def check_in_step(
     )
     if answered_symptoms:
         checkin.symptoms = sorted(set(checkin.symptoms or []) | symptoms)
-    tcontext = triage_context(
-        session, patient, now, plan=context.plan, temperature_c=parsed.temperature_c
-    )
+    tcontext = triage_context(session, patient, context.plan, now, parsed.temperature_c)
     checkin.in_cmv_window = tcontext.in_cmv_window
     temperature = (
         parsed.temperature_c if parsed.temperature_c is not None else checkin.temperature_c
@@ -290,7 +278,7 @@ def check_in_step(
         return answer(context, decision.patient_template or "all_clear_thanks", **values)
     checkin.state, checkin.last_prompt_at = CheckInState.AWAITING_SYMPTOMS, now
     checkin.save(session)
-    return answer(context, symptom_menu(session, patient, context.plan))
+    return answer(context, symptom_menu(context.plan))
 
 
 def _close(checkin: OpenCheckIn, decision: TriageDecision, now: datetime) -> None:

@@ -266,7 +266,7 @@ def _respond(
         and checkin is not None
         and checkin.state == CheckInState.AWAITING_SYMPTOMS
     ):
-        return answer(context, symptom_menu(session, patient, context.plan))
+        return answer(context, symptom_menu(context.plan))
     if intent in (Intent.TEMPERATURE, Intent.SYMPTOMS, Intent.NO_SYMPTOMS) or (
         intent is Intent.NO
         and checkin is not None
