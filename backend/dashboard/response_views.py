@@ -44,6 +44,7 @@ from reminders.core.dates import local_today
 from reminders.core.response_times import (
     AlertTiming,
     Figures,
+    Measure,
     MeasureFigures,
     ResponseTimes,
 )
@@ -139,12 +140,12 @@ def _week_label(week: str) -> str:
 def _bars(figures: ResponseTimes) -> list[ShareBar]:
     """One bar per severity and measure that has a target, acknowledgements first."""
     bars = []
-    for measure in ("acknowledge", "resolve"):
+    for measure in Measure:
         for group in figures.by_severity:
-            values: MeasureFigures = getattr(group, measure)
+            values = group.measure(measure)
             if values.target_minutes is None:
                 continue
-            verb = "acknowledged" if measure == "acknowledge" else "resolved"
+            verb = "acknowledged" if measure is Measure.ACKNOWLEDGE else "resolved"
             bars.append(
                 ShareBar(
                     label=f"{SEVERITY_LABELS.get(group.severity, group.severity)}, {verb} in {format_minutes(values.target_minutes)}",
