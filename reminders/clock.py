@@ -229,9 +229,11 @@ class ClockTiming:
     poll: timedelta = timedelta(seconds=5)
 
     def __post_init__(self) -> None:
-        if not timedelta(0) < self.renew < self.lease or self.poll <= timedelta(0):
+        # The active clock trusts a renewal for lease - renew: a renewal made on time
+        # (renew later) must fall inside it, with room for a slow one.
+        if not timedelta(0) < 2 * self.renew < self.lease or self.poll <= timedelta(0):
             raise ValueError(
-                "clock timing: need 0 < renew < lease and poll > 0, got "
+                "clock timing: need 0 < 2 x renew < lease and poll > 0, got "
                 f"lease {self.lease.total_seconds():g} s, renew {self.renew.total_seconds():g} s, "
                 f"poll {self.poll.total_seconds():g} s"
             )
@@ -364,8 +366,8 @@ class ClockLeader:
         """Stop the scheduler (no job starts from now on; runs under way finish), then
         let go of the lock or lease if it is still this process's."""
         scheduler, self.scheduler, self.trusted_until = self.scheduler, None, None
-        logger.warning("clock %s %s: its jobs are stopped", self.holder, why)
         if scheduler is not None:
+            logger.warning("clock %s %s: its jobs are stopped", self.holder, why)
             scheduler.shutdown(wait=True)
         try:
             self.leadership.release(now)
