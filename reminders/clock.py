@@ -221,7 +221,8 @@ class ClockTiming:
     ``lease + poll`` on both. The defaults (30, 10, 5 s) hand over in 35 s at most, inside
     the 60 s the operators were promised, with two renewals' slack before a slow
     heartbeat loses the lease. The active clock trusts its last renewal for
-    ``lease - renew`` only, so it stops before anyone could take over.
+    ``lease - renew`` only (counted from when the renewal was written), so it stops
+    before anyone could take over.
     """
 
     lease: timedelta = timedelta(seconds=30)
@@ -321,7 +322,8 @@ class ClockLeader:
             self.failures = 0
 
     def _stand_by(self, now: datetime) -> float:
-        if not self.leadership.acquire(now):
+        since = self.leadership.acquire(now)
+        if since is None:
             self._reachable()
             holder = self.leadership.current_holder(now)
             if holder != self._last_seen_holder:
@@ -330,7 +332,7 @@ class ClockLeader:
             return self.timing.poll.total_seconds()
         self._reachable()
         self._last_seen_holder = None
-        self.trusted_until = now + self.timing.lease - self.timing.renew
+        self.trusted_until = since + self.timing.lease - self.timing.renew
         self.scheduler = build_scheduler(
             self.engine, self.jobs, clock=self.clock, reconnect=self.reconnect, fence=self.fence
         )
@@ -352,14 +354,14 @@ class ClockLeader:
             self._step_down(f"renewed its {kind} too late", now)
             return 0.0
         try:
-            kept = self.leadership.renew(now)
+            since = self.leadership.renew(now)
         except Exception as exc:  # a lost connection is a lost lock
             self._step_down(f"lost the clock {kind} ({outage_reason(exc)})", now)
             return 0.0
-        if not kept:
+        if since is None:
             self._step_down(f"lost the clock {kind}", now)
             return 0.0
-        self.trusted_until = now + self.timing.lease - self.timing.renew
+        self.trusted_until = since + self.timing.lease - self.timing.renew
         return self.timing.renew.total_seconds()
 
     def _step_down(self, why: str, now: datetime) -> None:

@@ -5,7 +5,7 @@ lease (SQLite) runs the scheduled jobs (:mod:`reminders.clock`). Both kinds answ
 same four questions, with the time passed in:
 
 - ``acquire(now)``: take it if nobody holds it (the standby asks every few seconds);
-- ``renew(now)``: the active clock's heartbeat; False once it is lost;
+- ``renew(now)``: the active clock's heartbeat; None once it is lost;
 - ``holds(now)``: the fence, asked before every job run on a fresh connection;
 - ``release(now)``: hand it over at once (a clean stop).
 
@@ -34,7 +34,8 @@ import os
 import secrets
 import socket
 import threading
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import or_, select, text, update
@@ -64,12 +65,12 @@ class Leadership(Protocol):
     holder: str
     kind: str
 
-    def acquire(self, now: datetime) -> bool:
-        """Take it if it is free; True when this process now holds it."""
+    def acquire(self, now: datetime) -> datetime | None:
+        """Take it if it is free: the instant it is held from (``now`` or later), else None."""
         ...
 
-    def renew(self, now: datetime) -> bool:
-        """Keep it (the heartbeat); False when it was lost."""
+    def renew(self, now: datetime) -> datetime | None:
+        """Keep it (the heartbeat): the instant it is held from again, or None: lost."""
         ...
 
     def holds(self, now: datetime) -> bool:
@@ -156,25 +157,49 @@ def release_lease(
     )
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class LeaseRow:
-    """The clock's lease as a :class:`ClockLease` row (SQLite), one short transaction a call."""
+    """The clock's lease as a :class:`ClockLease` row (SQLite), one short transaction a call.
+
+    A write may wait for SQLite's lock (up to its busy timeout, 15 s: another process
+    writing, or frozen while writing). The lease is counted from when the lock was
+    obtained (``clock()`` read then, never earlier than ``now``), so a slow write does not
+    store a lease that is already over, and the caller's trust counts from that instant.
+    """
 
     kind = "lease"
 
-    def __init__(self, engine: Engine, holder: str, *, lease: timedelta) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        holder: str,
+        *,
+        lease: timedelta,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self.engine = engine
         self.holder = holder
         self.lease = lease
+        self.clock = clock
 
-    def acquire(self, now: datetime) -> bool:
+    def _locked_now(self, session: Session, now: datetime) -> datetime:
+        session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
+        return max(now, self.clock())
+
+    def acquire(self, now: datetime) -> datetime | None:
         """See :class:`Leadership`."""
         with session_scope(self.engine) as session:
-            return take_lease(session, self.holder, now, self.lease)
+            at = self._locked_now(session, now)
+            return at if take_lease(session, self.holder, at, self.lease) else None
 
-    def renew(self, now: datetime) -> bool:
+    def renew(self, now: datetime) -> datetime | None:
         """See :class:`Leadership`."""
         with session_scope(self.engine) as session:
-            return renew_lease(session, self.holder, now, self.lease)
+            at = self._locked_now(session, now)
+            return at if renew_lease(session, self.holder, at, self.lease) else None
 
     def holds(self, now: datetime) -> bool:
         """See :class:`Leadership`."""
@@ -279,8 +304,8 @@ class AdvisoryLock:
         assert self.key is not None
         return {"high": self.key >> 32, "low": self.key & 0xFFFFFFFF}
 
-    def acquire(self, now: datetime) -> bool:
-        """See :class:`Leadership`.
+    def acquire(self, now: datetime) -> datetime | None:
+        """See :class:`Leadership` (held from ``now``: the lock does not expire by the clock).
 
         A standby's connection kept from its last ask may have been ended by the server
         meanwhile (idle, or restarted): that one failure is met with a fresh connection.
@@ -288,11 +313,11 @@ class AdvisoryLock:
         with self._guard:
             if self._connection is not None:
                 try:
-                    return self._try_lock(self._connection)
+                    return now if self._try_lock(self._connection) else None
                 except Exception:
                     self._discard()
             try:
-                return self._try_lock(self._connect())
+                return now if self._try_lock(self._connect()) else None
             except BaseException:
                 self._discard()
                 raise
@@ -301,15 +326,15 @@ class AdvisoryLock:
         statement = text("SELECT pg_try_advisory_lock(:key)")
         return bool(connection.execute(statement, {"key": self.key}).scalar_one())
 
-    def renew(self, now: datetime) -> bool:
+    def renew(self, now: datetime) -> datetime | None:
         """See :class:`Leadership`: the heartbeat, a statement on the lock's own session.
 
-        A lost connection is a lost lock (the server dropped it with the session): False,
+        A lost connection is a lost lock (the server dropped it with the session): None,
         never a new connection.
         """
         with self._guard:
             if self._connection is None:
-                return False
+                return None
             try:
                 held = self._connection.execute(
                     _HELD, {**self._key_parts(), "pid": self.backend_pid}
@@ -317,7 +342,7 @@ class AdvisoryLock:
             except BaseException:
                 self._discard()
                 raise
-            return held == 1
+            return now if held == 1 else None
 
     def holds(self, now: datetime) -> bool:
         """See :class:`Leadership`: asked on a pooled connection, by the lock's backend pid."""

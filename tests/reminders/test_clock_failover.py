@@ -18,6 +18,7 @@ committed (its :class:`~reminders.data.models.PlanningPass` row). Then:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -32,6 +33,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from reminders.clock import CLOCK_JOBS
 from reminders.data.models import OutboundMessage, Patient, PlanningPass
 from tests.reminders.test_outage_processes import Process
 from tests.twilio_fake import wait_until
@@ -154,3 +156,49 @@ def test_killing_the_active_clock_hands_over_within_a_minute_and_plans_nothing_t
         assert "Traceback" not in process.text(), process.text()[-3000:]
         for secret in (NAME, PHONE, PHONE.replace(" ", "")):
             assert secret not in process.text()
+
+
+def test_a_frozen_active_clock_is_replaced_and_runs_no_job_when_it_wakes(
+    db_engine_name: str, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """SIGSTOP for longer than the lease: the standby takes over (PostgreSQL: the server
+    ends the idle lock session; SQLite: the lease runs out); on SIGCONT the old clock
+    finds its renewal too old, stops its scheduler and stands by, running no job."""
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    clocks = [Process(CLOCK_ARGS, env, tmp_path / f"clock{n}.log") for n in (1, 2)]
+    try:
+        wait_until(
+            lambda: (
+                sum(_became_active(c) is not None for c in clocks) == 1
+                and all("on standby" in c.text() or _became_active(c) for c in clocks)
+                and len(_passes(engine)) == 1
+            ),
+            timeout=30,
+            interval=0.1,
+        )
+        active, standby = sorted(clocks, key=lambda c: _became_active(c) is None)
+        # Frozen between job runs: SQLite's lock is the database's, and a process frozen
+        # while writing holds it (docs/operations.md, "Clock failover").
+        wait_until(lambda: len(_job_runs(active)) == len(CLOCK_JOBS), timeout=30)
+        os.kill(active.popen.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        took_over = wait_until(lambda: _became_active(standby) is not None, timeout=30)
+        handover = time.monotonic() - started
+        runs_before_waking = len(_job_runs(active))
+        os.kill(active.popen.pid, signal.SIGCONT)
+        stood_down = wait_until(lambda: "on standby" in active.text(), timeout=10)
+        time.sleep(1.0)  # a job the old scheduler had due would have logged by now
+        both_running = active.running() and standby.running()
+        runs_after_waking, passes = len(_job_runs(active)), len(_passes(engine))
+    finally:
+        for process in (active, standby) if "active" in locals() else clocks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.popen.pid, signal.SIGCONT)
+            process.stop()
+
+    print(f"\nfrozen clock ({db_engine_name}): standby active {handover:.2f} s after SIGSTOP")
+    assert took_over and handover < HANDOVER_LIMIT_SECONDS, standby.text()[-3000:]
+    assert stood_down and both_running, active.text()[-3000:]
+    assert "too late: its jobs are stopped" in active.text() or "lost the clock" in active.text()
+    assert runs_after_waking == runs_before_waking, active.text()[-3000:]
+    assert passes == 2  # the standby's pass; none from the woken clock

@@ -75,7 +75,12 @@ def test_the_lease_is_taken_renewed_refused_and_taken_over_once_expired(
 def _leader(engine: Engine, clock: Clock, holder: str, **kwargs: object) -> ClockLeader:
     # No jobs: the scheduler's thread has nothing to run, the fence is asked directly.
     return ClockLeader(
-        engine, LeaseRow(engine, holder, lease=LEASE), TIMING, jobs=(), clock=clock, **kwargs
+        engine,
+        LeaseRow(engine, holder, lease=LEASE, clock=clock),
+        TIMING,
+        jobs=(),
+        clock=clock,
+        **kwargs,
     )
 
 
@@ -130,6 +135,25 @@ def test_a_stolen_lease_stops_the_old_clock_at_its_next_renewal(
         first.stop()
 
 
+def test_a_lease_written_after_waiting_for_the_write_lock_counts_from_the_write(
+    engine: Engine, clock: Clock
+) -> None:
+    # SQLite's write lock came 15 s after the ask (another process was writing): the
+    # lease and the clock's trust count from then, not from an instant already past.
+    written = Clock(clock.now + timedelta(seconds=15))
+    lease_row = LeaseRow(engine, A, lease=LEASE, clock=written)
+    leader = ClockLeader(engine, lease_row, TIMING, jobs=(), clock=clock)
+    try:
+        leader.step()
+        assert leader.trusted_until == written.now + LEASE - TIMING.renew
+        assert _holder(engine, written.now + LEASE - timedelta(seconds=1)) == A
+        assert _holder(engine, written.now + LEASE) is None
+        clock.now = written.now + timedelta(seconds=10)
+        assert leader.fence()
+    finally:
+        leader.stop()
+
+
 def test_a_job_run_asks_the_fence_first(engine: Engine, clock: Clock) -> None:
     runs: list[datetime] = []
     spec = JobSpec("record", lambda _engine, now: runs.append(now), 60, 50, "records its runs")
@@ -174,14 +198,14 @@ def test_the_advisory_lock_has_one_holder_and_is_free_when_its_session_ends(
     second = AdvisoryLock(engine, B, lease=LEASE)
     try:
         assert first.acquire(clock.now) and first.renew(clock.now) and first.holds(clock.now)
-        assert not second.acquire(clock.now) and not second.holds(clock.now)
+        assert second.acquire(clock.now) is None and not second.holds(clock.now)
         assert second.current_holder(clock.now) == A
         _terminate(engine, first)
         assert not first.holds(clock.now)
         assert second.acquire(clock.now) and second.holds(clock.now)
         with pytest.raises(Exception):  # noqa: B017 (the driver's error for a killed session)
             first.renew(clock.now)
-        assert not first.renew(clock.now) and not first.holds(clock.now)  # no new connection
+        assert first.renew(clock.now) is None and not first.holds(clock.now)  # no new connection
         second.release(clock.now)
         assert first.acquire(clock.now)
     finally:
@@ -190,7 +214,7 @@ def test_the_advisory_lock_has_one_holder_and_is_free_when_its_session_ends(
 
 
 @pytest.mark.postgresql_only
-def test_the_lock_is_per_schema(engine: Engine, clock: Clock, database_url: str) -> None:
+def test_the_lock_is_per_schema(engine: Engine, clock: Clock) -> None:
     from tests.conftest import POSTGRES_URL
 
     other = create_engine(POSTGRES_URL)  # the server's default schema, not this session's
@@ -211,7 +235,7 @@ def test_a_frozen_holder_loses_the_lock_after_an_idle_lease(engine: Engine, cloc
     second = AdvisoryLock(engine, B, lease=timedelta(seconds=1))
     try:
         assert first.acquire(clock.now)
-        assert not second.acquire(clock.now)
+        assert second.acquire(clock.now) is None
         time.sleep(1.6)  # no heartbeat on the lock's session for longer than the lease
         assert second.acquire(clock.now)
         assert not first.holds(clock.now)
