@@ -85,6 +85,23 @@ def _passes(engine: Engine) -> list[PlanningPass]:
         return list(session.exec(select(PlanningPass).order_by(PlanningPass.planned_at)).all())
 
 
+def _one_active(clocks: list[Process], engine: Engine) -> tuple[Process, Process]:
+    """(active, standby) once one clock is active, its first planning pass committed, and
+    the other on standby."""
+    wait_until(
+        lambda: (
+            sum(_became_active(c) is not None for c in clocks) == 1
+            and all("on standby" in c.text() or _became_active(c) for c in clocks)
+            and len(_passes(engine)) == 1
+        ),
+        timeout=30,
+        interval=0.1,
+    )
+    active, standby = sorted(clocks, key=lambda c: _became_active(c) is None)
+    assert _became_active(active) and not _became_active(standby), [c.text() for c in clocks]
+    return active, standby
+
+
 def test_killing_the_active_clock_hands_over_within_a_minute_and_plans_nothing_twice(
     db_engine_name: str,
     database_url: str,
@@ -102,17 +119,7 @@ def test_killing_the_active_clock_hands_over_within_a_minute_and_plans_nothing_t
     env |= {"PUBLIC_BASE_URL": "https://companion.test", "PYTHONUNBUFFERED": "1"}
     clocks = [Process(CLOCK_ARGS, env, tmp_path / f"clock{n}.log") for n in (1, 2)]
     try:
-        wait_until(
-            lambda: (
-                sum(_became_active(c) is not None for c in clocks) == 1
-                and all("on standby" in c.text() or _became_active(c) for c in clocks)
-                and len(_passes(engine)) == 1
-            ),
-            timeout=30,
-            interval=0.1,
-        )
-        active, standby = sorted(clocks, key=lambda c: _became_active(c) is None)
-        assert _became_active(active) and not _became_active(standby), [c.text() for c in clocks]
+        active, standby = _one_active(clocks, engine)
         planned_before = {r.dedupe_key for r in _planned(engine, patient.id)}
 
         killed_at = datetime.now()  # local, as the logs' times
@@ -167,16 +174,7 @@ def test_a_frozen_active_clock_is_replaced_and_runs_no_job_when_it_wakes(
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     clocks = [Process(CLOCK_ARGS, env, tmp_path / f"clock{n}.log") for n in (1, 2)]
     try:
-        wait_until(
-            lambda: (
-                sum(_became_active(c) is not None for c in clocks) == 1
-                and all("on standby" in c.text() or _became_active(c) for c in clocks)
-                and len(_passes(engine)) == 1
-            ),
-            timeout=30,
-            interval=0.1,
-        )
-        active, standby = sorted(clocks, key=lambda c: _became_active(c) is None)
+        active, standby = _one_active(clocks, engine)
         # Frozen between job runs: SQLite's lock is the database's, and a process frozen
         # while writing holds it (docs/operations.md, "Clock failover").
         wait_until(lambda: len(_job_runs(active)) == len(CLOCK_JOBS), timeout=30)
@@ -191,7 +189,7 @@ def test_a_frozen_active_clock_is_replaced_and_runs_no_job_when_it_wakes(
         both_running = active.running() and standby.running()
         runs_after_waking, passes = len(_job_runs(active)), len(_passes(engine))
     finally:
-        for process in (active, standby) if "active" in locals() else clocks:
+        for process in clocks:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.popen.pid, signal.SIGCONT)
             process.stop()
