@@ -324,12 +324,19 @@ def reminders_run_due(now_text: str | None) -> None:
 
 
 @reminders_cli.command("clock")
-def reminders_clock() -> None:
-    """Run the scheduler (one process only): planning passes and follow-ups."""
-    from reminders.clock import run_clock
+@click.option("--lease", default=30.0, show_default=True, help="Seconds the clock's lease lasts.")
+@click.option("--renew", default=10.0, show_default=True, help="Seconds between renewals.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between a standby's asks.")
+def reminders_clock(lease: float, renew: float, poll: float) -> None:
+    """Run the scheduler while this process is the active clock; a second one stands by."""
+    from reminders.clock import ClockTiming, run_clock
 
+    try:
+        timing = ClockTiming(*(timedelta(seconds=s) for s in (lease, renew, poll)))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     _log_to_stderr()
-    run_clock(get_engine())
+    run_clock(get_engine(), timing)
 
 
 @reminders_cli.command("dispatch")

@@ -1,5 +1,12 @@
 """The clock process: APScheduler 3 running the scheduled jobs, in exactly one process.
 
+Two clock processes may run (failover): each asks for the clock's lock (PostgreSQL) or
+lease (SQLite) of :mod:`reminders.data.leadership`; the one that holds it runs the
+scheduler and renews it, the other stands by and asks again every few seconds
+(:class:`ClockLeader`). A clock that loses it stops its scheduler at once, and every
+job run first checks that this process still holds it (the fence); the jobs are safe
+to run twice anyway (outbox rows are unique by ``dedupe_key``).
+
 Jobs are declared as data with fixed ids and registered with
 ``replace_existing=True``, explicit misfire grace and coalescing, and one
 instance at a time. The jobs keep no state in APScheduler: the outbox table is
@@ -13,19 +20,21 @@ the clock itself never stops for it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
 from reminders.data.db import RECONNECT, Reconnect, database_unavailable, outage_reason
+from reminders.data.leadership import Leadership, leadership_for
 from reminders.jobs import (
     decision_tasks_job,
     escalate_alerts_job,
@@ -118,6 +127,9 @@ class JobRunner:
     than the job's own interval); the first success after it logs that the database is
     back. Any other failure is logged with its traceback and waits for the next regular
     run, as before: a bug does not get retried every second.
+
+    ``fence``, when given, is asked before each run: False (this process is no longer
+    the active clock) skips the run with one log line.
     """
 
     def __init__(
@@ -126,16 +138,21 @@ class JobRunner:
         engine: Engine,
         clock: Callable[[], datetime] = _utc_now,
         reconnect: Reconnect = RECONNECT,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.spec = spec
         self.engine = engine
         self.clock = clock
         self.reconnect = reconnect
-        self.scheduler: BlockingScheduler | None = None
+        self.fence = fence
+        self.scheduler: BaseScheduler | None = None
         self.failures = 0
 
     def __call__(self) -> None:
         """One run of the job as of ``clock()``."""
+        if self.fence is not None and not self.fence():
+            logger.warning("job %s not run: this process is not the active clock", self.spec.id)
+            return
         now = self.clock()
         try:
             self.spec.func(self.engine, now)
@@ -169,14 +186,16 @@ def build_scheduler(
     *,
     clock: Callable[[], datetime] = _utc_now,
     reconnect: Reconnect = RECONNECT,
-) -> BlockingScheduler:
+    fence: Callable[[], bool] | None = None,
+) -> BackgroundScheduler:
     """A scheduler with every job of ``jobs`` registered (not started).
 
-    ``clock`` is the time each run is made as (and the first run's time).
+    ``clock`` is the time each run is made as (and the first run's time); ``fence`` is
+    asked before every run (:class:`JobRunner`).
     """
-    scheduler = BlockingScheduler(timezone=UTC)
+    scheduler = BackgroundScheduler(timezone=UTC)
     for spec in jobs:
-        runner = JobRunner(spec, engine, clock, reconnect)
+        runner = JobRunner(spec, engine, clock, reconnect, fence)
         runner.scheduler = scheduler
         scheduler.add_job(
             runner,
@@ -192,10 +211,187 @@ def build_scheduler(
     return scheduler
 
 
-def run_clock(engine: Engine) -> None:
-    """Run the clock until SIGTERM or Ctrl-C."""
-    scheduler = build_scheduler(engine)
-    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-    logger.info("clock started with jobs: %s", ", ".join(j.id for j in CLOCK_JOBS))
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        scheduler.start()
+@dataclass(frozen=True)
+class ClockTiming:
+    """How long the lock or lease lasts, how often the active clock renews it and the
+    standby asks for it.
+
+    A killed clock is replaced within ``poll`` on PostgreSQL (the server frees the lock
+    with the connection) and within ``lease + poll`` on SQLite; a frozen one within
+    ``lease + poll`` on both. The defaults (30, 10, 5 s) hand over in 35 s at most, inside
+    the 60 s the operators were promised, with two renewals' slack before a slow
+    heartbeat loses the lease. The active clock trusts its last renewal for
+    ``lease - renew`` only (counted from when the renewal was written), so it stops
+    before anyone could take over.
+    """
+
+    lease: timedelta = timedelta(seconds=30)
+    renew: timedelta = timedelta(seconds=10)
+    poll: timedelta = timedelta(seconds=5)
+
+    def __post_init__(self) -> None:
+        # The active clock trusts a renewal for lease - renew: a renewal made on time
+        # (renew later) must fall inside it, with room for a slow one.
+        if not timedelta(0) < 2 * self.renew < self.lease or self.poll <= timedelta(0):
+            raise ValueError(
+                "clock timing: need 0 < 2 x renew < lease and poll > 0, got "
+                f"lease {self.lease.total_seconds():g} s, renew {self.renew.total_seconds():g} s, "
+                f"poll {self.poll.total_seconds():g} s"
+            )
+
+
+class ClockLeader:
+    """Runs the scheduler only while this process holds the clock's lock or lease.
+
+    :meth:`step` is one turn of the main loop (as of ``clock()``) and returns how long to
+    wait before the next: on standby it asks for the lock or lease and, on winning,
+    starts a fresh scheduler (every job runs at once, catching up); while active it
+    renews, and on losing (renewal refused, connection lost) shuts the scheduler down
+    at once and stands by again. :meth:`fence` is what each job run asks first.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        leadership: Leadership,
+        timing: ClockTiming = ClockTiming(),
+        *,
+        jobs: tuple[JobSpec, ...] = CLOCK_JOBS,
+        clock: Callable[[], datetime] = _utc_now,
+        reconnect: Reconnect = RECONNECT,
+    ) -> None:
+        self.engine = engine
+        self.leadership = leadership
+        self.timing = timing
+        self.jobs = jobs
+        self.clock = clock
+        self.reconnect = reconnect
+        self.scheduler: BackgroundScheduler | None = None
+        self.trusted_until: datetime | None = None
+        self.failures = 0
+        self._last_seen_holder: str | None = None
+
+    @property
+    def holder(self) -> str:
+        """This process's name as a holder (``hostname:pid:nonce``)."""
+        return self.leadership.holder
+
+    @property
+    def active(self) -> bool:
+        """Whether this process runs the scheduler now."""
+        return self.scheduler is not None
+
+    def fence(self) -> bool:
+        """Whether a job may run now: active, renewed recently, and the database agrees."""
+        now = self.clock()
+        if not self.active or self.trusted_until is None or now >= self.trusted_until:
+            return False
+        try:
+            return self.leadership.holds(now)
+        except Exception as exc:  # cannot tell: do not run beside a possible successor
+            logger.warning("clock %s: fence check failed (%s)", self.holder, outage_reason(exc))
+            return False
+
+    def step(self) -> float:
+        """One turn of the main loop; the seconds to wait before the next."""
+        now = self.clock()
+        if self.active:
+            return self._renew(now)
+        try:
+            return self._stand_by(now)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            self.failures += 1
+            wait = min(self.reconnect.delay(self.failures), self.timing.poll.total_seconds())
+            logger.warning(
+                "clock %s: database unreachable (%s); retrying in %g s",
+                self.holder,
+                outage_reason(exc),
+                wait,
+            )
+            return wait
+
+    def _reachable(self) -> None:
+        if self.failures:
+            logger.info(
+                "clock %s: database reachable again after %d failed attempts",
+                self.holder,
+                self.failures,
+            )
+            self.failures = 0
+
+    def _stand_by(self, now: datetime) -> float:
+        since = self.leadership.acquire(now)
+        if since is None:
+            self._reachable()
+            holder = self.leadership.current_holder(now)
+            if holder != self._last_seen_holder:
+                logger.info("clock %s on standby: the active clock is %s", self.holder, holder)
+                self._last_seen_holder = holder
+            return self.timing.poll.total_seconds()
+        self._reachable()
+        self._last_seen_holder = None
+        self.trusted_until = since + self.timing.lease - self.timing.renew
+        self.scheduler = build_scheduler(
+            self.engine, self.jobs, clock=self.clock, reconnect=self.reconnect, fence=self.fence
+        )
+        self.scheduler.start()
+        logger.info(
+            "clock %s is the active clock (%s); jobs: %s",
+            self.holder,
+            self.leadership.kind,
+            ", ".join(j.id for j in self.jobs),
+        )
+        return self.timing.renew.total_seconds()
+
+    def _renew(self, now: datetime) -> float:
+        """The heartbeat; on any failure, step down and go straight back to standby."""
+        kind = self.leadership.kind
+        if self.trusted_until is None or now >= self.trusted_until:
+            # The last renewal is too old (this process was frozen or its heartbeat
+            # hung): another clock may be active already.
+            self._step_down(f"renewed its {kind} too late", now)
+            return 0.0
+        try:
+            since = self.leadership.renew(now)
+        except Exception as exc:  # a lost connection is a lost lock
+            self._step_down(f"lost the clock {kind} ({outage_reason(exc)})", now)
+            return 0.0
+        if since is None:
+            self._step_down(f"lost the clock {kind}", now)
+            return 0.0
+        self.trusted_until = since + self.timing.lease - self.timing.renew
+        return self.timing.renew.total_seconds()
+
+    def _step_down(self, why: str, now: datetime) -> None:
+        """Stop the scheduler (no job starts from now on; runs under way finish), then
+        let go of the lock or lease if it is still this process's."""
+        scheduler, self.scheduler, self.trusted_until = self.scheduler, None, None
+        if scheduler is not None:
+            logger.warning("clock %s %s: its jobs are stopped", self.holder, why)
+            scheduler.shutdown(wait=True)
+        try:
+            self.leadership.release(now)
+        except Exception as exc:  # a lease then simply expires; a lock went with its session
+            logger.warning("clock %s: release failed (%s)", self.holder, outage_reason(exc))
+
+    def stop(self) -> None:
+        """A clean stop: the scheduler (after its runs under way), then the lock or lease."""
+        self._step_down("is stopping", self.clock())
+        logger.info("clock %s stopped", self.holder)
+
+
+def run_clock(engine: Engine, timing: ClockTiming = ClockTiming()) -> None:
+    """Run the clock until SIGTERM or Ctrl-C: active while it holds the lock, else standby."""
+    leader = ClockLeader(engine, leadership_for(engine, lease=timing.lease), timing)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    logger.info("clock %s started", leader.holder)
+    try:
+        while not stopping.is_set():
+            stopping.wait(leader.step())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        leader.stop()

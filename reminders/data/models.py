@@ -697,3 +697,21 @@ class CalendarFeed(TableBase, table=True):
     revoked_at: datetime | None = utc_field(nullable=True)
     revoked_by: int | None = user_ref()
     last_fetched_at: datetime | None = utc_field(nullable=True)
+
+
+# --- the active clock's lease (issue 16, item 4) ---------------------------------------
+
+
+class ClockLease(TableBase, table=True):
+    """Which clock process is the active one, on SQLite (:mod:`reminders.data.leadership`).
+
+    One row per ``name`` ("clock"). The holder (``hostname:pid:nonce``, no patient data)
+    renews ``expires_at`` every few seconds; once it is past, another clock may take the
+    row with a conditional ``UPDATE``. PostgreSQL uses a session advisory lock instead
+    (the server drops it with a dead process's connection) and leaves this table empty.
+    """
+
+    name: str = Field(max_length=40, unique=True)
+    holder: str = Field(max_length=200)
+    acquired_at: datetime = utc_field()
+    expires_at: datetime = utc_field()
