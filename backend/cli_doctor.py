@@ -50,6 +50,7 @@ SECRET_ADVICE = (
     "set it to the output of: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 )
 
+CONSOLE = " (as Twilio's console shows it)"
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")
@@ -76,7 +77,7 @@ def estimated_bits(secret: str) -> float:
     """
     counts = Counter(secret)
     per_character = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
-    return per_character * len(secret)
+    return abs(per_character * len(secret))  # 0.0, not -0.0, for a repeated character
 
 
 def secret_findings(config: Mapping[str, Any]) -> list[Finding]:
@@ -127,9 +128,9 @@ def gateway_findings(config: Mapping[str, Any]) -> list[Finding]:
     if str(config.get("SMS_BACKEND") or "console").lower() != "twilio":
         return findings
     forms = (
-        ("TWILIO_ACCOUNT_SID", _ACCOUNT_SID, "AC followed by 32 hexadecimal digits"),
-        ("TWILIO_AUTH_TOKEN", _AUTH_TOKEN, "32 hexadecimal digits"),
-        ("TWILIO_MESSAGING_SERVICE_SID", _SERVICE_SID, "MG followed by 32 hexadecimal digits"),
+        ("TWILIO_ACCOUNT_SID", _ACCOUNT_SID, f"AC followed by 32 hexadecimal digits{CONSOLE}"),
+        ("TWILIO_AUTH_TOKEN", _AUTH_TOKEN, f"32 hexadecimal digits{CONSOLE}"),
+        ("TWILIO_MESSAGING_SERVICE_SID", _SERVICE_SID, f"MG followed by 32 hex digits{CONSOLE}"),
         ("TWILIO_FROM_NUMBER", _E164, "a number in E.164, e.g. +3225550123"),
         ("TWILIO_VOICE_FROM_NUMBER", _E164, "a number in E.164, e.g. +3225550123"),
     )
