@@ -24,14 +24,16 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.logging import default_handler
 from werkzeug.wsgi import ClosingIterator
 
+from backend.config import check_config, default_config, environment_with_env_file, load_environment
 from reminders import logcontext
 
 #: A phone number in international form, as people and libraries write it: "+", a
@@ -94,6 +96,11 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+#: Loggers whose INFO lines say nothing to an operator: Alembic names each of its
+#: plugins whenever a process imports it (every start).
+QUIETED_LOGGERS = ("alembic.runtime.plugins",)
+
+
 class CompanionHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler :func:`install_logging` puts on the root logger (found again by its class)."""
 
@@ -116,6 +123,8 @@ def install_logging(log_format: str, level: str | int = logging.INFO, stream: An
     handler.setFormatter(formatter_for(log_format))
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIETED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 #: An incoming ``X-Request-ID`` is kept when it looks like an id (a proxy's or a load
@@ -158,6 +167,36 @@ class RequestIdMiddleware:
             logcontext.leave(token)
             raise
         return ClosingIterator(body, [lambda: logcontext.leave(token)])
+
+
+def gunicorn_logconfig(environ: Mapping[str, str], directory: Path) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict`` (``gunicorn.conf.py``): its own lines, the access log
+    included, through the app's handler and formatter, in the configured format.
+
+    The master process reads the configuration as the app will (``.env`` of ``directory``
+    under ``environ``), before any app exists; each worker's app then installs the same.
+    """
+    config = {
+        **default_config("instance"),
+        **load_environment(environment_with_env_file(environ, directory)),
+    }
+    check_config(config)
+    formatter = TextFormatter if config["LOG_FORMAT"] == "text" else JsonFormatter
+    through_root = {"level": "INFO", "handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": config["LOG_LEVEL"], "handlers": ["companion"]},
+        "loggers": {"gunicorn.error": through_root, "gunicorn.access": through_root},
+        "handlers": {
+            "companion": {
+                "class": f"{__name__}.{CompanionHandler.__name__}",
+                "formatter": "companion",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "formatters": {"companion": {"()": f"{__name__}.{formatter.__name__}"}},
+    }
 
 
 def init_app(app: Flask) -> None:
