@@ -16,9 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from backend import create_app
-from backend.cli import upgrade_database
 from backend.cli_doctor import estimated_bits
 from backend.db import get_engine
+from reminders.data.db import make_engine
 from tests.backend.test_report_rule_ids_migration import migrate
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
 
@@ -52,22 +52,30 @@ def migrated_sqlite(tmp_path: Path, revision: str = "head") -> str:
     return url
 
 
-def test_a_good_production_configuration_has_nothing_to_fix(
-    empty_database: tuple[str, dict], tmp_path: Path
-) -> None:
+def migrated_with_a_team(empty_database: tuple[str, dict], zone: str) -> str:
+    """The URL of ``empty_database`` (its schema on the search path, for PostgreSQL),
+    migrated to the head, with one team whose time zone is ``zone``."""
     url, connect_args = empty_database
-    if connect_args:  # PostgreSQL: the schema of this test on the search path
+    if connect_args:
         url = make_url(url).update_query_dict(connect_args).render_as_string(hide_password=False)
-    app = create_app({"TESTING": True, "DATABASE_URL": url, **GOOD})
-    upgrade_database(app)
-    with get_engine(app).begin() as connection:
+    migrate(url, {}, "head")
+    engine = make_engine(url)
+    with engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO team (name, timezone, created_at) "
-                "VALUES ('Hématologie — Saint-Luc', 'Europe/Brussels', '2026-03-02 10:00:00')"
-            )
+                "VALUES ('Hématologie — Saint-Luc', :zone, '2026-03-02 10:00:00')"
+            ),
+            {"zone": zone},
         )
-    get_engine(app).dispose()
+    engine.dispose()
+    return url
+
+
+def test_a_good_production_configuration_has_nothing_to_fix(
+    empty_database: tuple[str, dict], tmp_path: Path
+) -> None:
+    url = migrated_with_a_team(empty_database, "Europe/Brussels")
 
     result = doctor(url, tmp_path)
 
@@ -163,19 +171,7 @@ def test_twilio_without_credentials_names_what_is_missing(tmp_path: Path) -> Non
 def test_a_team_time_zone_without_data_on_this_machine(
     empty_database: tuple[str, dict], tmp_path: Path
 ) -> None:
-    url, connect_args = empty_database
-    if connect_args:
-        url = make_url(url).update_query_dict(connect_args).render_as_string(hide_password=False)
-    migrate(url, {}, "head")
-    app = create_app({"TESTING": True, "DATABASE_URL": url, **GOOD})
-    with get_engine(app).begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO team (name, timezone, created_at) "
-                "VALUES ('Hématologie', 'Europe/Atlantis', '2026-03-02 10:00:00')"
-            )
-        )
-    get_engine(app).dispose()
+    url = migrated_with_a_team(empty_database, "Europe/Atlantis")
 
     result = doctor(url, tmp_path)
 
