@@ -9,9 +9,10 @@ logger by :func:`init_app` when the app is created (never for tests, whose logs 
 captures: they install the formatter themselves).
 
 The code never logs a phone number, an SMS text, a name or a lab value; as a safety net,
-both formatters replace anything shaped like an international phone number, and the
-token of a calendar feed link (``/calendar/<token>.ics``, a credential) in any path, in
-the message and in the traceback (:func:`redact`). The werkzeug development server's
+both formatters replace anything shaped like an international phone number, the token
+of a calendar feed link (``/calendar/<token>.ics``, a credential) in any path, and the
+values of any query string (a dashboard search may be a name), in the message and in
+the traceback (:func:`redact`). The werkzeug development server's
 request lines and gunicorn's (``gunicorn.conf.py``) go through the same formatters.
 
 Each web request gets an id: a sane ``X-Request-ID`` from the client or the proxy in
@@ -43,6 +44,10 @@ from reminders import logcontext
 _PHONE = re.compile(r"(?:\+|%2[bB])[1-9](?:[\s.\-()/]{0,2}\d){7,14}")
 #: The token of a calendar feed link in a path (backend.calendar_feed).
 _CALENDAR_TOKEN = re.compile(r"(/calendar/)[^/\s?#\"']+(\.ics)")
+#: A path or URL with a query string: the values go (a dashboard search may be a name,
+#: a sign-in redirect's ``next`` holds another query), the parameters' names stay. The
+#: request lines of werkzeug and gunicorn, and the referrer in gunicorn's, are such.
+_QUERY = re.compile(r"(/[^\s?#\"']*)\?([^\s#\"']*)")
 #: Terminal colours (werkzeug colours its request lines on a terminal).
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -51,10 +56,17 @@ TOKEN_MASK = "[token]"
 
 
 def redact(text: str) -> str:
-    """``text`` without phone-number-like strings, calendar tokens or terminal colours."""
+    """``text`` without phone-number-like strings, calendar tokens, query-string values or
+    terminal colours."""
     text = _PHONE.sub(PHONE_MASK, text)
     text = _CALENDAR_TOKEN.sub(rf"\g<1>{TOKEN_MASK}\g<2>", text)
+    text = _QUERY.sub(_query_names, text)
     return _ANSI.sub("", text)
+
+
+def _query_names(match: re.Match[str]) -> str:
+    names = (part.partition("=")[0] for part in match.group(2).split("&") if part)
+    return f"{match.group(1)}?{'&'.join(names)}"
 
 
 class JsonFormatter(logging.Formatter):

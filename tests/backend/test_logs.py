@@ -170,7 +170,7 @@ def test_the_safety_net_masks_numbers_and_calendar_tokens_even_in_a_traceback(
     entries = json_lines(captured)
     assert [e["job_id"] for e in entries] == [job, job]
     assert entries[0]["message"] == "would send to [phone] and [phone]"
-    assert entries[1]["message"] == "failed on GET /calendar/[token].ics?to=[phone]"
+    assert entries[1]["message"] == "failed on GET /calendar/[token].ics?to"
     assert "ValueError: no patient with number [phone]" in entries[1]["exception"]
     assert_no_patient_data(captured.getvalue(), token, "5550104477", "010-4477")
 
@@ -179,6 +179,13 @@ def test_redaction_leaves_ordinary_numbers_alone() -> None:
     line = "outbox 1234567: 3 segments; at 2026-03-17T17:05:00+01:00; +1 day; took 12.5 ms"
     assert redact(line) == line
     assert redact("/calendar/abc_DEF-123.ics") == "/calendar/[token].ics"
+    assert (
+        redact('"GET /patients?q=Peeters&page=2 HTTP/1.1" 200')
+        == '"GET /patients?q&page HTTP/1.1" 200'
+    )
+    assert redact("https://companion.test/login?next=%2Fpatients%3Fq%3DPeeters") == (
+        "https://companion.test/login?next"
+    )
     assert redact("\x1b[32mGET /healthz\x1b[0m") == "GET /healthz"
 
 
@@ -209,18 +216,23 @@ def test_the_development_server_logs_requests_without_the_calendar_token(
         base = f"http://127.0.0.1:{server.server_port}"
         feed = requests.get(f"{base}/calendar/{token}.ics?to=%2B32470123456", timeout=10)
         probe = requests.get(f"{base}/healthz", headers={"X-Request-ID": "probe-7"}, timeout=10)
+        # A nurse's search for a patient by name, signed out: redirected to sign in.
+        search = requests.get(
+            f"{base}/patients", params={"q": NAME}, allow_redirects=False, timeout=10
+        )
     finally:
         server.shutdown()
         thread.join(timeout=10)
     assert feed.status_code == 404 and probe.headers["X-Request-ID"] == "probe-7"
+    assert search.status_code == 302
 
     requests_logged = [e for e in json_lines(captured) if e["logger"] == "werkzeug"]
-    assert any(
-        '"GET /calendar/[token].ics?to=[phone] HTTP/1.1" 404' in e["message"]
-        for e in requests_logged
-    )
+    lines = [e["message"] for e in requests_logged]
+    assert any('"GET /calendar/[token].ics?to HTTP/1.1" 404' in line for line in lines), lines
+    assert any('"GET /patients?q HTTP/1.1" 302' in line for line in lines), lines
     assert any("GET /healthz" in e["message"] for e in requests_logged)
-    assert token not in captured.getvalue() and "32470123456" not in captured.getvalue()
+    assert token not in captured.getvalue()
+    assert_no_patient_data(captured.getvalue(), "Th%C3%A9r%C3%A8se", "Vandenbroucke")
 
 
 @pytest.mark.slow
