@@ -48,7 +48,7 @@ from reminders.dispatch import run_dispatcher
 from reminders.gateways import ConsoleGateway
 from reminders.jobs import run_due
 from tests.backend.dashboard.conftest import PASSWORD, sign_in
-from tests.backend.test_config import free_port, wait_for_answer
+from tests.backend.test_config import free_port
 from tests.backend.test_report_rule_ids_migration import migrate
 from tests.conftest import Clock, bearer
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, signed_form_post, wait_until
@@ -235,6 +235,14 @@ def test_the_development_server_logs_requests_without_the_calendar_token(
     assert_no_patient_data(captured.getvalue(), "Th%C3%A9r%C3%A8se", "Vandenbroucke")
 
 
+def answers(url: str) -> bool:
+    """True once ``url`` answers 200 (a server still starting refuses or is slow)."""
+    try:
+        return requests.get(url, timeout=30).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 @pytest.mark.slow
 def test_gunicorn_writes_its_lines_and_access_log_as_json_without_the_token(
     tmp_path: Path,
@@ -256,7 +264,10 @@ def test_gunicorn_writes_its_lines_and_access_log_as_json_without_the_token(
         text=True,
     )
     try:
-        wait_for_answer(server, f"http://127.0.0.1:{port}/healthz", {})
+        # A worker loads the app after the master listens: on a busy machine that takes
+        # longer than wait_for_answer's 5 s read timeout, so the first probe waits longer.
+        healthz = f"http://127.0.0.1:{port}/healthz"
+        assert wait_until(lambda: answers(healthz), timeout=60, interval=0.1), server.poll()
         feed = requests.get(
             f"http://127.0.0.1:{port}/calendar/{token}.ics",
             headers={"X-Request-ID": "family-phone-1"},
