@@ -26,12 +26,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
     from backend.calendar_feed import init_app as init_calendar_feed
+    from backend.cli_doctor import init_app as init_doctor
     from backend.config import (
         check_config,
         default_config,
         environment_with_env_file,
         load_environment,
     )
+    from backend.health import init_app as init_health
+    from backend.logs import init_app as init_logs
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(default_config(app.instance_path))
@@ -44,8 +47,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     check_config(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     _trust_proxies(app)
+    init_logs(app)  # first: whatever the others log is formatted, with the request id
 
     db.init_app(app)
+    init_health(app)  # /healthz and /readyz: no sign-in, no session
     errors.init_app(app)
     hardening.init_app(app)
     api.init_app(app)
@@ -54,6 +59,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)
     init_calendar_feed(app)  # the family's calendar link: no sign-in, its own blueprint
     infosite.init_app(app)
+    init_doctor(app)  # `doctor`: the configuration checked
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
 

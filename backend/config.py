@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,11 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "X-Forwarded-Proto are trusted (default 0: the headers are ignored)",
     "API_TOKEN_LIFETIME_DAYS": "days a new API token works unless its creator picks another "
     "lifetime (default 90, at most 365)",
+    "DEPLOYMENT": "production (default) or development: `doctor` accepts the development "
+    "secret and http only in development, whose logs default to text",
+    "LOG_FORMAT": "json (one object per line; default outside development) or text",
+    "LOG_LEVEL": "lowest level logged: DEBUG, INFO (default), WARNING or ERROR",
+    "READINESS_TIMEOUT_SECONDS": "/readyz gives up on the database after this long (default 2)",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -47,6 +52,7 @@ _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
 _FLOAT_KEYS = {
     "DISPATCH_LEASE_SECONDS",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
+    "READINESS_TIMEOUT_SECONDS",
 }
 _INT_KEYS = {
     "MAX_CONTENT_LENGTH",
@@ -54,6 +60,14 @@ _INT_KEYS = {
     "TRUSTED_PROXY_COUNT",
     "API_TOKEN_LIFETIME_DAYS",
 }
+
+#: The values of ``DEPLOYMENT``.
+PRODUCTION = "production"
+DEVELOPMENT = "development"
+DEPLOYMENTS = (PRODUCTION, DEVELOPMENT)
+#: The values of ``LOG_FORMAT`` and ``LOG_LEVEL``.
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 #: The longest lifetime an API token may have, in days (a leaked token stops working
 #: within a year at most; ``API_TOKEN_LIFETIME_DAYS`` and every creator's choice are capped).
@@ -95,6 +109,14 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # A quarter: long enough for an integration, short enough that a forgotten or
         # leaked token stops working on its own (see backend.services.tokens).
         "API_TOKEN_LIFETIME_DAYS": 90,
+        # Production unless told otherwise: a forgotten setting must make `doctor` stricter,
+        # never laxer. scripts/run says development.
+        "DEPLOYMENT": PRODUCTION,
+        "LOG_FORMAT": None,  # json, or text in development (check_config decides)
+        "LOG_LEVEL": "INFO",
+        # A load balancer probes every few seconds and waits about as long: an answer in
+        # 2 s, even from a server that does not answer, keeps the probe meaningful.
+        "READINESS_TIMEOUT_SECONDS": 2.0,
     }
 
 
@@ -167,11 +189,33 @@ def environment_with_env_file(environ: Mapping[str, str], directory: Path) -> di
     return {**read_env_file(directory / ENV_FILE_NAME), **environ}
 
 
-def check_config(config: Mapping[str, Any]) -> None:
+def in_development(config: Mapping[str, Any]) -> bool:
+    """True when ``DEPLOYMENT`` says this is a developer's machine."""
+    return config.get("DEPLOYMENT") == DEVELOPMENT
+
+
+def check_config(config: MutableMapping[str, Any]) -> None:
     """Refuse settings the app cannot run with, naming the variable (at start-up, not later).
 
+    Also settles ``LOG_FORMAT`` when it is not set (text in development, else json).
     Raises ValueError.
     """
+    if config.get("DEPLOYMENT") not in DEPLOYMENTS:
+        raise ValueError(
+            f"DEPLOYMENT must be one of {', '.join(DEPLOYMENTS)}, got {config.get('DEPLOYMENT')!r}"
+        )
+    if not config.get("LOG_FORMAT"):
+        config["LOG_FORMAT"] = "text" if in_development(config) else "json"
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ValueError(
+            f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {config['LOG_FORMAT']!r}"
+        )
+    config["LOG_LEVEL"] = str(config.get("LOG_LEVEL") or "INFO").upper()
+    if config["LOG_LEVEL"] not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    timeout = config.get("READINESS_TIMEOUT_SECONDS")
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"READINESS_TIMEOUT_SECONDS must be a positive number, got {timeout!r}")
     days = config.get("API_TOKEN_LIFETIME_DAYS")
     if (
         not isinstance(days, int)

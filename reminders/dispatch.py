@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 from sqlmodel import select
 
+from reminders import logcontext
 from reminders.core.messaging import defer_past_quiet_hours, in_quiet_hours
 from reminders.core.templates import DEFAULT_LANGUAGE, segments_over_budget
 from reminders.data.db import (
@@ -449,7 +450,12 @@ def dispatch_due_messages(
     max_wait = lease * CLAIM_WAIT_LEASE_FRACTION
     recorder = SentRecorder(engine, report)
     try:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sms") as pool:
+        with ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="sms",
+            initializer=logcontext.adopt,  # the senders' lines carry the pass's job id
+            initargs=(logcontext.current_id(),),
+        ) as pool:
             sends = _InFlight()
             size = batch_size or BATCH_MIN
             last_claim, finished = time.monotonic(), 0
@@ -556,6 +562,8 @@ def run_dispatcher(
         while not stop.is_set():
             started = time.monotonic()
             recover = started - recovered_at >= interval
+            # The pass's id stays current until the next pass: the wait belongs to it.
+            logcontext.enter("job", logcontext.new_id("dispatch-"))
             try:
                 report = dispatch_due_messages(
                     engine,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from reminders import logcontext
 from reminders.data.db import session_scope
 from reminders.data.pruning import prune_login_throttle, prune_user_sessions
 from reminders.decision_tasks import raise_due_decision_tasks
@@ -36,11 +37,13 @@ def _in_session(
     """Run ``work`` in one job session as of ``now``; log its result with ``message``.
 
     Every timed job is this shape, so the session scope (commit, or rollback on an
-    error) and the one log line per run are written once.
+    error) and the one log line per run are written once, under one job id.
     """
-    with session_scope(engine) as session:
-        result = work(session, now)
-    logger.info(message, result)
+    # Named by the words before the colon of its line ("planning pass" -> "planning-pass").
+    with logcontext.job_id(message.split(":")[0].replace(" ", "-")):
+        with session_scope(engine) as session:
+            result = work(session, now)
+        logger.info(message, result)
     return result
 
 
@@ -97,8 +100,9 @@ def dispatch_job(
     engine: Engine, gateway: SmsGateway, clock: Callable[[], datetime], **options: Any
 ) -> DispatchReport:
     """Send what is due."""
-    report = dispatch_due_messages(engine, gateway, clock, **options)
-    logger.info("dispatch: %s", report.as_dict())
+    with logcontext.job_id("dispatch"):
+        report = dispatch_due_messages(engine, gateway, clock, **options)
+        logger.info("dispatch: %s", report.as_dict())
     return report
 
 

@@ -50,6 +50,10 @@ PUBLIC_ENDPOINTS = {
     # A family's calendar link: the unguessable token in the path is the credential (a
     # phone's calendar app cannot sign in); tests/backend/dashboard/test_calendar.py.
     "calendar.feed",
+    # Probes of a load balancer or an orchestrator: nothing but the checks' names and
+    # results, no patient data, no secret; tests/backend/test_health.py.
+    "health.healthz",
+    "health.readyz",
 }
 #: Blueprints and how their routes are protected.
 PROTECTED_BLUEPRINTS = {"api": "api", "twilio": "webhook", "dashboard": "session"}
