@@ -33,6 +33,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
+from reminders import logcontext
 from reminders.data.db import RECONNECT, Reconnect, database_unavailable, outage_reason
 from reminders.data.leadership import Leadership, leadership_for
 from reminders.jobs import (
@@ -149,7 +150,13 @@ class JobRunner:
         self.failures = 0
 
     def __call__(self) -> None:
-        """One run of the job as of ``clock()``."""
+        """One run of the job as of ``clock()``, its log lines under one job id."""
+        # The id wraps the fence, the failure and the outage lines too, which the job's own
+        # id (set inside the job's session) would miss.
+        with logcontext.job_id(self.spec.id):
+            self._run()
+
+    def _run(self) -> None:
         if self.fence is not None and not self.fence():
             logger.warning("job %s not run: this process is not the active clock", self.spec.id)
             return
