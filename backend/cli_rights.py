@@ -85,8 +85,8 @@ def rights_export(patient_id: int, kind: str, output: str | None) -> None:
 def rights_erase(patient_id: int, irreversibly: bool) -> None:
     """Erase PATIENT_ID's contact details at their request (audited as erase_contact_details).
 
-    Name, phone number and hospital reference become one pseudonym (printed once: note
-    it in the hospital's file), pending SMS are cancelled, nothing more is sent; the
+    Name, phone number and hospital reference become one pseudonym (printed: note it in
+    the hospital's file), pending SMS are cancelled, nothing more is sent; the
     clinical record is kept (docs/data-protection.md).
     """
     from backend.services.rights import erase_contact_details

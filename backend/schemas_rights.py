@@ -48,7 +48,7 @@ class ErasureIn(Strict):
 
 
 class ErasureOut(BaseModel):
-    """What an erasure did; the pseudonym is shown once, for the hospital's own file."""
+    """What an erasure did, and the pseudonym to note in the hospital's own file."""
 
     patient_id: int
     pseudonym: str

@@ -72,7 +72,8 @@ def export_record_fhir(patient_id: int):
 def erase_contact_details(patient_id: int, json: ErasureIn):
     """Erase the patient's name, phone number and hospital reference at their request.
 
-    Irreversible: they become one pseudonym (answered once), every pending SMS is
+    Irreversible: they become one pseudonym (answered, to note in the hospital's file;
+    the record goes by it from then on), every pending SMS is
     cancelled and nothing more is sent; the clinical record is kept. 409 if already erased.
     """
     session, patient, now = _admin_patient(patient_id)

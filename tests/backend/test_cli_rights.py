@@ -54,9 +54,7 @@ def test_export_writes_the_record_and_the_bundle(
     ]
 
 
-def test_erase_needs_the_flag_and_prints_the_pseudonym_once(
-    app, session, make_user, treated
-) -> None:
+def test_erase_needs_the_flag_and_prints_the_pseudonym(app, session, make_user, treated) -> None:
     admin, _ = make_user(team="Hématologie — Saint-Luc", role="admin")
     patient, _ = treated(admin.team_id, display_name=NAME, hospital_ref="HUB-2026-004178")
     runner = app.test_cli_runner()
