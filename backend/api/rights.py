@@ -1,7 +1,7 @@
 """Data-rights routes (admins of the patient's team): the whole record, and the erasure.
 
 * ``GET /patients/<id>/record``: the record as JSON (``mab-companion/patient-record``, v1).
-* ``GET /patients/<id>/record/fhir``: the same as a FHIR R4 Bundle (``application/fhir+json``).
+* ``GET /patients/<id>/record/fhir``: the same as a FHIR R4 Bundle.
 * ``POST /patients/<id>/erase`` with ``{"confirm": "ERASE"}``: the contact details become a
   pseudonym, pending SMS are cancelled, nothing more is sent (irreversible).
 
@@ -57,9 +57,9 @@ def export_record_fhir(patient_id: int):
     session, patient, now = _admin_patient(patient_id)
     bundle = rights.export_bundle(session, patient, now)
     audit(patient.id, f"patient:{patient.id}:fhir")
-    response = jsonify(bundle)
-    response.mimetype = "application/fhir+json"
-    return response
+    # application/json, as the OpenAPI document says (FHIR accepts it for its JSON format);
+    # the page's download is application/fhir+json.
+    return jsonify(bundle)
 
 
 @api.post("/patients/<int:patient_id>/erase")
