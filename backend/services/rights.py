@@ -57,7 +57,7 @@ from reminders.outbox import cancel_pending_for_patient
 
 #: What the pseudonym starts with: name, phone and hospital reference all become it.
 PSEUDONYM_PREFIX = "erased-"
-#: Why an erased patient's SMS are blocked (also the reason of the SMS cancelled).
+#: Why the pending SMS of an erased patient were cancelled.
 ERASED_REASON = "contact details erased at the patient's request"
 
 #: Columns the export leaves out: secrets' digests and the dispatcher's bookkeeping.
@@ -246,7 +246,7 @@ def erase_contact_details(session: Session, patient: Patient, now: datetime) -> 
 
     Name, phone number and hospital reference become one pseudonym (``erased-`` and 12
     hex digits: the hospital notes it in its own file to find the kept record again);
-    SMS are blocked and every pending SMS to the patient is cancelled at once (the
+    consent is withdrawn and every pending SMS to the patient is cancelled at once (the
     planner, the dispatcher and :func:`reminders.rendering.sms_allowed` skip a patient
     with ``erased_at``); the calendar links are revoked; every table of
     :func:`erasure_targets` is scrubbed. Refused (Conflict) for a patient already erased.
@@ -268,7 +268,6 @@ def erase_contact_details(session: Session, patient: Patient, now: datetime) -> 
     pseudonym = PSEUDONYM_PREFIX + secrets.token_hex(6)
     patient.display_name = patient.phone = patient.hospital_ref = pseudonym
     patient.sms_consent = False
-    patient.sms_blocked_reason = ERASED_REASON
     patient.erased_at = patient.updated_at = now
     session.add(patient)
     session.flush()
