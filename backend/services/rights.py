@@ -96,11 +96,10 @@ def export_record(session: Session, patient: Patient, now: datetime) -> dict[str
     timelines: dict[int, list[dict[str, Any]]] = {}
     for event in _rows(session, AlertEvent, AlertEvent.alert_id.in_([a["id"] for a in alerts])):
         timelines.setdefault(event["alert_id"], []).append(event)
-    roles = dict(session.execute(select(User.id, User.role)).all())
-    audit = [
-        row | {"user_role": roles.get(row["user_id"])}
-        for row in _rows(session, AuditEvent, AuditEvent.patient_id == pid)
-    ]
+    audit = _rows(session, AuditEvent, AuditEvent.patient_id == pid)
+    user_ids = {row["user_id"] for row in audit if row["user_id"] is not None}
+    roles = dict(session.execute(select(User.id, User.role).where(User.id.in_(user_ids))).all())
+    audit = [row | {"user_role": roles.get(row["user_id"])} for row in audit]
     team = session.get(Team, patient.team_id)
     return {
         "format": RECORD_FORMAT,
