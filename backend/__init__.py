@@ -24,7 +24,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     it (tests), ``.env`` is not read, so a developer's local settings (their database)
     never reach a test.
     """
-    from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
+    from backend import api, cli, cli_rights, dashboard, db, errors, hardening, infosite, webhooks
     from backend.calendar_feed import init_app as init_calendar_feed
     from backend.cli_doctor import init_app as init_doctor
     from backend.config import (
@@ -60,6 +60,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_calendar_feed(app)  # the family's calendar link: no sign-in, its own blueprint
     infosite.init_app(app)
     init_doctor(app)  # `doctor`: the configuration checked
+    cli_rights.init_app(app)  # data rights: export the record, erase contact details
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
 

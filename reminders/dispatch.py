@@ -128,6 +128,8 @@ def _decide(
         return OutboxStatus.CANCELLED, "no patient"
     if patient.discharged_at is not None:
         return OutboxStatus.CANCELLED, "patient discharged"
+    if patient.erased_at is not None:
+        return OutboxStatus.CANCELLED, "contact details erased"
     if patient.opted_out:
         return OutboxStatus.CANCELLED, "patient opted out"
     if patient.sms_blocked_reason:
@@ -207,6 +209,7 @@ _PATIENTS = select(
     _PATIENT.c.opted_out,
     _PATIENT.c.sms_blocked_reason,
     _PATIENT.c.discharged_at,
+    _PATIENT.c.erased_at,
     _PATIENT.c.quiet_start,
     _PATIENT.c.quiet_end,
     _PATIENT.c.language,

@@ -370,6 +370,7 @@ def _consenting_patients(session: Session, patient_ids: Sequence[int] | None) ->
             c.opted_out.is_(False),
             c.sms_blocked_reason.is_(None),
             c.discharged_at.is_(None),
+            c.erased_at.is_(None),
         )
         .order_by(c.id)
         .limit(PATIENT_CHUNK)

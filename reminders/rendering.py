@@ -63,12 +63,14 @@ class PatientContext:
 
 
 def sms_allowed(patient: Patient) -> bool:
-    """True when the patient may get SMS: consent, no opt-out, a reachable number, in care."""
+    """True when the patient may get SMS: consent, no opt-out, a reachable number, in care,
+    contact details not erased."""
     return (
         patient.sms_consent
         and not patient.opted_out
         and patient.sms_blocked_reason is None
         and patient.discharged_at is None
+        and patient.erased_at is None
     )
 
 

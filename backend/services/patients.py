@@ -93,7 +93,13 @@ def create_patient(
 def update_patient(
     session: Session, patient: Patient, data: PatientUpdate, now: datetime, *, region: str
 ) -> Patient:
-    """Apply the fields set in ``data`` to ``patient``."""
+    """Apply the fields set in ``data`` to ``patient``.
+
+    Refused (Conflict) once the patient's contact details were erased: the erasure is
+    irreversible (``backend.services.rights``), a new number means a new enrolment.
+    """
+    if patient.erased_at is not None:
+        raise Conflict("this patient's contact details were erased at their request")
     changes = data.model_dump(exclude_unset=True)
     for key in (
         "display_name",

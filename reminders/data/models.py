@@ -257,6 +257,10 @@ class Patient(TableBase, table=True):
     discharged_at: datetime | None = utc_field(nullable=True)
     discharged_by: int | None = user_ref()
     discharge_reason: str | None = Field(default=None, max_length=500)
+    #: Set when the patient's contact details were erased at their request
+    #: (``backend.services.rights``): name, phone and hospital reference are a pseudonym,
+    #: and nothing is planned or sent to them again. Who did it is in the audit trail.
+    erased_at: datetime | None = utc_field(nullable=True)
 
 
 class Plan(TableBase, table=True):

@@ -323,6 +323,10 @@ class AuditAction(StrEnum):
     VIEW_CALENDAR_FEEDS = "view_calendar_feeds"
     CREATE_CALENDAR_FEED = "create_calendar_feed"
     REVOKE_CALENDAR_FEED = "revoke_calendar_feed"
+    # Data rights (issue 16, item 6): the whole record (JSON or FHIR) and the erasure of
+    # contact details; admins only.
+    EXPORT_RECORD = "export_record"
+    ERASE_CONTACT_DETAILS = "erase_contact_details"
 
 
 class AuditChannel(StrEnum):

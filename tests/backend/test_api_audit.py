@@ -307,6 +307,10 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     }
     call("PUT", f"{prefix}/oncall/policy", policy)
     call("DELETE", f"{prefix}/oncall/policy")
+    # The data rights (admins): the record in both formats, then the erasure.
+    call("GET", f"{prefix}/patients/{pid}/record")
+    call("GET", f"{prefix}/patients/{pid}/record/fhir")
+    call("POST", f"{prefix}/patients/{pid}/erase", {"confirm": "ERASE"})
 
     # Every declared route was driven (a new route must be added to this walk).
     assert set(seen) == audited_endpoints(app)
@@ -351,6 +355,9 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.set_expected_level": ("set_expected_level", pid, f"expected_level:{level['id']}"),
         "api.list_expected_levels": ("view_expected_levels", pid, f"patient:{pid}"),
         "api.end_expected_level": ("end_expected_level", pid, f"expected_level:{level['id']}"),
+        "api.export_record": ("export_record", pid, f"patient:{pid}:json"),
+        "api.export_record_fhir": ("export_record", pid, f"patient:{pid}:fhir"),
+        "api.erase_contact_details": ("erase_contact_details", pid, f"patient:{pid}"),
     }
     assert seen == expected
     # Each row's action is the one its route declares.
