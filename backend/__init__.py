@@ -26,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     from backend import api, cli, dashboard, db, errors, hardening, infosite, webhooks
     from backend.calendar_feed import init_app as init_calendar_feed
+    from backend.cli_backup import init_app as init_backup_cli
     from backend.config import (
         check_config,
         default_config,
@@ -54,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)
     init_calendar_feed(app)  # the family's calendar link: no sign-in, its own blueprint
     infosite.init_app(app)
+    init_backup_cli(app)  # backup, restore, retention run
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
 
