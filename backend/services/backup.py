@@ -226,12 +226,20 @@ def _restore_sqlite(backup: Path, target: Path) -> None:
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-def _libpq(url: URL) -> tuple[str, dict[str, str]]:
+def libpq_arguments(url: URL) -> tuple[str, dict[str, str]]:
     """(the URL for ``--dbname`` without password or driver, the environment with PGPASSWORD)."""
     environment = dict(os.environ)
     if url.password is not None:
         environment["PGPASSWORD"] = str(url.password)
-    conninfo = url.set(drivername="postgresql", password=None)
+    # URL.set(password=None) keeps the password (None means "unchanged"): build a new URL.
+    conninfo = URL.create(
+        "postgresql",
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
+    )
     return conninfo.render_as_string(hide_password=False), environment
 
 
@@ -255,7 +263,7 @@ def _run_tool(arguments: list[str], environment: dict[str, str], **options: obje
 
 
 def _backup_postgresql(url: URL, target: Path) -> None:
-    conninfo, environment = _libpq(url)
+    conninfo, environment = libpq_arguments(url)
     with open(target, "wb") as output:
         _run_tool(
             [_client_tool("pg_dump"), "--format=custom", "--dbname", conninfo],
@@ -265,7 +273,7 @@ def _backup_postgresql(url: URL, target: Path) -> None:
 
 
 def _restore_postgresql(url: URL, backup: Path, *, clean: bool) -> None:
-    conninfo, environment = _libpq(url)
+    conninfo, environment = libpq_arguments(url)
     arguments = [
         _client_tool("pg_restore"),
         "--no-owner",  # the restoring user owns what it creates
