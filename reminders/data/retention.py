@@ -10,9 +10,10 @@ Two rules the clock applies daily (``reminders.jobs``) and an admin may apply at
 * **Delivery details** of outbox rows that are settled (sent, delivered, undelivered,
   failed, missed, cancelled) are cleared once every moment of the row is older than the
   configured period (default :data:`DELIVERY_DETAILS_DAYS`): the number it went to, the
-  provider's message id and status, the error code and reason, which dispatcher claimed
-  it and when. The row itself stays (kind, text, status, ``sent_at``, ``delivered_at``,
-  attempts): the clinical record says that an SMS was sent, what it said and when.
+  provider's message id and status, the error code and the carrier's error text, which
+  dispatcher claimed it and when. The row itself stays (kind, text, status, ``sent_at``,
+  ``delivered_at``, attempts, and for a message never sent the companion's reason why):
+  the clinical record says that an SMS was sent, what it said and when.
 
 What is never touched: a row still in flight (pending, sending, unconfirmed), whose claim
 and number crash recovery and dedupe need (``reminders.recovery``); the patients'
@@ -26,12 +27,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlmodel import Session
 
 from reminders.data.models import InboundMessage, OutboundMessage
 from reminders.data.pruning import literal_utc
-from reminders.data.statuses import IN_FLIGHT_OUTBOX_STATUSES
+from reminders.data.statuses import IN_FLIGHT_OUTBOX_STATUSES, OutboxStatus
 
 #: Days an SMS from an unknown number is kept (the issue's rule; ``UNKNOWN_SENDER_SMS_RETENTION_DAYS``).
 UNKNOWN_SENDER_SMS_DAYS = 30
@@ -44,15 +45,22 @@ MIN_DELIVERY_DETAILS_DAYS = 7
 _INBOUND = InboundMessage.__table__
 _OUTBOX = OutboundMessage.__table__
 
-#: The columns cleared by :func:`trim_delivery_details`: how the SMS travelled, not what it said.
+#: The columns cleared by :func:`trim_delivery_details`: how the SMS travelled, not what it
+#: said. ``error_reason`` too, but see :data:`_NOT_SENT_REASON_KEPT`.
 DELIVERY_DETAIL_COLUMNS: tuple[str, ...] = (
     "to_phone",
     "provider_sid",
     "provider_status",
     "error_code",
-    "error_reason",
     "claimed_by",
     "claimed_at",
+)
+#: A message never sent (missed, cancelled) keeps its ``error_reason``: it is the
+#: companion's own words for why ("patient opted out", "no longer useful"), part of the
+#: record. On any other row the reason is the carrier's error text, which may quote the
+#: number: it is cleared with the other details.
+_NOT_SENT_REASON_KEPT = _OUTBOX.c.status.in_(
+    [str(OutboxStatus.MISSED), str(OutboxStatus.CANCELLED)]
 )
 
 
@@ -94,7 +102,10 @@ def _delivery_details_due(now: datetime, older_than_days: int) -> Any:
         before_cutoff(columns.claimed_at),
         before_cutoff(columns.sent_at),
         before_cutoff(columns.delivered_at),
-        or_(*(columns[name].is_not(None) for name in DELIVERY_DETAIL_COLUMNS)),
+        or_(
+            *(columns[name].is_not(None) for name in DELIVERY_DETAIL_COLUMNS),
+            and_(~_NOT_SENT_REASON_KEPT, columns.error_reason.is_not(None)),
+        ),
     )
 
 
@@ -124,7 +135,12 @@ def trim_delivery_details(
     statement = (
         update(_OUTBOX)
         .where(_delivery_details_due(now, older_than_days))
-        .values(dict.fromkeys(DELIVERY_DETAIL_COLUMNS))
+        .values(
+            {
+                **dict.fromkeys(DELIVERY_DETAIL_COLUMNS),
+                "error_reason": case((_NOT_SENT_REASON_KEPT, _OUTBOX.c.error_reason), else_=None),
+            }
+        )
     )
     result: Any = session.execute(statement)
     return int(result.rowcount or 0)
