@@ -20,7 +20,6 @@ from backend.services.retention import (
     retention_target,
     run_retention,
 )
-from reminders.data.retention import DELIVERY_DETAIL_COLUMNS
 from reminders.data.statuses import AuditAction
 
 
@@ -32,7 +31,6 @@ def retention_page() -> Any:
         "retention.html",
         periods=configured_periods(current_app.config),
         due=retention_preview(get_session(), request_now(), current_app.config),
-        detail_columns=DELIVERY_DETAIL_COLUMNS,
     )
 
 
