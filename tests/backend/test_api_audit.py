@@ -307,6 +307,8 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     }
     call("PUT", f"{prefix}/oncall/policy", policy)
     call("DELETE", f"{prefix}/oncall/policy")
+    # Retention (no patient: the counts of what the rules deleted and trimmed).
+    call("POST", f"{prefix}/retention/run")
 
     # Every declared route was driven (a new route must be added to this walk).
     assert set(seen) == audited_endpoints(app)
@@ -351,6 +353,7 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.set_expected_level": ("set_expected_level", pid, f"expected_level:{level['id']}"),
         "api.list_expected_levels": ("view_expected_levels", pid, f"patient:{pid}"),
         "api.end_expected_level": ("end_expected_level", pid, f"expected_level:{level['id']}"),
+        "api.run_retention_now": ("run_retention", None, "unknown_sms:0,delivery_details:0"),
     }
     assert seen == expected
     # Each row's action is the one its route declares.
