@@ -77,50 +77,34 @@ def test_delivery_details_of_settled_sms_go_after_the_period_and_the_record_stay
     run_due(engine, console, SENT_DAY)
     sent = [m for m in rows(session, OutboundMessage) if m.status == OutboxStatus.SENT]
     assert sent and all(m.to_phone == PHONE and m.provider_sid for m in sent)
+
     # What the dispatcher leaves in flight: a retry waiting with its number and last
-    # error, an unanswered send waiting for crash recovery.
+    # error, an unanswered send waiting for crash recovery; and a send Twilio refused.
+    def attempted(key: str, **columns) -> dict:
+        return outbox_row(
+            team_id=patient.team_id,
+            patient_id=patient.id,
+            kind="one_off",
+            body="Votre prise de sang est demain.",
+            dedupe_key=key,
+            now=SENT_DAY,
+            to_phone=PHONE,
+            attempts=1,
+            **columns,
+        )
+
+    claim = {"claimed_at": SENT_DAY, "claimed_by": "dispatcher-1"}
     insert_ignoring_duplicates(
         session,
         [
-            outbox_row(
-                team_id=patient.team_id,
-                patient_id=patient.id,
-                kind="one_off",
-                body="Votre rendez-vous est confirmé.",
-                dedupe_key="retry",
-                now=SENT_DAY,
-                to_phone=PHONE,
-                attempts=1,
-                error_code="20429",
-                error_reason="too many requests",
-            ),
-            outbox_row(
-                team_id=patient.team_id,
-                patient_id=patient.id,
-                kind="one_off",
-                body="Votre prise de sang est demain.",
-                dedupe_key="in-doubt",
-                now=SENT_DAY,
-                status=OutboxStatus.UNCONFIRMED,
-                to_phone=PHONE,
-                attempts=1,
-                claimed_at=SENT_DAY,
-                claimed_by="dispatcher-1",
-            ),
-            outbox_row(
-                team_id=patient.team_id,
-                patient_id=patient.id,
-                kind="one_off",
-                body="Votre prise de sang est demain.",
-                dedupe_key="refused",
-                now=SENT_DAY,
+            attempted("retry", error_code="20429", error_reason="too many requests"),
+            attempted("in-doubt", status=OutboxStatus.UNCONFIRMED, **claim),
+            attempted(
+                "refused",
                 status=OutboxStatus.FAILED,
-                to_phone=PHONE,
-                attempts=1,
-                claimed_at=SENT_DAY,
-                claimed_by="dispatcher-1",
                 error_code="21211",
                 error_reason=f"The 'To' number {PHONE} is not a valid phone number.",
+                **claim,
             ),
         ],
     )

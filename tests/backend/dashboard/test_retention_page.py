@@ -32,12 +32,18 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
+def signed_in_with_expired_rows(signed_in, make_patient, session: Session, now, role: str) -> User:
+    """Sign in as a new ``role`` of a team whose patient has rows past their periods."""
+    user = signed_in(role=role)
+    patient = make_patient(user.team_id, display_name=NAME, phone=PHONE)
+    seed_expired(session, user.team_id, patient.id, now)
+    return user
+
+
 def test_an_admin_sees_what_is_due_and_applies_the_rules(
     client, session: Session, signed_in, make_patient, clock
 ) -> None:
-    admin = signed_in(role="admin")
-    patient = make_patient(admin.team_id, display_name=NAME, phone=PHONE)
-    seed_expired(session, admin.team_id, patient.id, clock.now)
+    admin = signed_in_with_expired_rows(signed_in, make_patient, session, clock.now, "admin")
     page = client.get("/admin/retention")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
@@ -65,9 +71,7 @@ def test_an_admin_sees_what_is_due_and_applies_the_rules(
 def test_a_nurse_is_refused_the_page_and_the_button(
     client, session: Session, signed_in, make_patient, clock
 ) -> None:
-    nurse = signed_in(role="nurse")
-    patient = make_patient(nurse.team_id, display_name=NAME, phone=PHONE)
-    seed_expired(session, nurse.team_id, patient.id, clock.now)
+    signed_in_with_expired_rows(signed_in, make_patient, session, clock.now, "nurse")
     assert client.get("/admin/retention").status_code == 403
     answer = post_form(client, "/admin/retention/run", {}, page="/account")
     assert answer.status_code == 403
