@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 from sqlmodel import Session
@@ -147,3 +148,19 @@ def test_the_configured_periods_are_the_ones_applied(
     answer = client.post("/api/v1/retention/run", headers=bearer(token))
     assert answer.get_json() == {"unknown_sender_sms_deleted": 0, "delivery_details_trimmed": 2}
     assert state(session) == (["SMold", "SMrecent"], [None, None])
+
+
+def test_a_retention_period_out_of_range_stops_the_app_naming_it(tmp_path) -> None:
+    from backend import create_app
+    from backend.config import load_environment
+
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    for key, value in (
+        ("DELIVERY_DETAILS_RETENTION_DAYS", 3),
+        ("UNKNOWN_SENDER_SMS_RETENTION_DAYS", 0),
+    ):
+        with pytest.raises(ValueError, match=key):
+            create_app({"TESTING": True, "DATABASE_URL": url, key: value})
+    assert load_environment({"DELIVERY_DETAILS_RETENTION_DAYS": "120"}) == {
+        "DELIVERY_DETAILS_RETENTION_DAYS": 120
+    }
