@@ -93,7 +93,7 @@ def backup_database(database_url: str, path: Path) -> BackupResult:
     url = make_url(database_url)
     path = Path(path)
     if path.exists():
-        raise BackupError(f"{path} exists already: a backup never overwrites a file")
+        raise _taken(path)
     if not path.parent.is_dir():
         raise BackupError(f"{path.parent} is not a directory")
     started = time.monotonic()
@@ -105,8 +105,7 @@ def backup_database(database_url: str, path: Path) -> BackupResult:
         else:
             raise BackupError(f"no backup method for {url.get_backend_name()} databases")
         _sync(partial)
-        # A hard link fails if the name was taken meanwhile: never overwrite.
-        os.link(partial, path)
+        _give_name(partial, path)
     return BackupResult(
         path, path.stat().st_size, url.get_backend_name(), time.monotonic() - started
     )
@@ -300,11 +299,34 @@ def _sync(path: Path) -> None:
         os.close(descriptor)
 
 
+def _taken(path: Path) -> BackupError:
+    return BackupError(f"{path} exists already: a backup never overwrites a file")
+
+
+def _give_name(partial: Path, path: Path) -> None:
+    """Name the finished backup ``path``, never replacing a file that took the name meanwhile.
+
+    A hard link fails if the name exists; on a file system without hard links (some
+    network and USB drives) the name is checked, then the file renamed.
+    """
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        raise _taken(path) from None
+    except OSError:
+        if path.exists():
+            raise _taken(path) from None
+        os.rename(partial, path)
+
+
 @contextmanager
 def _private_partial_file(path: Path) -> Iterator[Path]:
     """A new empty file with mode 0600 beside ``path``; removed on exit (linked on success)."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BACKUP_FILE_MODE))
+    try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BACKUP_FILE_MODE))
+    except OSError as exc:
+        raise BackupError(f"cannot write in {path.parent}: {exc.strerror}") from None
     try:
         yield partial
     finally:

@@ -244,6 +244,8 @@ def test_a_backup_never_overwrites_a_file_and_a_restore_reads_only_backups(
     with pytest.raises(BackupError, match="exists already"):
         backup_database(database_url, taken)
     assert taken.read_bytes() == b"an operator's other file"
+    with pytest.raises(BackupError, match="is not a directory"):
+        backup_database(database_url, tmp_path / "no such folder" / "nightly.backup")
     with pytest.raises(BackupError, match="neither a SQLite database nor a pg_dump"):
         restore_database(empty_target, taken)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
