@@ -26,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     from backend import api, cli, cli_rights, dashboard, db, errors, hardening, infosite, webhooks
     from backend.calendar_feed import init_app as init_calendar_feed
+    from backend.cli_backup import init_app as init_backup_cli
     from backend.cli_doctor import init_app as init_doctor
     from backend.config import (
         check_config,
@@ -61,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     infosite.init_app(app)
     init_doctor(app)  # `doctor`: the configuration checked
     cli_rights.init_app(app)  # data rights: export the record, erase contact details
+    init_backup_cli(app)  # backup, restore, retention run
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
 

@@ -329,14 +329,18 @@ def reminders_run_due(now_text: str | None) -> None:
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between a standby's asks.")
 def reminders_clock(lease: float, renew: float, poll: float) -> None:
     """Run the scheduler while this process is the active clock; a second one stands by."""
-    from reminders.clock import ClockTiming, run_clock
+    from reminders.clock import ClockTiming, clock_jobs, run_clock
 
     try:
         timing = ClockTiming(*(timedelta(seconds=s) for s in (lease, renew, poll)))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     _log_to_stderr()
-    run_clock(get_engine(), timing)
+    config = current_app.config
+    jobs = clock_jobs(
+        config["UNKNOWN_SENDER_SMS_RETENTION_DAYS"], config["DELIVERY_DETAILS_RETENTION_DAYS"]
+    )
+    run_clock(get_engine(), timing, jobs)
 
 
 @reminders_cli.command("dispatch")

@@ -13,6 +13,12 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from reminders.data.retention import (
+    DELIVERY_DETAILS_DAYS,
+    MIN_DELIVERY_DETAILS_DAYS,
+    UNKNOWN_SENDER_SMS_DAYS,
+)
+
 #: Environment variables the app reads, with a short description (``.env.example`` mirrors it).
 ENVIRONMENT_VARIABLES: dict[str, str] = {
     "DATABASE_URL": "SQLAlchemy URL; default sqlite file instance/companion.sqlite3",
@@ -44,6 +50,10 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "LOG_FORMAT": "json (one object per line; default outside development) or text",
     "LOG_LEVEL": "lowest level logged: DEBUG, INFO (default), WARNING or ERROR",
     "READINESS_TIMEOUT_SECONDS": "/readyz gives up on the database after this long (default 2)",
+    "UNKNOWN_SENDER_SMS_RETENTION_DAYS": "days an SMS from a number no patient has is kept, "
+    "then deleted (default 30)",
+    "DELIVERY_DETAILS_RETENTION_DAYS": "days the delivery details of a sent SMS (number, "
+    "provider id and status, error) are kept, then cleared (default 90, at least 7)",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -59,6 +69,8 @@ _INT_KEYS = {
     "MAX_JSON_DEPTH",
     "TRUSTED_PROXY_COUNT",
     "API_TOKEN_LIFETIME_DAYS",
+    "UNKNOWN_SENDER_SMS_RETENTION_DAYS",
+    "DELIVERY_DETAILS_RETENTION_DAYS",
 }
 
 #: The values of ``DEPLOYMENT``.
@@ -117,6 +129,10 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # A load balancer probes every few seconds and waits about as long: an answer in
         # 2 s, even from a server that does not answer, keeps the probe meaningful.
         "READINESS_TIMEOUT_SECONDS": 2.0,
+        # Retention (reminders.data.retention, which says why these periods): SMS from
+        # unknown numbers deleted after 30 days, delivery details of sent SMS after 90.
+        "UNKNOWN_SENDER_SMS_RETENTION_DAYS": UNKNOWN_SENDER_SMS_DAYS,
+        "DELIVERY_DETAILS_RETENTION_DAYS": DELIVERY_DETAILS_DAYS,
     }
 
 
@@ -226,3 +242,12 @@ def check_config(config: MutableMapping[str, Any]) -> None:
             f"API_TOKEN_LIFETIME_DAYS must be a whole number of days from 1 to "
             f"{MAX_API_TOKEN_LIFETIME_DAYS}, got {days!r}"
         )
+    _check_days(config, "UNKNOWN_SENDER_SMS_RETENTION_DAYS", 1)
+    _check_days(config, "DELIVERY_DETAILS_RETENTION_DAYS", MIN_DELIVERY_DETAILS_DAYS)
+
+
+def _check_days(config: Mapping[str, Any], key: str, minimum: int) -> None:
+    """Refuse a retention period that is not a whole number of days of at least ``minimum``."""
+    days = config.get(key)
+    if not isinstance(days, int) or isinstance(days, bool) or days < minimum:
+        raise ValueError(f"{key} must be a whole number of days, at least {minimum}, got {days!r}")

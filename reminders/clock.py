@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from reminders import logcontext
 from reminders.data.db import RECONNECT, Reconnect, database_unavailable, outage_reason
 from reminders.data.leadership import Leadership, leadership_for
+from reminders.data.retention import DELIVERY_DETAILS_DAYS, UNKNOWN_SENDER_SMS_DAYS
 from reminders.jobs import (
     decision_tasks_job,
     escalate_alerts_job,
@@ -44,6 +45,7 @@ from reminders.jobs import (
     prophylaxis_check_job,
     prune_login_throttle_job,
     prune_sessions_job,
+    retention_jobs,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,20 @@ CLOCK_JOBS: tuple[JobSpec, ...] = (
         "forget sign-in throttling counters idle for 30 days",
     ),
 )
+
+
+def clock_jobs(
+    unknown_sender_days: int = UNKNOWN_SENDER_SMS_DAYS,
+    delivery_details_days: int = DELIVERY_DETAILS_DAYS,
+) -> tuple[JobSpec, ...]:
+    """Every job of the clock: :data:`CLOCK_JOBS` and the two daily retention jobs.
+
+    The retention periods are the installation's configuration
+    (``UNKNOWN_SENDER_SMS_RETENTION_DAYS``, ``DELIVERY_DETAILS_RETENTION_DAYS``), which
+    the CLI passes in; the defaults are the data layer's (30 and 90 days).
+    """
+    retention = retention_jobs(unknown_sender_days, delivery_details_days)
+    return CLOCK_JOBS + tuple(JobSpec(*job) for job in retention)
 
 
 def _utc_now() -> datetime:
@@ -189,7 +205,7 @@ class JobRunner:
 
 def build_scheduler(
     engine: Engine,
-    jobs: tuple[JobSpec, ...] = CLOCK_JOBS,
+    jobs: tuple[JobSpec, ...] | None = None,
     *,
     clock: Callable[[], datetime] = _utc_now,
     reconnect: Reconnect = RECONNECT,
@@ -201,7 +217,7 @@ def build_scheduler(
     asked before every run (:class:`JobRunner`).
     """
     scheduler = BackgroundScheduler(timezone=UTC)
-    for spec in jobs:
+    for spec in clock_jobs() if jobs is None else jobs:
         runner = JobRunner(spec, engine, clock, reconnect, fence)
         runner.scheduler = scheduler
         scheduler.add_job(
@@ -263,14 +279,14 @@ class ClockLeader:
         leadership: Leadership,
         timing: ClockTiming = ClockTiming(),
         *,
-        jobs: tuple[JobSpec, ...] = CLOCK_JOBS,
+        jobs: tuple[JobSpec, ...] | None = None,
         clock: Callable[[], datetime] = _utc_now,
         reconnect: Reconnect = RECONNECT,
     ) -> None:
         self.engine = engine
         self.leadership = leadership
         self.timing = timing
-        self.jobs = jobs
+        self.jobs = clock_jobs() if jobs is None else jobs
         self.clock = clock
         self.reconnect = reconnect
         self.scheduler: BackgroundScheduler | None = None
@@ -389,9 +405,15 @@ class ClockLeader:
         logger.info("clock %s stopped", self.holder)
 
 
-def run_clock(engine: Engine, timing: ClockTiming = ClockTiming()) -> None:
-    """Run the clock until SIGTERM or Ctrl-C: active while it holds the lock, else standby."""
-    leader = ClockLeader(engine, leadership_for(engine, lease=timing.lease), timing)
+def run_clock(
+    engine: Engine, timing: ClockTiming = ClockTiming(), jobs: tuple[JobSpec, ...] | None = None
+) -> None:
+    """Run the clock until SIGTERM or Ctrl-C: active while it holds the lock, else standby.
+
+    ``jobs`` defaults to :func:`clock_jobs` with the default retention periods.
+    """
+    leadership = leadership_for(engine, lease=timing.lease)
+    leader = ClockLeader(engine, leadership, timing, jobs=jobs)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     logger.info("clock %s started", leader.holder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -17,6 +18,12 @@ from sqlmodel import Session
 from reminders import logcontext
 from reminders.data.db import session_scope
 from reminders.data.pruning import prune_login_throttle, prune_user_sessions
+from reminders.data.retention import (
+    DELIVERY_DETAILS_DAYS,
+    UNKNOWN_SENDER_SMS_DAYS,
+    delete_unknown_sender_sms,
+    trim_delivery_details,
+)
 from reminders.decision_tasks import raise_due_decision_tasks
 from reminders.delivery import DispatchReport
 from reminders.dispatch import dispatch_due_messages
@@ -93,6 +100,64 @@ def prune_login_throttle_job(engine: Engine, now: datetime) -> int:
     """Forget sign-in throttling counters with no failure and no success for 30 days."""
     return _in_session(
         engine, now, prune_login_throttle, "sign-in throttle: %d idle counters pruned"
+    )
+
+
+def delete_unknown_sender_sms_job(
+    engine: Engine, now: datetime, older_than_days: int = UNKNOWN_SENDER_SMS_DAYS
+) -> int:
+    """Delete SMS from numbers no patient has, once older than ``older_than_days`` (30)."""
+    return _in_session(
+        engine,
+        now,
+        lambda session, at: delete_unknown_sender_sms(session, at, older_than_days),
+        "retention: %d SMS from unknown numbers deleted",
+    )
+
+
+def trim_delivery_details_job(
+    engine: Engine, now: datetime, older_than_days: int = DELIVERY_DETAILS_DAYS
+) -> int:
+    """Clear the delivery details of settled SMS older than ``older_than_days`` (90)."""
+    return _in_session(
+        engine,
+        now,
+        lambda session, at: trim_delivery_details(session, at, older_than_days),
+        "retention: delivery details of %d SMS trimmed",
+    )
+
+
+#: A retention job for the clock's list (``reminders.clock.CLOCK_JOBS``): (fixed id,
+#: function of (engine, now), every seconds, misfire grace seconds, description).
+RetentionJob = tuple[str, Callable[[Engine, datetime], int], int, int, str]
+#: Daily, with a day's grace: a run missed while the clock was down is caught up at its start.
+DAILY = 86_400
+
+
+def retention_jobs(
+    unknown_sender_days: int = UNKNOWN_SENDER_SMS_DAYS,
+    delivery_details_days: int = DELIVERY_DETAILS_DAYS,
+) -> tuple[RetentionJob, ...]:
+    """The two retention jobs as data, with the configured periods.
+
+    The clock's list takes them as ``JobSpec(*job)``; ``UNKNOWN_SENDER_SMS_RETENTION_DAYS``
+    and ``DELIVERY_DETAILS_RETENTION_DAYS`` (``backend/config.py``) are the periods.
+    """
+    return (
+        (
+            "delete-unknown-sender-sms",
+            partial(delete_unknown_sender_sms_job, older_than_days=unknown_sender_days),
+            DAILY,
+            DAILY,
+            f"delete SMS from unknown numbers received over {unknown_sender_days} days ago",
+        ),
+        (
+            "trim-delivery-details",
+            partial(trim_delivery_details_job, older_than_days=delivery_details_days),
+            DAILY,
+            DAILY,
+            f"clear the delivery details of settled SMS over {delivery_details_days} days old",
+        ),
     )
 
 

@@ -166,6 +166,7 @@ def init_app(app: Flask) -> None:
         plans,
         regimens,
         response_times,
+        retention,
         rights,
     )
     from backend.api.auditing import check_audit_declarations

@@ -68,6 +68,7 @@ def init_app(app: Flask) -> None:
         prophylaxis_views,
         queue_views,
         response_views,
+        retention_views,
         rights_views,
         token_views,
     )

@@ -134,6 +134,13 @@ OPEN_CHECKIN_STATES: tuple[CheckInState, ...] = (
 )
 #: An outbox row the gateway took (the patient may have it).
 ACCEPTED_OUTBOX_STATUSES: tuple[OutboxStatus, ...] = (OutboxStatus.SENT, OutboxStatus.DELIVERED)
+#: An outbox row a dispatcher or crash recovery may still act on: its delivery details
+#: (claim, provider sid, number) are needed until it settles, so retention never trims it.
+IN_FLIGHT_OUTBOX_STATUSES: tuple[OutboxStatus, ...] = (
+    OutboxStatus.PENDING,
+    OutboxStatus.SENDING,
+    OutboxStatus.UNCONFIRMED,
+)
 #: An outbox row whose send is over, whatever its outcome.
 SETTLED_OUTBOX_STATUSES: tuple[OutboxStatus, ...] = (
     OutboxStatus.SENT,
@@ -327,6 +334,9 @@ class AuditAction(StrEnum):
     # contact details; admins only.
     EXPORT_RECORD = "export_record"
     ERASE_CONTACT_DETAILS = "erase_contact_details"
+    # Operations (issue 16): a copy of the whole database, and the retention jobs run by hand.
+    BACKUP_DATABASE = "backup_database"
+    RUN_RETENTION = "run_retention"
 
 
 class AuditChannel(StrEnum):

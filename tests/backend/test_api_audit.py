@@ -311,6 +311,8 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     call("GET", f"{prefix}/patients/{pid}/record")
     call("GET", f"{prefix}/patients/{pid}/record/fhir")
     call("POST", f"{prefix}/patients/{pid}/erase", {"confirm": "ERASE"})
+    # Retention (no patient: the counts of what the rules deleted and trimmed).
+    call("POST", f"{prefix}/retention/run")
 
     # Every declared route was driven (a new route must be added to this walk).
     assert set(seen) == audited_endpoints(app)
@@ -358,6 +360,7 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.export_record": ("export_record", pid, f"patient:{pid}:json"),
         "api.export_record_fhir": ("export_record", pid, f"patient:{pid}:fhir"),
         "api.erase_contact_details": ("erase_contact_details", pid, f"patient:{pid}"),
+        "api.run_retention_now": ("run_retention", None, "unknown_sms:0,delivery_details:0"),
     }
     assert seen == expected
     # Each row's action is the one its route declares.

@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from reminders.clock import CLOCK_JOBS
+from reminders.clock import clock_jobs
 from reminders.data.models import OutboundMessage, Patient, PlanningPass
 from tests.reminders.test_outage_processes import Process
 from tests.twilio_fake import wait_until
@@ -177,7 +177,7 @@ def test_a_frozen_active_clock_is_replaced_and_runs_no_job_when_it_wakes(
         active, standby = _one_active(clocks, engine)
         # Frozen between job runs: SQLite's lock is the database's, and a process frozen
         # while writing holds it (docs/operations.md, "Clock failover").
-        wait_until(lambda: len(_job_runs(active)) == len(CLOCK_JOBS), timeout=30)
+        wait_until(lambda: len(_job_runs(active)) == len(clock_jobs()), timeout=30)
         os.kill(active.popen.pid, signal.SIGSTOP)
         started = time.monotonic()
         took_over = wait_until(lambda: _became_active(standby) is not None, timeout=30)
