@@ -36,7 +36,24 @@ oncall_cli = AppGroup(
 )
 
 
-def _now() -> datetime:
+class Instant(click.ParamType):
+    """An ISO-8601 instant with its UTC offset (``2026-04-01T03:00:00Z``): ``--now`` options."""
+
+    name = "instant"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail("use ISO-8601, e.g. 2026-04-01T03:00:00Z", param, ctx)
+        if instant.tzinfo is None:
+            self.fail("give a UTC offset, e.g. 2026-04-01T03:00:00Z", param, ctx)
+        return instant
+
+
+def cli_now() -> datetime:
     """The app's clock (``CLOCK`` in tests), else the real time."""
     from backend.api import request_now
 
@@ -44,7 +61,7 @@ def _now() -> datetime:
 
 
 @contextmanager
-def _one_line_errors() -> Iterator[None]:
+def one_line_errors() -> Iterator[None]:
     """A service refusal as one line ("field: message", or the message) and exit status 1."""
     try:
         yield
@@ -91,8 +108,8 @@ def create_user_command(
     from backend.services.teams import create_user
     from backend.services.tokens import create_token
 
-    now = _now()
-    with _one_line_errors(), session_scope(get_engine()) as session:
+    now = cli_now()
+    with one_line_errors(), session_scope(get_engine()) as session:
         user = create_user(
             session,
             email=email,
@@ -134,8 +151,8 @@ def set_profile_command(
         changes["phone"] = None if clear_phone else phone
     if not changes:
         raise click.UsageError("nothing to change: give --phone, --clear-phone or --language")
-    now = _now()
-    with _one_line_errors(), session_scope(get_engine()) as session:
+    now = cli_now()
+    with one_line_errors(), session_scope(get_engine()) as session:
         user = user_by_email(session, email)
         set_profile(session, user, changes, region=current_app.config["DEFAULT_REGION"], now=now)
         record_audit(
@@ -154,8 +171,8 @@ def oncall_list(team_name: str, days: int) -> None:
     from backend.services import oncall
     from backend.services.tokens import team_by_name
 
-    now = _now()
-    with _one_line_errors(), session_scope(get_engine(), write=False) as session:
+    now = cli_now()
+    with one_line_errors(), session_scope(get_engine(), write=False) as session:
         team = team_by_name(session, team_name)
         zone = oncall.team_zone(team)
         summary = oncall.on_call_summary(session, team, now)
@@ -195,9 +212,9 @@ def tokens_create(email: str, name: str, days: int | None) -> None:
     from backend.services.tokens import create_token, user_by_email
 
     lifetime = current_app.config["API_TOKEN_LIFETIME_DAYS"] if days is None else days
-    with _one_line_errors(), session_scope(get_engine()) as session:
+    with one_line_errors(), session_scope(get_engine()) as session:
         owner = user_by_email(session, email)
-        issued = create_token(session, owner, name=name, now=_now(), days=lifetime, actor=None)
+        issued = create_token(session, owner, name=name, now=cli_now(), days=lifetime, actor=None)
         expires = issued.row.expires_at
     click.echo(
         f"Created token {issued.row.id} {name.strip()!r} for {owner.email}, "
@@ -215,10 +232,10 @@ def tokens_list(email: str | None, team_name: str | None) -> None:
 
     if email and team_name:
         raise click.UsageError("give --email or --team, not both")
-    with _one_line_errors(), session_scope(get_engine(), write=False) as session:
+    with one_line_errors(), session_scope(get_engine(), write=False) as session:
         user_id = user_by_email(session, email).id if email else None
         team_id = team_by_name(session, team_name).id if team_name else None
-        now = _now()
+        now = cli_now()
         lines = [
             _token_line(t, u, now)
             for t, u in list_tokens(session, user_id=user_id, team_id=team_id)
@@ -247,8 +264,8 @@ def tokens_revoke(token_id: int) -> None:
     """Revoke API token TOKEN_ID (the id `tokens list` shows): it stops working at once."""
     from backend.services.tokens import get_token, revoke_token
 
-    with _one_line_errors(), session_scope(get_engine()) as session:
-        token = revoke_token(session, get_token(session, token_id), _now(), actor=None)
+    with one_line_errors(), session_scope(get_engine()) as session:
+        token = revoke_token(session, get_token(session, token_id), cli_now(), actor=None)
         name = token.name
     click.echo(f"Revoked token {token_id} {name!r}.")
 
@@ -283,7 +300,7 @@ def demo_command() -> None:
 
     with session_scope(get_engine()) as session:
         token = ensure_demo_data(
-            session, _now(), token_days=current_app.config["API_TOKEN_LIFETIME_DAYS"]
+            session, cli_now(), token_days=current_app.config["API_TOKEN_LIFETIME_DAYS"]
         )
     if token:
         click.echo(f"Demo care team created. Sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}")
@@ -305,19 +322,14 @@ def _gateway_and_callback(app: Flask) -> tuple[object, str | None]:
 
 
 @reminders_cli.command("run-due")
-@click.option("--now", "now_text", default=None, help="ISO-8601 instant to run as (default: now).")
-def reminders_run_due(now_text: str | None) -> None:
+@click.option(
+    "--now", type=Instant(), default=None, help="ISO-8601 instant to run as (default: now)."
+)
+def reminders_run_due(now: datetime | None) -> None:
     """One planning, follow-up, prophylaxis-check and dispatch pass as of --now."""
     from reminders.jobs import run_due
 
-    try:
-        now = datetime.fromisoformat(now_text) if now_text else _now()
-    except ValueError as exc:
-        raise click.BadParameter(
-            "use ISO-8601, e.g. 2026-03-02T08:00:00+01:00", param_hint="--now"
-        ) from exc
-    if now.tzinfo is None:
-        raise click.BadParameter("give a UTC offset, e.g. 2026-03-02T08:00:00Z", param_hint="--now")
+    now = now or cli_now()
     gateway, callback = _gateway_and_callback(current_app)
     summary = run_due(get_engine(), gateway, now, status_callback=callback)
     click.echo(" ".join(f"{key}={value}" for key, value in summary.items()))

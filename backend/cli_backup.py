@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from backend.cli import Instant, cli_now
 from backend.db import get_engine
 from backend.services.audit import record_audit
 from backend.services.backup import BackupError, backup_database, describe, restore_database
@@ -23,30 +23,6 @@ from reminders.data.db import session_scope
 from reminders.data.statuses import AuditAction
 
 retention_cli = AppGroup("retention", help="Retention of SMS data (the clock applies it daily).")
-
-
-class Instant(click.ParamType):
-    """An ISO-8601 instant with its UTC offset (``2026-04-01T03:00:00Z``)."""
-
-    name = "instant"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, datetime):
-            return value
-        try:
-            instant = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail("use ISO-8601, e.g. 2026-04-01T03:00:00Z", param, ctx)
-        if instant.tzinfo is None:
-            self.fail("give a UTC offset, e.g. 2026-04-01T03:00:00Z", param, ctx)
-        return instant
-
-
-def _now() -> datetime:
-    """The app's clock (``CLOCK`` in tests), else the real time."""
-    from backend.api import request_now
-
-    return request_now()
 
 
 def _size(size_bytes: int) -> str:
@@ -62,7 +38,7 @@ def backup_command(path: Path) -> None:
     The copy is consistent while the app runs. It is written in the audit log first.
     """
     with session_scope(get_engine()) as session:
-        record_audit(session, None, AuditAction.BACKUP_DATABASE, None, _now(), target="backup")
+        record_audit(session, None, AuditAction.BACKUP_DATABASE, None, cli_now(), target="backup")
     try:
         result = backup_database(current_app.config["DATABASE_URL"], path)
     except BackupError as exc:
@@ -108,7 +84,7 @@ def restore_command(path: Path, force: bool) -> None:
 @click.option("--now", type=Instant(), default=None, help="Instant to run as (default: now).")
 def retention_run(now: datetime | None) -> None:
     """Delete SMS from unknown numbers and trim delivery details past their periods."""
-    at = now or _now()
+    at = now or cli_now()
     with session_scope(get_engine()) as session:
         report = run_retention(session, at, current_app.config)
         record_audit(

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlmodel import Session
 
-from backend.cli import _now, _one_line_errors
+from backend.cli import cli_now, one_line_errors
 from backend.db import get_engine
 from reminders.data.db import session_scope
 from reminders.data.errors import NotFound
@@ -61,8 +61,8 @@ def rights_export(patient_id: int, kind: str, output: str | None) -> None:
     """Export PATIENT_ID's whole record (audited as export_record)."""
     from backend.services.rights import export_bundle, export_record
 
-    now = _now()
-    with _one_line_errors(), session_scope(get_engine()) as session:
+    now = cli_now()
+    with one_line_errors(), session_scope(get_engine()) as session:
         patient = _patient(session, patient_id)
         document = (export_bundle if kind == "fhir" else export_record)(session, patient, now)
         _audit(session, patient, AuditAction.EXPORT_RECORD, f"patient:{patient.id}:{kind}", now)
@@ -95,8 +95,8 @@ def rights_erase(patient_id: int, irreversibly: bool) -> None:
         raise click.UsageError(
             "erasing contact details cannot be undone: add --irreversibly to confirm"
         )
-    now = _now()
-    with _one_line_errors(), session_scope(get_engine()) as session:
+    now = cli_now()
+    with one_line_errors(), session_scope(get_engine()) as session:
         patient = _patient(session, patient_id)
         erasure = erase_contact_details(session, patient, now)
         _audit(session, patient, AuditAction.ERASE_CONTACT_DETAILS, f"patient:{patient_id}", now)

@@ -47,6 +47,7 @@ from backend.services.signin import attempt_sign_in
 from reminders.conversations import handle_inbound_sms
 from reminders.data.calendar_feeds import create_feed
 from reminders.data.db import session_scope
+from reminders.data.leadership import take_lease
 from reminders.data.models import AuditEvent, Team, User
 from reminders.data.statuses import AuditAction
 from reminders.gateways import ConsoleGateway
@@ -166,6 +167,7 @@ def fill_every_table(
     hold_plan(session, plan, patient, HoldIn(reason="Neutropénie fébrile"), admin.id, now)
     record_audit(session, admin, AuditAction.VIEW_PATIENT, patient.id, now, target="patient:1")
     start_user_session(session, admin, now, "Mozilla/5.0 (Windows NT 10.0) Firefox/128.0")
+    take_lease(session, "clock-host:4242:3f2a", now, timedelta(seconds=30))
     session.commit()
     attempt_sign_in(session, admin.email, "wrong password", "192.0.2.10", now, secret="test-secret")
     session.commit()
