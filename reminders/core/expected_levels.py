@@ -8,7 +8,7 @@ the team's reason and who noted it) and answered: the patient is told what to do
 rises or they feel unwell.
 
 This module is the one home of the safety rule, read by the SMS conversation
-(``reminders.conversations``) and the patient page alike:
+(``reminders.checkins``) and the patient page alike:
 
 * :func:`quieting_level` says whether a reading is quieted, and by which level. A reading
   is quieted only when its temperature is at least ``fever.recheck_from_c``, below

@@ -124,7 +124,7 @@ def replies_to_patient(session: Session, alerts: list[Alert]) -> dict[int, Outbo
     """The SMS each alert's patient was answered with, by alert id (one query).
 
     An alert raised by a patient's message names the answer to it in
-    ``details["reply_key"]`` (``reminders.conversations``): for a fever, the urgent
+    ``details["reply_key"]`` (``reminders.inbound.reply_key``): for a fever, the urgent
     advice. Its delivery status comes from Twilio's status callbacks. Alerts raised
     otherwise (labs, tasks, follow-ups) have none.
     """

@@ -1,7 +1,7 @@
 """A corpus of check-in replies in English, French and Dutch, each with its expected decision.
 
 Every reply goes through the real parser and the real triage rules, composed as
-``reminders.conversations`` composes them (symptoms and red flags are triaged
+``reminders.conversations`` routes and ``reminders.checkins`` triages them (symptoms and red flags are triaged
 together; a reply the parser cannot read goes to the care team for review). The
 end-to-end tests at the bottom send a sample through ``handle_inbound_sms`` on SQLite
 and PostgreSQL and check the alert, the on-call page and the patient's answer.
@@ -45,7 +45,7 @@ ON_ALEMTUZUMAB = TriageContext(drug=ALEMTUZUMAB, cmv_test_on_fever=True)
 
 
 def decide(text: str, expecting: Expecting | None, context: TriageContext) -> tuple[str, set[str]]:
-    """(decision, red flags) for one reply, composed as reminders.conversations does."""
+    """(decision, red flags) for one reply, composed as reminders.conversations and .checkins do."""
     parsed = parse_reply(text, expecting)
     if parsed.intent is Intent.IMPLAUSIBLE_TEMPERATURE:
         return "reask", set()
