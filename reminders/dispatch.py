@@ -110,8 +110,9 @@ def _decide(
     """
     if message.not_after is not None and now > message.not_after:
         return OutboxStatus.MISSED, "no longer useful"
-    if message.recipient == "clinician":
-        # A page: its number was chosen from the rota when the step was taken.
+    if message.recipient in ("clinician", "family"):
+        # A page: its number was chosen from the rota when the step was taken. A copy to
+        # a patient's family contact (reminders/family.py): their number, checked then.
         return (
             ("send", message.to_phone)
             if message.to_phone
