@@ -39,6 +39,14 @@ def contact_out(contact: FamilyContact) -> FamilyContactOut:
     return from_attributes(FamilyContactOut, contact, state=contact_state(contact))
 
 
+def contact_request(
+    patient_id: int, contact_id: int
+) -> tuple[Session, Patient, FamilyContact, datetime]:
+    """The request's session, the patient (through the caller's team), their contact, now."""
+    session, patient, now = patient_request(patient_id)
+    return session, patient, get_contact(session, patient.id, contact_id), now
+
+
 def _contacts_out(session: Session, patient: Patient, now: datetime) -> list[FamilyContactOut]:
     return [contact_out(contact) for contact in contacts_of(session, patient.id)]
 
@@ -78,8 +86,7 @@ def add_family_contact(patient_id: int, json: FamilyContactIn):
 @audited(AuditAction.UPDATE_FAMILY_CONTACT)
 def update_family_contact(patient_id: int, contact_id: int, json: FamilyContactUpdate):
     """Change a contact's name, number, language, relationship or which copies they get."""
-    session, patient, now = patient_request(patient_id)
-    contact = get_contact(session, patient.id, contact_id)
+    session, patient, contact, now = contact_request(patient_id, contact_id)
     family_service.update_contact(session, patient, contact, json, now, region=default_region())
     audit(patient.id, f"family_contact:{contact.id}")
     return contact_out(contact)
@@ -90,8 +97,7 @@ def update_family_contact(patient_id: int, contact_id: int, json: FamilyContactU
 @audited(AuditAction.REMOVE_FAMILY_CONTACT)
 def remove_family_contact(patient_id: int, contact_id: int):
     """Remove a contact: their number is deleted and nothing more goes to them."""
-    session, patient, _ = patient_request(patient_id)
-    contact = get_contact(session, patient.id, contact_id)
+    session, patient, contact, _ = contact_request(patient_id, contact_id)
     family_service.remove_contact(session, contact)
     audit(patient.id, f"family_contact:{contact_id}")
     return FamilyContactRemoved(id=contact_id)
@@ -102,8 +108,7 @@ def remove_family_contact(patient_id: int, contact_id: int):
 @audited(AuditAction.RECORD_FAMILY_CONSENT)
 def record_family_consent(patient_id: int, contact_id: int, json: ConsentIn):
     """Record the patient's consent again after a withdrawal; 409 while it stands."""
-    session, patient, now = patient_request(patient_id)
-    contact = get_contact(session, patient.id, contact_id)
+    session, patient, contact, now = contact_request(patient_id, contact_id)
     family_service.record_consent(session, patient, contact, json.method, current_user().id, now)
     audit(patient.id, f"family_contact:{contact.id}")
     return contact_out(contact)
@@ -114,8 +119,7 @@ def record_family_consent(patient_id: int, contact_id: int, json: ConsentIn):
 @audited(AuditAction.WITHDRAW_FAMILY_CONSENT)
 def withdraw_family_consent(patient_id: int, contact_id: int):
     """The patient withdrew consent: nothing more goes to the contact; 409 if withdrawn."""
-    session, patient, now = patient_request(patient_id)
-    contact = get_contact(session, patient.id, contact_id)
+    session, patient, contact, now = contact_request(patient_id, contact_id)
     family_service.withdraw_consent(session, contact, current_user().id, now)
     audit(patient.id, f"family_contact:{contact.id}")
     return contact_out(contact)

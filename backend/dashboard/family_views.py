@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, redirect, request, url_for
+from sqlmodel import Session
 
 from backend.api import request_now
 from backend.dashboard.forms import FieldKind, FormState, validate_form
@@ -36,7 +37,7 @@ from backend.services import family as family_service
 from backend.services.patients import get_patient
 from reminders.data.errors import ServiceError
 from reminders.data.family_contacts import MAX_CONTACTS, contact_state, contacts_of, get_contact
-from reminders.data.models import Patient
+from reminders.data.models import FamilyContact, Patient
 from reminders.data.statuses import AuditAction, ConsentMethod
 
 CONTACT_FIELDS: dict[str, FieldKind] = {
@@ -88,9 +89,7 @@ def add_family_contact(patient_id: int) -> Any:
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/copies")
 def family_copies(patient_id: int, contact_id: int) -> Any:
     """Choose which copies the contact gets (urgent advice, nudges)."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    contact = get_contact(session, record.id, contact_id)
+    session, record, contact = _contact_of(patient_id, contact_id)
     data, _ = validate_form(FamilyContactUpdate, request.form, COPY_FIELDS)
     return _change(
         lambda: family_service.update_contact(
@@ -106,9 +105,7 @@ def family_copies(patient_id: int, contact_id: int) -> Any:
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/consent")
 def record_family_consent(patient_id: int, contact_id: int) -> Any:
     """Record the patient's consent for the contact again (after a withdrawal)."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    contact = get_contact(session, record.id, contact_id)
+    session, record, contact = _contact_of(patient_id, contact_id)
     data, _ = validate_form(ConsentIn, request.form, {"method": "optional"})
     if data is None:
         flash_refusal(ServiceError("choose how the patient gave consent", field="method"))
@@ -127,9 +124,7 @@ def record_family_consent(patient_id: int, contact_id: int) -> Any:
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/consent/withdraw")
 def withdraw_family_consent(patient_id: int, contact_id: int) -> Any:
     """The patient withdrew consent: nothing more goes to the contact."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    contact = get_contact(session, record.id, contact_id)
+    session, record, contact = _contact_of(patient_id, contact_id)
     return _change(
         lambda: family_service.withdraw_consent(session, contact, current_user().id, request_now()),
         AuditAction.WITHDRAW_FAMILY_CONSENT,
@@ -142,9 +137,7 @@ def withdraw_family_consent(patient_id: int, contact_id: int) -> Any:
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/remove")
 def remove_family_contact(patient_id: int, contact_id: int) -> Any:
     """Delete the contact (and what was still to go to them)."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    contact = get_contact(session, record.id, contact_id)
+    session, record, contact = _contact_of(patient_id, contact_id)
     name = contact.name
     return _change(
         lambda: family_service.remove_contact(session, contact),
@@ -153,6 +146,13 @@ def remove_family_contact(patient_id: int, contact_id: int) -> Any:
         contact_id,
         f"{name} removed: their number is deleted.",
     )
+
+
+def _contact_of(patient_id: int, contact_id: int) -> tuple[Session, Patient, FamilyContact]:
+    """The request's session, the patient (through the user's team) and their contact."""
+    session = get_session()
+    record = get_patient(session, current_user().team_id, patient_id)
+    return session, record, get_contact(session, record.id, contact_id)
 
 
 def _change(apply: Any, action: AuditAction, record: Patient, contact_id: int, message: str) -> Any:

@@ -11,9 +11,10 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from reminders.data.db import make_engine
+from tests.backend.test_calendar_feeds_migration import AT, insert_team_and_patient
 from tests.backend.test_report_rule_ids_migration import migrate
 
-AT = "2026-03-17 17:05:00"
+NAME = "Marie-Thérèse Vandenbroucke-Delacroix"
 
 
 def test_the_family_contact_table_comes_and_goes_and_keeps_the_patients(
@@ -23,25 +24,7 @@ def test_the_family_contact_table_comes_and_goes_and_keeps_the_patients(
     migrate(url, connect_args, "0012_calendar_feeds")
     engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO team (id, name, timezone, created_at) "
-                    "VALUES (1, 'Hématologie', 'Europe/Brussels', :at)"
-                ),
-                {"at": AT},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO patient (id, team_id, display_name, phone, timezone, language, "
-                    "region, sms_consent, opted_out, discreet, quiet_start, quiet_end, dose_time, "
-                    "checkin_time, pill_times, created_at, updated_at) VALUES (1, 1, "
-                    "'Marie-Thérèse Vandenbroucke-Delacroix', '+32470123456', "
-                    "'Europe/Brussels', 'fr', 'BE', true, false, false, '22:00:00', '07:00:00', "
-                    "'09:00:00', '18:00:00', '[]', :at, :at)"
-                ),
-                {"at": AT},
-            )
+        insert_team_and_patient(engine, NAME)
         engine.dispose()
         assert "familycontact" not in inspect(engine).get_table_names()
 
@@ -65,7 +48,7 @@ def test_the_family_contact_table_comes_and_goes_and_keeps_the_patients(
         assert "familycontact" not in inspect(engine).get_table_names()
         with engine.connect() as conn:
             name = conn.execute(text("SELECT display_name FROM patient")).scalar_one()
-        assert name == "Marie-Thérèse Vandenbroucke-Delacroix"
+        assert name == NAME
         engine.dispose()
         migrate(url, connect_args, "head")  # and up again
     finally:
