@@ -17,9 +17,15 @@ from sqlmodel import Session, select
 from backend.schemas_family import FamilyContactIn
 from backend.services import family as family_service
 from reminders.conversations import handle_inbound_sms
-from reminders.core.clinical_rules import emergency_fallback
+from reminders.core.clinical_rules import LANGUAGES, emergency_fallback
 from reminders.core.regions import get_region
-from reminders.core.templates import segments
+from reminders.core.templates import (
+    FAMILY_TEMPLATE_KEYS,
+    get_template,
+    render,
+    segments,
+    to_gsm7,
+)
 from reminders.data.models import (
     Alert,
     CheckIn,
@@ -103,6 +109,34 @@ def to_family(session: Session, kind: str | None = None) -> list[OutboundMessage
 def alerts(session: Session) -> list[Alert]:
     reread(session)
     return list(session.exec(select(Alert).order_by(Alert.id)).all())
+
+
+# --- the words --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("region", ["BE", "US"])
+@pytest.mark.parametrize("name", ["Marie-Antoinette", "Jean-Christophe", "Loïc-François"])
+@pytest.mark.parametrize("key", FAMILY_TEMPLATE_KEYS)
+def test_every_family_sms_is_one_gsm7_segment_in_every_language(
+    key: str, name: str, region: str, language: str
+) -> None:
+    """Real-length first names (spelt in GSM-7 as rendering spells them), a mobile number
+    as the team's, the emergency fallback of the patient's region."""
+    text = render(
+        key,
+        language,
+        region=get_region(region),
+        first_name=to_gsm7(name),
+        team_phone="+32 470 12 34 56",
+    )
+    info = segments(text)
+    assert (info.encoding, info.segments) == ("GSM-7", 1), (text, info)
+    assert to_gsm7(name) in text
+    if "{emergency_fallback}" in get_template(key, language).text:
+        assert text.endswith(emergency_fallback(language, get_region(region)))
+    # Discreet by design: no drug, no disease, no temperature.
+    assert not re.search(r"\d\d[.,]\d|alemtuzumab|CMV|leuk|lymph", text, re.I), text
 
 
 # --- consent ------------------------------------------------------------------------------
