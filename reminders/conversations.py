@@ -225,14 +225,18 @@ def handle_inbound_sms(
             pill = last_pill_reminder(session, patient.id, now)
     values = {
         "provider_sid": provider_sid,
-        "team_id": patient.team_id if patient else (relatives[0][1].team_id if relatives else None),
+        "team_id": patient.team_id if patient else None,
         "patient_id": patient.id if patient else None,
         "from_phone": from_phone,
         "body": body[:1600],
         "received_at": now,
-        "intent": family_intent(parsed) if relatives else (str(parsed.intent) if parsed else None),
+        "intent": str(parsed.intent) if parsed else None,
         "checkin_id": checkin.id if checkin else None,
     }
+    if relatives and parsed is not None:
+        # A relative's message: no patient of its own (it stays out of the patient's
+        # thread), the team of the first contact, the family's intent.
+        values.update(team_id=relatives[0][1].team_id, intent=family_intent(parsed))
     inserted = session.execute(_INSERT_INBOUND[session.get_bind().dialect.name], values)
     inbound_id = inserted.scalar()
     if inbound_id is None:  # this MessageSid is stored already: a repeated delivery

@@ -108,7 +108,6 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
                 dedupe_key=f"checkin{checkin.id}:unanswered",
             )
             counts["flagged"] += 1
-            session.add(checkin)
             counts["family_nudged"] += nudge_after_unanswered(session, patient, checkin, now)
         session.add(checkin)
     return counts
