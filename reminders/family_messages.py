@@ -82,7 +82,11 @@ def handle_family_sms(
         return _answer(session, active[0], "family_opted_in") if active else None
     if intent == "family_help":
         return _answer(session, contacts[0], "family_info")
-    urgent = [found for found in contacts if _forward(session, found, inbound, parsed, now)]
+    # One alert per patient the number is a contact of; the answer is the most urgent one.
+    urgent = []
+    for found in contacts:
+        if _forward(session, found, inbound, parsed, now):
+            urgent.append(found)
     if urgent:
         return _answer(session, urgent[0], "family_urgent_reply")
     return _answer(session, contacts[0], "family_message_ack")

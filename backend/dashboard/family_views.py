@@ -15,12 +15,13 @@ actions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, redirect, request, url_for
+from flask import redirect, request, url_for
 from sqlmodel import Session
 
-from backend.api import request_now
+from backend.api import default_region, request_now
 from backend.dashboard.forms import FieldKind, FormState, validate_form
 from backend.dashboard.web import (
     audit,
@@ -73,7 +74,7 @@ def add_family_contact(patient_id: int) -> Any:
         return _family_page(record, state, 422)
     try:
         contact = family_service.add_contact(
-            session, record, data, current_user().id, request_now(), region=_region()
+            session, record, data, current_user().id, request_now(), region=default_region()
         )
     except ServiceError as error:
         return refuse_change(error, state.values, CONTACT_FIELDS, _show_again(record))
@@ -93,7 +94,7 @@ def family_copies(patient_id: int, contact_id: int) -> Any:
     data, _ = validate_form(FamilyContactUpdate, request.form, COPY_FIELDS)
     return _change(
         lambda: family_service.update_contact(
-            session, record, contact, data, request_now(), region=_region()
+            session, record, contact, data, request_now(), region=default_region()
         ),
         AuditAction.UPDATE_FAMILY_CONTACT,
         record,
@@ -155,7 +156,9 @@ def _contact_of(patient_id: int, contact_id: int) -> tuple[Session, Patient, Fam
     return session, record, get_contact(session, record.id, contact_id)
 
 
-def _change(apply: Any, action: AuditAction, record: Patient, contact_id: int, message: str) -> Any:
+def _change(
+    apply: Callable[[], object], action: AuditAction, record: Patient, contact_id: int, message: str
+) -> Any:
     """Apply a change of one contact; a refusal is said on the page, not as an error page."""
     to = url_for("dashboard.family", patient_id=record.id)
     try:
@@ -164,10 +167,6 @@ def _change(apply: Any, action: AuditAction, record: Patient, contact_id: int, m
         flash_refusal(error)
         return redirect(to)
     return save_change(action, record.id, f"family_contact:{contact_id}", message, to)
-
-
-def _region() -> str:
-    return current_app.config["DEFAULT_REGION"]
 
 
 def _family_page(record: Patient, form: FormState, status: int = 200, **context: Any) -> Any:
@@ -180,7 +179,7 @@ def _family_page(record: Patient, form: FormState, status: int = 200, **context:
         contact_state=contact_state,
         max_contacts=MAX_CONTACTS,
         consent_methods=[(m.value, m.value.capitalize()) for m in ConsentMethod],
-        region=_region(),
+        region=default_region(),
         **context,
     )
 
