@@ -34,6 +34,7 @@ from reminders.data.alerts import raise_alert
 from reminders.data.expected_levels import apply_expected_levels
 from reminders.data.models import CheckIn, Patient, Plan, ProphylaxisCourse, SymptomReport
 from reminders.data.statuses import CheckInState, PlanStatus, check_transition
+from reminders.family import copy_urgent_advice
 from reminders.followups import raise_urgent_alert
 from reminders.inbound import Answer, StoredInbound, answer, forward_free_text, reply_key
 from reminders.outbox import queue_patient_message
@@ -256,6 +257,10 @@ def check_in_step(
     if parsed.has_free_text and decision.severity is not Severity.URGENT:
         # Words the parser could not read may matter ("36.8 but my leg is swollen").
         forward_free_text(session, context, inbound, parsed, now)
+    if decision.awaits_temperature or decision.severity is Severity.URGENT:
+        # The patient is told to call now: their consenting family contacts get a copy,
+        # queued with the alert (reminders.family).
+        copy_urgent_advice(session, context, inbound.provider_sid, now)
     values = _triage_values(decision, temperature, patient)
     if decision.awaits_temperature:
         # Fever in words: the patient is told to call now, and the check-in waits for

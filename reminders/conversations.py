@@ -29,9 +29,19 @@ from sqlmodel import Session, select
 
 from reminders.checkins import CHECKIN_FIELDS, OpenCheckIn, check_in_step, symptom_menu
 from reminders.core.parser import Expecting, Intent, ParsedReply, parse_reply
-from reminders.data.models import CheckIn, InboundMessage, OutboundMessage, Patient, Plan, Team
+from reminders.data.family_contacts import contacts_by_phone
+from reminders.data.models import (
+    CheckIn,
+    FamilyContact,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+    Plan,
+    Team,
+)
 from reminders.data.plans import current_plan_id_of
-from reminders.data.statuses import OPEN_CHECKIN_STATES, CheckInState, OutboxStatus
+from reminders.data.statuses import OPEN_CHECKIN_STATES, CheckInState, OutboxStatus, Recipient
+from reminders.family_messages import family_intent, handle_family_sms
 from reminders.inbound import Answer, StoredInbound, answer, forward_free_text, reply_key
 from reminders.optout import BlockCause, block_patient_sms, record_opt_in
 from reminders.outbox import outbox_row
@@ -201,6 +211,11 @@ def handle_inbound_sms(
     """
     patient, team, plan, checkin = conversation(session, from_phone, now)
     pill = parsed = None
+    # A number that is an active patient's is theirs, even if it is also a family
+    # contact's: only a number no active patient has may be a relative's.
+    relatives = contacts_by_phone(session, from_phone) if patient is None else []
+    if relatives:
+        parsed = parse_reply(body, None)
     if patient is not None:
         # The last pill reminder frames a reply only when no check-in does, and answers
         # a TAKEN: most replies (to a check-in) need not look it up.
@@ -218,11 +233,17 @@ def handle_inbound_sms(
         "intent": str(parsed.intent) if parsed else None,
         "checkin_id": checkin.id if checkin else None,
     }
+    if relatives and parsed is not None:
+        # A relative's message: no patient of its own (it stays out of the patient's
+        # thread), the team of the first contact, the family's intent.
+        values.update(team_id=relatives[0][1].team_id, intent=family_intent(parsed))
     inserted = session.execute(_INSERT_INBOUND[session.get_bind().dialect.name], values)
     inbound_id = inserted.scalar()
     if inbound_id is None:  # this MessageSid is stored already: a repeated delivery
         return stored_answer(session, provider_sid)
     inbound = StoredInbound(inbound_id, provider_sid, values["body"], values["checkin_id"])
+    if relatives and parsed is not None:
+        return _from_relative(session, relatives, inbound, parsed, now)
     if patient is None or parsed is None:
         return InboundResult(reply=None, intent="unknown_sender")
     # What patient_context(session, patient) reads, loaded above with the patient.
@@ -233,6 +254,22 @@ def handle_inbound_sms(
     return InboundResult(
         reply=reply[1] if reply else None, intent=str(parsed.intent), patient_id=patient.id
     )
+
+
+def _from_relative(
+    session: Session,
+    relatives: list[tuple[FamilyContact, Patient, Team]],
+    inbound: StoredInbound,
+    parsed: ParsedReply,
+    now: datetime,
+) -> InboundResult:
+    """A family contact's message (``reminders.family_messages``), answered in their words."""
+    answered = handle_family_sms(session, relatives, inbound, parsed, now)
+    if answered is None:
+        return InboundResult(reply=None, intent=family_intent(parsed))
+    context, contact, reply = answered
+    _record_reply(session, context, inbound, reply, now, to_contact=contact)
+    return InboundResult(reply=reply[1], intent=family_intent(parsed))
 
 
 def _respond(
@@ -295,8 +332,13 @@ def _record_reply(
     inbound: StoredInbound,
     reply: Answer,
     now: datetime,
+    *,
+    to_contact: FamilyContact | None = None,
 ) -> None:
     """Keep the TwiML answer in the thread, as a sent outbound message.
+
+    An answer to a family contact (``to_contact``) is kept as theirs (recipient family,
+    their number), out of the patient's own thread.
 
     Stored as ``provider_status`` "twiml" without a ``provider_sid``: Twilio makes the
     message from the answer and reports it to the ``<Message action>`` URL, whose
@@ -315,7 +357,8 @@ def _record_reply(
             dedupe_key=reply_key(inbound.provider_sid),
             now=now,
             patient_id=context.patient.id,
-            to_phone=context.patient.phone,
+            to_phone=context.patient.phone if to_contact is None else to_contact.phone,
+            recipient=Recipient.PATIENT if to_contact is None else Recipient.FAMILY,
             urgent=True,
             status=OutboxStatus.SENT,
             provider_status="twiml",

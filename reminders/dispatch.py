@@ -111,8 +111,15 @@ def _decide(
     """
     if message.not_after is not None and now > message.not_after:
         return OutboxStatus.MISSED, "no longer useful"
-    if message.recipient == "clinician":
-        # A page: its number was chosen from the rota when the step was taken.
+    if message.recipient == "family" and patient is not None:
+        # A copy or nudge about a patient no longer followed, or erased, is not sent.
+        if patient.discharged_at is not None:
+            return OutboxStatus.CANCELLED, "patient discharged"
+        if patient.erased_at is not None:
+            return OutboxStatus.CANCELLED, "contact details erased"
+    if message.recipient in ("clinician", "family"):
+        # A page: its number was chosen from the rota when the step was taken. A copy to
+        # a patient's family contact (reminders/family.py): their number, checked then.
         return (
             ("send", message.to_phone)
             if message.to_phone

@@ -1,4 +1,4 @@
-"""Follow-ups: unanswered check-ins, raising urgent alerts, missing prophylaxis.
+"""Follow-ups: unanswered check-ins (and the family's nudge), raising urgent alerts, missing prophylaxis.
 
 Decide apart from deliver: pure "should we?" functions look at one row and the
 time; the jobs below save the state change and queue the message in the same
@@ -35,6 +35,7 @@ from reminders.data.statuses import (
     CheckInState,
 )
 from reminders.escalation import start_escalation
+from reminders.family import nudge_after_unanswered
 from reminders.outbox import queue_patient_message
 from reminders.rendering import patient_context, sms_allowed
 
@@ -59,9 +60,13 @@ def checkin_follow_up(checkin: CheckIn, now: datetime, policy: AlertPolicy) -> s
 
 
 def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
-    """Re-send each unanswered check-in once, then flag it to the care team."""
+    """Re-send each unanswered check-in once, then flag it to the care team.
+
+    The second unanswered check-in in a row also nudges the patient's consenting family
+    contacts, once per run (:func:`reminders.family.nudge_after_unanswered`).
+    """
     policy = clinical_rules().alerts
-    counts = {"resent": 0, "flagged": 0}
+    counts = {"resent": 0, "flagged": 0, "family_nudged": 0}
     for checkin in session.exec(
         select(CheckIn).where(CheckIn.state.in_(OPEN_CHECKIN_STATES))
     ).all():
@@ -103,6 +108,7 @@ def follow_up_checkins(session: Session, now: datetime) -> dict[str, int]:
                 dedupe_key=f"checkin{checkin.id}:unanswered",
             )
             counts["flagged"] += 1
+            counts["family_nudged"] += nudge_after_unanswered(session, patient, checkin, now)
         session.add(checkin)
     return counts
 

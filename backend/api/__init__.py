@@ -161,6 +161,7 @@ def init_app(app: Flask) -> None:
     from backend.api import (  # noqa: F401  (routes register on import)
         alerts,
         expected_levels,
+        family,
         oncall,
         patients,
         plans,

@@ -22,6 +22,7 @@ Pages (all but ``/login`` need a signed-in care-team user, scoped to their team)
   expected low-grade temperature (a level and an expiry) on the patient page.
 * ``/patients/<id>/calendar`` (the family's calendar links: make one, shown once;
   revoke) and ``/patients/<id>/calendar/print`` (one A4 page in the patient's language).
+* ``/patients/<id>/family``: family contacts, the patient's consent to share, their copies.
 * ``/account/tokens``: the user's own API tokens (create one, shown once; revoke).
 * ``/admin`` (members, roles, open sessions, phone numbers; ``POST
   /admin/users/<id>/sessions/end`` signs a member out everywhere), ``/admin/tokens``
@@ -62,6 +63,7 @@ def init_app(app: Flask) -> None:
         admin_views,
         auth_views,
         calendar_views,
+        family_views,
         oncall_views,
         patient_views,
         plan_views,

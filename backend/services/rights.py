@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel
 
-from reminders.core.erasure import ERASED, Identifiers, identifiers
+from reminders.core.erasure import ERASED, Identifiers, either, identifiers
 from reminders.core.fhir import RECORD_FORMAT, RECORD_FORMAT_VERSION, record_bundle
 from reminders.data.errors import Conflict
 from reminders.data.models import (
@@ -40,6 +40,7 @@ from reminders.data.models import (
     CheckIn,
     DoseRecord,
     ExpectedLevel,
+    FamilyContact,
     InboundMessage,
     LabResult,
     OutboundMessage,
@@ -84,7 +85,7 @@ def export_record(session: Session, patient: Patient, now: datetime) -> dict[str
     oldest first: ``plans``, ``plan_holds``, ``doses``, ``prophylaxis_courses``, ``labs``,
     ``check_ins``, ``symptom_reports``, ``pill_confirmations``, ``expected_levels``,
     ``sms`` (``outbound``: to the patient; ``inbound``: from them), ``alerts`` (each with
-    its ``timeline``), ``calendar_feeds`` (no token digest) and ``access_audit`` (who
+    its ``timeline``), ``calendar_feeds`` (no token digest), ``family_contacts`` (and their consent) and ``access_audit`` (who
     viewed or changed the record: the audit rows naming the patient, with the user's role).
     Pages to clinicians are on the alerts' timelines, not in ``sms``: their numbers are
     the clinicians'.
@@ -129,6 +130,7 @@ def export_record(session: Session, patient: Patient, now: datetime) -> dict[str
         },
         "alerts": [alert | {"timeline": timelines.get(alert["id"], [])} for alert in alerts],
         "calendar_feeds": _rows(session, CalendarFeed, CalendarFeed.patient_id == pid),
+        "family_contacts": _rows(session, FamilyContact, FamilyContact.patient_id == pid),
         "access_audit": audit,
     }
 
@@ -160,7 +162,7 @@ class Scrub:
     replace: Mapping[str, Any] = field(default_factory=dict)
 
 
-def erasure_targets(patient: Patient) -> list[Scrub]:
+def erasure_targets(patient: Patient, contact_phones: Sequence[str] = ()) -> list[Scrub]:
     """Per table: the patient's rows and the columns where their identifiers are erased.
 
     The one list to extend when a table gains text about a patient (a family contact
@@ -196,13 +198,15 @@ def erasure_targets(patient: Patient) -> list[Scrub]:
             ("body", "to_phone", "error_reason"),
         ),
         # Their SMS, and those from their number that reached nobody (before enrolment,
-        # after a discharge): the number is theirs.
+        # after a discharge): the number is theirs; and their family contacts' messages
+        # (stored with no patient: a number may be listed for several).
         Scrub(
             InboundMessage,
             or_(
                 InboundMessage.patient_id == pid,
                 and_(
-                    InboundMessage.patient_id.is_(None), InboundMessage.from_phone == patient.phone
+                    InboundMessage.patient_id.is_(None),
+                    InboundMessage.from_phone.in_([patient.phone, *contact_phones]),
                 ),
             ),
             ("body", "from_phone"),
@@ -224,9 +228,15 @@ def phone_digit_forms(phone: str) -> list[str]:
     return forms
 
 
-def patient_identifiers(patient: Patient) -> Identifiers:
-    """What names ``patient`` in a text: name, phone number (every form), hospital reference."""
-    return identifiers(patient.display_name, phone_digit_forms(patient.phone), patient.hospital_ref)
+def patient_identifiers(patient: Patient, contacts: Sequence[FamilyContact] = ()) -> Identifiers:
+    """What names ``patient`` in a text: name, phone number (every form), hospital reference;
+    and the name and number of each of their family ``contacts``, whose copies and messages
+    are kept in the patient's record."""
+    people = [
+        identifiers(patient.display_name, phone_digit_forms(patient.phone), patient.hospital_ref)
+    ]
+    people += [identifiers(c.name, phone_digit_forms(c.phone)) for c in contacts]
+    return either(*people)
 
 
 @dataclass(frozen=True)
@@ -247,15 +257,34 @@ def erase_contact_details(session: Session, patient: Patient, now: datetime) -> 
     hex digits: the hospital notes it in its own file to find the kept record again);
     consent is withdrawn and every pending SMS to the patient is cancelled at once (the
     planner, the dispatcher and :func:`reminders.rendering.sms_allowed` skip a patient
-    with ``erased_at``); the calendar links are revoked; every table of
+    with ``erased_at``); the family contacts' pending copies are cancelled and the contacts
+    deleted (their names and numbers are redacted like the patient's); the calendar links
+    are revoked; every table of
     :func:`erasure_targets` is scrubbed. Refused (Conflict) for a patient already erased.
     """
     if patient.erased_at is not None:
         raise Conflict("this patient's contact details are already erased")
-    found = patient_identifiers(patient)
-    targets = erasure_targets(patient)  # before the phone changes: inbound rows by number
+    contacts = session.scalars(
+        select(FamilyContact).where(FamilyContact.patient_id == patient.id)
+    ).all()
+    found = patient_identifiers(patient, contacts)
+    # Before the phone changes: inbound rows are found by number.
+    targets = erasure_targets(patient, [contact.phone for contact in contacts])
     pending = _pending_to_patient(session, patient.id)
     cancel_pending_for_patient(session, patient.id, ERASED_REASON)
+    # The family's copies and nudges too; then the contacts themselves, whose names and
+    # numbers are the relatives' own data and no part of the clinical record.
+    pending += session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.patient_id == patient.id,
+            OutboundMessage.recipient == "family",
+            OutboundMessage.status == OutboxStatus.PENDING,
+        )
+        .values(status=OutboxStatus.CANCELLED, error_reason=ERASED_REASON)
+    ).rowcount
+    for contact in contacts:
+        session.delete(contact)
     revoked = session.execute(
         update(CalendarFeed)
         .where(CalendarFeed.patient_id == patient.id, CalendarFeed.revoked_at.is_(None))

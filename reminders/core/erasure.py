@@ -106,3 +106,8 @@ def identifiers(
     if phone:
         alternatives.insert(0, phone)
     return Identifiers(re.compile("|".join(alternatives), re.IGNORECASE))
+
+
+def either(*people: Identifiers) -> Identifiers:
+    """The :class:`Identifiers` that find any of ``people`` (a patient and their relatives)."""
+    return Identifiers(re.compile("|".join(p.pattern.pattern for p in people), re.IGNORECASE))

@@ -129,6 +129,7 @@ def record_bundle(record: Mapping[str, Any]) -> dict[str, Any]:
         ("labs", "Observation", _lab_observations),
         ("symptom_reports", "Observation", _report_observations),
         ("alerts", "Flag", _flags),
+        ("family_contacts", "RelatedPerson", _related_persons),
     ]
     plans = {plan["id"]: plan for plan in record.get("plans", [])}
     for section, resource_type, mapper in mappers:
@@ -377,5 +378,26 @@ def _flags(
                 "period": _drop_empty(
                     {"start": alert["created_at"], "end": alert.get("resolved_at")}
                 ),
+            },
+        )
+
+
+def _related_persons(
+    contacts: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, _: Any
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The family contacts: active while the patient's consent holds and they did not STOP."""
+    for contact in contacts:
+        yield (
+            contact["id"],
+            {
+                "active": contact.get("consent_withdrawn_at") is None
+                and contact.get("opted_out_at") is None,
+                "patient": subject,
+                "relationship": [{"text": contact["relationship"]}],
+                "name": [{"text": contact["name"]}],
+                "telecom": [{"system": "phone", "value": contact["phone"], "use": "mobile"}],
+                "communication": [
+                    {"language": _concept(_coding("urn:ietf:bcp:47", contact["language"]))}
+                ],
             },
         )

@@ -34,6 +34,7 @@ __all__ = [
     "AUTO_PLACEHOLDERS",
     "DEFAULT_LANGUAGE",
     "DRUG_PLACEHOLDERS",
+    "FAMILY_TEMPLATE_KEYS",
     "TEMPLATE_KEYS",
     "SegmentInfo",
     "Template",
@@ -62,6 +63,17 @@ DOSE_REMINDER_KEYS: tuple[str, ...] = (
     "dose_in_hospital_evening_before",
     "premedication_reminder",
     "premedication_by_team",
+)
+#: The messages to a patient's family contact (``reminders.family``), in the contact's
+#: language: what they get, a copy of the urgent advice, the nudge after two unanswered
+#: check-ins, and the answers to what they text.
+FAMILY_TEMPLATE_KEYS: tuple[str, ...] = (
+    "family_info",
+    "family_urgent_copy",
+    "family_checkin_nudge",
+    "family_message_ack",
+    "family_urgent_reply",
+    "family_opted_in",
 )
 #: Every message the application sends. Each messages/*.toml must define exactly
 #: these keys (checked on first use), so code can rely on them.
@@ -94,6 +106,7 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "oncall_alert",
     "oncall_reescalation",
     "unknown_reply_help",
+    *FAMILY_TEMPLATE_KEYS,
 )
 #: Placeholders that name a drug: never allowed in a discreet variant.
 DRUG_PLACEHOLDERS = frozenset({"drug", "medicine", "premedication"})

@@ -719,3 +719,43 @@ class ClockLease(TableBase, table=True):
     holder: str = Field(max_length=200)
     acquired_at: datetime = utc_field()
     expires_at: datetime = utc_field()
+
+
+# --- family contacts (issue 15, item 6) ---------------------------------------------------
+
+
+class FamilyContact(TableBase, table=True):
+    """A family member who gets copies of a patient's urgent advice and check-in nudges.
+
+    Only with the patient's consent to share with this person, recorded by a care-team
+    user (``consent_recorded_by``, ``consent_recorded_at``, ``consent_method``: a
+    ``reminders.data.statuses.ConsentMethod``); a withdrawal (``consent_withdrawn_at``)
+    stops every copy at once and keeps the row, so the team sees the history and may record
+    consent again. ``opted_out_at`` is the family member's own STOP (only their copies
+    stop, never the patient's SMS). ``phone`` is E.164 like a patient's; one patient lists
+    a number once. The state is derived (``reminders.data.family_contacts.contact_state``).
+    """
+
+    __table_args__ = (
+        UniqueConstraint("patient_id", "phone", name="uq_familycontact_patient_phone"),
+    )
+
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    name: str = Field(max_length=120)
+    phone: str = Field(max_length=20, index=True, description="E.164")
+    #: The language of the SMS this person gets (en, fr, nl): not necessarily the patient's.
+    language: str = Field(default="en", max_length=2)
+    relationship: str = Field(max_length=40)
+    #: Copies of the urgent advice the patient is given ("call your care team now").
+    copies_urgent: bool = True
+    #: A nudge when two check-ins in a row go unanswered.
+    copies_nudges: bool = True
+    consent_method: str | None = Field(default=None, max_length=20)
+    consent_recorded_at: datetime | None = utc_field(nullable=True)
+    consent_recorded_by: int | None = user_ref()
+    consent_withdrawn_at: datetime | None = utc_field(nullable=True)
+    consent_withdrawn_by: int | None = user_ref()
+    opted_out_at: datetime | None = utc_field(nullable=True)
+    created_by: int | None = user_ref()
+    created_at: datetime = utc_field()
+    updated_at: datetime = utc_field()

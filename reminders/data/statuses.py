@@ -337,6 +337,13 @@ class AuditAction(StrEnum):
     # Operations (issue 16): a copy of the whole database, and the retention jobs run by hand.
     BACKUP_DATABASE = "backup_database"
     RUN_RETENTION = "run_retention"
+    # Family contacts and the patient's consent to share with them (issue 15, item 6).
+    VIEW_FAMILY_CONTACTS = "view_family_contacts"
+    ADD_FAMILY_CONTACT = "add_family_contact"
+    UPDATE_FAMILY_CONTACT = "update_family_contact"
+    REMOVE_FAMILY_CONTACT = "remove_family_contact"
+    RECORD_FAMILY_CONSENT = "record_family_consent"
+    WITHDRAW_FAMILY_CONSENT = "withdraw_family_consent"
 
 
 class AuditChannel(StrEnum):
@@ -349,3 +356,35 @@ class AuditChannel(StrEnum):
     SMS = "sms"
     #: A key pressed during an on-call voice call.
     PHONE = "phone"
+
+
+class Recipient(StrEnum):
+    """Who an outbox row (``OutboundMessage.recipient``) is for."""
+
+    PATIENT = "patient"
+    #: An on-call page: the row carries the clinician's number (``to_phone``).
+    CLINICIAN = "clinician"
+    #: The team's on-call number.
+    ONCALL = "oncall"
+    #: A patient's family contact (``reminders.family``): the row carries their number.
+    FAMILY = "family"
+
+
+class ConsentMethod(StrEnum):
+    """How the patient gave consent to share with a family contact (``FamilyContact.consent_method``)."""
+
+    #: Said to a care-team member, who recorded it.
+    VERBAL = "verbal"
+    #: A signed form, kept in the hospital's record.
+    WRITTEN = "written"
+
+
+class FamilyContactState(StrEnum):
+    """Whether a family contact gets copies now (derived from the row, never stored)."""
+
+    #: Consent recorded and not withdrawn, no STOP from the contact: copies go out.
+    ACTIVE = "active"
+    #: The patient withdrew consent: nothing goes out until it is recorded again.
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    #: The contact replied STOP: nothing goes out until they reply START.
+    OPTED_OUT = "opted_out"

@@ -3,7 +3,8 @@
 Marie-Thérèse Vandenbroucke-Delacroix, on alemtuzumab s.c. from Monday 2 March 2026, gets
 her reminders and check-ins through the real twilio client (to ``tests/twilio_fake.py``),
 answers them (naming herself and her number, as people do), has a fever that pages the
-team, and her team records doses and labs whose notes name her. Planning runs ahead, so
+team, and her team records doses and labs whose notes name her. Her daughter, a family
+contact with her consent, gets the copy of the urgent advice and texts the team once. Planning runs ahead, so
 SMS are still pending at the end.
 """
 
@@ -19,6 +20,8 @@ from sqlmodel import Session, select
 
 from backend.db import get_engine
 from backend.schemas import DoseRecordIn, LabIn
+from backend.schemas_family import FamilyContactIn
+from backend.services.family import add_contact
 from backend.services.labs import record_lab
 from backend.services.plans import record_dose
 from reminders.conversations import handle_inbound_sms
@@ -40,6 +43,11 @@ NATIONAL = "0470 12 34 56"
 NSN = "470123456"
 HOSPITAL_REF = "HUB-2026-004178"
 TEAM = "Hématologie — Saint-Luc"
+#: Her daughter, a family contact who gets copies of urgent advice and texts the team once.
+FAMILY_NAME = "Sophie Vandenbroucke-Lemaire"
+FAMILY_NAME_PARTS = ("Sophie", "Lemaire")
+FAMILY_E164 = "+32478998877"
+FAMILY_NSN = "478998877"
 START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
 
@@ -97,6 +105,21 @@ def a_week_of_care(
     patient, plan = treated(
         admin.team_id, display_name=NAME, phone=NATIONAL, hospital_ref=HOSPITAL_REF, language="fr"
     )
+    add_contact(
+        session,
+        patient,
+        FamilyContactIn(
+            name=FAMILY_NAME,
+            phone="0478 99 88 77",
+            language="nl",
+            relationship="dochter",
+            consent_method="written",
+        ),
+        admin.id,
+        clock.now,
+        region="BE",
+    )
+    session.commit()
     engine = get_engine(app)
     gateway = gateway_to(fake)
     replies = 0
@@ -132,6 +155,15 @@ def a_week_of_care(
                         body=text,
                         now=now + timedelta(minutes=minutes),
                     )
+    replies += 1
+    with session_scope(engine) as s:
+        handle_inbound_sms(
+            s,
+            provider_sid=f"SMweek{replies:04d}",
+            from_phone=FAMILY_E164,
+            body="Bonjour, c'est Sophie Lemaire, rappelez-moi au 0478 99 88 77 svp",
+            now=START + timedelta(days=days - 1, hours=10),
+        )
     clock.now = START + timedelta(days=days)
     reread(session)
     patient = session.get_one(Patient, patient.id)

@@ -69,6 +69,14 @@ VALID_BODIES = {
         "expires_at": "2026-03-02T20:00:00+01:00",
         "reason": "rituximab infusion this morning",
     },
+    "api.add_family_contact": {
+        "name": "Zoë Peeters",
+        "phone": "+32471987654",
+        "relationship": "daughter",
+        "consent_method": "verbal",
+    },
+    "api.update_family_contact": {"copies_nudges": False},
+    "api.record_family_consent": {"method": "written"},
 }
 
 
@@ -134,7 +142,18 @@ def two_teams(client, make_user, make_patient, make_plan, session):
         actor=None,
         now=FIXED_NOW,
     )
-    session.commit()
+    session.commit()  # before the next request: SQLite has one writer at a time
+    contact = client.post(
+        f"/api/v1/patients/{patient.id}/family-contacts",
+        json={
+            "name": "Pieter Peeters",
+            "phone": "+32472123456",
+            "relationship": "son",
+            "consent_method": "verbal",
+        },
+        headers=bearer(token_a),
+    )
+    assert contact.status_code == 201, contact.json
     ids = {
         "team_id": user_a.team_id,  # not a URL argument: for the audit checks
         "patient_id": patient.id,
@@ -142,6 +161,7 @@ def two_teams(client, make_user, make_patient, make_plan, session):
         "alert_id": lab.json["alerts"][0]["id"],
         "course_id": course.json["id"],
         "shift_id": shift.id,
+        "contact_id": contact.json["id"],
         "index": 1,
         "regimen_id": "alemtuzumab_sc",
     }

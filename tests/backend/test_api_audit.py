@@ -262,6 +262,23 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
     )
     call("GET", f"{prefix}/patients/{pid}/expected-levels")
     call("POST", f"{prefix}/patients/{pid}/expected-levels/end")
+    family = f"{prefix}/patients/{pid}/family-contacts"
+    contact = call(
+        "POST",
+        family,
+        {
+            "name": "Zoë Peeters",
+            "phone": "+32 471 98 76 54",
+            "relationship": "daughter",
+            "consent_method": "verbal",
+        },
+        201,
+    )
+    call("GET", family)
+    call("PATCH", f"{family}/{contact['id']}", {"language": "nl"})
+    call("POST", f"{family}/{contact['id']}/consent/withdraw")
+    call("POST", f"{family}/{contact['id']}/consent", {"method": "written"})
+    call("DELETE", f"{family}/{contact['id']}")
     call("POST", f"{prefix}/plans/{plan_id}/stop", {"reason": "No response at week 4"})
     for course in (proposed[0], added["id"]):
         call("POST", f"{prefix}/prophylaxis/{course}/stop", {"override_reason": "team decision"})
@@ -361,6 +378,28 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "api.export_record_fhir": ("export_record", pid, f"patient:{pid}:fhir"),
         "api.erase_contact_details": ("erase_contact_details", pid, f"patient:{pid}"),
         "api.run_retention_now": ("run_retention", None, "unknown_sms:0,delivery_details:0"),
+        "api.add_family_contact": ("add_family_contact", pid, f"family_contact:{contact['id']}"),
+        "api.list_family_contacts": ("view_family_contacts", pid, f"patient:{pid}"),
+        "api.update_family_contact": (
+            "update_family_contact",
+            pid,
+            f"family_contact:{contact['id']}",
+        ),
+        "api.withdraw_family_consent": (
+            "withdraw_family_consent",
+            pid,
+            f"family_contact:{contact['id']}",
+        ),
+        "api.record_family_consent": (
+            "record_family_consent",
+            pid,
+            f"family_contact:{contact['id']}",
+        ),
+        "api.remove_family_contact": (
+            "remove_family_contact",
+            pid,
+            f"family_contact:{contact['id']}",
+        ),
     }
     assert seen == expected
     # Each row's action is the one its route declares.
@@ -377,6 +416,8 @@ def test_every_patient_route_leaves_one_row_naming_user_team_patient_and_action(
         "pentamidine",
         "Leuven",
         "37.8",
+        "Zoë",
+        "+32471987654",
     )
     for secret in secrets:
         assert secret not in dumped

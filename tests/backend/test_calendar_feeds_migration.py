@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from reminders.data.db import make_engine
@@ -17,6 +18,28 @@ AT = "2026-03-17 17:05:00"
 DIGEST = "a" * 64
 
 
+def insert_team_and_patient(engine: Engine, display_name: str) -> None:
+    """Team 1 and its patient 1 (``display_name``), as the schema stands from 0011 on."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO team (id, name, timezone, created_at) "
+                "VALUES (1, 'Hématologie', 'Europe/Brussels', :at)"
+            ),
+            {"at": AT},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO patient (id, team_id, display_name, phone, timezone, language, "
+                "region, sms_consent, opted_out, discreet, quiet_start, quiet_end, dose_time, "
+                "checkin_time, pill_times, created_at, updated_at) VALUES (1, 1, "
+                ":name, '+32470123456', 'Europe/Brussels', 'fr', 'BE', true, false, false, "
+                "'22:00:00', '07:00:00', '09:00:00', '18:00:00', '[]', :at, :at)"
+            ),
+            {"at": AT, "name": display_name},
+        )
+
+
 def test_the_feed_table_comes_and_goes_and_keeps_the_patients(
     empty_database: tuple[str, dict],
 ) -> None:
@@ -24,25 +47,7 @@ def test_the_feed_table_comes_and_goes_and_keeps_the_patients(
     migrate(url, connect_args, "0011_patient_region")
     engine = make_engine(url, **({"connect_args": connect_args} if connect_args else {}))
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO team (id, name, timezone, created_at) "
-                    "VALUES (1, 'Hématologie', 'Europe/Brussels', :at)"
-                ),
-                {"at": AT},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO patient (id, team_id, display_name, phone, timezone, language, "
-                    "region, sms_consent, opted_out, discreet, quiet_start, quiet_end, dose_time, "
-                    "checkin_time, pill_times, created_at, updated_at) VALUES (1, 1, "
-                    "'Marie-Françoise Vanden Bossche-Lefèvre', '+32470123456', "
-                    "'Europe/Brussels', 'fr', 'BE', true, false, false, '22:00:00', '07:00:00', "
-                    "'09:00:00', '18:00:00', '[]', :at, :at)"
-                ),
-                {"at": AT},
-            )
+        insert_team_and_patient(engine, "Marie-Françoise Vanden Bossche-Lefèvre")
         engine.dispose()
         assert "calendarfeed" not in inspect(engine).get_table_names()
 

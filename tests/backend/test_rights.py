@@ -38,6 +38,10 @@ from reminders.data.models import (
 from reminders.data.statuses import OutboxStatus
 from tests.backend.rights_scenario import (
     E164,
+    FAMILY_E164,
+    FAMILY_NAME,
+    FAMILY_NAME_PARTS,
+    FAMILY_NSN,
     HOSPITAL_REF,
     NAME,
     NAME_PARTS,
@@ -170,17 +174,24 @@ def text_values(app) -> list[tuple[str, str, str]]:
 
 
 def identifiers_in(values: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """The values that contain the patient's name, number or hospital reference."""
-    words = [re.compile(rf"(?<!\w){re.escape(part)}(?!\w)", re.IGNORECASE) for part in NAME_PARTS]
+    """The values that contain the patient's name, number or hospital reference, or the
+    name or number of her daughter (a family contact)."""
+    words = [
+        re.compile(rf"(?<!\w){re.escape(part)}(?!\w)", re.IGNORECASE)
+        for part in (*NAME_PARTS, *FAMILY_NAME_PARTS)
+    ]
     hits = []
     for table, column, value in values:
         digits = re.sub(r"\D", "", value)
         if (
             NSN in digits
+            or FAMILY_NSN in digits
             or E164 in value
+            or FAMILY_E164 in value
             or NATIONAL in value
             or HOSPITAL_REF.lower() in value.lower()
             or NAME in value
+            or FAMILY_NAME in value
             or any(word.search(value) for word in words)
         ):
             hits.append((table, column, value))
@@ -218,7 +229,20 @@ def test_erasure_stops_every_sms_and_leaves_no_identifier_in_the_database(
         ("alert", "details"),
         ("alert", "resolution_note"),
         ("calendarfeed", "label"),
+        ("familycontact", "name"),
+        ("familycontact", "phone"),
     }
+    # The daughter got the copy of the urgent advice (day 3's fever), and her own text
+    # reached the team.
+    assert any(
+        (table, column) == ("outboundmessage", "to_phone") and FAMILY_E164 in value
+        for table, column, value in before
+    )
+    assert twilio.bodies_to(FAMILY_E164)
+    assert any(
+        (table, column) == ("inboundmessage", "from_phone") and FAMILY_E164 in value
+        for table, column, value in before
+    )
     pages = session.exec(
         select(OutboundMessage).where(OutboundMessage.recipient == "clinician")
     ).all()

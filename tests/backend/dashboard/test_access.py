@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
+from backend.schemas_family import FamilyContactIn
+from backend.services.family import add_contact
 from backend.services.oncall import add_shift
 from reminders.data.calendar_feeds import create_feed
 from reminders.data.models import Alert, ApiToken, AuditEvent, ProphylaxisCourse, Team
@@ -56,6 +58,17 @@ VALID_FORMS = {
     "dashboard.end_expected_level": {},
     "dashboard.create_calendar_feed": {"label": "Daughter's phone"},
     "dashboard.revoke_calendar_feed": {},
+    "dashboard.add_family_contact": {
+        "name": "Zoë Peeters",
+        "phone": "+32471987654",
+        "relationship": "daughter",
+        "copies_urgent": "on",
+        "consent_method": "verbal",
+    },
+    "dashboard.family_copies": {"copies_urgent": "on"},
+    "dashboard.record_family_consent": {"method": "written"},
+    "dashboard.withdraw_family_consent": {},
+    "dashboard.remove_family_contact": {},
 }
 
 
@@ -116,6 +129,19 @@ def team_a(client, team_user, treated, session, clock):
         now=clock.now,
     )
     feed = create_feed(session, patient, "Son's phone", admin_a.id, clock.now).row
+    contact = add_contact(
+        session,
+        patient,
+        FamilyContactIn(
+            name="Pieter Peeters",
+            phone="+32472123456",
+            relationship="son",
+            consent_method="verbal",
+        ),
+        admin_a.id,
+        clock.now,
+        region="BE",
+    )
     session.commit()  # end the read transaction: the next writer must not find it stale
     client.post("/logout", data={"csrf_token": token})
     ids = {
@@ -127,6 +153,7 @@ def team_a(client, team_user, treated, session, clock):
         "token_id": api_token.id,
         "shift_id": shift.id,
         "feed_id": feed.id,
+        "contact_id": contact.id,
         "team_id": admin_a.team_id,  # not a URL argument: for the audit checks
     }
     return ids
