@@ -362,6 +362,6 @@ def test_the_real_regimen_values_reach_the_sms_in_the_patients_language(rendered
     assert "aciclovir" in pills["en"] and "valaciclovir" in pills["nl"]
     assert "acyclovir" not in " ".join(pills.values())
     assert "cotrimoxazol " in pills["nl"] or "cotrimoxazol." in pills["nl"]
-    assert "buvez beaucoup" in pills["fr"] and "hydration" not in pills["fr"]
+    assert "allopurinol, et buvez beaucoup (" in pills["fr"] and "hydration" not in pills["fr"]
     everything = " ".join(" ".join(texts) for texts in rendered.values())
     assert "as prescribed" not in everything and "trimethoprim" not in everything
