@@ -17,7 +17,7 @@ from typing import Any
 import phonenumbers
 from sqlmodel import Session
 
-from reminders.core.labels import get_label, label_for_name
+from reminders.core.labels import get_label, short_name
 from reminders.core.planner import EventKind, PlannedEvent
 from reminders.core.regimens import get_regimen, premedication_label_keys
 from reminders.core.regions import get_region
@@ -122,16 +122,6 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
     elif event.kind == EventKind.LAB:
         values["lab"] = short_name(details.get("name"), language)
     return values
-
-
-def short_name(name: str | None, language: str) -> str:
-    """A medicine or test as the patient reads it: its short name in ``language``.
-
-    A name labels.toml does not know (a drug a care team typed for a prophylaxis course)
-    is quoted as it was typed: the team chose it for this patient.
-    """
-    label = label_for_name(name)
-    return label.text(language) if label is not None else (name or "")
 
 
 def premedication_text(items: Iterable[str], language: str) -> str:

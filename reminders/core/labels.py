@@ -4,7 +4,8 @@
 (``names``: in the regimen files, in prophylaxis courses, as a care team types it) and
 what the patient reads in each language (the international name, short). The regimen
 loader refuses a regimen whose SMS values have no entry (:mod:`reminders.core.regimens`),
-and rendering quotes the entry in the patient's language (:mod:`reminders.rendering`).
+and the SMS (:mod:`reminders.rendering`) and the printed calendar and its feed
+(:mod:`reminders.core.treatment_calendar`) quote the entry in the patient's language.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from reminders.core.clinical_rules import LANGUAGES
 from reminders.core.datafiles import read_toml
 
-__all__ = ["LABEL_MAX_LENGTH", "Label", "LabelError", "get_label", "label_for_name", "labels"]
+__all__ = [
+    "LABEL_MAX_LENGTH",
+    "Label",
+    "LabelError",
+    "get_label",
+    "label_for_name",
+    "labels",
+    "normalise",
+    "short_name",
+]
 
 _PATH = Path(__file__).with_name("labels.toml")
 #: The longest short name: the templates are measured with the library's own labels
@@ -93,3 +103,13 @@ def get_label(key: str) -> Label:
         return labels()[key]
     except KeyError:
         raise KeyError(f"labels.toml has no entry {key!r}") from None
+
+
+def short_name(name: str | None, language: str) -> str:
+    """A medicine or test as the patient reads it: its short name in ``language``.
+
+    A name labels.toml does not know (a drug a care team typed for a prophylaxis course)
+    is quoted as it was typed: the team chose it for this patient.
+    """
+    label = label_for_name(name)
+    return label.text(language) if label is not None else (name or "")
