@@ -11,6 +11,7 @@ fit its template's budget: one segment, or the documented exception's ``max_segm
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import product
@@ -363,5 +364,7 @@ def test_the_real_regimen_values_reach_the_sms_in_the_patients_language(rendered
     assert "acyclovir" not in " ".join(pills.values())
     assert "cotrimoxazol " in pills["nl"] or "cotrimoxazol." in pills["nl"]
     assert "allopurinol, et buvez beaucoup (" in pills["fr"] and "hydration" not in pills["fr"]
+    # A label never brings its own parentheses next to the time's: "(inhalation) (08:00)".
+    assert not re.search(r"\([^()]*\(|\) \(", " ".join(pills.values()))
     everything = " ".join(" ".join(texts) for texts in rendered.values())
     assert "as prescribed" not in everything and "trimethoprim" not in everything
