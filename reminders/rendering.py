@@ -8,7 +8,7 @@ conversation's replies (:mod:`reminders.conversations`) and the follow-ups
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from types import MappingProxyType
@@ -17,10 +17,11 @@ from typing import Any
 import phonenumbers
 from sqlmodel import Session
 
-from reminders.core.planner import PlannedEvent
-from reminders.core.regimens import get_regimen
+from reminders.core.labels import get_label, short_name
+from reminders.core.planner import EventKind, PlannedEvent
+from reminders.core.regimens import get_regimen, premedication_label_keys
 from reminders.core.regions import get_region
-from reminders.core.templates import render, to_gsm7
+from reminders.core.templates import render, resolve_language, team_name_for_sms
 from reminders.data.models import Patient, Plan, Team
 from reminders.data.plans import current_plan
 
@@ -46,20 +47,26 @@ class PatientContext:
         """
         team = self.team
         patient = self.patient
+        # render() spells every value in GSM-7: "Loïc" is "Loic" in the SMS (the stored
+        # name is unchanged), and the message stays 160 characters a segment.
+        team_name = team_name_for_sms(team.name)
         return MappingProxyType(
             {
-                # Names as GSM-7 spells them: "Loïc" is "Loic" in the SMS (the stored
-                # name is unchanged), and the message stays 160 characters a segment.
-                "first_name": to_gsm7(patient.display_name.split()[0])
+                "first_name": patient.display_name.split()[0]
                 if patient.display_name.strip()
                 else "",
-                "team_name": to_gsm7(team.name),
-                "team_phone": display_phone(team.care_phone) if team.care_phone else team.name,
-                "drug": self.drug or "",
+                "team_name": team_name,
+                "team_phone": display_phone(team.care_phone) if team.care_phone else team_name,
+                "drug": short_name(self.drug, self.language),
                 "patient_ref": f"P{patient.id}",
-                "place": team.name,
+                "place": team_name,
             }
         )
+
+    @cached_property
+    def language(self) -> str:
+        """The language the patient's messages are written in."""
+        return resolve_language(self.patient.language)
 
 
 def sms_allowed(patient: Patient) -> bool:
@@ -98,6 +105,7 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
         return values
     details = event.details
     local = event.local
+    language = context.language
     values.update(
         {
             # Formatted by hand: a pass formats thousands of times, and strftime is slow.
@@ -106,11 +114,24 @@ def template_values(context: PatientContext, event: PlannedEvent | None = None) 
             # Only the dose the regimen gives an observation time for has one (and
             # only its template asks for it): no number made up here.
             "observation_hours": _number(details.get("observation_hours")),
-            "premedication": "; ".join(details.get("items") or ()) or event.title,
-            "medicine": details.get("drug") or event.title,
         }
     )
+    # Medicines and tests by their short names in the patient's language (labels.toml).
+    if event.kind == EventKind.PREMEDICATION:
+        values["premedication"] = premedication_text(details.get("items") or (), language)
+    elif event.kind in (EventKind.SUPPORTIVE, EventKind.PROPHYLAXIS):
+        values["medicine"] = short_name(details.get("drug"), language)
+    elif event.kind == EventKind.LAB:
+        values["lab"] = short_name(details.get("name"), language)
     return values
+
+
+def premedication_text(items: Iterable[str], language: str) -> str:
+    """The premedication of a dose (the regimen's item texts) by their short names."""
+    keys = premedication_label_keys()
+    return ", ".join(
+        get_label(keys[item]).text(language) if item in keys else item for item in items
+    )
 
 
 def render_for(

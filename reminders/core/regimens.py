@@ -44,6 +44,7 @@ from pydantic import (
 )
 
 from reminders.core.datafiles import read_toml
+from reminders.core.labels import label_for_name, labels
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "regimens"
 _VALUE_ERROR = re.compile(r"^Value error, ")
@@ -353,9 +354,14 @@ class Administration(_Model):
 
 
 class PremedItem(_Model):
-    """One premedication, optionally only for doses in the first ``within_first_days`` days."""
+    """One premedication, optionally only for doses in the first ``within_first_days`` days.
+
+    ``text`` is the sentence for the care team and the site; ``label`` the key of its
+    short name in every language (``labels.toml``), which the SMS quotes.
+    """
 
     text: Text
+    label: Identifier
     within_first_days: PositiveInt | None = None
     source: Text
 
@@ -625,7 +631,36 @@ class Regimen(_Model):
         self._check_premedication()
         self._check_phases()
         self._check_option_refs()
+        self._check_labels()
         return self
+
+    def sms_names(self) -> dict[str, str]:
+        """Every value of the regimen an SMS may name, by where it is written.
+
+        The drug, the supportive medicines, the prophylaxis drugs and their alternatives
+        and the lab tests are written by one of an entry's ``names`` in ``labels.toml``;
+        the premedication items by an entry's key (``label``).
+        """
+        names = {"drug": self.drug}
+        names |= {f"supportive[{i}].drug": s.drug for i, s in enumerate(self.supportive)}
+        names |= {f"labs[{i}].name": lab.name for i, lab in enumerate(self.labs)}
+        for i, entry in enumerate(self.prophylaxis):
+            names[f"prophylaxis[{i}].drug"] = entry.drug
+            for j, alternative in enumerate(entry.alternatives):
+                names[f"prophylaxis[{i}].alternatives[{j}]"] = alternative
+        return names
+
+    def _check_labels(self) -> None:
+        # Every value an SMS names has a short name in every language: no English word
+        # reaches a French or Dutch SMS (issue 15, item 4).
+        for where, name in self.sms_names().items():
+            if label_for_name(name) is None:
+                raise ValueError(f"{where}: {name!r} is none of the names in labels.toml")
+        for i, item in enumerate(self.premedication.items if self.premedication else ()):
+            if item.label not in labels():
+                raise ValueError(
+                    f"premedication.items[{i}].label: {item.label!r} is not in labels.toml"
+                )
 
     def _check_ids(self) -> None:
         for name, items in (
@@ -962,6 +997,24 @@ def load_regimens(directory: Path | None = None) -> dict[str, Regimen]:
     if directory is None:
         return dict(_default_regimens())
     return _load_directory(Path(directory))
+
+
+@cache
+def premedication_label_keys() -> dict[str, str]:
+    """The ``labels.toml`` key of every premedication text of the library, by text.
+
+    A planned premedication event carries its items' texts; the SMS names them by
+    their short names. One text has one short name across the library (checked here).
+    """
+    keys: dict[str, str] = {}
+    for regimen in _default_regimens().values():
+        for item in regimen.premedication.items if regimen.premedication else ():
+            if keys.setdefault(item.text, item.label) != item.label:
+                raise RegimenError(
+                    f"{regimen.id}.toml: premedication {item.text!r} has two labels "
+                    f"({keys[item.text]!r} and {item.label!r}) in the library"
+                )
+    return keys
 
 
 def get_regimen(regimen_id: str) -> Regimen:

@@ -5,6 +5,13 @@ placeholders and quotes the urgent advice and the emergency fallback word for
 word from ``advice.toml`` (placeholders ``{urgent_advice}`` and
 ``{emergency_fallback}``), so the advice exists in exactly one place.
 
+Every value placed in a template is spelt in GSM-7 where it can be (``to_gsm7``): a
+name with "ï" or a label with "ë" would otherwise send the whole SMS as UCS-2.
+
+Each template fits one SMS segment with the longest values the app allows
+(``tests/reminders/test_sms_segments.py``), unless its ``max_segments`` says more
+and its ``why`` says which words safety needs.
+
 ``segments`` implements GSM 03.38: a text made only of the GSM-7 basic set and
 extension table is sent as GSM-7 (160 units, or 153 per segment when split;
 extension characters such as "€" take two units), anything else as UCS-2
@@ -46,6 +53,7 @@ __all__ = [
     "resolve_language",
     "segments",
     "segments_over_budget",
+    "team_name_for_sms",
     "template_placeholders",
     "to_gsm7",
 ]
@@ -108,8 +116,14 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "unknown_reply_help",
     *FAMILY_TEMPLATE_KEYS,
 )
-#: Placeholders that name a drug: never allowed in a discreet variant.
-DRUG_PLACEHOLDERS = frozenset({"drug", "medicine", "premedication"})
+#: Placeholders that name a drug, or a test that gives the treatment away (a CMV test):
+#: never allowed in a discreet variant.
+DRUG_PLACEHOLDERS = frozenset({"drug", "medicine", "premedication", "lab"})
+#: The most of a team's name an SMS quotes. Team names may be 120 characters (the
+#: column); the SMS that name the team fit one segment with a name this long, cut at a
+#: word beyond it (the patient knows the team by its number too). "Hématologie
+#: Saint-Luc" and "AZ Sint-Jan Hematologie" fit whole.
+TEAM_NAME_SMS_LENGTH = 24
 
 
 class TemplateError(ValueError):
@@ -125,7 +139,9 @@ class Template:
     text: str
     discreet: str | None = None
     audience: Literal["patient", "clinician"] = "patient"
-    max_segments: int = 1  # English segment budget (see en.toml)
+    #: The segment budget in this language: 1, or more with ``why`` (the words safety needs).
+    max_segments: int = 1
+    why: str | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -166,19 +182,25 @@ def _load_language(language: str) -> dict[str, Template]:
         where = f"{path.name} [{key}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
             raise TemplateError(f"{where}: needs a text")
-        unknown = set(entry) - {"text", "discreet", "audience", "max_segments"}
+        unknown = set(entry) - {"text", "discreet", "audience", "max_segments", "why"}
         if unknown:
             raise TemplateError(f"{where}: unknown field(s) {sorted(unknown)}")
         audience = entry.get("audience", "patient")
         if audience not in ("patient", "clinician"):
             raise TemplateError(f"{where}: audience must be patient or clinician")
+        max_segments = entry.get("max_segments", 1)
+        if not isinstance(max_segments, int) or max_segments < 1:
+            raise TemplateError(f"{where}: max_segments must be a positive integer")
+        if (max_segments > 1) != bool(entry.get("why")):
+            raise TemplateError(f"{where}: a budget over one segment needs its why, and only it")
         templates[key] = Template(
             key=key,
             language=language,
             text=entry["text"],
             discreet=entry.get("discreet"),
             audience=audience,
-            max_segments=int(entry.get("max_segments", 1)),
+            max_segments=max_segments,
+            why=entry.get("why"),
         )
     return templates
 
@@ -254,7 +276,8 @@ def render(
     same dictionary to every template, including ``drug`` in discreet mode).
     ``urgent_advice`` and ``emergency_fallback`` come from advice.toml, written for
     the reader's ``region`` (its emergency number and temperature units; the default
-    region when None), and may not be passed.
+    region when None), and may not be passed. Text values are spelt in GSM-7 where they
+    can be (``to_gsm7``).
     """
     passed = AUTO_PLACEHOLDERS & values.keys()
     if passed:
@@ -269,8 +292,25 @@ def render(
     for name in _placeholders(text, key) - AUTO_PLACEHOLDERS:
         if name not in values:
             raise KeyError(f"template {key!r} needs a value for placeholder {{{name}}}")
-        filled[name] = values[name]
+        value = values[name]
+        filled[name] = to_gsm7(value) if isinstance(value, str) else value
     return text.format_map(filled)
+
+
+def team_name_for_sms(name: str) -> str:
+    """A team's name as SMS quote it: at most ``TEAM_NAME_SMS_LENGTH`` characters.
+
+    A longer name is cut at the last space within the limit ("Service d'hématologie
+    clinique, Cliniques universitaires Saint-Luc" -> "Service d'hématologie clinique,"
+    without the comma), or at the limit when a word runs past it.
+    """
+    name = " ".join(name.split())
+    if len(name) <= TEAM_NAME_SMS_LENGTH:
+        return name
+    cut = name[: TEAM_NAME_SMS_LENGTH + 1]
+    if " " in cut[TEAM_NAME_SMS_LENGTH // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut[:TEAM_NAME_SMS_LENGTH].rstrip(" ,;:-–(")
 
 
 def format_temperature(value_c: float, language: str) -> str:

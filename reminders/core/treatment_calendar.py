@@ -30,6 +30,7 @@ from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_
 from reminders.core.datafiles import read_toml
 from reminders.core.dates import resolve_wall_time
 from reminders.core.ical import CalendarEvent
+from reminders.core.labels import short_name
 from reminders.core.planner import (
     EventKind,
     PlannedDose,
@@ -244,10 +245,16 @@ def printable_calendar(
         )
         for w in range(weeks)
     )
+    # Medicines by the short names the SMS use, in the patient's language (labels.toml).
     pills = [
-        _course_line(c, words, discreet, first, last) for c in courses if _runs(c, first, last)
+        _course_line(c, short_name(c.drug, language), words, discreet, first, last)
+        for c in courses
+        if _runs(c, first, last)
     ]
-    pills += [_supportive_line(d, at, words, discreet) for d, at in supportive.items()]
+    pills += [
+        _supportive_line(short_name(d, language), at, words, discreet)
+        for d, at in supportive.items()
+    ]
     return PrintedCalendar(
         language=language,
         words=words,
@@ -258,7 +265,7 @@ def printable_calendar(
         printed_on=words.printed_on.format(date=format_day(today, words)),
         treatment_line=None
         if discreet or plan is None
-        else words.treatment_line.format(drug=plan.regimen.drug),
+        else words.treatment_line.format(drug=short_name(plan.regimen.drug, language)),
         has_marks=bool(marks),
         pills=tuple(pills),
         fever_advice=urgent_advice(language, region),
@@ -281,7 +288,12 @@ def _runs(course: ProphylaxisSpec, first: date, last: date) -> bool:
 
 
 def _course_line(
-    course: ProphylaxisSpec, words: CalendarWords, discreet: bool, first: date, last: date
+    course: ProphylaxisSpec,
+    name: str,
+    words: CalendarWords,
+    discreet: bool,
+    first: date,
+    last: date,
 ) -> PillLine:
     if course.weekdays is None:
         days = words.pills_every_day
@@ -294,7 +306,7 @@ def _course_line(
         end = course.stopped_on - timedelta(days=1)  # the last day a pill is taken
         days += ", " + words.pills_until.format(date=format_day(end, words))
     return PillLine(
-        name=words.tablets if discreet else course.drug,
+        name=words.tablets if discreet else name,
         # The dose as typed by the care team may name the drug: not for a discreet patient.
         dose_text=None if discreet else course.dose_text,
         times=", ".join(_clock(t) for t in sorted(course.times)),
@@ -370,7 +382,7 @@ def feed_events(
         summary = (
             words.treatment
             if discreet
-            else words.dose_summary.format(form=form, drug=plan.regimen.drug)
+            else words.dose_summary.format(form=form, drug=short_name(plan.regimen.drug, language))
         )
         description = footer
         if dose.in_hospital:

@@ -44,7 +44,7 @@ def test_finding_a_plan_on_alemtuzumab_sc_runs_with_no_course_and_nothing_warns(
     ).all()
     assert {c.drug for c in courses} == {
         "cotrimoxazole (trimethoprim/sulfamethoxazole)",
-        "acyclovir",
+        "aciclovir",
     }, "starting the plan proposed no prophylaxis course"
     # Two days later, nobody confirmed them: the team must have been told.
     later = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ def test_finding_a_plan_on_alemtuzumab_sc_runs_with_no_course_and_nothing_warns(
 #: The plan was entered at 10:00 UTC on its start date (tests/conftest.py FIXED_NOW), later
 #: than the local start of that date (23:00 UTC the day before): checked 24 h after that.
 DUE = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
-DRUGS = {"cotrimoxazole": "cotrimoxazole (trimethoprim/sulfamethoxazole)", "acyclovir": "acyclovir"}
+DRUGS = {"cotrimoxazole": "cotrimoxazole (trimethoprim/sulfamethoxazole)", "acyclovir": "aciclovir"}
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_no_pill_reminder_while_proposed_and_pills_flow_once_confirmed(
     rows = _pill_rows(session, patient)
     assert rows and {r.course_id for r in rows} == {course.id}
     assert min(r.due_at for r in rows) == datetime(2026, 3, 3, 19, 0, tzinfo=UTC)  # 20:00 local
-    assert rows[0].body.startswith("Time for your acyclovir (20:00).")
+    assert rows[0].body.startswith("Time for your aciclovir (20:00).")  # the INN in the SMS
     # The still-proposed cotrimoxazole sends nothing, on any later pass.
     run_due(engine, gateway, datetime(2026, 3, 4, 6, 0, tzinfo=UTC))
     assert {r.course_id for r in _pill_rows(session, patient)} == {course.id}
@@ -240,7 +240,7 @@ def test_the_alert_fires_24_hours_after_the_start_not_before_and_only_once(
         "plan_id": on_alemtuzumab["plan"].id,
         "missing": ["cotrimoxazole", "acyclovir"],
     }
-    assert DRUGS["cotrimoxazole"] in alert.reason and "acyclovir" in alert.reason
+    assert DRUGS["cotrimoxazole"] in alert.reason and DRUGS["acyclovir"] in alert.reason
     assert "003_a1949903592dbecf.txt (Table 4)" in alert.reason
     assert "003_a1949903592dbecf.txt" in alert.source and "002_56971d7eaf23c097.txt" in alert.source
     assert "issue 11 (care-team operating policy)" in alert.source

@@ -215,7 +215,7 @@ def test_the_copy_names_the_emergency_number_of_the_patients_region(
     sms(session, patient.phone, "I have chest pain", clock.now)
     [copy] = to_family(session, "family_urgent_copy")
     assert "911" in copy.body and "112" not in copy.body
-    assert copy.body.startswith("Urgent. Équipe soignante : Jean-Christophe signale")
+    assert copy.body.startswith("Urgent : Jean-Christophe signale")
     assert segments(copy.body).segments == 1
 
 

@@ -267,6 +267,6 @@ def test_the_printed_page_is_in_the_patients_language_without_script(
         assert sentence.replace("'", "&#39;") in html
     assert "+32 2 555 01 23" in html
     assert "Prise de sang" in html and "tous les jours" in html
-    named = ("alemtuzumab", "cotrimoxazole", "acyclovir", "allopurinol")
+    named = ("alemtuzumab", "cotrimoxazole", "aciclovir", "allopurinol")  # the SMS's names
     assert all((name in html) is not discreet for name in named)
     assert ("print_calendar", f"patient:{patient.id}") in audit_rows(session, patient)
