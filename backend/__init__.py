@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         environment_with_env_file,
         load_environment,
     )
+    from backend.metrics_endpoint import init_app as init_metrics
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(default_config(app.instance_path))
@@ -54,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)
     init_calendar_feed(app)  # the family's calendar link: no sign-in, its own blueprint
     infosite.init_app(app)
+    init_metrics(app)  # /metrics for Prometheus, behind a token or a network list
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
 

@@ -39,6 +39,11 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "X-Forwarded-Proto are trusted (default 0: the headers are ignored)",
     "API_TOKEN_LIFETIME_DAYS": "days a new API token works unless its creator picks another "
     "lifetime (default 90, at most 365)",
+    "METRICS_TOKEN": "bearer token Prometheus sends to read /metrics (at least 32 characters)",
+    "METRICS_ALLOWED_NETWORKS": "CIDRs, comma-separated, that may read /metrics without the "
+    "token (/metrics is a 404 while neither this nor METRICS_TOKEN is set)",
+    "PROMETHEUS_MULTIPROC_DIR": "directory where every process writes its metrics "
+    "(prometheus_client's multiprocess mode); set it in the process environment, not .env",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -95,6 +100,10 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # A quarter: long enough for an integration, short enough that a forgotten or
         # leaked token stops working on its own (see backend.services.tokens).
         "API_TOKEN_LIFETIME_DAYS": 90,
+        # /metrics is off until one of them is set (backend.metrics_endpoint).
+        "METRICS_TOKEN": None,
+        "METRICS_ALLOWED_NETWORKS": None,
+        "PROMETHEUS_MULTIPROC_DIR": None,
     }
 
 
