@@ -15,6 +15,7 @@ read an index range, never the table.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -220,6 +221,8 @@ def main() -> None:
         )
         print(format_table(f"{name}: plans", ["statement", "plan"], plans(engine)))
         engine.dispose()
+    if args.workdir is None:
+        shutil.rmtree(workdir)  # a year of rows: hundreds of megabytes
     print(
         format_table(
             f"One scrape's queries, {patients:,} patients, a year of rows (median of {args.repeat})",
