@@ -185,6 +185,7 @@ _DUE_COLUMNS = (
     _OUTBOX.c.dedupe_key,
     _OUTBOX.c.checkin_id,
     _OUTBOX.c.next_attempt_at,
+    _OUTBOX.c.attempts,
 )
 # The claim's statements are built once, here: a dispatcher claims thousands of times,
 # and building and cache-keying a statement costs about as much as running it.
@@ -307,7 +308,8 @@ def _count_over_budget(message: Any, patient: Any, report: DispatchReport) -> No
     over = segments_over_budget(message.kind, language, message.body)
     if over is not None:
         report.add("over_budget")
-        count_over_budget(message.kind)
+        if not message.attempts:  # the metric counts each SMS once, not each retry
+            count_over_budget(message.kind)
         logger.warning(
             "outbox %s: %s takes %s segments, over its budget of %s",
             message.id,

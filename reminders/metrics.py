@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import cache, wraps
+from threading import Lock
 from typing import ParamSpec
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -97,9 +99,19 @@ class EventMetrics:
     planning_pass: Histogram
 
 
-@cache
+#: The first sends of a dispatcher come from several sender threads at once: one builds
+#: the metrics, the others wait (a second build would register every name twice).
+_BUILDING = Lock()
+
+
 def events() -> EventMetrics:
     """The event metrics, built once per process on first use (see the module's docstring)."""
+    with _BUILDING:
+        return _build_events()
+
+
+@cache
+def _build_events() -> EventMetrics:
     return EventMetrics(
         send_delay=Histogram(
             f"{PREFIX}_send_delay_seconds",
@@ -123,8 +135,8 @@ def events() -> EventMetrics:
         ),
         over_budget=Counter(
             f"{PREFIX}_sms_over_budget",
-            "SMS claimed for sending that take more segments than their template's budget "
-            "(still sent), by template kind",
+            "SMS that take more segments than their template's budget (still sent), counted "
+            "at their first claim, by template kind",
             ["kind"],
             registry=EVENTS,
         ),
@@ -284,25 +296,21 @@ class DatabaseState:
             )
 
     def _outbox(self, conn: Connection, now: datetime) -> Iterator[Metric]:
-        in_flight = dict(conn.execute(_IN_FLIGHT).all())
-        family = GaugeMetricFamily(
-            f"{PREFIX}_outbox_messages",
+        yield _counts(
+            "outbox_messages",
             "Outbox rows on their way (pending, sending, unconfirmed), by status",
-            labels=["status"],
+            "status",
+            IN_FLIGHT_OUTBOX_STATUSES,
+            dict(conn.execute(_IN_FLIGHT).all()),
         )
-        for status in IN_FLIGHT_OUTBOX_STATUSES:
-            family.add_metric([str(status)], in_flight.get(status, 0))
-        yield family
-        settled = dict(conn.execute(_SETTLED, {"since": now - SETTLED_WINDOW}).all())
-        family = GaugeMetricFamily(
-            f"{PREFIX}_outbox_settled_last_day_messages",
+        yield _counts(
+            "outbox_settled_last_day_messages",
             "Outbox rows whose send is over, by status, among those whose last attempt "
             "was due in the last 24 hours",
-            labels=["status"],
+            "status",
+            FINISHED_OUTBOX_STATUSES,
+            dict(conn.execute(_SETTLED, {"since": now - SETTLED_WINDOW}).all()),
         )
-        for status in FINISHED_OUTBOX_STATUSES:
-            family.add_metric([str(status)], settled.get(status, 0))
-        yield family
         due, oldest = conn.execute(_DUE, {"now": now}).one()
         yield _gauge("outbox_due_messages", "Pending outbox rows due now (not yet claimed)", due)
         yield _gauge(
@@ -341,14 +349,13 @@ class DatabaseState:
 
     def _checkins(self, conn: Connection, now: datetime) -> Iterator[Metric]:
         by_state = dict(conn.execute(_CHECKINS, {"since": now - ANSWER_RATE_WINDOW}).all())
-        family = GaugeMetricFamily(
-            f"{PREFIX}_checkins_last_week",
+        yield _counts(
+            "checkins_last_week",
             "Symptom check-ins opened in the last 7 days, by state (closed: answered)",
-            labels=["state"],
+            "state",
+            tuple(CheckInState),
+            by_state,
         )
-        for state in CheckInState:
-            family.add_metric([str(state)], by_state.get(state, 0))
-        yield family
         answered = by_state.get(CheckInState.CLOSED, 0)
         settled = answered + by_state.get(CheckInState.UNANSWERED, 0)
         if settled:
@@ -358,6 +365,20 @@ class DatabaseState:
                 "as unanswered (the ones still waiting are left out)",
                 answered / settled,
             )
+
+
+def _counts(
+    name: str,
+    documentation: str,
+    label: str,
+    values: tuple[StrEnum, ...],
+    counts: Mapping[str, int],
+) -> GaugeMetricFamily:
+    """A gauge of row counts by ``label``: every one of ``values``, 0 for those with no row."""
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=[label])
+    for value in values:
+        family.add_metric([str(value)], counts.get(value, 0))
+    return family
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlmodel import select
 
 from reminders.core.templates import segments
@@ -120,7 +122,9 @@ def test_twilio_errors_are_counted_by_their_code(
     assert {code: after[code] - before[code] for code in codes} == dict.fromkeys(codes, 1)
 
 
-def test_an_sms_over_its_budget_is_counted_by_kind(engine, session, patient, gateway) -> None:
+def test_an_sms_over_its_budget_is_counted_once_by_kind(
+    engine, session, patient, gateway, fake_twilio
+) -> None:
     long = "Bonjour, ceci est un rappel très long pour votre traitement de demain matin. " * 3
     queue_due(
         session,
@@ -132,8 +136,11 @@ def test_an_sms_over_its_budget_is_counted_by_kind(engine, session, patient, gat
         kind="pill_taken_ack",
     )
     over = sample("companion_sms_over_budget_total", kind="pill_taken_ack")
-    report = dispatch_due_messages(engine, gateway, lambda: NOW)
-    assert report.over_budget == 1
+    fake_twilio.fail_next(1, "429")
+    first = dispatch_due_messages(engine, gateway, lambda: NOW)
+    retry = dispatch_due_messages(engine, gateway, lambda: NOW + timedelta(hours=1))
+    assert (first.over_budget, first.retried, retry.over_budget, retry.sent) == (1, 1, 1, 1)
+    # The pass reports count each claim; the metric counts the SMS once.
     assert sample("companion_sms_over_budget_total", kind="pill_taken_ack") - over == 1
 
 
@@ -183,3 +190,27 @@ def test_importing_the_engine_writes_no_metric_file(tmp_path) -> None:
         check=True,
     )
     assert list(directory.iterdir()) == []
+
+
+def test_the_first_events_of_several_sender_threads_are_all_counted(tmp_path) -> None:
+    """A dispatcher's first sends come from its sender threads at once: none is lost while
+    the metrics are being built (fresh processes in multiprocess mode, as dispatchers start)."""
+    program = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from reminders.metrics import count_twilio_error\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    list(pool.map(lambda _: count_twilio_error('20429', 429), range(64)))\n"
+    )
+    runs = 5
+    for run in range(runs):
+        directory = tmp_path / str(run)
+        directory.mkdir()
+        subprocess.run(
+            [sys.executable, "-c", program],
+            cwd=Path(__file__).parents[2],
+            env={"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+            check=True,
+        )
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(directory))
+        assert registry.get_sample_value("companion_twilio_errors_total", {"code": "20429"}) == 64
