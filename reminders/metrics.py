@@ -45,11 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 from reminders.core.templates import segments
 from reminders.data.db import database_unavailable
 from reminders.data.models import Alert, CheckIn, OutboundMessage, PlanningPass
-from reminders.data.statuses import (
-    AlertStatus,
-    CheckInState,
-    OutboxStatus,
-)
+from reminders.data.statuses import AlertStatus, Channel, CheckInState, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +165,7 @@ def observe_accepted(channel: str, body: str, due_at: datetime | None, at: datet
     metrics = events()
     if due_at is not None:
         metrics.send_delay.labels(channel=channel).observe(max((at - due_at).total_seconds(), 0.0))
-    if channel == "sms":
+    if channel == Channel.SMS:
         metrics.segments.inc(segments(body).segments)
 
 
