@@ -36,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     from backend.health import init_app as init_health
     from backend.logs import init_app as init_logs
+    from backend.metrics_endpoint import init_app as init_metrics
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(default_config(app.instance_path))
@@ -63,6 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_doctor(app)  # `doctor`: the configuration checked
     cli_rights.init_app(app)  # data rights: export the record, erase contact details
     init_backup_cli(app)  # backup, restore, retention run
+    init_metrics(app)  # /metrics for Prometheus, behind a token or a network list
     cli.guard_database_outages(app.cli)  # last: every command is registered by now
     return app
 

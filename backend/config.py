@@ -54,6 +54,11 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "then deleted (default 30)",
     "DELIVERY_DETAILS_RETENTION_DAYS": "days the delivery details of a sent SMS (number, "
     "provider id and status, error) are kept, then cleared (default 90, at least 7)",
+    "METRICS_TOKEN": "bearer token Prometheus sends to read /metrics (at least 32 characters)",
+    "METRICS_ALLOWED_NETWORKS": "CIDRs, comma-separated, that may read /metrics without the "
+    "token (/metrics is a 404 while neither this nor METRICS_TOKEN is set)",
+    "PROMETHEUS_MULTIPROC_DIR": "directory where every process writes its metrics "
+    "(prometheus_client's multiprocess mode); set it in the process environment, not .env",
 }
 
 _BOOLEAN_KEYS = {"SESSION_COOKIE_SECURE", "DEMO_DATA"}
@@ -133,6 +138,10 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # unknown numbers deleted after 30 days, delivery details of sent SMS after 90.
         "UNKNOWN_SENDER_SMS_RETENTION_DAYS": UNKNOWN_SENDER_SMS_DAYS,
         "DELIVERY_DETAILS_RETENTION_DAYS": DELIVERY_DETAILS_DAYS,
+        # /metrics is off until one of them is set (backend.metrics_endpoint).
+        "METRICS_TOKEN": None,
+        "METRICS_ALLOWED_NETWORKS": None,
+        "PROMETHEUS_MULTIPROC_DIR": None,
     }
 
 

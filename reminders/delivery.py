@@ -107,6 +107,8 @@ class Claim:
     claimed_at: datetime | None = None
     #: ``sms``, or ``voice`` for a page call (the body is what the call says).
     channel: str = "sms"
+    #: When the row became due (its ``next_attempt_at`` at the claim): the send delay's start.
+    due_at: datetime | None = None
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:

@@ -55,6 +55,7 @@ from reminders.delivery import (
     record_sent,
 )
 from reminders.gateways import PermanentSendError, SmsGateway, TransientSendError
+from reminders.metrics import count_over_budget, observe_accepted
 from reminders.recovery import recover_stale_claims
 from reminders.wakeup import NoWakeup, Wakeup, listen_for_wakeups
 
@@ -193,6 +194,8 @@ _DUE_COLUMNS = (
     _OUTBOX.c.expects,
     _OUTBOX.c.dedupe_key,
     _OUTBOX.c.checkin_id,
+    _OUTBOX.c.next_attempt_at,
+    _OUTBOX.c.attempts,
 )
 # The claim's statements are built once, here: a dispatcher claims thousands of times,
 # and building and cache-keying a statement costs about as much as running it.
@@ -280,6 +283,7 @@ def claim_batch(
                         message.checkin_id,
                         now,
                         message.channel,
+                        due_at=message.next_attempt_at,
                     )
                 )
                 continue
@@ -315,6 +319,8 @@ def _count_over_budget(message: Any, patient: Any, report: DispatchReport) -> No
     over = segments_over_budget(message.kind, language, message.body)
     if over is not None:
         report.add("over_budget")
+        if not message.attempts:  # the metric counts each SMS once, not each retry
+            count_over_budget(message.kind)
         logger.warning(
             "outbox %s: %s takes %s segments, over its budget of %s",
             message.id,
@@ -359,10 +365,12 @@ def send_and_record(
     except (TransientSendError, PermanentSendError) as error:
         record_failure(engine, claim, error, clock(), report)
     else:
+        accepted_at = clock()
+        observe_accepted(claim.channel, claim.body, claim.due_at, accepted_at)
         if recorder is not None:
-            recorder.put(claim, result.provider_sid, clock())
+            recorder.put(claim, result.provider_sid, accepted_at)
             return
-        record_sent(engine, claim, result.provider_sid, clock())
+        record_sent(engine, claim, result.provider_sid, accepted_at)
         report.add("sent")
 
 

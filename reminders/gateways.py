@@ -50,6 +50,8 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
+from reminders.metrics import count_twilio_error
+
 __all__ = [
     "OPTED_OUT_CODES",
     "PERMANENT_RECIPIENT_CODES",
@@ -576,6 +578,14 @@ class TwilioGateway:
             raise TransientSendError(f"could not list {what} ({type(exc).__name__})") from None
 
     def _create(self, create: Callable[[], Any]) -> Any:
+        """Run one create request (a message or a call); count each failure by its error code."""
+        try:
+            return self._create_or_raise(create)
+        except SendError as error:
+            count_twilio_error(error.code, error.http_status)
+            raise
+
+    def _create_or_raise(self, create: Callable[[], Any]) -> Any:
         """Run one create request; map every failure to a transient or permanent :class:`SendError`."""
         twilio_error: SendError | None = None
         try:

@@ -7,6 +7,7 @@ The clock process runs these on a timer; ``flask --app backend reminders run-due
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -30,6 +31,7 @@ from reminders.dispatch import dispatch_due_messages
 from reminders.escalation import escalate_alerts
 from reminders.followups import check_mandatory_prophylaxis, follow_up_checkins
 from reminders.gateways import SmsGateway
+from reminders.metrics import observe_planning_pass
 from reminders.planning import materialise_due_messages
 from reminders.planning_workers import default_planning_processes
 
@@ -61,12 +63,15 @@ def plan_messages_job(engine: Engine, now: datetime) -> int:
     core (:mod:`reminders.planning_workers`).
     """
     processes = default_planning_processes()
-    return _in_session(
+    started = time.perf_counter()
+    created = _in_session(
         engine,
         now,
         lambda session, at: materialise_due_messages(session, at, processes=processes),
         "planning pass: %d new outbox rows",
     )
+    observe_planning_pass(time.perf_counter() - started)  # committed passes only
+    return created
 
 
 def follow_ups_job(engine: Engine, now: datetime) -> dict[str, int]:

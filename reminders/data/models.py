@@ -365,6 +365,8 @@ class Alert(TableBase, table=True):
     __table_args__ = (
         UniqueConstraint("dedupe_key"),
         Index("ix_alert_team_status", "team_id", "status"),
+        # /metrics counts unresolved alerts by severity and their age from this index alone.
+        Index("ix_alert_status_severity_created", "status", "severity", "created_at"),
     )
 
     team_id: int = Field(foreign_key="team.id")
@@ -527,7 +529,11 @@ class InboundMessage(TableBase, table=True):
 class CheckIn(TableBase, table=True):
     """One symptom check-in conversation: temperature, then the symptom menu."""
 
-    __table_args__ = (UniqueConstraint("patient_id", "event_key"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "event_key"),
+        # /metrics reads the last week's check-ins by state (the answer rate) from it alone.
+        Index("ix_checkin_state_opened", "state", "opened_at"),
+    )
 
     patient_id: int = Field(foreign_key="patient.id", index=True)
     plan_id: int | None = Field(default=None, foreign_key="plan.id")

@@ -17,6 +17,8 @@ Each route falls in exactly one class, and a route that fits none fails
   sign-in page; with a signed-in session, every POST form (any POST route outside
   ``/api/`` and ``/twilio/``, found automatically) is refused (400/403) without the
   session's CSRF token or with a wrong one, and changes nothing in the database.
+* ``metrics``: Prometheus's ``/metrics``: off (404) until the operator sets its bearer
+  token or allowed networks, then only those (``tests/backend/test_metrics.py``). Only GET.
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ PUBLIC_ENDPOINTS = {
     "health.readyz",
 }
 #: Blueprints and how their routes are protected.
-PROTECTED_BLUEPRINTS = {"api": "api", "twilio": "webhook", "dashboard": "session"}
+PROTECTED_BLUEPRINTS = {
+    "api": "api",
+    "twilio": "webhook",
+    "dashboard": "session",
+    "metrics": "metrics",
+}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -200,6 +207,18 @@ def test_every_route_is_classified(app: Flask) -> None:
         if rule.endpoint != "dashboard.login":  # the sign-in form posts (CSRF-checked below)
             assert set(methods(rule)) <= {"GET"}, rule
     assert routes(app, "api") and routes(app, "webhook")
+    for rule in routes(app, "metrics"):
+        assert set(methods(rule)) <= {"GET"}, rule
+
+
+def test_metrics_routes_answer_nothing_without_their_credentials(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["METRICS_TOKEN"] = "t" * 40
+    for rule in routes(app, "metrics"):
+        assert client.get(rule.rule).status_code == 401, rule
+        forged = client.get(rule.rule, headers={"Authorization": "Bearer mabc_forged"})
+        assert forged.status_code == 401, rule
 
 
 def test_public_routes_serve_without_credentials(app: Flask, client: FlaskClient) -> None:
