@@ -1,8 +1,8 @@
 """The data rights on SQLite and PostgreSQL: the whole record as FHIR R4, and the erasure.
 
 After a week of care (``rights_scenario``): the FHIR Bundle is validated by the
-``fhir.resources`` models (R4B, the R4-compatible package of its pydantic-2 releases),
-every reference resolves inside it and the codes are LOINC/UCUM where they should be.
+``fhir.resources`` models (R4B, the R4-compatible package of its pydantic-2 releases)
+and by the SMART on FHIR client's models, generated from R4 (4.0.1) itself; every reference resolves inside it and the codes are LOINC/UCUM where they should be.
 The erasure leaves the patient's name, number and hospital reference in no text column
 of any table (the test reflects the database's own tables), cancels every pending SMS,
 and planning and dispatch afterwards send nothing to the number.
@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
+from fhirclient.models.bundle import Bundle as R4Bundle
 from sqlalchemy import MetaData, func
 from sqlmodel import Session, select
 
@@ -78,6 +79,13 @@ def test_the_record_exports_as_a_valid_fhir_r4_bundle(
     bundle = export_bundle(session, week.patient, clock.now)
 
     parsed = Bundle.model_validate(bundle)  # the library's R4(B) models: types, cardinality
+    # Strict R4 (4.0.1): an unknown property, a wrong type or a missing required element
+    # raises; each entry's resource is built as the class its resourceType names.
+    r4 = R4Bundle(bundle, strict=True)
+    assert [entry.resource.resource_type for entry in r4.entry] == [
+        entry["resource"]["resourceType"] for entry in bundle["entry"]
+    ]
+    assert r4.as_json()["entry"][0]["resource"] == bundle["entry"][0]["resource"]
     assert parsed.type == "collection"
     resources = [entry["resource"] for entry in bundle["entry"]]
     for resource in resources:  # each entry as its own resource type, strictly
