@@ -18,7 +18,15 @@ from flask import current_app, request, url_for
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState
-from backend.dashboard.web import audit, bp, current_user, refuse_change, render_page, save_change
+from backend.dashboard.web import (
+    audit,
+    bp,
+    current_user,
+    refuse_change,
+    render_page,
+    save_change,
+    viewed_patient,
+)
 from backend.db import get_session
 from backend.services import calendar as calendar_service
 from backend.services.patients import get_patient
@@ -33,10 +41,7 @@ FEED_FIELDS = ("label",)
 @bp.get("/patients/<int:patient_id>/calendar")
 def calendar(patient_id: int) -> Any:
     """The patient's calendar links and the way to the printed page."""
-    record = get_patient(get_session(), current_user().team_id, patient_id)
-    audit(AuditAction.VIEW_CALENDAR_FEEDS, record.id, f"patient:{record.id}")
-    get_session().commit()
-    return _links_page(record, FormState())
+    return _links_page(viewed_patient(patient_id, AuditAction.VIEW_CALENDAR_FEEDS), FormState())
 
 
 @bp.get("/patients/<int:patient_id>/calendar/print")

@@ -16,6 +16,7 @@ actions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import redirect, request, url_for
@@ -24,19 +25,19 @@ from sqlmodel import Session
 from backend.api import default_region, request_now
 from backend.dashboard.forms import FieldKind, FormState, validate_form
 from backend.dashboard.web import (
-    audit,
     bp,
     current_user,
     flash_refusal,
     refuse_change,
     render_page,
     save_change,
+    viewed_patient,
 )
 from backend.db import get_session
 from backend.schemas_family import ConsentIn, FamilyContactIn, FamilyContactUpdate
 from backend.services import family as family_service
 from backend.services.patients import get_patient
-from reminders.data.errors import ServiceError
+from reminders.data.errors import InvalidInput, ServiceError
 from reminders.data.family_contacts import MAX_CONTACTS, contact_state, contacts_of, get_contact
 from reminders.data.models import FamilyContact, Patient
 from reminders.data.statuses import AuditAction, ConsentMethod
@@ -54,14 +55,14 @@ COPY_FIELDS: dict[str, FieldKind] = {"copies_urgent": "bool", "copies_nudges": "
 #: A new contact's form starts with both copies ticked (what the patient usually asks for).
 NEW_CONTACT = FormState(values={"copies_urgent": True, "copies_nudges": True})
 
+#: A change of one contact: applies it and returns the sentence that confirms it.
+ContactChange = Callable[[Session, Patient, FamilyContact], str]
+
 
 @bp.get("/patients/<int:patient_id>/family")
 def family(patient_id: int) -> Any:
     """The patient's family contacts and the form to add one."""
-    record = get_patient(get_session(), current_user().team_id, patient_id)
-    audit(AuditAction.VIEW_FAMILY_CONTACTS, record.id, f"patient:{record.id}")
-    get_session().commit()
-    return _family_page(record, NEW_CONTACT)
+    return _family_page(viewed_patient(patient_id, AuditAction.VIEW_FAMILY_CONTACTS), NEW_CONTACT)
 
 
 @bp.post("/patients/<int:patient_id>/family")
@@ -87,86 +88,73 @@ def add_family_contact(patient_id: int) -> Any:
     )
 
 
+def contact_change(action: AuditAction) -> Callable[[ContactChange], Callable[..., Any]]:
+    """Make a view of one contact's change out of ``change(session, patient, contact)``.
+
+    The view reads the patient through the user's team and the contact through the
+    patient; ``change`` applies the change and returns the sentence that confirms it. It is
+    saved with its audit row; a refusal (a :class:`ServiceError`) is undone and said on the
+    page, not as an error page. Either way the user goes back to the family page.
+    """
+
+    def decorate(change: ContactChange) -> Callable[..., Any]:
+        @wraps(change)
+        def view(patient_id: int, contact_id: int) -> Any:
+            session = get_session()
+            record = get_patient(session, current_user().team_id, patient_id)
+            contact = get_contact(session, record.id, contact_id)
+            to = url_for("dashboard.family", patient_id=record.id)
+            try:
+                message = change(session, record, contact)
+            except ServiceError as error:
+                flash_refusal(error)
+                return redirect(to)
+            return save_change(action, record.id, f"family_contact:{contact_id}", message, to)
+
+        return view
+
+    return decorate
+
+
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/copies")
-def family_copies(patient_id: int, contact_id: int) -> Any:
+@contact_change(AuditAction.UPDATE_FAMILY_CONTACT)
+def family_copies(session: Session, record: Patient, contact: FamilyContact) -> str:
     """Choose which copies the contact gets (urgent advice, nudges)."""
-    session, record, contact = _contact_of(patient_id, contact_id)
     data, _ = validate_form(FamilyContactUpdate, request.form, COPY_FIELDS)
-    return _change(
-        lambda: family_service.update_contact(
-            session, record, contact, data, request_now(), region=default_region()
-        ),
-        AuditAction.UPDATE_FAMILY_CONTACT,
-        record,
-        contact_id,
-        f"Copies for {contact.name} saved.",
+    family_service.update_contact(
+        session, record, contact, data, request_now(), region=default_region()
     )
+    return f"Copies for {contact.name} saved."
 
 
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/consent")
-def record_family_consent(patient_id: int, contact_id: int) -> Any:
+@contact_change(AuditAction.RECORD_FAMILY_CONSENT)
+def record_family_consent(session: Session, record: Patient, contact: FamilyContact) -> str:
     """Record the patient's consent for the contact again (after a withdrawal)."""
-    session, record, contact = _contact_of(patient_id, contact_id)
     data, _ = validate_form(ConsentIn, request.form, {"method": "optional"})
     if data is None:
-        flash_refusal(ServiceError("choose how the patient gave consent", field="method"))
-        return redirect(url_for("dashboard.family", patient_id=record.id))
-    return _change(
-        lambda: family_service.record_consent(
-            session, record, contact, data.method, current_user().id, request_now()
-        ),
-        AuditAction.RECORD_FAMILY_CONSENT,
-        record,
-        contact_id,
-        f"Consent recorded: {contact.name} gets copies again.",
+        raise InvalidInput("choose how the patient gave consent", field="method")
+    family_service.record_consent(
+        session, record, contact, data.method, current_user().id, request_now()
     )
+    return f"Consent recorded: {contact.name} gets copies again."
 
 
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/consent/withdraw")
-def withdraw_family_consent(patient_id: int, contact_id: int) -> Any:
+@contact_change(AuditAction.WITHDRAW_FAMILY_CONSENT)
+def withdraw_family_consent(session: Session, record: Patient, contact: FamilyContact) -> str:
     """The patient withdrew consent: nothing more goes to the contact."""
-    session, record, contact = _contact_of(patient_id, contact_id)
-    return _change(
-        lambda: family_service.withdraw_consent(session, contact, current_user().id, request_now()),
-        AuditAction.WITHDRAW_FAMILY_CONSENT,
-        record,
-        contact_id,
-        f"Consent withdrawn: nothing more goes to {contact.name}.",
-    )
+    family_service.withdraw_consent(session, contact, current_user().id, request_now())
+    return f"Consent withdrawn: nothing more goes to {contact.name}."
 
 
 @bp.post("/patients/<int:patient_id>/family/<int:contact_id>/remove")
-def remove_family_contact(patient_id: int, contact_id: int) -> Any:
+@contact_change(AuditAction.REMOVE_FAMILY_CONTACT)
+def remove_family_contact(session: Session, record: Patient, contact: FamilyContact) -> str:
     """Delete the contact (and what was still to go to them)."""
-    session, record, contact = _contact_of(patient_id, contact_id)
     name = contact.name
-    return _change(
-        lambda: family_service.remove_contact(session, contact),
-        AuditAction.REMOVE_FAMILY_CONTACT,
-        record,
-        contact_id,
-        f"{name} removed: their number is deleted.",
-    )
-
-
-def _contact_of(patient_id: int, contact_id: int) -> tuple[Session, Patient, FamilyContact]:
-    """The request's session, the patient (through the user's team) and their contact."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    return session, record, get_contact(session, record.id, contact_id)
-
-
-def _change(
-    apply: Callable[[], object], action: AuditAction, record: Patient, contact_id: int, message: str
-) -> Any:
-    """Apply a change of one contact; a refusal is said on the page, not as an error page."""
-    to = url_for("dashboard.family", patient_id=record.id)
-    try:
-        apply()
-    except ServiceError as error:
-        flash_refusal(error)
-        return redirect(to)
-    return save_change(action, record.id, f"family_contact:{contact_id}", message, to)
+    family_service.remove_contact(session, contact)
+    return f"{name} removed: their number is deleted."
 
 
 def _family_page(record: Patient, form: FormState, status: int = 200, **context: Any) -> Any:

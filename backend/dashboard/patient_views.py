@@ -48,6 +48,7 @@ from backend.dashboard.web import (
     render_page,
     save_change,
     save_patient_change,
+    viewed_patient,
 )
 from backend.db import get_session
 from backend.schemas import DischargeIn, ExpectedLevelIn, LabIn, PatientIn, PatientUpdate
@@ -194,11 +195,7 @@ def new_patient() -> Any:
 @bp.get("/patients/<int:patient_id>")
 def patient(patient_id: int) -> Any:
     """The patient page: alerts, timeline, prophylaxis, labs, temperatures, SMS, adherence."""
-    session = get_session()
-    record = get_patient(session, current_user().team_id, patient_id)
-    audit(AuditAction.VIEW_PATIENT, record.id, f"patient:{record.id}")
-    session.commit()
-    return patient_page(record)
+    return patient_page(viewed_patient(patient_id, AuditAction.VIEW_PATIENT))
 
 
 def patient_page(

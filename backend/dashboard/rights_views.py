@@ -20,7 +20,14 @@ from flask import Response, request
 
 from backend.api import request_now
 from backend.dashboard.forms import FormState
-from backend.dashboard.web import admin_required, audit, bp, current_user, render_page
+from backend.dashboard.web import (
+    admin_required,
+    audit,
+    bp,
+    current_user,
+    render_page,
+    viewed_patient,
+)
 from backend.db import get_session
 from backend.schemas_rights import ERASE_CONFIRMATION
 from backend.services import rights
@@ -34,10 +41,7 @@ from reminders.data.statuses import AuditAction
 @admin_required
 def patient_rights(patient_id: int) -> Any:
     """The patient's data rights: the downloads and the erasure form."""
-    record = get_patient(get_session(), current_user().team_id, patient_id)
-    audit(AuditAction.VIEW_PATIENT, record.id, f"patient:{record.id}")
-    get_session().commit()
-    return _rights_page(record, FormState())
+    return _rights_page(viewed_patient(patient_id, AuditAction.VIEW_PATIENT), FormState())
 
 
 @bp.get("/patients/<int:patient_id>/record.json")

@@ -15,7 +15,8 @@ from backend.dashboard.forms import UserCreateIn
 from backend.services.patients import normalize_phone
 from backend.services.sessions import end_user_sessions
 from backend.services.teams import create_user
-from reminders.data.errors import Conflict, NotFound
+from reminders.data.db import get_owned
+from reminders.data.errors import Conflict
 from reminders.data.models import Team, User
 from reminders.data.statuses import SessionEnd
 
@@ -33,10 +34,7 @@ def team_users(session: Session, team_id: int) -> list[User]:
 
 def get_team_user(session: Session, team_id: int, user_id: int) -> User:
     """The member ``user_id`` of ``team_id``; NotFound for anyone else."""
-    user = session.get(User, user_id)
-    if user is None or user.team_id != team_id:
-        raise NotFound("no such user")
-    return user
+    return get_owned(session, User, user_id, "user", team_id=team_id)
 
 
 def add_member(session: Session, team: Team, member: UserCreateIn, now: datetime) -> User:

@@ -41,6 +41,7 @@ from backend.schemas import CONTROL_CHARACTERS, LINE_CONTROL_CHARACTERS
 from backend.security import cookie_session_id, csrf_token, csrf_valid, end_session
 from backend.services import sessions
 from backend.services.audit import record_audit, record_refused_access, set_channel
+from backend.services.patients import get_patient
 from reminders.core.bsa import dose_places
 from reminders.data.errors import NotFound, ServiceError
 from reminders.data.models import Patient, Team, User, UserSession
@@ -251,6 +252,18 @@ def audit(action: AuditAction, patient_id: int | None, target: str | None = None
         target=target,
         channel=AuditChannel.DASHBOARD,
     )
+
+
+def viewed_patient(patient_id: int, action: AuditAction) -> Patient:
+    """The patient whose page the user opens, read through their team, the view audited.
+
+    Another team's patient is a 404 (kept in that team's trail); the view's audit row is
+    committed here, before the page is rendered.
+    """
+    record = get_patient(get_session(), current_user().team_id, patient_id)
+    audit(action, record.id, f"patient:{record.id}")
+    get_session().commit()
+    return record
 
 
 def save_change(

@@ -37,7 +37,8 @@ from reminders.core.escalation import (
     policy_from_dict,
     policy_to_dict,
 )
-from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.db import get_owned
+from reminders.data.errors import Conflict, InvalidInput
 from reminders.data.models import OnCallShift, Team, User
 from reminders.data.oncall import on_call
 from reminders.data.statuses import OnCallRole, PageTarget
@@ -99,10 +100,7 @@ class RotaLine:
 
 def get_shift(session: Session, team_id: int, shift_id: int) -> OnCallShift:
     """The shift ``shift_id`` of ``team_id``; NotFound for another team's or none."""
-    shift = session.get(OnCallShift, shift_id)
-    if shift is None or shift.team_id != team_id:
-        raise NotFound("no such shift")
-    return shift
+    return get_owned(session, OnCallShift, shift_id, "shift", team_id=team_id)
 
 
 def list_rota(session: Session, team: Team, start: datetime, end: datetime) -> list[RotaLine]:

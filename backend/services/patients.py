@@ -13,7 +13,8 @@ from sqlmodel import Session, select
 from backend.schemas import PatientIn, PatientUpdate
 from backend.services.messaging import resync_patient_messages, send_welcome
 from reminders.core.regions import get_region
-from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.db import get_owned
+from reminders.data.errors import Conflict, InvalidInput
 from reminders.data.models import Patient
 
 #: The answer to a number another active patient has. It names no team and no patient:
@@ -43,10 +44,7 @@ def normalize_phone(raw: str, region: str, *, field: str = "phone") -> str:
 
 def get_patient(session: Session, team_id: int, patient_id: int) -> Patient:
     """The patient ``patient_id`` if they belong to ``team_id``; otherwise NotFound."""
-    patient = session.get(Patient, patient_id)
-    if patient is None or patient.team_id != team_id:
-        raise NotFound("no such patient")
-    return patient
+    return get_owned(session, Patient, patient_id, "patient", team_id=team_id)
 
 
 def phone_in_use(session: Session, phone: str, *, other_than: int | None = None) -> bool:

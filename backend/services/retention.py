@@ -18,27 +18,32 @@ from typing import Any
 
 from sqlmodel import Session
 
-from reminders.data.retention import RetentionReport, apply_retention, retention_due
+from reminders.data.retention import (
+    RetentionPeriods,
+    RetentionReport,
+    apply_retention,
+    retention_due,
+)
 
 
-def configured_periods(config: Mapping[str, Any]) -> dict[str, int]:
-    """The retention periods of the app's configuration, as :func:`run_retention` takes them."""
-    return {
-        "unknown_sender_days": int(config["UNKNOWN_SENDER_SMS_RETENTION_DAYS"]),
-        "delivery_details_days": int(config["DELIVERY_DETAILS_RETENTION_DAYS"]),
-    }
+def configured_periods(config: Mapping[str, Any]) -> RetentionPeriods:
+    """The retention periods of the app's configuration."""
+    return RetentionPeriods(
+        unknown_sender_days=int(config["UNKNOWN_SENDER_SMS_RETENTION_DAYS"]),
+        delivery_details_days=int(config["DELIVERY_DETAILS_RETENTION_DAYS"]),
+    )
 
 
 def run_retention(session: Session, now: datetime, config: Mapping[str, Any]) -> RetentionReport:
     """Apply both retention rules as of ``now`` with the configured periods (the caller commits)."""
-    return apply_retention(session, now, **configured_periods(config))
+    return apply_retention(session, now, configured_periods(config))
 
 
 def retention_preview(
     session: Session, now: datetime, config: Mapping[str, Any]
 ) -> RetentionReport:
     """What :func:`run_retention` would delete and trim now (counts; nothing changes)."""
-    return retention_due(session, now, **configured_periods(config))
+    return retention_due(session, now, configured_periods(config))
 
 
 def retention_target(report: RetentionReport) -> str:

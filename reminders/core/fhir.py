@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from reminders.core.labs import LabKind
@@ -111,6 +112,19 @@ class _Entries:
         self.entries.append({"fullUrl": url, "resource": body | _drop_empty(resource)})
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What a row's resource points to: the patient, the other entries, the plans by id."""
+
+    subject: dict[str, str]
+    entries: _Entries
+    plans: Mapping[int, Mapping[str, Any]]
+
+
+#: Maps one row of the record to its resource.
+_RowMapper = Callable[[Mapping[str, Any], _Context], dict[str, Any]]
+
+
 def record_bundle(record: Mapping[str, Any]) -> dict[str, Any]:
     """The FHIR R4 Bundle (``collection``) of a patient's exported ``record``."""
     if (
@@ -122,19 +136,14 @@ def record_bundle(record: Mapping[str, Any]) -> dict[str, Any]:
     entries = _Entries(patient["id"])
     subject = entries.ref("Patient", patient["id"])
     entries.add("Patient", patient["id"], patient_resource(patient))
-    mappers: list[tuple[str, str, Callable[..., Iterator[dict[str, Any]]]]] = [
-        ("plans", "CarePlan", _care_plans),
-        ("doses", "MedicationAdministration", _administrations),
-        ("prophylaxis_courses", "MedicationRequest", _medication_requests),
-        ("labs", "Observation", _lab_observations),
-        ("symptom_reports", "Observation", _report_observations),
-        ("alerts", "Flag", _flags),
-        ("family_contacts", "RelatedPerson", _related_persons),
-    ]
     plans = {plan["id"]: plan for plan in record.get("plans", [])}
-    for section, resource_type, mapper in mappers:
-        for row_id, resource in mapper(record.get(section, []), subject, entries, plans):
-            entries.add(resource_type, row_id, resource)
+    context = _Context(subject, entries, plans)
+    for section, resource_type, id_prefix, resource_of in _ROW_RESOURCES:
+        for row in record.get(section, []):
+            entries.add(resource_type, f"{id_prefix}{row['id']}", resource_of(row, context))
+    for report in record.get("symptom_reports", []):
+        for observation_id, observation in _report_observations(report, context):
+            entries.add("Observation", observation_id, observation)
     for direction, messages in (record.get("sms") or {}).items():
         for message in messages:
             entries.add(
@@ -179,53 +188,38 @@ def _drug(regimen_id: str) -> str:
         return regimen_id
 
 
-def _care_plans(
-    plans: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, _: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    for plan in plans:
-        yield (
-            plan["id"],
-            {
-                "identifier": [{"system": local("plan-id"), "value": str(plan["id"])}],
-                "status": PLAN_STATUS.get(plan["status"], "unknown"),
-                "intent": "plan",
-                "title": f"{_drug(plan['regimen_id'])} ({plan['regimen_id']})",
-                "description": plan.get("stop_reason"),
-                "subject": subject,
-                "period": _drop_empty({"start": plan["start_date"], "end": plan.get("stopped_on")}),
-                "created": plan.get("created_at"),
-            },
-        )
+def _care_plan(plan: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+    return {
+        "identifier": [{"system": local("plan-id"), "value": str(plan["id"])}],
+        "status": PLAN_STATUS.get(plan["status"], "unknown"),
+        "intent": "plan",
+        "title": f"{_drug(plan['regimen_id'])} ({plan['regimen_id']})",
+        "description": plan.get("stop_reason"),
+        "subject": context.subject,
+        "period": _drop_empty({"start": plan["start_date"], "end": plan.get("stopped_on")}),
+        "created": plan.get("created_at"),
+    }
 
 
-def _administrations(
-    doses: list[Mapping[str, Any]],
-    subject: dict[str, str],
-    entries: _Entries,
-    plans: Mapping[int, Mapping[str, Any]],
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    for dose in doses:
-        plan = plans.get(dose["plan_id"])
-        given = dose["status"] == "given"
-        dosage = (
-            {"dose": _quantity(dose["dose_mg"], "mg")}
-            if given and dose.get("dose_mg") is not None
-            else None
-        )
-        yield (
-            dose["id"],
-            {
-                "status": "completed" if given else "not-done",
-                "medicationCodeableConcept": {
-                    "text": _drug(plan["regimen_id"]) if plan else "monoclonal antibody"
-                },
-                "subject": subject,
-                "effectiveDateTime": dose["on_date"],
-                "supportingInformation": [entries.ref("CarePlan", plan["id"])] if plan else None,
-                "note": [{"text": dose["note"]}] if dose.get("note") else None,
-                "dosage": dosage,
-            },
-        )
+def _administration(dose: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+    plan = context.plans.get(dose["plan_id"])
+    given = dose["status"] == "given"
+    dosage = (
+        {"dose": _quantity(dose["dose_mg"], "mg")}
+        if given and dose.get("dose_mg") is not None
+        else None
+    )
+    return {
+        "status": "completed" if given else "not-done",
+        "medicationCodeableConcept": {
+            "text": _drug(plan["regimen_id"]) if plan else "monoclonal antibody"
+        },
+        "subject": context.subject,
+        "effectiveDateTime": dose["on_date"],
+        "supportingInformation": [context.entries.ref("CarePlan", plan["id"])] if plan else None,
+        "note": [{"text": dose["note"]}] if dose.get("note") else None,
+        "dosage": dosage,
+    }
 
 
 def timing(course: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,31 +236,25 @@ def timing(course: Mapping[str, Any]) -> dict[str, Any]:
     return {"repeat": _drop_empty(repeat)}
 
 
-def _medication_requests(
-    courses: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, plans: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    for course in courses:
-        status = COURSE_STATUS.get(course["status"], "unknown")
-        instruction = _drop_empty({"text": course.get("dose_text"), "timing": timing(course)})
-        yield (
-            course["id"],
-            {
-                "status": status,
-                "intent": "proposal" if status == "draft" else "order",
-                "medicationCodeableConcept": {"text": course["drug"]},
-                "subject": subject,
-                "authoredOn": course.get("created_at"),
-                "basedOn": [entries.ref("CarePlan", course["plan_id"])]
-                if course.get("plan_id") in plans
-                else None,
-                "note": [
-                    {"text": text}
-                    for text in (course.get("stop_note"), course.get("decline_reason"))
-                    if text
-                ],
-                "dosageInstruction": [instruction],
-            },
-        )
+def _medication_request(course: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+    status = COURSE_STATUS.get(course["status"], "unknown")
+    instruction = _drop_empty({"text": course.get("dose_text"), "timing": timing(course)})
+    return {
+        "status": status,
+        "intent": "proposal" if status == "draft" else "order",
+        "medicationCodeableConcept": {"text": course["drug"]},
+        "subject": context.subject,
+        "authoredOn": course.get("created_at"),
+        "basedOn": [context.entries.ref("CarePlan", course["plan_id"])]
+        if course.get("plan_id") in context.plans
+        else None,
+        "note": [
+            {"text": text}
+            for text in (course.get("stop_note"), course.get("decline_reason"))
+            if text
+        ],
+        "dosageInstruction": [instruction],
+    }
 
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
@@ -277,72 +265,67 @@ def _category(code: str) -> list[dict[str, Any]]:
     return [_concept(_coding(OBSERVATION_CATEGORY, code))]
 
 
-def _lab_observations(
-    labs: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, _: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    for lab in labs:
-        codings = [_coding(local("lab"), lab["kind"])]
-        # The unit as entered; its UCUM code only for a test with a LOINC code here.
-        value: dict[str, Any] = {"value": lab["value"], "unit": lab["unit"]}
-        if lab["kind"] in LAB_CODES:
-            loinc, display, ucum = LAB_CODES[LabKind(lab["kind"])]
-            codings.insert(0, _coding(LOINC, loinc, display))
-            value |= {"system": UCUM, "code": ucum}
-        yield (
-            f"lab-{lab['id']}",
-            {
-                "status": "final",
-                "category": _category("laboratory"),
-                "code": _concept(*codings, text=lab["kind"]),
-                "subject": subject,
-                "effectiveDateTime": lab["taken_at"],
-                "issued": lab.get("recorded_at"),
-                "valueQuantity": value,
-                "note": [{"text": lab["note"]}] if lab.get("note") else None,
-            },
-        )
+def _lab_observation(lab: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+    codings = [_coding(local("lab"), lab["kind"])]
+    # The unit as entered; its UCUM code only for a test with a LOINC code here.
+    value: dict[str, Any] = {"value": lab["value"], "unit": lab["unit"]}
+    if lab["kind"] in LAB_CODES:
+        loinc, display, ucum = LAB_CODES[LabKind(lab["kind"])]
+        codings.insert(0, _coding(LOINC, loinc, display))
+        value |= {"system": UCUM, "code": ucum}
+    return {
+        "status": "final",
+        "category": _category("laboratory"),
+        "code": _concept(*codings, text=lab["kind"]),
+        "subject": context.subject,
+        "effectiveDateTime": lab["taken_at"],
+        "issued": lab.get("recorded_at"),
+        "valueQuantity": value,
+        "note": [{"text": lab["note"]}] if lab.get("note") else None,
+    }
 
 
 def _report_observations(
-    reports: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, _: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    for report in reports:
-        if report.get("temperature_c") is not None:
-            yield (
-                f"temperature-{report['id']}",
-                {
-                    "status": "final",
-                    "category": _category("vital-signs"),
-                    "code": _concept(_coding(LOINC, *BODY_TEMPERATURE), text="Body temperature"),
-                    "subject": subject,
-                    "effectiveDateTime": report["reported_at"],
-                    "valueQuantity": _quantity(report["temperature_c"], "Cel"),
-                },
-            )
+    report: Mapping[str, Any], context: _Context
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A symptom report's Observation, after its body temperature's when one was given."""
+    temperature_id = f"temperature-{report['id']}"
+    if report.get("temperature_c") is not None:
         yield (
-            f"report-{report['id']}",
+            temperature_id,
             {
                 "status": "final",
-                "category": _category("survey"),
-                "code": _concept(
-                    _coding(local("observation"), "symptom-report"), text="Symptom report"
-                ),
-                "subject": subject,
+                "category": _category("vital-signs"),
+                "code": _concept(_coding(LOINC, *BODY_TEMPERATURE), text="Body temperature"),
+                "subject": context.subject,
                 "effectiveDateTime": report["reported_at"],
-                "valueString": report["summary"] or report["severity"],
-                "interpretation": [_concept(_coding(local("severity"), report["severity"]))],
-                "hasMember": [entries.ref("Observation", f"temperature-{report['id']}")]
-                if report.get("temperature_c") is not None
-                else None,
-                "component": [
-                    {
-                        "code": _concept(_coding(local("symptom"), symptom)),
-                        "valueBoolean": True,
-                    }
-                    for symptom in report.get("symptoms") or []
-                ],
+                "valueQuantity": _quantity(report["temperature_c"], "Cel"),
             },
         )
+    yield (
+        f"report-{report['id']}",
+        {
+            "status": "final",
+            "category": _category("survey"),
+            "code": _concept(
+                _coding(local("observation"), "symptom-report"), text="Symptom report"
+            ),
+            "subject": context.subject,
+            "effectiveDateTime": report["reported_at"],
+            "valueString": report["summary"] or report["severity"],
+            "interpretation": [_concept(_coding(local("severity"), report["severity"]))],
+            "hasMember": [context.entries.ref("Observation", temperature_id)]
+            if report.get("temperature_c") is not None
+            else None,
+            "component": [
+                {
+                    "code": _concept(_coding(local("symptom"), symptom)),
+                    "valueBoolean": True,
+                }
+                for symptom in report.get("symptoms") or []
+            ],
+        },
+    )
 
 
 def communication(
@@ -364,40 +347,37 @@ def communication(
     }
 
 
-def _flags(
-    alerts: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, _: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    for alert in alerts:
-        yield (
-            alert["id"],
-            {
-                "status": "inactive" if alert["status"] == "resolved" else "active",
-                "category": [_concept(_coding(local("alert-severity"), alert["severity"]))],
-                "code": _concept(_coding(local("alert-kind"), alert["kind"]), text=alert["reason"]),
-                "subject": subject,
-                "period": _drop_empty(
-                    {"start": alert["created_at"], "end": alert.get("resolved_at")}
-                ),
-            },
-        )
+def _flag(alert: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+    return {
+        "status": "inactive" if alert["status"] == "resolved" else "active",
+        "category": [_concept(_coding(local("alert-severity"), alert["severity"]))],
+        "code": _concept(_coding(local("alert-kind"), alert["kind"]), text=alert["reason"]),
+        "subject": context.subject,
+        "period": _drop_empty({"start": alert["created_at"], "end": alert.get("resolved_at")}),
+    }
 
 
-def _related_persons(
-    contacts: list[Mapping[str, Any]], subject: dict[str, str], entries: _Entries, _: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """The family contacts: active while the patient's consent holds and they did not STOP."""
-    for contact in contacts:
-        yield (
-            contact["id"],
-            {
-                "active": contact.get("consent_withdrawn_at") is None
-                and contact.get("opted_out_at") is None,
-                "patient": subject,
-                "relationship": [{"text": contact["relationship"]}],
-                "name": [{"text": contact["name"]}],
-                "telecom": [{"system": "phone", "value": contact["phone"], "use": "mobile"}],
-                "communication": [
-                    {"language": _concept(_coding("urn:ietf:bcp:47", contact["language"]))}
-                ],
-            },
-        )
+def _related_person(contact: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+    """A family contact: active while the patient's consent holds and they did not STOP."""
+    return {
+        "active": contact.get("consent_withdrawn_at") is None
+        and contact.get("opted_out_at") is None,
+        "patient": context.subject,
+        "relationship": [{"text": contact["relationship"]}],
+        "name": [{"text": contact["name"]}],
+        "telecom": [{"system": "phone", "value": contact["phone"], "use": "mobile"}],
+        "communication": [{"language": _concept(_coding("urn:ietf:bcp:47", contact["language"]))}],
+    }
+
+
+#: The sections of the record with one resource a row: the section, the resource type, the
+#: prefix of the entry's id (labs and reports are both Observations: their row ids may
+#: meet) and the mapper. Symptom reports, with their temperatures, are mapped apart.
+_ROW_RESOURCES: tuple[tuple[str, str, str, _RowMapper], ...] = (
+    ("plans", "CarePlan", "", _care_plan),
+    ("doses", "MedicationAdministration", "", _administration),
+    ("prophylaxis_courses", "MedicationRequest", "", _medication_request),
+    ("labs", "Observation", "lab-", _lab_observation),
+    ("alerts", "Flag", "", _flag),
+    ("family_contacts", "RelatedPerson", "", _related_person),
+)

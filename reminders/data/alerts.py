@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import Session, select
 
-from reminders.data.db import add_and_flush
-from reminders.data.errors import Conflict, NotFound
+from reminders.data.db import add_and_flush, get_owned
+from reminders.data.errors import Conflict
 from reminders.data.models import Alert, AlertEvent, OutboundMessage, Patient
 from reminders.data.statuses import AlertEventKind, AlertStatus, OutboxStatus
 
@@ -148,10 +148,7 @@ def replies_to_patient(session: Session, alerts: list[Alert]) -> dict[int, Outbo
 
 def get_alert(session: Session, team_id: int, alert_id: int) -> Alert:
     """The alert ``alert_id`` of ``team_id``; NotFound for another team's."""
-    alert = session.get(Alert, alert_id)
-    if alert is None or alert.team_id != team_id:
-        raise NotFound("no such alert")
-    return alert
+    return get_owned(session, Alert, alert_id, "alert", team_id=team_id)
 
 
 def acknowledge_alert(

@@ -18,8 +18,8 @@ from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
-from reminders.data.db import add_and_flush
-from reminders.data.errors import Conflict, InvalidInput, NotFound
+from reminders.data.db import add_and_flush, get_owned
+from reminders.data.errors import Conflict, InvalidInput
 from reminders.data.models import CalendarFeed, Patient
 
 #: Random bytes in a token: 256 bits, as for API tokens.
@@ -106,10 +106,7 @@ def create_feed(
 
 def get_feed(session: Session, patient_id: int, feed_id: int) -> CalendarFeed:
     """The patient's link ``feed_id``; NotFound when it is another patient's or none."""
-    feed = session.get(CalendarFeed, feed_id)
-    if feed is None or feed.patient_id != patient_id:
-        raise NotFound("no such calendar link")
-    return feed
+    return get_owned(session, CalendarFeed, feed_id, "calendar link", patient_id=patient_id)
 
 
 def revoke_feed(session: Session, feed: CalendarFeed, user_id: int | None, now: datetime) -> None:

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
+from reminders.data.errors import NotFound
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 R = TypeVar("R")
@@ -138,6 +140,19 @@ def add_and_flush(session: Session, row: R) -> R:
     """Add ``row`` to ``session`` and flush it, so that it has its id; return it."""
     session.add(row)
     session.flush()
+    return row
+
+
+def get_owned(session: Session, model: type[R], row_id: int, what: str, **owner: int) -> R:
+    """The row ``row_id`` of ``model`` if its owner columns match ``owner`` (``team_id=3``).
+
+    NotFound ("no such <what>") when there is no such row and when it is another owner's
+    alike: a user must not learn that another team's patient, or another patient's
+    contact, exists.
+    """
+    row = session.get(model, row_id)
+    if row is None or any(getattr(row, column) != value for column, value in owner.items()):
+        raise NotFound(f"no such {what}")
     return row
 
 

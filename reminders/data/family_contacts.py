@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from reminders.data.errors import NotFound
+from reminders.data.db import get_owned
 from reminders.data.models import FamilyContact, OutboundMessage, Patient, Team
 from reminders.data.statuses import FamilyContactState, OutboxStatus, Recipient
 
@@ -49,10 +49,7 @@ def contacts_of(session: Session, patient_id: int) -> list[FamilyContact]:
 
 def get_contact(session: Session, patient_id: int, contact_id: int) -> FamilyContact:
     """The patient's contact ``contact_id``; NotFound when it is another patient's or none."""
-    contact = session.get(FamilyContact, contact_id)
-    if contact is None or contact.patient_id != patient_id:
-        raise NotFound("no such family contact")
-    return contact
+    return get_owned(session, FamilyContact, contact_id, "family contact", patient_id=patient_id)
 
 
 def copy_recipients(session: Session, patient_id: int, kind: CopyKind) -> list[FamilyContact]:

@@ -65,6 +65,18 @@ _NOT_SENT_REASON_KEPT = _OUTBOX.c.status.in_(
 
 
 @dataclass(frozen=True)
+class RetentionPeriods:
+    """How many days each rule keeps its rows: the installation's configuration."""
+
+    unknown_sender_days: int = UNKNOWN_SENDER_SMS_DAYS
+    delivery_details_days: int = DELIVERY_DETAILS_DAYS
+
+
+#: The periods of an installation that configures none.
+DEFAULT_PERIODS = RetentionPeriods()
+
+
+@dataclass(frozen=True)
 class RetentionReport:
     """What one retention run did: rows deleted and rows trimmed."""
 
@@ -147,11 +159,7 @@ def trim_delivery_details(
 
 
 def retention_due(
-    session: Session,
-    now: datetime,
-    *,
-    unknown_sender_days: int = UNKNOWN_SENDER_SMS_DAYS,
-    delivery_details_days: int = DELIVERY_DETAILS_DAYS,
+    session: Session, now: datetime, periods: RetentionPeriods = DEFAULT_PERIODS
 ) -> RetentionReport:
     """What a run as of ``now`` would delete and trim (counts only; nothing is changed)."""
 
@@ -162,21 +170,21 @@ def retention_due(
 
     return RetentionReport(
         unknown_sender_sms_deleted=count(
-            _INBOUND, _unknown_sender_sms_due(now, unknown_sender_days)
+            _INBOUND, _unknown_sender_sms_due(now, periods.unknown_sender_days)
         ),
-        delivery_details_trimmed=count(_OUTBOX, _delivery_details_due(now, delivery_details_days)),
+        delivery_details_trimmed=count(
+            _OUTBOX, _delivery_details_due(now, periods.delivery_details_days)
+        ),
     )
 
 
 def apply_retention(
-    session: Session,
-    now: datetime,
-    *,
-    unknown_sender_days: int = UNKNOWN_SENDER_SMS_DAYS,
-    delivery_details_days: int = DELIVERY_DETAILS_DAYS,
+    session: Session, now: datetime, periods: RetentionPeriods = DEFAULT_PERIODS
 ) -> RetentionReport:
     """Both rules as of ``now``, in the caller's transaction (it commits)."""
     return RetentionReport(
-        unknown_sender_sms_deleted=delete_unknown_sender_sms(session, now, unknown_sender_days),
-        delivery_details_trimmed=trim_delivery_details(session, now, delivery_details_days),
+        unknown_sender_sms_deleted=delete_unknown_sender_sms(
+            session, now, periods.unknown_sender_days
+        ),
+        delivery_details_trimmed=trim_delivery_details(session, now, periods.delivery_details_days),
     )
