@@ -31,10 +31,15 @@ ADMIN_ONLY = {"HTTP_403": ErrorOut}
 
 
 def _admin_patient(patient_id: int) -> tuple[Session, Patient, datetime]:
-    """The request's session, the caller's team's patient and now; 403 unless an admin."""
+    """The request's session, the caller's team's patient and now; 403 unless an admin.
+
+    The patient is read first: another team's patient is a 404 for everyone, so that a
+    non-admin cannot tell from a 403 that the id exists elsewhere.
+    """
+    found = patient_request(patient_id)
     if current_user().role != "admin":
         raise Forbidden("only an admin of the patient's team can do this")
-    return patient_request(patient_id)
+    return found
 
 
 @api.get("/patients/<int:patient_id>/record")

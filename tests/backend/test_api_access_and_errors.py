@@ -77,6 +77,7 @@ VALID_BODIES = {
     },
     "api.update_family_contact": {"copies_nudges": False},
     "api.record_family_consent": {"method": "written"},
+    "api.erase_contact_details": {"confirm": "ERASE"},
 }
 
 
