@@ -48,8 +48,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     check_config(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
-    _trust_proxies(app)
     init_logs(app)  # first: whatever the others log is formatted, with the request id
+    _trust_proxies(app)  # outermost, so the request's log lines see the client's address
 
     db.init_app(app)
     init_health(app)  # /healthz and /readyz: no sign-in, no session

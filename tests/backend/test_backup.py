@@ -31,6 +31,7 @@ from backend import create_app
 from backend.cli import upgrade_database
 from backend.db import get_engine
 from backend.schemas import DoseRecordIn, ExpectedLevelIn, HoldIn, LabIn
+from backend.schemas_family import FamilyContactIn
 from backend.services.audit import record_audit
 from backend.services.backup import (
     BackupError,
@@ -39,6 +40,7 @@ from backend.services.backup import (
     restore_database,
 )
 from backend.services.expected_levels import set_level
+from backend.services.family import add_contact
 from backend.services.labs import record_lab
 from backend.services.oncall import add_shift
 from backend.services.plans import hold_plan, record_dose
@@ -168,6 +170,20 @@ def fill_every_table(
     record_audit(session, admin, AuditAction.VIEW_PATIENT, patient.id, now, target="patient:1")
     start_user_session(session, admin, now, "Mozilla/5.0 (Windows NT 10.0) Firefox/128.0")
     take_lease(session, "clock-host:4242:3f2a", now, timedelta(seconds=30))
+    add_contact(
+        session,
+        patient,
+        FamilyContactIn(
+            name="Sophie Vandenbroucke-Lemaire",
+            phone="0478 99 88 77",
+            language="nl",
+            relationship="dochter",
+            consent_method="written",
+        ),
+        admin.id,
+        now,
+        region="BE",
+    )
     session.commit()
     attempt_sign_in(session, admin.email, "wrong password", "192.0.2.10", now, secret="test-secret")
     session.commit()

@@ -19,6 +19,7 @@ committed (its :class:`~reminders.data.models.PlanningPass` row). Then:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -44,7 +45,6 @@ CLOCK_ARGS = ["clock", "--lease", "4", "--renew", "1", "--poll", "0.5"]
 HANDOVER_LIMIT_SECONDS = 60.0
 NAME, PHONE = "Marie-Thérèse Vandenbroucke-Delacroix", "+32 470 12 34 56"
 #: ``%(asctime)s %(levelname)s %(name)s: %(message)s`` (backend.cli's log format).
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
 
 
 def _rows(engine: Engine, patient_id: int | None = None) -> list[OutboundMessage]:
@@ -56,13 +56,15 @@ def _rows(engine: Engine, patient_id: int | None = None) -> list[OutboundMessage
 
 
 def _log(process: Process) -> list[tuple[datetime, str, str]]:
-    """(time, logger, message) of each log line of ``process``."""
+    """(local time, logger, message) of each log line of ``process`` (JSON, one per line)."""
     lines = []
     for line in process.text().splitlines():
-        match = LOG_LINE.match(line)
-        if match:
-            at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-            lines.append((at, match.group(3), match.group(4)))
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line that is not the formatter's (a traceback's own lines)
+        at = datetime.fromisoformat(entry["timestamp"]).astimezone().replace(tzinfo=None)
+        lines.append((at, entry["logger"], entry["message"]))
     return lines
 
 

@@ -169,6 +169,18 @@ def _hostile_form(kind: str) -> dict[str, str]:
     }
 
 
+def _not_ready(endpoint: str, response: requests.Response) -> bool:
+    """Whether ``response`` is the readiness probe saying "not ready" (503 is its meaning).
+
+    Its checks, not the hostile value, decide it: the body names each check.
+    """
+    return (
+        endpoint == "health.readyz"
+        and response.status_code == 503
+        and response.json()["status"] == "unavailable"
+    )
+
+
 def _reads_fields(endpoint: str) -> bool:
     """True for the care-team pages (static files and the information site read no field)."""
     return endpoint.startswith("dashboard.") and endpoint != "dashboard.static"
@@ -197,7 +209,9 @@ def test_every_page_and_form_survives_hostile_values(live_server: LiveServer, wa
                         url, data={**data, "csrf_token": csrf}, timeout=30, allow_redirects=False
                     )
                 tried += 1
-                if response.status_code >= 500:
+                if _not_ready(rule.endpoint, response):
+                    pass  # /readyz's own answer (the test app's console SMS is not for production)
+                elif response.status_code >= 500:
                     failures.append((kind, method, rule.rule, response.status_code))
                 elif kind in ("nul", "control", "crlf") and _reads_fields(rule.endpoint):
                     assert response.status_code == 400, (kind, method, rule.rule)
