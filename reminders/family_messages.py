@@ -37,6 +37,7 @@ from reminders.data.family_contacts import (
     record_contact_opt_out,
 )
 from reminders.data.models import FamilyContact, Patient, Team
+from reminders.data.plans import current_plan
 from reminders.data.statuses import FamilyContactState
 from reminders.family import render_for_contact
 from reminders.followups import raise_urgent_alert
@@ -110,7 +111,7 @@ def _forward(
     """Raise the family message about one patient; True when it was urgent (and paged)."""
     contact, patient, _ = found
     symptoms = frozenset(parsed.symptoms) | parsed.red_flags
-    plan = patient_context(session, patient).plan
+    plan = current_plan(session, patient.id)
     tcontext = triage_context(session, patient, plan, now, parsed.temperature_c)
     decision = triage_report(parsed.temperature_c, symptoms, tcontext)
     urgent = decision.severity is Severity.URGENT or decision.notify_on_call
