@@ -108,28 +108,25 @@ def prune_login_throttle_job(engine: Engine, now: datetime) -> int:
     )
 
 
-def delete_unknown_sender_sms_job(
-    engine: Engine, now: datetime, older_than_days: int = UNKNOWN_SENDER_SMS_DAYS
+def retention_job(
+    engine: Engine,
+    now: datetime,
+    *,
+    rule: Callable[[Session, datetime, int], int],
+    older_than_days: int,
+    message: str,
 ) -> int:
-    """Delete SMS from numbers no patient has, once older than ``older_than_days`` (30)."""
-    return _in_session(
-        engine,
-        now,
-        lambda session, at: delete_unknown_sender_sms(session, at, older_than_days),
-        "retention: %d SMS from unknown numbers deleted",
-    )
+    """Apply one retention ``rule`` to rows older than ``older_than_days``; log the count."""
+    return _in_session(engine, now, partial(_apply_retention, rule, older_than_days), message)
 
 
-def trim_delivery_details_job(
-    engine: Engine, now: datetime, older_than_days: int = DELIVERY_DETAILS_DAYS
+def _apply_retention(
+    rule: Callable[[Session, datetime, int], int],
+    older_than_days: int,
+    session: Session,
+    at: datetime,
 ) -> int:
-    """Clear the delivery details of settled SMS older than ``older_than_days`` (90)."""
-    return _in_session(
-        engine,
-        now,
-        lambda session, at: trim_delivery_details(session, at, older_than_days),
-        "retention: delivery details of %d SMS trimmed",
-    )
+    return rule(session, at, older_than_days)
 
 
 #: A retention job for the clock's list (``reminders.clock.CLOCK_JOBS``): (fixed id,
@@ -151,14 +148,24 @@ def retention_jobs(
     return (
         (
             "delete-unknown-sender-sms",
-            partial(delete_unknown_sender_sms_job, older_than_days=unknown_sender_days),
+            partial(
+                retention_job,
+                rule=delete_unknown_sender_sms,
+                older_than_days=unknown_sender_days,
+                message="retention: %d SMS from unknown numbers deleted",
+            ),
             DAILY,
             DAILY,
             f"delete SMS from unknown numbers received over {unknown_sender_days} days ago",
         ),
         (
             "trim-delivery-details",
-            partial(trim_delivery_details_job, older_than_days=delivery_details_days),
+            partial(
+                retention_job,
+                rule=trim_delivery_details,
+                older_than_days=delivery_details_days,
+                message="retention: delivery details of %d SMS trimmed",
+            ),
             DAILY,
             DAILY,
             f"clear the delivery details of settled SMS over {delivery_details_days} days old",

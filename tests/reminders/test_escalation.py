@@ -8,6 +8,8 @@ import pytest
 from sqlmodel import select
 
 from reminders.core.escalation import (
+    CHANNELS,
+    TARGETS,
     PolicyError,
     default_policy,
     policy_from_dict,
@@ -19,6 +21,7 @@ from reminders.data.alerts import acknowledge_alert, alert_timeline
 from reminders.data.db import session_scope
 from reminders.data.models import Alert, AlertEvent, OnCallShift, Team, User
 from reminders.data.oncall import team_policy
+from reminders.data.statuses import Channel, PageTarget
 from reminders.escalation import escalate_alerts
 from reminders.jobs import run_due
 from tests.reminders.conftest import outbox
@@ -27,6 +30,16 @@ from tests.reminders.test_conversations import IN_CMV_WINDOW, reply, start_check
 PRIMARY_PHONE = "+32475112233"
 BACKUP_PHONE = "+32476445566"
 FALLBACK_PHONE = "+32470999999"  # the treated patient's team's number (tests/conftest.py)
+
+
+def test_the_policys_targets_and_channels_are_the_stored_vocabularies() -> None:
+    """The pure core spells them out (it imports no other layer); they must not drift apart.
+
+    A policy step the validator accepts must be one the pager can carry out, and the
+    dashboard's editor offers exactly these.
+    """
+    assert tuple(PageTarget) == TARGETS
+    assert tuple(Channel) == CHANNELS
 
 
 @pytest.fixture
