@@ -23,7 +23,15 @@ from reminders.core.escalation import EscalationPolicy, step_of, steps_due
 from reminders.core.oncall_text import alert_code, initials, kind_label, voice_page
 from reminders.core.templates import render
 from reminders.data.alerts import record_event
-from reminders.data.models import Alert, AlertEvent, OutboundMessage, Patient, Team, User
+from reminders.data.models import (
+    Alert,
+    AlertEvent,
+    FamilyContact,
+    OutboundMessage,
+    Patient,
+    Team,
+    User,
+)
 from reminders.data.oncall import on_call, team_policy
 from reminders.data.statuses import (
     AlertEventKind,
@@ -32,6 +40,7 @@ from reminders.data.statuses import (
     OnCallRole,
     PageOutcome,
     PageTarget,
+    ReportedBy,
 )
 from reminders.outbox import enqueue_message
 
@@ -39,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 #: Outbox kinds of pages (the SMS templates' keys, and the call).
 PAGE_SMS_FIRST = "oncall_alert"
+#: The first page of an alert a family member's message raised: they, not the patient,
+#: were told to call.
+PAGE_SMS_FIRST_FAMILY = "oncall_alert_family"
 PAGE_SMS_AGAIN = "oncall_reescalation"
 PAGE_CALL = "oncall_call"
 #: The language of pages to the fallback number, which belongs to no one clinician.
@@ -134,7 +146,16 @@ def _page(
     patient = session.get_one(Patient, alert.patient_id)
     language = user.language if user is not None else FALLBACK_LANGUAGE
     details = alert.details or {}
-    reason = kind_label(alert.kind, language, details.get("temperature_c"))
+    by_family = details.get("reported_by") == ReportedBy.FAMILY
+    # The first SMS page of a family report says so in its own words (and who was told
+    # to call); the reason carries it everywhere else.
+    first_sms = channel is Channel.SMS and step == 0
+    reason = kind_label(
+        alert.kind,
+        language,
+        details.get("temperature_c"),
+        by_family=by_family and not first_sms,
+    )
     if channel is Channel.VOICE:
         kind = PAGE_CALL
         body = voice_page(
@@ -144,9 +165,11 @@ def _page(
             hospital_ref=patient.hospital_ref,
             reason=reason,
             callback_phone=patient.phone,
+            family_phone=_reporting_family_phone(session, details) if by_family else None,
         ).spoken
     else:
-        kind = PAGE_SMS_FIRST if step == 0 else PAGE_SMS_AGAIN
+        first = PAGE_SMS_FIRST_FAMILY if by_family else PAGE_SMS_FIRST
+        kind = first if step == 0 else PAGE_SMS_AGAIN
         body = render(
             kind,
             language,
@@ -187,6 +210,13 @@ def _page(
         outcome=PageOutcome.QUEUED,
         outbound_id=outbound_id,
     )
+
+
+def _reporting_family_phone(session: Session, details: dict[str, object]) -> str | None:
+    """The number of the family contact whose message raised the alert, while still listed."""
+    contact_id = details.get("family_contact_id")
+    contact = session.get(FamilyContact, contact_id) if isinstance(contact_id, int) else None
+    return contact.phone if contact is not None else None
 
 
 def _patient_ref(patient: Patient) -> str:

@@ -38,7 +38,7 @@ from reminders.data.family_contacts import (
 )
 from reminders.data.models import FamilyContact, Patient, Team
 from reminders.data.plans import current_plan
-from reminders.data.statuses import FamilyContactState
+from reminders.data.statuses import FamilyContactState, ReportedBy
 from reminders.family import render_for_contact
 from reminders.followups import raise_urgent_alert
 from reminders.inbound import Answer, StoredInbound, reply_key
@@ -46,8 +46,6 @@ from reminders.rendering import PatientContext, patient_context
 
 #: The alert kind of a message from a family contact that the triage finds nothing urgent in.
 FAMILY_MESSAGE_KIND = "family_message"
-#: Who, for ``details["reported_by"]`` of an alert raised by a family contact's message.
-REPORTED_BY_FAMILY = "family"
 
 Contacts = list[tuple[FamilyContact, Patient, Team]]
 
@@ -117,7 +115,7 @@ def _forward(
     urgent = decision.severity is Severity.URGENT or decision.notify_on_call
     who = f"Message from family contact ({contact.relationship})"
     details = {
-        "reported_by": REPORTED_BY_FAMILY,
+        "reported_by": ReportedBy.FAMILY,
         "family_contact_id": contact.id,
         "inbound_id": inbound.id,
         "needs_review": True,

@@ -126,13 +126,20 @@ def spoken_digits(phone: str) -> str:
     return (", ".join(groups)) if groups else ""
 
 
-def kind_label(kind: str, language: str, temperature_c: float | None = None) -> str:
-    """The alert kind in ``language``, with the temperature when there is one."""
-    labels = _words(language)["kind"]
+def kind_label(
+    kind: str, language: str, temperature_c: float | None = None, *, by_family: bool = False
+) -> str:
+    """The alert kind in ``language``, with the temperature when there is one.
+
+    ``by_family``: the words were a family member's, not the patient's; the clinician
+    must know before calling, since the patient may be unable to answer.
+    """
+    words = _words(language)
+    labels = words["kind"]
     label = labels.get(kind, labels["other"])
-    if temperature_c is None:
-        return label
-    return f"{label}, {format_temperature(temperature_c, language)} C"
+    if temperature_c is not None:
+        label = f"{label}, {format_temperature(temperature_c, language)} C"
+    return f"{label}, {words['reported_by_family']}" if by_family else label
 
 
 @dataclass(frozen=True)
@@ -157,8 +164,13 @@ def voice_page(
     hospital_ref: str | None,
     reason: str,
     callback_phone: str | None,
+    family_phone: str | None = None,
 ) -> VoicePage:
-    """The words of a page call in ``language`` (unknown languages: English)."""
+    """The words of a page call in ``language`` (unknown languages: English).
+
+    ``family_phone``: the number of the family member whose message raised the alert,
+    said after the patient's so the clinician can call back whoever wrote.
+    """
     words = _words(language)
     parts = [
         words["call_intro"].format(team_name=team_name),
@@ -169,6 +181,10 @@ def voice_page(
     ]
     if callback_phone:
         parts.append(words["call_callback"].format(callback_digits=spoken_digits(callback_phone)))
+    if family_phone:
+        parts.append(
+            words["call_family_callback"].format(callback_digits=spoken_digits(family_phone))
+        )
     return VoicePage(words["voice_language"], " ".join(parts), words["call_prompt"])
 
 

@@ -112,6 +112,7 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "checkin_resend",
     "free_text_ack",
     "oncall_alert",
+    "oncall_alert_family",
     "oncall_reescalation",
     "unknown_reply_help",
     *FAMILY_TEMPLATE_KEYS,

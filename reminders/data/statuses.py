@@ -370,6 +370,18 @@ class Recipient(StrEnum):
     FAMILY = "family"
 
 
+class ReportedBy(StrEnum):
+    """Who sent the words an alert was raised on (``Alert.details["reported_by"]``).
+
+    Absent from an alert raised on the patient's own reply. A page names a family
+    report as one, so the clinician knows whom they will reach and who was told to call.
+    """
+
+    PATIENT = "patient"
+    #: A message from one of the patient's family contacts (``reminders.family_messages``).
+    FAMILY = "family"
+
+
 class ConsentMethod(StrEnum):
     """How the patient gave consent to share with a family contact (``FamilyContact.consent_method``)."""
 

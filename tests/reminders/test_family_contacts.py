@@ -36,6 +36,7 @@ from reminders.data.models import (
 )
 from reminders.data.statuses import CheckInState, OutboxStatus
 from reminders.dispatch import dispatch_due_messages
+from reminders.escalation import escalate_alerts
 from reminders.followups import follow_up_checkins
 from reminders.gateways import TwilioGateway
 from reminders.planning import materialise_due_messages
@@ -299,12 +300,42 @@ def test_a_red_flag_in_a_family_message_is_urgent_and_paged(
     reread(session)
     pages = session.exec(select(OutboundMessage).where(OutboundMessage.alert_id == alert.id)).all()
     assert pages and all(p.urgent for p in pages) and alert.escalation_count == 1
+    # The page says who reported, and who was told to call: not the patient.
+    [page] = pages
+    assert page.kind == "oncall_alert_family"
+    assert "Reported by a family member, who was told to call" in page.body
+    assert "Patient told" not in page.body
     # The answer is kept as the family member's, out of the patient's thread.
     [stored] = to_family(session, "family_urgent_reply")
     assert (stored.to_phone, stored.dedupe_key) == (phone, "reply:SMfamily1")
     inbound = session.exec(select(InboundMessage)).all()[-1]
     assert (inbound.patient_id, inbound.intent) == (None, "family_message")
     assert segments(result.reply).segments == 1
+
+
+def test_every_later_page_of_a_family_report_names_it_and_the_call_gives_their_number(
+    session: Session, family, clock
+) -> None:
+    """The default policy with no rota: the fallback number, by SMS then by call."""
+    sms(session, SON_PHONE, "il a du mal à respirer", clock.now, sid="SMfamily2")
+    [alert] = alerts(session)
+    escalate_alerts(session, clock.now + timedelta(minutes=5))
+    escalate_alerts(session, clock.now + timedelta(minutes=10))
+    session.commit()
+    reread(session)
+    pages = session.exec(
+        select(OutboundMessage)
+        .where(OutboundMessage.alert_id == alert.id)
+        .order_by(OutboundMessage.id)
+    ).all()
+    calls = [p.body for p in pages if p.channel == "voice"]
+    again = [p.body for p in pages if p.kind == "oncall_reescalation"]
+    assert calls and again, [(p.kind, p.channel) for p in pages]
+    for call in calls:
+        assert "Reason: red-flag symptom, reported by a family member." in call
+        # SON_PHONE (+32 472 12 34 56) read out digit by digit, in threes.
+        assert "The family member's number is: 3 2 4, 7 2 1, 2 3 4, 5 6." in call, call
+    assert all("red-flag symptom, reported by a family member" in body for body in again)
 
 
 def test_a_plain_family_message_goes_to_the_queue_not_urgent(

@@ -159,6 +159,7 @@ def test_discreet_mode_names_no_drug_and_no_template_names_a_disease(key, lang, 
 # The documented exceptions: a budget over one segment, each with its why.
 TWO_SEGMENTS = {
     ("en", "oncall_alert"), ("fr", "oncall_alert"), ("nl", "oncall_alert"),
+    ("en", "oncall_alert_family"), ("fr", "oncall_alert_family"), ("nl", "oncall_alert_family"),
     ("en", "oncall_reescalation"), ("fr", "oncall_reescalation"), ("nl", "oncall_reescalation"),
     ("fr", "fever_urgent_cmv"), ("nl", "fever_urgent_cmv"), ("fr", "fever_urgent"),
 }  # fmt: skip
@@ -236,7 +237,7 @@ def test_content_the_brief_asks_for():
     assert "P-000123" in alert and "See dashboard" in alert
 
 
-@pytest.mark.parametrize("key", ["oncall_alert", "oncall_reescalation"])
+@pytest.mark.parametrize("key", ["oncall_alert", "oncall_alert_family", "oncall_reescalation"])
 def test_clinician_messages_carry_no_patient_phone_number(key):
     assert get_template(key).audience == "clinician"
     assert not any("phone" in name for name in template_placeholders(key))
