@@ -311,7 +311,8 @@ def team_name_for_sms(name: str) -> str:
     cut = name[: TEAM_NAME_SMS_LENGTH + 1]
     if " " in cut[TEAM_NAME_SMS_LENGTH // 2 :]:
         cut = cut[: cut.rindex(" ")]
-    return cut[:TEAM_NAME_SMS_LENGTH].rstrip(" ,;:-–(")
+    # No dangling joiner: "Service d'hématologie — Cliniques" ends "Service d'hématologie".
+    return cut[:TEAM_NAME_SMS_LENGTH].rstrip(" ,;:-–—(/&+")
 
 
 def format_temperature(value_c: float, language: str) -> str:

@@ -97,6 +97,20 @@ def test_the_team_names_are_the_longest_the_app_stores_and_quotes():
     assert len(team_name_for_sms(FULL_SMS_TEAM_NAME)) == TEAM_NAME_SMS_LENGTH
 
 
+@pytest.mark.parametrize(
+    ("name", "quoted"),
+    [
+        ("Service d'hématologie — Cliniques universitaires Saint-Luc", "Service d'hématologie"),
+        ("Hématologie clinique / Cliniques universitaires", "Hématologie clinique"),
+        ("Dienst Hematologie & Stamceltransplantatie", "Dienst Hematologie"),
+        ("Hématologie (Saint-Luc) Bruxelles", "Hématologie (Saint-Luc)"),
+        ("AZ Sint-Jan Hematologie", "AZ Sint-Jan Hematologie"),
+    ],
+)
+def test_a_cut_team_name_ends_on_a_word(name: str, quoted: str) -> None:
+    assert team_name_for_sms(name) == quoted
+
+
 def test_the_independent_table_counts_like_the_standard():
     assert len(GSM7_BASIC) == 128 and len(set(GSM7_BASIC)) == 128
     assert count_segments("a" * 160) == ("GSM-7", 1)
