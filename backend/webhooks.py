@@ -205,7 +205,8 @@ def delivery_status() -> Any:
         if allowed(OutboxStatus, message.status, OutboxStatus.UNDELIVERED):
             message.status = OutboxStatus.UNDELIVERED
         # An opt-out at the carrier or an unreachable number: the one opt-out policy
-        # (reminders.optout) blocks the patient and tells the care team.
+        # (reminders.optout) blocks the patient, or stops a family contact's copies,
+        # and tells the care team.
         block_for_delivery_error(session, message, code, now)
     if status in FINAL_STATUSES:
         outcome = PageOutcome.DELIVERED if status in ("delivered", "read") else PageOutcome.FAILED

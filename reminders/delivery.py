@@ -17,7 +17,8 @@ own short transaction, and only while the row is still this claim's ``sending``:
 - refused credentials put the message back with its attempt returned and pause the
   pass: not the message's fault;
 - a permanent refusal fails the message; a refusal that blocks the number goes
-  through the one opt-out policy (:mod:`reminders.optout`), any other alerts the team.
+  through the one opt-out policy (:mod:`reminders.optout`), any other alerts the team
+  (for a copy to a family contact, an alert that says so: not the patient's SMS).
 
 :class:`DispatchReport` counts these outcomes (and the claims, :mod:`reminders.dispatch`).
 """
@@ -36,8 +37,9 @@ from sqlmodel import Session, select
 
 from reminders.data.alerts import raise_alert
 from reminders.data.db import session_scope, writer
+from reminders.data.family_contacts import FAMILY_UNDELIVERABLE_KIND, contact_with_phone
 from reminders.data.models import CheckIn, OutboundMessage, Patient
-from reminders.data.statuses import OutboxStatus, PageOutcome
+from reminders.data.statuses import OutboxStatus, PageOutcome, Recipient
 from reminders.escalation import record_page_outcome
 from reminders.gateways import GatewayAuthError, PermanentSendError, TransientSendError
 from reminders.optout import block_for_delivery_error
@@ -383,8 +385,9 @@ def _refused(
     message.status = OutboxStatus.FAILED
     message.error_code, message.error_reason = error.code, error.reason[:300]
     # STOP at the carrier (21610) or a number that cannot get SMS: the one opt-out
-    # policy blocks the patient and alerts the team; anything else is this message's.
-    if block_for_delivery_error(session, message, error.code, now) is None:
+    # policy blocks the patient (or stops a family contact's copies) and alerts the
+    # team once; anything else is this message's.
+    if not block_for_delivery_error(session, message, error.code, now):
         alert_delivery_failure(
             session, message, now, f"SMS refused by the provider (code {error.code})"
         )
@@ -408,7 +411,9 @@ def alert_delivery_failure(
     """Tell the team a message to their patient will not arrive (a page: its alert's timeline).
 
     A page that failed is not a message to the patient: it goes on its alert's timeline,
-    and the escalation's next step pages on regardless.
+    and the escalation's next step pages on regardless. A copy to a family contact is
+    not either: its alert (kind ``family_sms_undeliverable``) says whose copy failed, so
+    nobody reads it as the patient being out of reach.
     """
     if record_page_outcome(session, message, PageOutcome.FAILED, now, detail=reason):
         logger.error("page %s failed permanently", message.id)
@@ -416,13 +421,24 @@ def alert_delivery_failure(
     if message.patient_id is None:
         logger.error("on-call SMS %s failed permanently", message.id)
         return
+    kind = "sms_undeliverable"
+    details: dict[str, object] = {"message_id": message.id, "error_code": message.error_code}
+    if message.recipient == Recipient.FAMILY:
+        kind = FAMILY_UNDELIVERABLE_KIND
+        contact = contact_with_phone(session, message.patient_id, message.to_phone)
+        who = contact.relationship if contact is not None else "no longer listed"
+        reason = (
+            f"A copy to the patient's family contact ({who}) failed, not the patient's own "
+            f"SMS: {reason}."
+        )
+        details["family_contact_id"] = contact.id if contact is not None else None
     raise_alert(
         session,
         session.get_one(Patient, message.patient_id),
         severity="high",
-        kind="sms_undeliverable",
-        reason=reason,
-        details={"message_id": message.id, "error_code": message.error_code},
+        kind=kind,
+        reason=reason[:500],
+        details=details,
         source="Twilio delivery",
         now=now,
         dedupe_key=f"undeliverable:{message.id}",

@@ -9,6 +9,11 @@ webhook when a message accepted earlier is reported undelivered. Every path call
 error code), so each one records the same state, cancels the same pending messages
 and tells the care team once per event with an alert (issue 12, item 11): the team
 must phone a patient the companion can no longer reach.
+
+The same errors on a copy to a patient's family contact (an outbox row with recipient
+``family``) say nothing about the patient: they stop that contact's copies
+(:func:`stop_family_copies`) and tell the team once, with an alert of its own kind
+(``family_sms_undeliverable``); the patient's SMS go on.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ from typing import Any
 from sqlmodel import Session
 
 from reminders.data.alerts import raise_alert
-from reminders.data.models import Alert, OutboundMessage, Patient
+from reminders.data.family_contacts import (
+    FAMILY_UNDELIVERABLE_KIND,
+    contact_with_phone,
+    record_contact_opt_out,
+)
+from reminders.data.models import Alert, FamilyContact, OutboundMessage, Patient
+from reminders.data.statuses import Recipient
 from reminders.outbox import cancel_pending_for_patient
 
 #: Twilio: the recipient replied STOP; every message is refused until they reply START.
@@ -70,6 +81,21 @@ _POLICY = {
 }
 
 
+#: What a family contact's stop says to the team. Never the number: the relationship the
+#: team typed names the person, and the team checks the number with the patient.
+_FAMILY_POLICY = {
+    BlockCause.CARRIER_OPT_OUT: "their number has opted out of SMS at the carrier (Twilio 21610)",
+    BlockCause.UNREACHABLE: "their number cannot get SMS: {detail}",
+}
+
+#: Why a family contact's stop is "high" and not "urgent": only urgent alerts page the
+#: on-call clinician (``reminders.escalation``), and nobody needs waking: the patient
+#: still gets their own SMS, the urgent advice included. But it is not routine either:
+#: the copy of that advice is the relative's cue to help the patient act on a warning
+#: sign, so the team should learn the same day, from its queue, that it no longer goes.
+FAMILY_STOP_SEVERITY = "high"
+
+
 def cause_of_error(code: str | None) -> BlockCause | None:
     """The block a Twilio error code means for the patient (None: not the number's fault)."""
     if code == OPTED_OUT_CODE:
@@ -100,8 +126,7 @@ def block_patient_sms(
     """
     detail = None
     if cause is BlockCause.UNREACHABLE:
-        detail = f"{UNREACHABLE_CODES.get(error_code or '', 'unreachable number')}"
-        detail += f" (Twilio {error_code})" if error_code else ""
+        detail = _unreachable_detail(error_code)
         patient.sms_blocked_reason = detail
     elif not patient.opted_out:
         patient.opted_out, patient.opted_out_at = True, now
@@ -127,20 +152,28 @@ def block_patient_sms(
 
 def block_for_delivery_error(
     session: Session, message: OutboundMessage, code: str | None, now: datetime
-) -> Alert | None:
+) -> bool:
     """Apply the policy to a message Twilio refused or failed with ``code``.
 
     Called by the dispatcher (a refused send) and by the status-callback webhook (a
-    message reported undelivered). Returns the alert, or None when the code says
-    nothing about the patient's number or the message was not to a patient.
+    message reported undelivered). A patient's number is blocked
+    (:func:`block_patient_sms`), a family contact's copies stopped
+    (:func:`stop_family_copies`). True when the policy took the error (the caller
+    raises no other alert for it), False when the code says nothing about the number
+    or the message was to neither (an on-call page).
     """
     cause = cause_of_error(code)
-    if cause is None or message.recipient != "patient" or message.patient_id is None:
-        return None
+    if cause is None or message.patient_id is None:
+        return False
+    if message.recipient == Recipient.FAMILY:
+        stop_family_copies(session, message, cause, code, now)
+        return True
+    if message.recipient != Recipient.PATIENT:
+        return False
     patient = session.get(Patient, message.patient_id)
     if patient is None:
-        return None
-    return block_patient_sms(
+        return False
+    block_patient_sms(
         session,
         patient,
         cause,
@@ -151,6 +184,70 @@ def block_for_delivery_error(
         details={"message_id": message.id, "error_code": code},
         error_code=code,
     )
+    return True
+
+
+def stop_family_copies(
+    session: Session, message: OutboundMessage, cause: BlockCause, code: str | None, now: datetime
+) -> Alert | None:
+    """A copy to a family contact met a carrier opt-out or an unreachable number: stop theirs.
+
+    The contact of ``message``'s patient with the copy's number gets no more copies: the
+    stop is their ``opted_out_at``, as for their own STOP (the table has no other field
+    for it; a START from the number or a new number given by the team clears it), and
+    their unsent copies are cancelled. The team is told once, when the contact is
+    stopped: a later copy's failure (one already sent, its callback late) finds them
+    stopped and raises nothing. No contact with that number any more (removed, or
+    given a new number since the copy left): nothing to stop, nothing to say. The
+    patient's own SMS are left alone. Returns the alert, or None.
+    """
+    if message.patient_id is None:
+        return None
+    contact = contact_with_phone(session, message.patient_id, message.to_phone)
+    if contact is None:
+        return None
+    if cause is BlockCause.CARRIER_OPT_OUT:
+        cancelled_because = "family contact opted out at the carrier"
+    else:
+        cancelled_because = f"family contact's number unreachable: {_unreachable_detail(code)}"
+    stopped_now = record_contact_opt_out(session, contact, now, reason=cancelled_because)
+    patient = session.get(Patient, contact.patient_id)
+    if not stopped_now or patient is None:
+        return None
+    return raise_alert(
+        session,
+        patient,
+        severity=FAMILY_STOP_SEVERITY,
+        kind=FAMILY_UNDELIVERABLE_KIND,
+        reason=family_stop_reason(contact, cause, code)[:500],
+        # Ids and codes only; ``cause`` marks the stop for the family page
+        # (reminders.data.family_contacts.delivery_stops).
+        details={
+            "message_id": message.id,
+            "error_code": code,
+            "family_contact_id": contact.id,
+            "cause": str(cause),
+        },
+        source="Twilio delivery",
+        now=now,
+        # The patient's key for a failed message: whichever path reports it first.
+        dedupe_key=f"undeliverable:{message.id}",
+    )
+
+
+def family_stop_reason(contact: FamilyContact, cause: BlockCause, code: str | None) -> str:
+    """The alert's words for a family contact's stop: who (their relationship), why, what to do."""
+    why = _FAMILY_POLICY[cause].format(detail=_unreachable_detail(code))
+    return (
+        f"SMS copies to the patient's family contact ({contact.relationship}) have stopped: "
+        f"{why}. The patient's own SMS go on. Check the number with the patient."
+    )
+
+
+def _unreachable_detail(code: str | None) -> str:
+    """What an unreachable-number code means, with the code (never the number)."""
+    detail = UNREACHABLE_CODES.get(code or "", "unreachable number")
+    return f"{detail} (Twilio {code})" if code else detail
 
 
 def record_opt_in(session: Session, patient: Patient) -> None:

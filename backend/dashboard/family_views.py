@@ -38,9 +38,16 @@ from backend.schemas_family import ConsentIn, FamilyContactIn, FamilyContactUpda
 from backend.services import family as family_service
 from backend.services.patients import get_patient
 from reminders.data.errors import InvalidInput, ServiceError
-from reminders.data.family_contacts import MAX_CONTACTS, contact_state, contacts_of, get_contact
+from reminders.data.family_contacts import (
+    MAX_CONTACTS,
+    contact_state,
+    contacts_of,
+    delivery_stops,
+    get_contact,
+)
 from reminders.data.models import FamilyContact, Patient
 from reminders.data.statuses import AuditAction, ConsentMethod
+from reminders.optout import UNREACHABLE_CODES, BlockCause
 
 CONTACT_FIELDS: dict[str, FieldKind] = {
     "name": "text",
@@ -157,13 +164,35 @@ def remove_family_contact(session: Session, record: Patient, contact: FamilyCont
     return f"{name} removed: their number is deleted."
 
 
+def _stop_notes(session: Session, contacts: list[FamilyContact]) -> dict[int, str]:
+    """How each contact stopped by a delivery error stopped (the others replied STOP).
+
+    ``opted_out_at`` records both (no column tells them apart): the page must not say
+    "replied STOP" of a number that cannot get SMS, which the team has to check.
+    """
+    notes = {}
+    for contact_id, alert in delivery_stops(session, contacts).items():
+        code = alert.details.get("error_code") or ""
+        if alert.details.get("cause") == BlockCause.CARRIER_OPT_OUT:
+            notes[contact_id] = f"opted out at the carrier (Twilio {code})"
+        else:
+            what = UNREACHABLE_CODES.get(code, "unreachable number")
+            notes[contact_id] = (
+                f"the number cannot get SMS ({what}, Twilio {code}): check it with the patient"
+            )
+    return notes
+
+
 def _family_page(record: Patient, form: FormState, status: int = 200, **context: Any) -> Any:
+    session = get_session()
+    contacts = contacts_of(session, record.id)
     return render_page(
         "family.html",
         status,
         p=record,
         form=form,
-        contacts=contacts_of(get_session(), record.id),
+        contacts=contacts,
+        stop_notes=_stop_notes(session, contacts),
         contact_state=contact_state,
         max_contacts=MAX_CONTACTS,
         consent_methods=[(m.value, m.value.capitalize()) for m in ConsentMethod],

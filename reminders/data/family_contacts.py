@@ -4,8 +4,11 @@ A contact gets copies only while the patient's consent to share with them stands
 not withdrawn) and they have not replied STOP (:func:`contact_state`). The care team's
 changes (add, update, consent, remove) are web services (``backend.services.family``);
 the engine reads who gets a copy (:func:`copy_recipients`), who a phone number is
-(:func:`contacts_by_phone`), and records a contact's STOP and START. Functions take
-``session`` (and ``now`` where they write); the caller commits.
+(:func:`contacts_by_phone`), and records a contact's STOP and START. A copy Twilio refuses
+or fails because the contact opted out at the carrier or the number cannot get SMS stops
+their copies the same way (``reminders.optout``); :func:`delivery_stops` tells the pages
+which stops were such an error rather than the contact's STOP. Functions take ``session``
+(and ``now`` where they write); the caller commits.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from reminders.data.db import get_owned
-from reminders.data.models import FamilyContact, OutboundMessage, Patient, Team
+from reminders.data.models import Alert, FamilyContact, OutboundMessage, Patient, Team
 from reminders.data.statuses import FamilyContactState, OutboxStatus, Recipient
 
 #: Contacts per patient: a few people of a family; more is a list to tidy up first.
@@ -25,6 +28,11 @@ MAX_CONTACTS = 5
 
 #: What a copy is: of the urgent advice, or the nudge after two unanswered check-ins.
 CopyKind = Literal["urgent", "nudge"]
+
+#: The alert kind of a copy to a family contact that did not arrive (``reminders.optout``,
+#: ``reminders.delivery``): not the patient's ``sms_undeliverable``, which means the
+#: companion can no longer reach the patient.
+FAMILY_UNDELIVERABLE_KIND = "family_sms_undeliverable"
 
 
 def contact_state(contact: FamilyContact) -> FamilyContactState:
@@ -86,6 +94,18 @@ def contacts_by_phone(session: Session, phone: str) -> list[tuple[FamilyContact,
     return [(contact, patient, team) for contact, patient, team in rows]
 
 
+def contact_with_phone(session: Session, patient_id: int, phone: str) -> FamilyContact | None:
+    """The patient's contact with this number (one at most), whatever their state; None if none.
+
+    None too for a contact removed, or given a new number, since a copy went to ``phone``.
+    """
+    return session.exec(
+        select(FamilyContact).where(
+            FamilyContact.patient_id == patient_id, FamilyContact.phone == phone
+        )
+    ).first()
+
+
 def cancel_pending_copies(session: Session, contact: FamilyContact, reason: str) -> None:
     """Cancel every unsent SMS to ``contact`` (a STOP, a withdrawn consent, a removal)."""
     outbox = OutboundMessage.__table__
@@ -101,13 +121,60 @@ def cancel_pending_copies(session: Session, contact: FamilyContact, reason: str)
     )
 
 
-def record_contact_opt_out(session: Session, contact: FamilyContact, now: datetime) -> None:
-    """The contact replied STOP: their copies stop (the patient's SMS do not)."""
-    if contact.opted_out_at is None:
+def record_contact_opt_out(
+    session: Session,
+    contact: FamilyContact,
+    now: datetime,
+    *,
+    reason: str = "family contact replied STOP",
+) -> bool:
+    """The contact replied STOP (or their number refuses SMS): their copies stop, not the patient's.
+
+    ``reason`` is written on the cancelled copies. True when this call stopped the
+    contact, False when they were stopped already (the first stop's time is kept).
+    """
+    stopped_now = contact.opted_out_at is None
+    if stopped_now:
         contact.opted_out_at = now
         contact.updated_at = now
         session.add(contact)
-    cancel_pending_copies(session, contact, "family contact replied STOP")
+    cancel_pending_copies(session, contact, reason)
+    return stopped_now
+
+
+def delivery_stops(session: Session, contacts: list[FamilyContact]) -> dict[int, Alert]:
+    """For each stopped contact whose stop was a delivery error, the alert that reported it.
+
+    ``opted_out_at`` is also the stop of a carrier opt-out (Twilio 21610) or of a number
+    that cannot get SMS (``reminders.optout``), and the table has no column for the cause:
+    the alert raised with the stop holds it (``details``: ``family_contact_id``, ``cause``,
+    ``error_code``). Such an alert is raised only by the call that stopped the contact, so
+    one raised at or after ``opted_out_at`` is that stop's; a contact missing from the
+    answer replied STOP.
+    """
+    stopped = {c.id: c for c in contacts if c.opted_out_at is not None}
+    if not stopped:
+        return {}
+    since = min(c.opted_out_at for c in stopped.values() if c.opted_out_at is not None)
+    alerts = session.exec(
+        select(Alert)
+        .where(
+            col(Alert.patient_id).in_({c.patient_id for c in stopped.values()}),
+            Alert.kind == FAMILY_UNDELIVERABLE_KIND,
+            col(Alert.created_at) >= since,
+        )
+        .order_by(col(Alert.created_at), col(Alert.id))
+    ).all()
+    found: dict[int, Alert] = {}
+    for alert in alerts:
+        details = alert.details or {}
+        contact = stopped.get(details.get("family_contact_id"))
+        # A failure alert without a cause stopped nobody (a refusal for another reason).
+        if contact is None or not details.get("cause") or contact.opted_out_at is None:
+            continue
+        if alert.created_at >= contact.opted_out_at:
+            found[contact.id] = alert  # oldest first: the newest wins
+    return found
 
 
 def record_contact_opt_in(session: Session, contact: FamilyContact, now: datetime) -> None:
