@@ -10,7 +10,9 @@ answer it never got) gets the same answer as the first delivery and changes noth
 The answer's ``<Message>`` carries an ``action`` URL, ``/twilio/status?reply=<the
 incoming MessageSid>``: Twilio sends the status callbacks of the message it makes from
 the answer there, the first one links Twilio's sid to the stored reply, and the reply
-(the urgent advice among them) is tracked like any outbound SMS.
+(the urgent advice among them) is tracked like any outbound SMS. The answer to a number
+nobody has is not stored as an outbound row (it has no team): its first callback only
+marks that SMS as answered (``reminders.unknown_senders.note_answer_sent``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from reminders.data.statuses import AlertStatus, OutboxStatus, PageOutcome, allo
 from reminders.escalation import CALL_OUTCOMES, record_page_outcome
 from reminders.gateways import VOICE_PAGE_PATH
 from reminders.optout import block_for_delivery_error
+from reminders.unknown_senders import note_answer_sent
 
 logger = logging.getLogger(__name__)
 
@@ -186,9 +189,14 @@ def delivery_status() -> Any:
     """
     session, sid, status = _status_callback("MessageSid", "MessageStatus")
     message = _message_with_sid(session, sid)
+    reply_to = request.args.get("reply", "")
     if message is None:
-        message = _link_twiml_reply(session, request.args.get("reply", ""), sid)
+        message = _link_twiml_reply(session, reply_to, sid)
     if message is None:
+        # The answer to an unknown number has no outbox row: its message was made, so a
+        # retry of that SMS gets nothing more (reminders.unknown_senders).
+        if _MESSAGE_SID.match(reply_to) and note_answer_sent(session, reply_to):
+            session.commit()
         return "", 204
     now = request_now()
     if message.provider_status not in FINAL_STATUSES:

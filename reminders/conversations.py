@@ -8,8 +8,10 @@ open check-in) and routes it: a STOP or START to the opt-out policy
 (``reminders.optout``), a TAKEN to the pill confirmations (``reminders.pills``), a
 temperature or symptoms to the check-in steps and triage (``reminders.checkins``:
 urgent findings raise an alert and queue an SMS to the team's on-call number in the
-same transaction), words no rule reads to a person (``reminders.inbound``). It
-returns the reply to send at once (in the webhook's TwiML answer).
+same transaction), words no rule reads to a person (``reminders.inbound``). A message
+from a family contact's number goes to ``reminders.family_messages``, one from a number
+nobody has to ``reminders.unknown_senders`` (told at once that nobody reads it, at most
+once a day). It returns the reply to send at once (in the webhook's TwiML answer).
 
 The reply is stored with the message (an outbound row keyed :func:`reply_key`), so
 that a repeated delivery of the same MessageSid (Twilio retries a webhook whose
@@ -48,6 +50,7 @@ from reminders.outbox import outbox_row
 from reminders.pills import confirm_pill, last_pill_reminder
 from reminders.planning import replan_patient
 from reminders.rendering import PatientContext, drug_name
+from reminders.unknown_senders import answer_unknown_sender, repeated_answer
 
 #: A check-in older than this no longer frames a reply.
 CHECKIN_CONTEXT = timedelta(hours=24)
@@ -118,13 +121,16 @@ _INSERT_INBOUND = {
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 # What the first delivery of a MessageSid was answered: its stored intent and reply (the
-# outer join finds no reply for an opt-out, an unknown number or a message left unanswered).
+# outer join finds no reply for an opt-out, an unknown number or a message left unanswered),
+# and the number and text an unknown number's answer is made from again.
 _STORED_ANSWER = (
     select(
         _INBOUND_TABLE.c.intent,
         _INBOUND_TABLE.c.patient_id,
         OutboundMessage.body,
         OutboundMessage.provider_sid,
+        _INBOUND_TABLE.c.from_phone,
+        _INBOUND_TABLE.c.body.label("inbound_body"),
     )
     .select_from(_INBOUND_TABLE)
     .outerjoin(OutboundMessage, OutboundMessage.dedupe_key == bindparam("reply_key"))
@@ -141,13 +147,21 @@ def stored_answer(session: Session, provider_sid: str) -> InboundResult:
     Twilio is not lost; but nothing once Twilio has reported a message made from that
     answer (its status callback linked it, ``provider_sid``): it was received, and
     answering again would send the advice twice.
+
+    An unknown number's answer has no outbox row (it has no team): its words are made
+    again from the stored number and text, unless Twilio reported a message made from
+    them (``reminders.unknown_senders.repeated_answer``).
     """
     found = session.execute(
         _STORED_ANSWER, {"provider_sid": provider_sid, "reply_key": reply_key(provider_sid)}
     ).first()
     if found is None:  # only when the caller's insert saw a row this read cannot see
         return InboundResult(reply=None, duplicate=True)
-    intent, patient_id, body, twilio_sid = found
+    intent, patient_id, body, twilio_sid, from_phone, inbound_body = found
+    if body is None and patient_id is None:
+        return InboundResult(
+            reply=repeated_answer(intent, from_phone, inbound_body), intent=intent, duplicate=True
+        )
     return InboundResult(
         reply=body if twilio_sid is None else None,
         intent=intent,
@@ -214,6 +228,7 @@ def handle_inbound_sms(
     # A number that is an active patient's is theirs, even if it is also a family
     # contact's: only a number no active patient has may be a relative's.
     relatives = contacts_by_phone(session, from_phone) if patient is None else []
+    unknown_answer = None
     if relatives:
         parsed = parse_reply(body, None)
     if patient is not None:
@@ -237,6 +252,12 @@ def handle_inbound_sms(
         # A relative's message: no patient of its own (it stays out of the patient's
         # thread), the team of the first contact, the family's intent.
         values.update(team_id=relatives[0][1].team_id, intent=family_intent(parsed))
+    elif patient is None:
+        # Nobody's number: answered at most once a day (reminders.unknown_senders), the
+        # decision stored as the intent. Read from the stored text, as a retry reads it.
+        values["intent"], unknown_answer = answer_unknown_sender(
+            session, from_phone, values["body"], parse_reply(body, None), now
+        )
     inserted = session.execute(_INSERT_INBOUND[session.get_bind().dialect.name], values)
     inbound_id = inserted.scalar()
     if inbound_id is None:  # this MessageSid is stored already: a repeated delivery
@@ -245,7 +266,7 @@ def handle_inbound_sms(
     if relatives and parsed is not None:
         return _from_relative(session, relatives, inbound, parsed, now)
     if patient is None or parsed is None:
-        return InboundResult(reply=None, intent="unknown_sender")
+        return InboundResult(reply=unknown_answer, intent=values["intent"])
     # What patient_context(session, patient) reads, loaded above with the patient.
     context = PatientContext(patient, team, drug_name(plan), plan)
     reply = _respond(session, context, inbound, parsed, checkin, pill, now)

@@ -116,6 +116,9 @@ TEMPLATE_KEYS: tuple[str, ...] = (
     "oncall_reescalation",
     "unknown_reply_help",
     *FAMILY_TEMPLATE_KEYS,
+    # To a number the companion does not know (reminders/unknown_senders.py).
+    "unknown_sender_reply",
+    "unknown_sender_reply_bilingual",
 )
 #: Placeholders that name a drug, or a test that gives the treatment away (a CMV test):
 #: never allowed in a discreet variant.

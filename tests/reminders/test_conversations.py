@@ -276,11 +276,16 @@ def test_free_text_goes_to_the_team_inbox_with_an_acknowledgement(
     assert "Friday" in alert.reason
 
 
-def test_unknown_numbers_get_no_reply(engine, session, console, clock, treated_patient) -> None:
+def test_unknown_numbers_raise_no_alert_and_get_only_the_unknown_number_answer(
+    engine, session, console, clock, treated_patient
+) -> None:
+    """Nobody's message reaches no team; the sender is told so (test_unknown_senders.py)."""
     clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     treated_patient()
     result = reply(engine, "38.5", datetime(2026, 3, 3, 9, 0, tzinfo=UTC), phone="+32470000001")
-    assert result.reply is None and alerts(session) == []
+    assert result.intent == "unknown_sender_answered" and result.patient_id is None
+    assert result.reply.endswith("Bel 112.") and "+32 2 555 01 23" not in result.reply
+    assert alerts(session) == []
 
 
 def test_unanswered_check_in_is_resent_once_then_flagged(
@@ -442,19 +447,23 @@ def test_an_unprompted_report_opens_a_check_in_that_the_message_points_to(
     assert answer.checkin_id == checkin.id and answer.dedupe_key == "reply:SMadhoc"
 
 
-def test_a_repeated_message_sid_from_an_unknown_number_is_ignored_too(
+def test_a_repeated_message_sid_from_an_unknown_number_is_stored_once_and_answered_alike(
     engine, session, console, clock, treated_patient
 ) -> None:
+    """The answer to an unknown number (tests/reminders/test_unknown_senders.py) is made
+    again for a retry, word for word; the message is stored once."""
     clock.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     treated_patient()
     now = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
     first = reply(engine, "38.5", now, sid="SMstranger", phone="+32470000001")
     again = reply(engine, "38.5", now, sid="SMstranger", phone="+32470000001")
-    assert first.intent == "unknown_sender" and not first.duplicate
-    assert again.duplicate and again.reply is None
+    assert first.intent == "unknown_sender_answered" and not first.duplicate
+    assert again.duplicate and again.reply == first.reply and "112" in first.reply
     session.expire_all()
     [inbound] = session.exec(select(InboundMessage)).all()
-    assert inbound.patient_id is None and inbound.intent is None
+    assert inbound.patient_id is None and inbound.intent == "unknown_sender_answered"
+    # No team: the answer is the webhook's TwiML only, no outbox row.
+    assert outbox(session, to_phone="+32470000001") == []
 
 
 def test_a_fever_after_a_hold_moved_the_cmv_window_advises_a_cmv_test(

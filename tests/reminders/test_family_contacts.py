@@ -367,9 +367,14 @@ def test_a_number_that_is_a_patients_and_a_contacts_is_the_patients(
 
 
 def test_an_unknown_number_stays_unknown(session: Session, family, clock) -> None:
+    """No alert, no family answer: the unknown number's own (reminders.unknown_senders)."""
     result = sms(session, "+32479000111", "she is confused", clock.now)
-    assert (result.reply, result.intent) == (None, "unknown_sender")
-    assert alerts(session) == []
+    assert result.intent == "unknown_sender_answered" and result.patient_id is None
+    # English words from a Belgian number: the answer in French, then Dutch.
+    assert result.reply.startswith("Numéro inconnu de notre service SMS")
+    assert "\nDit nummer is onbekend" in result.reply
+    assert "Marie-Thérèse" not in result.reply
+    assert alerts(session) == [] and to_family(session, "family_message_ack") == []
 
 
 # --- the nudge after two unanswered check-ins ---------------------------------------------------

@@ -257,6 +257,10 @@ def reply_values(language: str, region_code: str) -> list[dict]:
             # the most doses a course of the library has.
             "done": 56,
             "total": 57,
+            # An unknown Belgian number's answer in French, then Dutch (the only country
+            # of reminders.core.text_language.COUNTRY_LANGUAGES with two).
+            "in_first_language": render("unknown_sender_reply", "fr", region=region),
+            "in_second_language": render("unknown_sender_reply", "nl", region=region),
         }
         for reading in (37.9, 41.2)
     ]

@@ -64,6 +64,9 @@ VALUES: dict[str, dict[str, str]] = {
         "reason": "Temperature 38.4 C; cough or short of breath; CMV test advised",
         "minutes": "15",
         "code": "3VR",
+        # The two answers unknown_sender_reply_bilingual puts one after the other.
+        "in_first_language": render("unknown_sender_reply", "fr", region=get_region("BE")),
+        "in_second_language": render("unknown_sender_reply", "nl", region=get_region("BE")),
     }
     for lang in LANGUAGES
 }
@@ -162,6 +165,8 @@ TWO_SEGMENTS = {
     ("en", "oncall_alert_family"), ("fr", "oncall_alert_family"), ("nl", "oncall_alert_family"),
     ("en", "oncall_reescalation"), ("fr", "oncall_reescalation"), ("nl", "oncall_reescalation"),
     ("fr", "fever_urgent_cmv"), ("nl", "fever_urgent_cmv"), ("fr", "fever_urgent"),
+    ("en", "unknown_sender_reply_bilingual"), ("fr", "unknown_sender_reply_bilingual"),
+    ("nl", "unknown_sender_reply_bilingual"),
 }  # fmt: skip
 
 
