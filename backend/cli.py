@@ -24,7 +24,7 @@ from backend.db import get_engine
 from reminders.core.clinical_rules import LANGUAGES
 from reminders.data.db import database_unavailable, outage_reason, session_scope, writer
 from reminders.data.errors import ServiceError
-from reminders.data.models import MAX_ID, ApiToken, User
+from reminders.data.models import MAX_ID, ApiToken, Team, User
 from reminders.data.statuses import AuditAction
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
@@ -126,6 +126,12 @@ def create_user_command(
         days = current_app.config["API_TOKEN_LIFETIME_DAYS"]
         issued = create_token(session, user, name="cli", now=now, days=days, actor=None)
         click.echo(f"Created {user.role} {user.email} in team {team_name!r}.")
+        if not session.get(Team, user.team_id).care_phone:
+            # Said now rather than at the first enrolment with SMS, which is refused.
+            click.echo(
+                "The team has no care phone: patients get no SMS until an admin sets it "
+                "(Team page, 'Number patients call'; or --team-phone for a new team)."
+            )
     click.echo(f"API token (shown once, works {days} days; revoke it with `tokens revoke`):")
     click.echo(issued.secret)
 
@@ -395,7 +401,6 @@ def patients_duplicate_phones() -> None:
     their last three digits only; exits 1 when there are any.
     """
     from backend.services.patients import duplicate_phones
-    from reminders.data.models import Team
 
     with session_scope(get_engine(), write=False) as session:
         shared = duplicate_phones(session)

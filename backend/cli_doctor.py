@@ -12,7 +12,9 @@ One line per finding, ``FIX`` (the service must not run like this: exit status 1
   and with Twilio the form of each credential (an Account SID is ``AC`` and 32 hex
   digits, an auth token 32 hex digits, numbers in E.164);
 * time zone data for UTC, the default zone and every team's and patient's zone;
-* the database: reachable, and migrated to the scripts' head.
+* the database: reachable, and migrated to the scripts' head;
+* every team with patients who have SMS consent has a care phone (their SMS tell them
+  to call it: ``backend.services.care_phone``).
 
 No value of a secret is ever printed: a finding names the variable and what is wrong.
 """
@@ -33,9 +35,11 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from backend.config import in_development
 from backend.health import ReadinessProbe, database_state, gateway_check, migration_problem
+from backend.services.care_phone import teams_without_care_phone
 from reminders.data.models import Team
 
 #: The development default (``backend.config.default_config``) and the placeholder of
@@ -170,6 +174,26 @@ def stored_zones(engine: Engine) -> list[tuple[str, str]]:
         ]
 
 
+def care_phone_findings(engine: Engine) -> list[Finding]:
+    """A finding per team whose patients with SMS consent have no care phone to call.
+
+    The enrolment and the team page refuse this state; a team in it comes from before
+    that rule, or from a change made outside the app. Its patients' SMS name the
+    emergency number where the team's should be.
+    """
+    with Session(engine) as session:
+        teams = teams_without_care_phone(session)
+    return [
+        Finding(
+            True,
+            f"team {team_id} ({name!r}) has no care phone and {count} patient(s) with SMS "
+            "consent: their SMS name the emergency number instead of the team's; an admin "
+            "of the team sets it on the Team page ('Number patients call')",
+        )
+        for team_id, name, count in teams
+    ]
+
+
 def database_findings(probe: ReadinessProbe) -> tuple[list[Finding], bool]:
     """The database reachable and at the scripts' head; also whether it answered."""
     state = database_state(probe)
@@ -195,6 +219,12 @@ def diagnose(app: Flask) -> list[Finding]:
             zones += stored_zones(probe.engine)
         except Exception as exc:  # a database of an older revision, say
             findings.append(Finding(False, f"teams' time zones not checked ({type(exc).__name__})"))
+        try:
+            findings += care_phone_findings(probe.engine)
+        except Exception as exc:  # a database of an older revision, say
+            findings.append(
+                Finding(False, f"teams' care phones not checked ({type(exc).__name__})")
+            )
     findings += zone_findings(zones)
     return findings
 
@@ -202,7 +232,7 @@ def diagnose(app: Flask) -> list[Finding]:
 @click.command("doctor")
 @with_appcontext
 def doctor_command() -> None:
-    """Check the configuration, the time zone data and the database; print what to fix."""
+    """Check the configuration, the time zone data, the database and the teams' care phones."""
     findings = diagnose(current_app)
     for finding in findings:
         click.echo(finding.line())

@@ -8,6 +8,7 @@ conversation's replies (:mod:`reminders.conversations`) and the follow-ups
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -24,6 +25,8 @@ from reminders.core.regions import get_region
 from reminders.core.templates import render, resolve_language, team_name_for_sms
 from reminders.data.models import Patient, Plan, Team
 from reminders.data.plans import current_plan
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,22 @@ class PatientContext:
         """The placeholders that name the patient and the team (the same in every message).
 
         Computed once per context: a pass renders a few messages per patient.
+
+        ``team_phone`` is None for a team without a care phone: ``render`` then names the
+        emergency number of the reader's region, as such (never the team's name, which
+        a patient told to "call your care team now on ..." cannot dial). That should not
+        happen (``backend.services.care_phone`` refuses SMS consent in such a team, and
+        the removal of the number while any patient has it; ``doctor`` reports it), so
+        each time it does is logged, with ids only.
         """
         team = self.team
         patient = self.patient
+        if not team.care_phone:
+            logger.warning(
+                "team %s has no care phone: SMS for patient %s name the emergency number",
+                team.id,
+                patient.id,
+            )
         # render() spells every value in GSM-7: "Loïc" is "Loic" in the SMS (the stored
         # name is unchanged), and the message stays 160 characters a segment.
         team_name = team_name_for_sms(team.name)
@@ -56,7 +72,7 @@ class PatientContext:
                 if patient.display_name.strip()
                 else "",
                 "team_name": team_name,
-                "team_phone": display_phone(team.care_phone) if team.care_phone else team_name,
+                "team_phone": display_phone(team.care_phone) if team.care_phone else None,
                 "drug": short_name(self.drug, self.language),
                 "patient_ref": f"P{patient.id}",
                 "place": team_name,

@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from backend.dashboard.forms import UserCreateIn
+from backend.services.care_phone import refuse_removal
 from backend.services.patients import normalize_phone
 from backend.services.sessions import end_user_sessions
 from backend.services.teams import create_user
@@ -94,12 +95,18 @@ def end_member_sessions(session: Session, member: User, now: datetime) -> int:
 def set_team_phones(
     session: Session, team: Team, *, care_phone: str | None, oncall_phone: str | None, region: str
 ) -> Team:
-    """Store the team's care and on-call numbers as E.164 (empty clears the on-call number)."""
-    team.care_phone = (
-        normalize_phone(care_phone, region, field="care_phone") if care_phone else None
-    )
-    team.oncall_phone = (
+    """Store the team's care and on-call numbers as E.164 (empty clears a number).
+
+    The care phone is not cleared while an active patient of the team has SMS consent
+    (Conflict): their SMS tell them to call it (``backend.services.care_phone``).
+    """
+    new_care_phone = normalize_phone(care_phone, region, field="care_phone") if care_phone else None
+    new_oncall_phone = (
         normalize_phone(oncall_phone, region, field="oncall_phone") if oncall_phone else None
     )
+    # Both numbers are read first: a typing error is answered (422) before the state (409).
+    refuse_removal(session, team, new_care_phone)
+    team.care_phone = new_care_phone
+    team.oncall_phone = new_oncall_phone
     session.add(team)
     return team

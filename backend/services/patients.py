@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from backend.schemas import PatientIn, PatientUpdate
+from backend.services.care_phone import require_care_phone
 from backend.services.messaging import resync_patient_messages, send_welcome
 from reminders.core.regions import get_region
 from reminders.data.db import get_owned
@@ -75,9 +76,15 @@ def _flush_owning_phone(session: Session, patient: Patient) -> None:
 def create_patient(
     session: Session, team_id: int, data: PatientIn, now: datetime, *, region: str
 ) -> Patient:
-    """Enrol a patient in ``team_id``; Conflict (409) when an active patient has the number."""
+    """Enrol a patient in ``team_id``; Conflict (409) when an active patient has the number.
+
+    With SMS consent only while the team has a care phone (Conflict, field
+    ``sms_consent``): every SMS tells the patient to call it.
+    """
     values = data.model_dump()
     values["phone"] = normalize_phone(data.phone, region)
+    if data.sms_consent:
+        require_care_phone(session, team_id)
     # Unless given, the installation's region (the default one when the data lacks it).
     values["region"] = data.region or get_region(region).code
     if phone_in_use(session, values["phone"]):
@@ -94,7 +101,9 @@ def update_patient(
     """Apply the fields set in ``data`` to ``patient``.
 
     Refused (Conflict) once the patient's contact details were erased: the erasure is
-    irreversible (``backend.services.rights``), a new number means a new enrolment.
+    irreversible (``backend.services.rights``), a new number means a new enrolment. SMS
+    consent is turned on only while the team has a care phone (Conflict, field
+    ``sms_consent``).
     """
     if patient.erased_at is not None:
         raise Conflict("this patient's contact details were erased at their request")
@@ -110,6 +119,8 @@ def update_patient(
     ):
         if key in changes and changes[key] is None:
             raise InvalidInput("may not be null", field=key)
+    if changes.get("sms_consent") and not patient.sms_consent and patient.discharged_at is None:
+        require_care_phone(session, patient.team_id)
     if changes.get("phone") is not None:
         changes["phone"] = normalize_phone(changes["phone"], region)
         if patient.discharged_at is None and phone_in_use(

@@ -172,3 +172,14 @@ def emergency_fallback(language: str, region: Region | None = None) -> str:
     """What to do if the care team cannot be reached, in ``language``: call ``region``'s emergency number."""
     number = (region or default_region()).emergency_number
     return _advice()["emergency_fallback"][language].format(emergency_number=number)
+
+
+def no_care_phone(language: str, region: Region | None = None) -> str:
+    """What an SMS names in place of the team's number when the team has none, in ``language``.
+
+    ``region``'s emergency number labelled as such ("112 (emergency number)"): a sentence
+    such as "call your care team now on ..." then still gives a number that answers,
+    and says which one it is, rather than the team's name.
+    """
+    number = (region or default_region()).emergency_number
+    return _advice()["no_care_phone"][language].format(emergency_number=number)

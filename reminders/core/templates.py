@@ -33,7 +33,12 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
-from reminders.core.clinical_rules import LANGUAGES, emergency_fallback, urgent_advice
+from reminders.core.clinical_rules import (
+    LANGUAGES,
+    emergency_fallback,
+    no_care_phone,
+    urgent_advice,
+)
 from reminders.core.datafiles import read_toml
 from reminders.core.regions import Region, one_decimal
 
@@ -282,6 +287,10 @@ def render(
     the reader's ``region`` (its emergency number and temperature units; the default
     region when None), and may not be passed. Text values are spelt in GSM-7 where they
     can be (``to_gsm7``).
+
+    A ``team_phone`` of None (a team without a care phone) is written as the region's
+    emergency number, named as such in the reader's language (``advice.toml``
+    ``no_care_phone``): never a team's name where the reader looks for a number.
     """
     passed = AUTO_PLACEHOLDERS & values.keys()
     if passed:
@@ -297,6 +306,8 @@ def render(
         if name not in values:
             raise KeyError(f"template {key!r} needs a value for placeholder {{{name}}}")
         value = values[name]
+        if name == "team_phone" and value is None:
+            value = no_care_phone(lang, region)
         filled[name] = to_gsm7(value) if isinstance(value, str) else value
     return text.format_map(filled)
 

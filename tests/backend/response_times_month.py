@@ -119,7 +119,7 @@ def seed_month(session: Session, now: datetime) -> Month:
     )  # fmt: skip
     other = create_user(
         session, email=OTHER_EMAIL, team_name=OTHER_TEAM, role="admin", now=created,
-        password=PASSWORD, name="Bénédicte L’Heureux-Van Acker",
+        password=PASSWORD, name="Bénédicte L’Heureux-Van Acker", care_phone="+32 4 366 71 11",
     )  # fmt: skip
     team_id = marie.team_id
     for user, role, starts, ends in (

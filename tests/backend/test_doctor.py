@@ -7,6 +7,7 @@ status 1 when anything must be fixed; no secret's value is ever printed.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ import pytest
 from click.testing import Result
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
 
 from backend import create_app
 from backend.cli_doctor import estimated_bits
 from backend.db import get_engine
 from reminders.data.db import make_engine
+from reminders.data.models import Patient, Team
 from tests.backend.test_report_rule_ids_migration import migrate
 from tests.twilio_fake import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
 
@@ -177,6 +180,62 @@ def test_a_team_time_zone_without_data_on_this_machine(
 
     assert result.exit_code == 1, result.output
     assert "FIX   time zone 'Europe/Atlantis' (a team's) has no data here" in result.output
+
+
+def test_a_team_whose_patients_have_sms_and_no_care_phone_must_be_fixed(
+    empty_database: tuple[str, dict], tmp_path: Path
+) -> None:
+    """A team from before the rule (or changed outside the app): its patients' SMS name the
+    emergency number instead of the team's. Patients without consent, or discharged, and
+    teams with a number are no finding; nothing about a patient is printed."""
+    url = migrated_with_a_team(empty_database, "Europe/Brussels")
+    engine = make_engine(url)
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    with Session(engine) as session:
+        without = session.exec(select(Team)).one()
+        with_number = Team(name="AZ Sint-Jan Hematologie", care_phone="+3250452111", created_at=at)
+        session.add(with_number)
+        session.flush()
+        patients = [
+            (without.id, "+32470123456", True, None),
+            (without.id, "+32470123457", False, None),
+            (without.id, "+32470123458", True, at),  # discharged
+            (with_number.id, "+32470123459", True, None),
+        ]
+        for team_id, phone, consent, discharged in patients:
+            session.add(
+                Patient(
+                    team_id=team_id,
+                    display_name="Marie-Thérèse Vandenbroucke-Delacroix",
+                    phone=phone,
+                    sms_consent=consent,
+                    discharged_at=discharged,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+        session.commit()
+        team_id = without.id
+
+    result = doctor(url, tmp_path)
+
+    assert result.exit_code == 1, result.output
+    fixes = [line for line in result.output.splitlines() if line.startswith("FIX")]
+    assert fixes == [
+        f"FIX   team {team_id} ('Hématologie — Saint-Luc') has no care phone and 1 patient(s) "
+        "with SMS consent: their SMS name the emergency number instead of the team's; an "
+        "admin of the team sets it on the Team page ('Number patients call')"
+    ], result.output
+    assert "+32470" not in result.output and "Vandenbroucke" not in result.output
+
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE team SET care_phone = '+3227641111' WHERE id = :id"), {"id": team_id}
+        )
+    engine.dispose()
+    fixed = doctor(url, tmp_path)
+    assert fixed.exit_code == 0, fixed.output
+    assert fixed.output.strip().splitlines() == ["doctor: nothing to fix (0 note(s))."]
 
 
 def test_a_database_behind_or_unreachable(tmp_path: Path) -> None:

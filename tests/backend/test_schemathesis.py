@@ -79,8 +79,9 @@ def seeded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededApi]:
     SQLModel.metadata.create_all(engine)
     with Session(engine, expire_on_commit=False) as session:
         user = create_user(
-            session, email="nurse@a.example", team_name="Team A", role="nurse", now=NOW
-        )
+            session, email="nurse@a.example", team_name="Team A", role="nurse", now=NOW,
+            care_phone="+32 2 764 11 11",
+        )  # fmt: skip
         token = issue_test_token(session, user, NOW)
         team = session.get(Team, user.team_id)
         team.oncall_phone = "+32470999999"

@@ -143,7 +143,7 @@ FULL_SMS_TEAM_NAME = (
 )[:TEAM_NAME_MAX]
 TEAM_NAMES = (LONG_TEAM_NAME, FULL_SMS_TEAM_NAME, "Hématologie Saint-Luc")
 # Team numbers as patients read them (display_phone): a Belgian mobile, a United States
-# number, and none (the SMS then names the team instead).
+# number, and none (the SMS then name the region's emergency number, as such, in its place).
 TEAM_PHONES = ("+32470123456", "+16502530000", None)
 HOSPITAL_REF_MAX = Patient.__table__.c.hospital_ref.type.length
 REGIONS = ("BE", "US")

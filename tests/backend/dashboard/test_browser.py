@@ -143,8 +143,9 @@ def _seed(session: Session, now) -> tuple[Patient, Plan]:
         )
     # A patient of another team, who must never show up.
     other = create_user(
-        session, email="other@elsewhere.example", team_name="Other", role="nurse", now=now
-    )
+        session, email="other@elsewhere.example", team_name="Other", role="nurse", now=now,
+        care_phone="+32 9 332 21 11",
+    )  # fmt: skip
     create_patient(
         session,
         other.team_id,
