@@ -13,7 +13,6 @@ Twilio server, and through signed status callbacks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from reminders.dispatch import dispatch_due_messages
 from reminders.gateways import TwilioGateway
 from reminders.planning import materialise_due_messages
 from tests.backend.dashboard.conftest import PASSWORD, sign_in
+from tests.backend.test_webhooks import through
 from tests.conftest import reread
 from tests.reminders.test_family_contacts import (
     DAUGHTER_PHONE,
@@ -78,18 +78,6 @@ def dispatch(engine, fake: FakeTwilio, now) -> DispatchReport:
     return dispatch_due_messages(
         engine, gateway(fake), lambda: now, threads=1, status_callback=STATUS_URL
     )
-
-
-def through(client: FlaskClient) -> Callable[[str, dict[str, str], dict[str, str]], int]:
-    """A ``post`` for :meth:`FakeTwilio.send_status_callback` through the Flask test client."""
-
-    def post(url: str, params: dict[str, str], headers: dict[str, str]) -> int:
-        base, _, path = url.partition("/twilio/")
-        return client.post(
-            "/twilio/" + path, base_url=base, data=params, headers=headers
-        ).status_code
-
-    return post
 
 
 def alerts(session: Session, patient: Patient) -> list[Alert]:

@@ -21,7 +21,6 @@ from backend.schemas_family import FamilyContactIn
 from backend.services import family as family_service
 from backend.services.discharge import discharge_patient
 from backend.services.rights import erase_contact_details
-from reminders.conversations import handle_inbound_sms
 from reminders.core.clinical_rules import emergency_fallback
 from reminders.core.regions import get_region
 from reminders.core.templates import get_template, render, segments
@@ -34,6 +33,7 @@ from reminders.data.models import Alert, InboundMessage, OutboundMessage, Patien
 from reminders.data.retention import delete_unknown_sender_sms
 from reminders.unknown_senders import ANSWER_INTERVAL, sender_country, unknown_sender_answer
 from tests.conftest import reread
+from tests.reminders.test_family_contacts import sms
 from tests.twilio_fake import FAKE_AUTH_TOKEN, inbound_sms_params, signed_form_post
 
 BE = get_region("BE")
@@ -48,19 +48,6 @@ AMERICAN = "+12025550143"
 OUR_NUMBER = "+32460000000"
 BASE = "https://companion.test"
 PATIENT_NAME = "Marie-Thérèse Vandenbroucke-Delacroix"
-
-
-def sms(session: Session, phone: str, body: str, now, sid: str | None = None):
-    """What the webhook does with one SMS: handle it and commit."""
-    result = handle_inbound_sms(
-        session,
-        provider_sid=sid or f"SM{abs(hash((phone, body, now))):032x}"[:34],
-        from_phone=phone,
-        body=body,
-        now=now,
-    )
-    session.commit()
-    return result
 
 
 def stored(session: Session, phone: str) -> list[InboundMessage]:
