@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +36,7 @@ from backend.services.plans import start_plan
 from backend.services.prophylaxis import add_course, confirm_course
 from backend.services.teams import create_user
 from backend.services.tokens import create_token
-from reminders.data.models import Patient, Plan, ProphylaxisCourse, Team, User
+from reminders.data.models import AuditEvent, Patient, Plan, ProphylaxisCourse, Team, User
 
 pytest_plugins = ("tests.browser",)
 
@@ -70,6 +72,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 _postgres_ready: dict[str, Any] = {}
+_sqlite_template_path: dict[str, Path] = {}
 #: Each test session works in a schema of its own, so that two sessions (two developers,
 #: or a benchmark beside the tests) never drop each other's tables.
 SESSION_SCHEMA = f"test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -110,24 +113,63 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def truncate_all(engine: Engine) -> None:
-    """Empty every table (PostgreSQL), resetting identities."""
+    """Empty every table (PostgreSQL) with one TRUNCATE, resetting identities."""
     names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
-@pytest.fixture
-def database_url(db_engine_name: str, tmp_path: Any) -> Iterator[str]:
-    """A URL to an empty database with the schema, on the engine of this run."""
-    if db_engine_name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
-        engine = create_engine(url)
+def empty_all_tables(engine: Engine) -> None:
+    """Empty every table (PostgreSQL) and restart every identity, as :func:`truncate_all`.
+
+    DELETE, children first, then each sequence restarted: on a test's few rows this takes
+    a tenth of a TRUNCATE of every table, which rewrites each table's files (12 against
+    85-140 ms, before each of some 2,000 PostgreSQL tests). The audit table refuses
+    DELETE (its append-only trigger, ``AUDIT_TRIGGERS``) and is truncated on its own.
+    """
+    if "reset" not in _postgres_ready:
+        with engine.connect() as conn:
+            sequences = conn.execute(
+                text(
+                    "SELECT sequence_name FROM information_schema.sequences "
+                    "WHERE sequence_schema = current_schema()"
+                )
+            ).scalars()
+            restarts = [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
+        tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+        deletes = [f'DELETE FROM "{name}"' for name in tables if name != AuditEvent.__tablename__]
+        truncate = f'TRUNCATE "{AuditEvent.__tablename__}" RESTART IDENTITY'
+        _postgres_ready["reset"] = "; ".join([truncate, *deletes, *restarts])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(_postgres_ready["reset"])
+
+
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with every table and trigger, made once per test process.
+
+    Each test gets a copy: creating the schema costs 120 ms, copying the file 0.4 ms.
+    """
+    if "sqlite" not in _sqlite_template_path:
+        path = tmp_path_factory.mktemp("schema") / "template.sqlite3"
+        engine = create_engine(f"sqlite:///{path}")
         SQLModel.metadata.create_all(engine)
         engine.dispose()
-        yield url
+        _sqlite_template_path["sqlite"] = path
+    return _sqlite_template_path["sqlite"]
+
+
+@pytest.fixture
+def database_url(
+    db_engine_name: str, tmp_path: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A URL to an empty database with the schema, on the engine of this run."""
+    if db_engine_name == "sqlite":
+        path = tmp_path / "test.sqlite3"
+        shutil.copyfile(_sqlite_template(tmp_path_factory), path)
+        yield f"sqlite:///{path}"
     elif db_engine_name == "postgresql":
         engine = _postgres_engine()
-        truncate_all(engine)
+        empty_all_tables(engine)
         yield session_postgres_url()
     else:
         raise pytest.UsageError(f"unknown --db engine {db_engine_name!r}")

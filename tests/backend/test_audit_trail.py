@@ -121,7 +121,7 @@ def test_inserting_still_works_through_the_orm_and_raw_sql(
 
 @pytest.mark.postgresql_only
 def test_truncate_still_empties_the_table_on_postgresql(app: Flask, session: Session, row) -> None:
-    # Row triggers do not see TRUNCATE: the test fixtures empty every table with it.
+    # Row triggers do not see TRUNCATE: the test fixtures empty the audit table with it.
     session.commit()
     truncate_all(get_engine(app))
     assert session.exec(select(AuditEvent)).all() == []
