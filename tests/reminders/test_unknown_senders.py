@@ -161,6 +161,16 @@ def test_an_american_number_gets_english_and_911(session: Session, clock) -> Non
     assert result.reply == ENGLISH_US and "911" in result.reply and "112" not in result.reply
 
 
+def test_a_canadian_number_gets_911_in_english_or_in_french(session: Session, clock) -> None:
+    """+1 is shared: the number's own country (Toronto, Montréal) decides, not the code."""
+    canada = get_region("CA")
+    english = sms(session, "+14165550123", "fever and chills", clock.now)
+    assert english.reply == render("unknown_sender_reply", "en", region=canada)
+    french = sms(session, "+15145550188", "39,2 et des frissons", clock.now)
+    assert french.reply == render("unknown_sender_reply", "fr", region=canada)
+    assert all("911" in r.reply and "112" not in r.reply for r in (english, french))
+
+
 def test_one_answer_per_number_per_day(session: Session, clock) -> None:
     first = sms(session, STRANGER, "39,2 et des frissons", clock.now)
     assert first.reply == FRENCH
