@@ -90,16 +90,22 @@ _MARK_SENT = (
 )
 
 
+def _phone_number(phone: str) -> phonenumbers.PhoneNumber | None:
+    """``phone`` parsed, or None for what is no phone number (an alphanumeric sender, a short code)."""
+    try:
+        number = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
 def sender_country(phone: str) -> str | None:
     """The ISO 3166 code of the country of an E.164 number ("+32..." -> "BE"); None if unknown.
 
     None too for what is no phone number (an alphanumeric sender, a short code).
     """
-    try:
-        number = phonenumbers.parse(phone)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
+    number = _phone_number(phone)
+    if number is None:
         return None
     # A number the metadata does not call valid (a new range) still has its calling
     # code's main country: "+44 7700..." is British, "+1 ..." American.
@@ -107,13 +113,6 @@ def sender_country(phone: str) -> str | None:
         number
     ) or phonenumbers.region_code_for_country_code(number.country_code)
     return country if country and country != "ZZ" else None
-
-
-def _is_phone_number(phone: str) -> bool:
-    try:
-        return phonenumbers.is_possible_number(phonenumbers.parse(phone))
-    except phonenumbers.NumberParseException:
-        return False
 
 
 def unknown_sender_answer(phone: str, body: str) -> str:
@@ -143,7 +142,7 @@ def answer_unknown_sender(
 
     Read before the message is stored (it is inserted once, with its intent).
     """
-    if parsed.opts_out or not _is_phone_number(phone):
+    if parsed.opts_out or _phone_number(phone) is None:
         return UNANSWERED, None
     if session.execute(_STAFF_PHONE, {"phone": phone}).first() is not None:
         return UNANSWERED, None

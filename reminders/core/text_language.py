@@ -39,7 +39,7 @@ __all__ = [
 #: The languages a sender's country (ISO 3166 code, from their number) is answered in
 #: when their words tell none; any other country (or none known) is answered in English.
 #: Belgium has two: a French-speaking patient must not get a Dutch-only answer, nor the
-#: reverse, so both (the ``unknown_sender_reply_two_languages`` template, two segments).
+#: reverse, so both (the ``unknown_sender_reply_bilingual`` template, two segments).
 #: Luxembourg's patients are answered in French, the one of its languages we have.
 COUNTRY_LANGUAGES: dict[str, tuple[str, ...]] = {
     "BE": ("fr", "nl"),
